@@ -1,0 +1,132 @@
+// Package backend is the contract between a ktls connection and the engines
+// that protect its records.
+//
+// A connection's record layer is split by direction, as crypto/tls splits its
+// halfConn and as quic-go splits sealers from openers: a [Sealer] protects and
+// sends the records of one direction, an [Opener] receives and opens the
+// records of the other. A connection may run, say, a kernel Sealer with a
+// user-space Opener. Everything that is the same for every engine (alerts,
+// close_notify, KeyUpdate, limits) lives in package conn, not here.
+//
+// Optional capabilities (rekeying for TLS 1.3 KeyUpdate, sendfile) are separate
+// interfaces that a half may implement and that the connection finds by type
+// assertion.
+package backend
+
+import (
+	"errors"
+	"net"
+)
+
+// The names of the engines, as KTLS_BACKEND and BackendInfo spell them.
+const (
+	Kernel    = "kernel"    // Linux kTLS in software
+	NIC       = "nic"       // Linux kTLS with device offload
+	AFALG     = "afalg"     // the kernel crypto API through AF_ALG sockets
+	Userspace = "userspace" // ktls's own pure-Go record layer
+	Stdlib    = "stdlib"    // crypto/tls's own record layer, untouched
+)
+
+// Names lists every engine name in the order of preference of the automatic
+// choice.
+var Names = []string{Kernel, NIC, AFALG, Userspace, Stdlib}
+
+// ErrNotSupported is wrapped by an engine that cannot serve a direction with
+// the given parameters and did nothing: the connection tries its next
+// candidate. Any other error from a constructor is a failure after something
+// was done, and the connection fails.
+var ErrNotSupported = errors.New("backend: not supported")
+
+// Record content types, RFC 8446 §5.1 (the same numbers in RFC 5246 §6.2.1).
+const (
+	TypeChangeCipherSpec uint8 = 20
+	TypeAlert            uint8 = 21
+	TypeHandshake        uint8 = 22
+	TypeApplicationData  uint8 = 23
+)
+
+// MaxPlaintext is the largest plaintext one record may carry, 2^14 bytes
+// (RFC 8446 §5.1, RFC 5246 §6.2.1).
+const MaxPlaintext = 16384
+
+// Params are what an engine needs to protect one direction of a connection.
+//
+// The caller owns the slices and zeroes them when the constructor or Rekey
+// returns: an engine copies what it keeps (or hands it to the kernel) and never
+// keeps a reference.
+type Params struct {
+	// Version is tls.VersionTLS12 or tls.VersionTLS13.
+	Version uint16
+	// CipherSuite is a crypto/tls cipher suite ID; always an AEAD suite.
+	CipherSuite uint16
+	// Key is the AEAD key of this direction.
+	Key []byte
+	// IV is, for TLS 1.3 and for TLS 1.2 ChaCha20-Poly1305, the 12-byte
+	// per-record IV that is XORed with the sequence number (RFC 8446 §5.3,
+	// RFC 7905 §2); for TLS 1.2 AES-GCM, the 4-byte implicit salt, the
+	// explicit part of the nonce being the sequence number (RFC 5288 §3, as
+	// crypto/tls does).
+	IV []byte
+	// Seq is the sequence number of the next record in this direction. It is
+	// known by construction (package conn counts and verifies the records
+	// crypto/tls protected under this key); an engine must use it as given.
+	Seq uint64
+}
+
+// Link is the transport a half runs over.
+type Link struct {
+	// Conn is the raw connection under TLS (a *net.TCPConn for the kernel
+	// engines). Deadlines set on it apply to the half's I/O.
+	Conn net.Conn
+	// Buffered, for an Opener only, holds bytes of the incoming record stream
+	// that were already read from Conn and come before anything still in it.
+	// An engine that can only read from the socket itself (the kernel) must
+	// report ErrNotSupported when Buffered is not empty.
+	Buffered []byte
+}
+
+// Sealer is a connection's TX half.
+type Sealer interface {
+	// WriteRecords sends data as one or more records of content type typ,
+	// each carrying at most MaxPlaintext bytes, and returns how many bytes of
+	// data were sent. An error from WriteRecords is permanent for the
+	// direction: a record may have been half written.
+	WriteRecords(typ uint8, data []byte) (int, error)
+	// Close releases what the half holds (not Link.Conn).
+	Close() error
+}
+
+// Opener is a connection's RX half.
+type Opener interface {
+	// ReadRecord reads and opens the next record and returns its content type
+	// (for TLS 1.3 the inner type, padding removed) and its plaintext, which
+	// stays valid until the next call. A timeout from Link.Conn is returned as
+	// is and is not permanent: the next call resumes where this one stopped.
+	// A record that fails authentication or is malformed gives an error that
+	// wraps the tls.AlertError the connection must send (bad_record_mac,
+	// record_overflow, decode_error, unexpected_message).
+	ReadRecord() (typ uint8, data []byte, err error)
+	// Close releases what the half holds (not Link.Conn).
+	Close() error
+}
+
+// Rekeyer is implemented by a half that can switch to new keys in place, as
+// TLS 1.3 KeyUpdate needs (RFC 8446 §4.6.3). p carries the new key and IV and
+// Seq 0. For an Opener, Rekey is called after ReadRecord returned the
+// KeyUpdate message and before the next ReadRecord; for a Sealer, after the
+// KeyUpdate message was written under the old key.
+type Rekeyer interface {
+	Rekey(p Params) error
+}
+
+// Backend is one engine.
+type Backend interface {
+	// Name is one of the names above.
+	Name() string
+	// NewSealer installs the engine on the TX direction of l. An error that
+	// wraps ErrNotSupported means nothing was done.
+	NewSealer(l Link, p Params) (Sealer, error)
+	// NewOpener installs the engine on the RX direction of l. An error that
+	// wraps ErrNotSupported means nothing was done.
+	NewOpener(l Link, p Params) (Opener, error)
+}

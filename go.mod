@@ -1,0 +1,3 @@
+module github.com/ktls-go/ktls
+
+go 1.26
