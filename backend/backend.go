@@ -119,6 +119,14 @@ type Rekeyer interface {
 	Rekey(p Params) error
 }
 
+// Checker is implemented by an engine that can tell, without side effects
+// (from its suite table and cached feature probes), whether it can serve a
+// direction. The selector uses the answer to order candidates; a nil error is
+// not a promise, the constructor still decides.
+type Checker interface {
+	Check(tx bool, version, suite uint16) error
+}
+
 // Backend is one engine.
 type Backend interface {
 	// Name is one of the names above.
