@@ -1,0 +1,319 @@
+package selector
+
+import (
+	"crypto/tls"
+	"fmt"
+	"strings"
+
+	"github.com/ktls-go/ktls/backend"
+)
+
+// Engine is what the caller knows about one engine for one direction of one
+// connection.
+type Engine struct {
+	// Name is one of package backend's engine names.
+	Name string
+	// OK says the engine can serve this direction with these parameters, as
+	// the caller learned from the engine's cached probe and suite table.
+	OK bool
+	// Why, when !OK, is a short reason: "tls module not loaded", "suite not
+	// supported by the kernel". It goes into Candidate.Reason and must not
+	// carry secrets.
+	Why string
+}
+
+// Facts are what the selector knows about one direction of one connection.
+type Facts struct {
+	Direction   Direction
+	Version     uint16 // tls.VersionTLS12 or tls.VersionTLS13
+	CipherSuite uint16 // a crypto/tls cipher suite ID
+	// KeysKnown says the connection knows this direction's keys and sequence
+	// number with certainty (DESIGN.md step 4). When it does not, Unknown
+	// says why; it goes into the reason.
+	KeysKnown bool
+	Unknown   string
+	// Engines are the engines wired into this program, in no particular
+	// order. stdlib need not be listed: it is always possible, whatever an
+	// entry for it says. A name listed twice is OK only if every entry says
+	// so. Names that are not engines are ignored.
+	Engines []Engine
+	// AESHardware says the CPU has AES instructions (AES-NI, ARMv8 AES).
+	AESHardware bool
+}
+
+// Candidate is one engine to try.
+type Candidate struct {
+	Name string
+	// Reason says why this engine is in the list, and why the engines before
+	// it in the order of preference were passed over or, if they are earlier
+	// in the list, what it means to have reached this one: "auto",
+	// "auto; kernel: tls module not loaded", "forced kernel unavailable: tls
+	// module not loaded", "forced kernel did not install".
+	Reason string
+}
+
+// String returns "name (reason)".
+func (c Candidate) String() string {
+	return c.Name + " (" + c.Reason + ")"
+}
+
+// Describe joins the candidates installed on each direction into the reason a
+// connection gives for its backends, e.g.
+// "tx: kernel (auto); rx: userspace (auto; kernel: suite not supported by the kernel)".
+func Describe(tx, rx Candidate) string {
+	return "tx: " + tx.String() + "; rx: " + rx.String()
+}
+
+// StrictError is returned, in strict mode, when the engine forced on a
+// direction cannot serve it (DESIGN.md, "Forcing a backend": with
+// KTLS_STRICT=1 the handshake fails with a typed error instead of falling
+// back).
+//
+// Candidates returns it when the facts already rule the forced engine out.
+// When the facts allow it, Candidates returns the forced engine alone, and the
+// caller returns a StrictError of its own if the install then reports
+// backend.ErrNotSupported, with the install's message as Reason.
+type StrictError struct {
+	Direction Direction
+	Forced    string // the engine forced on Direction
+	Reason    string // why it cannot serve
+}
+
+func (e *StrictError) Error() string {
+	return fmt.Sprintf("selector: %s: %s forced to %s, which cannot serve: %s", EnvStrict, e.Direction, e.Forced, e.Reason)
+}
+
+// autoOrder returns the automatic order of preference, best first (DESIGN.md,
+// the backend table):
+//
+//   - nic first: kTLS with device offload takes the crypto off the CPU
+//     altogether; its engine verifies the offload per socket and reports
+//     !OK otherwise ("verified per socket, else it is plain kernel");
+//   - kernel next: the records never cross into user space, and it is what
+//     makes sendfile/splice zero-copy (DESIGN.md step 8);
+//   - afalg only under the conditions of afalgAuto, and then before
+//     userspace, since the one case it exists for (a hardware crypto engine,
+//     no kTLS, no AES instructions) is exactly where it beats userspace; after
+//     userspace it would never be reached, as userspace serves every AEAD
+//     suite;
+//   - userspace for every other AEAD case;
+//   - stdlib last, always (added by the caller of autoOrder).
+//
+// backend.Names lists kernel before nic; the automatic order here puts nic
+// first because nic is kernel plus offload, and an engine that reports OK for
+// nic has verified the offload on this very socket.
+//
+// A function rather than a package variable, so that nothing can change it.
+func autoOrder() [4]string {
+	return [...]string{backend.NIC, backend.Kernel, backend.AFALG, backend.Userspace}
+}
+
+// Candidates returns the engines to try, in order, for the direction of f.
+// The caller installs the first one that takes the direction; one that
+// reports backend.ErrNotSupported is passed over for the next (DESIGN.md
+// step 6).
+//
+// The rules, in order:
+//
+//  1. A direction forced to stdlib gets [stdlib].
+//  2. A version other than TLS 1.2 and 1.3, a suite that is not an AEAD
+//     suite of that version (DESIGN.md step 3: "CBC suites stay stdlib"), or
+//     keys or sequence numbers not known with certainty (DESIGN.md step 4: "if
+//     anything is uncertain, that connection stays stdlib") leave only stdlib;
+//     a direction forced to another engine then gets a *StrictError in strict
+//     mode, or [stdlib] with the reason "forced X unavailable: why".
+//  3. A direction forced to an engine that is not wired in or not OK gets a
+//     *StrictError in strict mode, else the automatic order without that
+//     engine, each reason starting "forced X unavailable: why".
+//  4. A direction forced to an engine that is OK gets that engine first. In
+//     strict mode it gets that engine alone, so that an install refused at run
+//     time (a setsockopt the kernel rejects) fails the connection rather than
+//     falling back; the list then does not end with stdlib, and running out
+//     of candidates is the caller's StrictError. Otherwise the automatic order
+//     without the forced engine follows, each reason starting "forced X did
+//     not install": the facts said the engine could serve, so reaching the
+//     fallback means its install refused, and falling back to the best of the
+//     rest (rather than straight to stdlib) is what the operator would have
+//     got without forcing.
+//  5. Otherwise the automatic order: nic, kernel, userspace, stdlib, each
+//     only if wired in and OK, with afalg between kernel and userspace only
+//     under the conditions of afalgAuto.
+//
+// Apart from rule 4 in strict mode, the list always ends with stdlib, which
+// is always possible. The reason of each automatic candidate also names the
+// engines ahead of it in the order that were wired in but not OK, with their
+// Why, and the ones earlier in the list, which did not install if this one is
+// reached. An invalid direction or a Policy whose Spec names no engine (one
+// built by hand) is an error.
+func (p Policy) Candidates(f Facts) ([]Candidate, error) {
+	if f.Direction != TX && f.Direction != RX {
+		return nil, fmt.Errorf("selector: invalid direction %d", int(f.Direction))
+	}
+	forced := p.Spec.For(f.Direction)
+	if forced != Auto && !isEngine(forced) {
+		return nil, fmt.Errorf("selector: %s forced to unknown backend %q (%s)", f.Direction, forced, accepted)
+	}
+
+	// Rule 1.
+	if forced == backend.Stdlib {
+		return []Candidate{{Name: backend.Stdlib, Reason: "forced"}}, nil
+	}
+
+	// Rule 2: facts about the connection that rule out every engine.
+	if why := stdlibOnly(f); why != "" {
+		if forced == Auto {
+			return []Candidate{{Name: backend.Stdlib, Reason: why}}, nil
+		}
+		if p.Strict {
+			return nil, &StrictError{Direction: f.Direction, Forced: forced, Reason: why}
+		}
+		return []Candidate{{Name: backend.Stdlib, Reason: "forced " + forced + " unavailable: " + why}}, nil
+	}
+
+	if forced == Auto {
+		// Rule 5.
+		return autoCandidates(f, "", "auto"), nil
+	}
+
+	// Rule 3.
+	wired, ok, why := lookup(f.Engines, forced)
+	if !wired {
+		why = "not wired into this program"
+	}
+	if !ok {
+		if p.Strict {
+			return nil, &StrictError{Direction: f.Direction, Forced: forced, Reason: why}
+		}
+		return autoCandidates(f, forced, "forced "+forced+" unavailable: "+why), nil
+	}
+
+	// Rule 4.
+	list := []Candidate{{Name: forced, Reason: "forced"}}
+	if p.Strict {
+		return list, nil
+	}
+	return append(list, autoCandidates(f, forced, "forced "+forced+" did not install")...), nil
+}
+
+// autoCandidates returns the automatic order without the engine exclude,
+// ending with stdlib. Each reason is prefix, then the notes about the engines
+// passed over before it.
+func autoCandidates(f Facts, exclude, prefix string) []Candidate {
+	var list []Candidate
+	var notes []string
+	reason := func() string {
+		if len(notes) == 0 {
+			return prefix
+		}
+		return prefix + "; " + strings.Join(notes, "; ")
+	}
+	for _, name := range autoOrder() {
+		if name == exclude {
+			continue
+		}
+		if name == backend.AFALG && !afalgAuto(f) {
+			// Opt-in only: passed over without a note, since it is not
+			// part of the automatic order on this host.
+			continue
+		}
+		wired, ok, why := lookup(f.Engines, name)
+		if !wired {
+			// An engine this program does not include is no news for the
+			// reason of every connection.
+			continue
+		}
+		if !ok {
+			notes = append(notes, name+": "+why)
+			continue
+		}
+		list = append(list, Candidate{Name: name, Reason: reason()})
+		notes = append(notes, name+" did not install")
+	}
+	return append(list, Candidate{Name: backend.Stdlib, Reason: reason()})
+}
+
+// afalgAuto reports whether afalg joins the automatic order. DESIGN.md's
+// table: afalg is the choice "only where a hardware crypto engine serves
+// gcm(aes) and kTLS is missing; opt-in otherwise", because AF_ALG is
+// deprecated upstream, slower than in-process AES on any CPU with AES
+// instructions (a syscall and a copy per record against a few cycles per
+// byte), and had a local-root bug through splice (CVE-2026-31431). So it is
+// chosen automatically only when its engine reports OK (which is where the
+// engine says whether a hardware gcm(aes) serves this suite), the CPU has no
+// AES instructions, and kernel kTLS cannot serve.
+func afalgAuto(f Facts) bool {
+	_, afalgOK, _ := lookup(f.Engines, backend.AFALG)
+	_, kernelOK, _ := lookup(f.Engines, backend.Kernel)
+	return afalgOK && !f.AESHardware && !kernelOK
+}
+
+// lookup returns whether name is wired in, whether it can serve, and why not.
+// It is never asked about stdlib, which is always possible whatever Engines
+// say. An engine listed more than once is OK only if every entry says so: a
+// caller that contradicts itself gets the cautious answer.
+func lookup(engines []Engine, name string) (wired, ok bool, why string) {
+	for _, e := range engines {
+		if e.Name != name {
+			continue
+		}
+		if !wired {
+			wired, ok = true, true
+		}
+		if !e.OK && ok {
+			ok, why = false, e.Why
+			if why == "" {
+				why = "cannot serve"
+			}
+		}
+	}
+	return wired, ok, why
+}
+
+// stdlibOnly returns why no engine but stdlib may take this direction, or "".
+func stdlibOnly(f Facts) string {
+	switch f.Version {
+	case tls.VersionTLS12, tls.VersionTLS13:
+	default:
+		return tls.VersionName(f.Version) + " is not served by any engine"
+	}
+	if !aeadSuite(f.Version, f.CipherSuite) {
+		return tls.CipherSuiteName(f.CipherSuite) + " is not a " + tls.VersionName(f.Version) + " AEAD suite"
+	}
+	if !f.KeysKnown {
+		if f.Unknown == "" {
+			return "keys or sequence numbers not known"
+		}
+		return "keys or sequence numbers not known: " + f.Unknown
+	}
+	return ""
+}
+
+// aeadSuite reports whether suite is an AEAD suite that crypto/tls negotiates
+// under version: the only suites any engine but stdlib can take (DESIGN.md
+// step 3; RFC 8446 §B.4 for TLS 1.3, RFC 5288, RFC 5289 and RFC 7905 for
+// TLS 1.2). A safety net under the engines' own suite tables, so that a CBC
+// suite stays stdlib even if an engine were to answer OK for it.
+func aeadSuite(version, suite uint16) bool {
+	switch version {
+	case tls.VersionTLS13:
+		switch suite {
+		case tls.TLS_AES_128_GCM_SHA256,
+			tls.TLS_AES_256_GCM_SHA384,
+			tls.TLS_CHACHA20_POLY1305_SHA256:
+			return true
+		}
+	case tls.VersionTLS12:
+		switch suite {
+		case tls.TLS_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256:
+			return true
+		}
+	}
+	return false
+}

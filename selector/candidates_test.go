@@ -1,0 +1,636 @@
+package selector
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// yes and no describe an engine that can and cannot serve.
+func yes(name string) Engine     { return Engine{Name: name, OK: true} }
+func no(name, why string) Engine { return Engine{Name: name, Why: why} }
+
+// Engine sets for the tables; tests only read them.
+var (
+	allOK   = []Engine{yes("userspace"), yes("afalg"), yes("kernel"), yes("nic")}
+	noKTLS  = []Engine{no("nic", "tls module not loaded"), no("kernel", "tls module not loaded"), yes("afalg"), yes("userspace")}
+	noNIC   = []Engine{no("nic", "no offload on the egress device"), yes("kernel"), yes("userspace")}
+	onlyUS  = []Engine{yes("userspace")}
+	noKTLS2 = []Engine{no("kernel", "tls module not loaded"), yes("userspace")}
+)
+
+// facts returns the facts of a TLS 1.3 AES-128-GCM direction with known keys
+// on a CPU with AES instructions.
+func facts(d Direction, engines ...Engine) Facts {
+	return Facts{
+		Direction:   d,
+		Version:     tls.VersionTLS13,
+		CipherSuite: tls.TLS_AES_128_GCM_SHA256,
+		KeysKnown:   true,
+		Engines:     engines,
+		AESHardware: true,
+	}
+}
+
+func with(f Facts, change func(*Facts)) Facts {
+	change(&f)
+	return f
+}
+
+func policy(spec string, strict bool) Policy {
+	s, err := ParseSpec(spec)
+	if err != nil {
+		panic(err)
+	}
+	return Policy{Spec: s, Strict: strict}
+}
+
+func TestCandidates(t *testing.T) {
+	noAES := func(f *Facts) { f.AESHardware = false }
+	tests := []struct {
+		name   string
+		policy Policy
+		facts  Facts
+		want   []Candidate
+	}{
+		// Rule 5: the automatic order.
+		{
+			name:   "auto, every engine OK",
+			policy: policy("auto", false),
+			facts:  facts(TX, allOK...),
+			want: []Candidate{
+				{"nic", "auto"},
+				{"kernel", "auto; nic did not install"},
+				{"userspace", "auto; nic did not install; kernel did not install"},
+				{"stdlib", "auto; nic did not install; kernel did not install; userspace did not install"},
+			},
+		},
+		{
+			name:   "auto, no NIC offload",
+			policy: policy("", false),
+			facts:  facts(RX, noNIC...),
+			want: []Candidate{
+				{"kernel", "auto; nic: no offload on the egress device"},
+				{"userspace", "auto; nic: no offload on the egress device; kernel did not install"},
+				{"stdlib", "auto; nic: no offload on the egress device; kernel did not install; userspace did not install"},
+			},
+		},
+		{
+			name:   "auto, no kTLS, AES instructions: no afalg",
+			policy: policy("auto", false),
+			facts:  facts(TX, noKTLS...),
+			want: []Candidate{
+				{"userspace", "auto; nic: tls module not loaded; kernel: tls module not loaded"},
+				{"stdlib", "auto; nic: tls module not loaded; kernel: tls module not loaded; userspace did not install"},
+			},
+		},
+		{
+			name:   "auto, only userspace wired in",
+			policy: policy("auto", false),
+			facts:  facts(TX, onlyUS...),
+			want:   []Candidate{{"userspace", "auto"}, {"stdlib", "auto; userspace did not install"}},
+		},
+		{
+			name:   "auto, nothing wired in",
+			policy: policy("auto", false),
+			facts:  facts(TX),
+			want:   []Candidate{{"stdlib", "auto"}},
+		},
+		{
+			name:   "auto, stdlib listed as not OK is still possible",
+			policy: policy("auto", false),
+			facts:  facts(TX, no("stdlib", "whatever")),
+			want:   []Candidate{{"stdlib", "auto"}},
+		},
+		{
+			name:   "auto, names that are not engines are ignored",
+			policy: policy("auto", false),
+			facts:  facts(TX, yes("quic"), no("kernal", "typo"), yes("userspace")),
+			want:   []Candidate{{"userspace", "auto"}, {"stdlib", "auto; userspace did not install"}},
+		},
+		{
+			name:   "auto, an engine listed twice is OK only if both say so",
+			policy: policy("auto", false),
+			facts:  facts(TX, yes("kernel"), no("kernel", "second opinion"), no("kernel", "third"), yes("userspace")),
+			want: []Candidate{
+				{"userspace", "auto; kernel: second opinion"},
+				{"stdlib", "auto; kernel: second opinion; userspace did not install"},
+			},
+		},
+		{
+			name:   "auto, an empty Why reads cannot serve",
+			policy: policy("auto", false),
+			facts:  facts(TX, no("kernel", ""), yes("userspace")),
+			want: []Candidate{
+				{"userspace", "auto; kernel: cannot serve"},
+				{"stdlib", "auto; kernel: cannot serve; userspace did not install"},
+			},
+		},
+		{
+			name:   "auto, strict changes nothing for an automatic direction",
+			policy: policy("tx=kernel", true),
+			facts:  facts(RX, noKTLS2...),
+			want: []Candidate{
+				{"userspace", "auto; kernel: tls module not loaded"},
+				{"stdlib", "auto; kernel: tls module not loaded; userspace did not install"},
+			},
+		},
+		{
+			name:   "auto, TLS 1.2 ChaCha20-Poly1305",
+			policy: policy("auto", false),
+			facts: with(facts(TX, noNIC...), func(f *Facts) {
+				f.Version, f.CipherSuite = tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+			}),
+			want: []Candidate{
+				{"kernel", "auto; nic: no offload on the egress device"},
+				{"userspace", "auto; nic: no offload on the egress device; kernel did not install"},
+				{"stdlib", "auto; nic: no offload on the egress device; kernel did not install; userspace did not install"},
+			},
+		},
+
+		// afalg in the automatic order.
+		{
+			name:   "afalg: OK, no AES instructions, no kTLS: before userspace",
+			policy: policy("auto", false),
+			facts:  with(facts(TX, noKTLS...), noAES),
+			want: []Candidate{
+				{"afalg", "auto; nic: tls module not loaded; kernel: tls module not loaded"},
+				{"userspace", "auto; nic: tls module not loaded; kernel: tls module not loaded; afalg did not install"},
+				{"stdlib", "auto; nic: tls module not loaded; kernel: tls module not loaded; afalg did not install; userspace did not install"},
+			},
+		},
+		{
+			name:   "afalg: OK, no AES instructions, kernel not wired in",
+			policy: policy("auto", false),
+			facts:  with(facts(TX, yes("afalg"), yes("userspace")), noAES),
+			want: []Candidate{
+				{"afalg", "auto"},
+				{"userspace", "auto; afalg did not install"},
+				{"stdlib", "auto; afalg did not install; userspace did not install"},
+			},
+		},
+		{
+			name:   "afalg: OK, no AES instructions, kernel OK: not chosen",
+			policy: policy("auto", false),
+			facts:  with(facts(TX, yes("kernel"), yes("afalg"), yes("userspace")), noAES),
+			want: []Candidate{
+				{"kernel", "auto"},
+				{"userspace", "auto; kernel did not install"},
+				{"stdlib", "auto; kernel did not install; userspace did not install"},
+			},
+		},
+		{
+			name:   "afalg: not OK, no AES instructions, no kTLS: not chosen, no note",
+			policy: policy("auto", false),
+			facts:  with(facts(TX, no("kernel", "tls module not loaded"), no("afalg", "no gcm(aes)"), yes("userspace")), noAES),
+			want: []Candidate{
+				{"userspace", "auto; kernel: tls module not loaded"},
+				{"stdlib", "auto; kernel: tls module not loaded; userspace did not install"},
+			},
+		},
+		{
+			name:   "afalg: OK, AES instructions, nothing else: not chosen",
+			policy: policy("auto", false),
+			facts:  facts(TX, yes("afalg")),
+			want:   []Candidate{{"stdlib", "auto"}},
+		},
+
+		// Rule 4: a forced engine that can serve.
+		{
+			name:   "forced kernel, OK: first, then the rest of the automatic order",
+			policy: policy("kernel", false),
+			facts:  facts(TX, allOK...),
+			want: []Candidate{
+				{"kernel", "forced"},
+				{"nic", "forced kernel did not install"},
+				{"userspace", "forced kernel did not install; nic did not install"},
+				{"stdlib", "forced kernel did not install; nic did not install; userspace did not install"},
+			},
+		},
+		{
+			name:   "forced kernel, OK, strict: alone",
+			policy: policy("kernel", true),
+			facts:  facts(TX, allOK...),
+			want:   []Candidate{{"kernel", "forced"}},
+		},
+		{
+			name:   "forced afalg, OK, AES instructions: the user opted in",
+			policy: policy("rx=afalg", false),
+			facts:  facts(RX, allOK...),
+			want: []Candidate{
+				{"afalg", "forced"},
+				{"nic", "forced afalg did not install"},
+				{"kernel", "forced afalg did not install; nic did not install"},
+				{"userspace", "forced afalg did not install; nic did not install; kernel did not install"},
+				{"stdlib", "forced afalg did not install; nic did not install; kernel did not install; userspace did not install"},
+			},
+		},
+		{
+			name:   "forced userspace, OK, per direction",
+			policy: policy("tx=kernel,rx=userspace", false),
+			facts:  facts(RX, noNIC...),
+			want: []Candidate{
+				{"userspace", "forced"},
+				{"kernel", "forced userspace did not install; nic: no offload on the egress device"},
+				{"stdlib", "forced userspace did not install; nic: no offload on the egress device; kernel did not install"},
+			},
+		},
+
+		// Rule 3: a forced engine that cannot serve.
+		{
+			name:   "forced kernel, not OK: the automatic order, reason recorded",
+			policy: policy("kernel", false),
+			facts:  facts(TX, noKTLS2...),
+			want: []Candidate{
+				{"userspace", "forced kernel unavailable: tls module not loaded"},
+				{"stdlib", "forced kernel unavailable: tls module not loaded; userspace did not install"},
+			},
+		},
+		{
+			name:   "forced kernel, not OK, nic not OK either",
+			policy: policy("kernel", false),
+			facts:  facts(TX, noKTLS...),
+			want: []Candidate{
+				{"userspace", "forced kernel unavailable: tls module not loaded; nic: tls module not loaded"},
+				{"stdlib", "forced kernel unavailable: tls module not loaded; nic: tls module not loaded; userspace did not install"},
+			},
+		},
+		{
+			name:   "forced nic, not wired in",
+			policy: policy("nic", false),
+			facts:  facts(TX, onlyUS...),
+			want: []Candidate{
+				{"userspace", "forced nic unavailable: not wired into this program"},
+				{"stdlib", "forced nic unavailable: not wired into this program; userspace did not install"},
+			},
+		},
+		{
+			name:   "forced kernel, not OK, no AES instructions: afalg joins the fallback",
+			policy: policy("kernel", false),
+			facts:  with(facts(TX, no("kernel", "tls module not loaded"), yes("afalg"), yes("userspace")), noAES),
+			want: []Candidate{
+				{"afalg", "forced kernel unavailable: tls module not loaded"},
+				{"userspace", "forced kernel unavailable: tls module not loaded; afalg did not install"},
+				{"stdlib", "forced kernel unavailable: tls module not loaded; afalg did not install; userspace did not install"},
+			},
+		},
+
+		// Rule 1: forced stdlib.
+		{
+			name:   "forced stdlib",
+			policy: policy("stdlib", false),
+			facts:  facts(TX, allOK...),
+			want:   []Candidate{{"stdlib", "forced"}},
+		},
+		{
+			name:   "forced stdlib, strict, keys unknown",
+			policy: policy("stdlib", true),
+			facts:  with(facts(TX, allOK...), func(f *Facts) { f.KeysKnown = false }),
+			want:   []Candidate{{"stdlib", "forced"}},
+		},
+
+		// Rule 2: facts that leave only stdlib.
+		{
+			name:   "keys unknown",
+			policy: policy("auto", false),
+			facts: with(facts(RX, allOK...), func(f *Facts) {
+				f.KeysKnown, f.Unknown = false, "peer's ChangeCipherSpec not seen"
+			}),
+			want: []Candidate{{"stdlib", "keys or sequence numbers not known: peer's ChangeCipherSpec not seen"}},
+		},
+		{
+			name:   "keys unknown, no detail",
+			policy: policy("auto", true),
+			facts:  with(facts(RX, allOK...), func(f *Facts) { f.KeysKnown = false }),
+			want:   []Candidate{{"stdlib", "keys or sequence numbers not known"}},
+		},
+		{
+			name:   "keys unknown, forced kernel",
+			policy: policy("kernel", false),
+			facts: with(facts(TX, allOK...), func(f *Facts) {
+				f.KeysKnown, f.Unknown = false, "ticket count uncertain"
+			}),
+			want: []Candidate{{"stdlib", "forced kernel unavailable: keys or sequence numbers not known: ticket count uncertain"}},
+		},
+		{
+			name:   "TLS 1.2 CBC suite",
+			policy: policy("auto", false),
+			facts: with(facts(TX, allOK...), func(f *Facts) {
+				f.Version, f.CipherSuite = tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA
+			}),
+			want: []Candidate{{"stdlib", "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA is not a TLS 1.2 AEAD suite"}},
+		},
+		{
+			name:   "TLS 1.3 suite under TLS 1.2",
+			policy: policy("auto", false),
+			facts:  with(facts(TX, allOK...), func(f *Facts) { f.Version = tls.VersionTLS12 }),
+			want:   []Candidate{{"stdlib", "TLS_AES_128_GCM_SHA256 is not a TLS 1.2 AEAD suite"}},
+		},
+		{
+			name:   "TLS 1.2 suite under TLS 1.3",
+			policy: policy("auto", false),
+			facts: with(facts(TX, allOK...), func(f *Facts) {
+				f.CipherSuite = tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+			}),
+			want: []Candidate{{"stdlib", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 is not a TLS 1.3 AEAD suite"}},
+		},
+		{
+			name:   "TLS 1.1",
+			policy: policy("userspace", false),
+			facts: with(facts(TX, allOK...), func(f *Facts) {
+				f.Version, f.CipherSuite = tls.VersionTLS11, tls.TLS_RSA_WITH_AES_128_CBC_SHA
+			}),
+			want: []Candidate{{"stdlib", "forced userspace unavailable: TLS 1.1 is not served by any engine"}},
+		},
+		{
+			name:   "unknown version",
+			policy: policy("auto", false),
+			facts:  with(facts(TX, allOK...), func(f *Facts) { f.Version = 0 }),
+			want:   []Candidate{{"stdlib", "0x0000 is not served by any engine"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.policy.Candidates(tt.facts)
+			if err != nil {
+				t.Fatalf("Candidates: %v", err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Candidates =\n%s\nwant\n%s", fmtList(got), fmtList(tt.want))
+			}
+		})
+	}
+}
+
+func TestCandidatesStrictError(t *testing.T) {
+	tests := []struct {
+		name   string
+		policy Policy
+		facts  Facts
+		want   StrictError
+		msg    string
+	}{
+		{
+			name:   "forced kernel, not OK",
+			policy: policy("kernel", true),
+			facts:  facts(TX, noKTLS...),
+			want:   StrictError{TX, "kernel", "tls module not loaded"},
+			msg:    "selector: KTLS_STRICT: tx forced to kernel, which cannot serve: tls module not loaded",
+		},
+		{
+			name:   "forced nic, not wired in",
+			policy: policy("rx=nic", true),
+			facts:  facts(RX, onlyUS...),
+			want:   StrictError{RX, "nic", "not wired into this program"},
+			msg:    "selector: KTLS_STRICT: rx forced to nic, which cannot serve: not wired into this program",
+		},
+		{
+			name:   "forced userspace, keys unknown",
+			policy: policy("userspace", true),
+			facts:  with(facts(RX, allOK...), func(f *Facts) { f.KeysKnown, f.Unknown = false, "records buffered" }),
+			want:   StrictError{RX, "userspace", "keys or sequence numbers not known: records buffered"},
+			msg:    "selector: KTLS_STRICT: rx forced to userspace, which cannot serve: keys or sequence numbers not known: records buffered",
+		},
+		{
+			name:   "forced kernel, CBC suite",
+			policy: policy("kernel", true),
+			facts: with(facts(TX, allOK...), func(f *Facts) {
+				f.Version, f.CipherSuite = tls.VersionTLS12, tls.TLS_RSA_WITH_AES_256_CBC_SHA
+			}),
+			want: StrictError{TX, "kernel", "TLS_RSA_WITH_AES_256_CBC_SHA is not a TLS 1.2 AEAD suite"},
+			msg:  "selector: KTLS_STRICT: tx forced to kernel, which cannot serve: TLS_RSA_WITH_AES_256_CBC_SHA is not a TLS 1.2 AEAD suite",
+		},
+		{
+			name:   "forced afalg, not OK, even where auto would skip it",
+			policy: policy("afalg", true),
+			facts:  facts(TX, no("afalg", "no gcm(aes) driver"), yes("userspace")),
+			want:   StrictError{TX, "afalg", "no gcm(aes) driver"},
+			msg:    "selector: KTLS_STRICT: tx forced to afalg, which cannot serve: no gcm(aes) driver",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.policy.Candidates(tt.facts)
+			var se *StrictError
+			if !errors.As(err, &se) {
+				t.Fatalf("Candidates = %v, %v; want a *StrictError", got, err)
+			}
+			if got != nil {
+				t.Errorf("Candidates = %v with an error, want nil", got)
+			}
+			if *se != tt.want {
+				t.Errorf("StrictError = %#v, want %#v", *se, tt.want)
+			}
+			if err.Error() != tt.msg {
+				t.Errorf("Error():\n got %s\nwant %s", err, tt.msg)
+			}
+		})
+	}
+}
+
+func TestCandidatesInvalid(t *testing.T) {
+	tests := []struct {
+		name   string
+		policy Policy
+		facts  Facts
+		want   string
+	}{
+		{
+			name:   "invalid direction",
+			policy: Policy{},
+			facts:  facts(2, allOK...),
+			want:   "selector: invalid direction 2",
+		},
+		{
+			name:   "hand-built policy with a bad name",
+			policy: Policy{Spec: Spec{RX: "kernal"}},
+			facts:  facts(RX, allOK...),
+			want:   `selector: rx forced to unknown backend "kernal" (accepted: auto, kernel, nic, afalg, userspace, stdlib, or tx=NAME,rx=NAME)`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.policy.Candidates(tt.facts)
+			if err == nil {
+				t.Fatalf("Candidates = %v, want error", got)
+			}
+			if err.Error() != tt.want {
+				t.Errorf("error:\n got %s\nwant %s", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestCandidatesInvariants runs every combination of engine states, CPU, key
+// certainty, forced engine and strictness through Candidates and checks the
+// properties the rules promise, so that a rule added later cannot break one
+// silently.
+func TestCandidatesInvariants(t *testing.T) {
+	engines := []string{"nic", "kernel", "afalg", "userspace"}
+	const (
+		absent = iota
+		notOK
+		isOK
+	)
+	specs := []string{"auto", "nic", "kernel", "afalg", "userspace", "stdlib"}
+	n := 0
+	for combo := range 81 { // 3 states for each of 4 engines
+		var list []Engine
+		state := map[string]int{}
+		c := combo
+		for _, name := range engines {
+			state[name] = c % 3
+			c /= 3
+			switch state[name] {
+			case notOK:
+				list = append(list, no(name, name+" says no"))
+			case isOK:
+				list = append(list, yes(name))
+			}
+		}
+		for _, aes := range []bool{false, true} {
+			for _, keys := range []bool{false, true} {
+				for _, forced := range specs {
+					for _, strict := range []bool{false, true} {
+						for _, d := range []Direction{TX, RX} {
+							n++
+							f := Facts{Direction: d, Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_256_GCM_SHA384,
+								KeysKnown: keys, Unknown: "x", Engines: list, AESHardware: aes}
+							p := Policy{Spec: Spec{TX: forced, RX: forced}, Strict: strict}
+							label := fmt.Sprintf("state=%v aes=%v keys=%v forced=%s strict=%v %s", state, aes, keys, forced, strict, d)
+							checkInvariants(t, label, p, f, forced, state[forced] == isOK, state)
+						}
+					}
+				}
+			}
+		}
+	}
+	if n != 81*2*2*6*2*2 {
+		t.Fatalf("ran %d cases", n)
+	}
+}
+
+func checkInvariants(t *testing.T, label string, p Policy, f Facts, forced string, forcedOK bool, state map[string]int) {
+	t.Helper()
+	const isOK = 2
+	got, err := p.Candidates(f)
+	isForced := forced != "auto" && forced != "stdlib"
+	canServe := forced == "stdlib" || (forcedOK && f.KeysKnown)
+	if p.Strict && isForced && !canServe {
+		var se *StrictError
+		if !errors.As(err, &se) || se.Direction != f.Direction || se.Forced != forced || se.Reason == "" {
+			t.Fatalf("%s: got %v, %v; want a StrictError", label, got, err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", label, err)
+	}
+	if len(got) == 0 {
+		t.Fatalf("%s: empty list", label)
+	}
+	seen := map[string]bool{}
+	for i, c := range got {
+		if seen[c.Name] {
+			t.Fatalf("%s: %s twice in %v", label, c.Name, got)
+		}
+		seen[c.Name] = true
+		if c.Reason == "" {
+			t.Fatalf("%s: empty reason in %v", label, got)
+		}
+		if c.Name != "stdlib" && state[c.Name] != isOK {
+			t.Fatalf("%s: %s listed but not OK: %v", label, c.Name, got)
+		}
+		if c.Name != "stdlib" && !f.KeysKnown {
+			t.Fatalf("%s: %s listed with keys unknown: %v", label, c.Name, got)
+		}
+		if c.Name == "afalg" && !(forced == "afalg" && i == 0) &&
+			(f.AESHardware || state["kernel"] == isOK) {
+			t.Fatalf("%s: afalg chosen automatically against the rule: %v", label, got)
+		}
+	}
+	switch {
+	case forced == "stdlib":
+		if !reflect.DeepEqual(got, []Candidate{{"stdlib", "forced"}}) {
+			t.Fatalf("%s: %v, want [stdlib (forced)]", label, got)
+		}
+		return
+	case isForced && canServe:
+		if got[0] != (Candidate{forced, "forced"}) {
+			t.Fatalf("%s: %v, want %s first", label, got, forced)
+		}
+		if p.Strict {
+			if len(got) != 1 {
+				t.Fatalf("%s: strict %v, want %s alone", label, got, forced)
+			}
+			return
+		}
+		got = got[1:]
+	}
+	if last := got[len(got)-1]; last.Name != "stdlib" {
+		t.Fatalf("%s: %v does not end with stdlib", label, got)
+	}
+	// What follows the forced engine is in the automatic order.
+	order := []string{"nic", "kernel", "afalg", "userspace", "stdlib"}
+	idx := func(name string) int { return slices.Index(order, name) }
+	if !slices.IsSortedFunc(got, func(a, b Candidate) int { return idx(a.Name) - idx(b.Name) }) {
+		t.Fatalf("%s: %v not in the automatic order", label, got)
+	}
+	if isForced && !strings.HasPrefix(got[0].Reason, "forced "+forced+" ") {
+		t.Fatalf("%s: %v: fallback reason does not name the forced engine", label, got)
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	tests := []struct {
+		tx, rx Candidate
+		want   string
+	}{
+		{
+			Candidate{"userspace", "auto"}, Candidate{"userspace", "auto"},
+			"tx: userspace (auto); rx: userspace (auto)",
+		},
+		{
+			Candidate{"userspace", "forced kernel unavailable: tls module not loaded"}, Candidate{"kernel", "auto"},
+			"tx: userspace (forced kernel unavailable: tls module not loaded); rx: kernel (auto)",
+		},
+	}
+	for _, tt := range tests {
+		if got := Describe(tt.tx, tt.rx); got != tt.want {
+			t.Errorf("Describe = %q, want %q", got, tt.want)
+		}
+	}
+}
+
+// TestDescribeBriefExample builds, from facts, the reason the root package
+// shows for a host without kTLS where the operator forced kernel.
+func TestDescribeBriefExample(t *testing.T) {
+	p, err := Resolve(Spec{}, false, lookupEnv(map[string]string{"KTLS_BACKEND": "kernel"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := p.Candidates(facts(TX, noKTLS2...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rx, err := p.Candidates(facts(RX, noKTLS2...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "tx: userspace (forced kernel unavailable: tls module not loaded); rx: userspace (forced kernel unavailable: tls module not loaded)"
+	if got := Describe(tx[0], rx[0]); got != want {
+		t.Errorf("Describe = %q, want %q", got, want)
+	}
+}
+
+func fmtList(list []Candidate) string {
+	var b strings.Builder
+	for _, c := range list {
+		fmt.Fprintf(&b, "\t%s\n", c)
+	}
+	return b.String()
+}
