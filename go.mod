@@ -1,3 +1,8 @@
 module github.com/ktls-go/ktls
 
-go 1.26
+go 1.26.0
+
+require (
+	golang.org/x/crypto v0.58.0
+	golang.org/x/sys v0.49.0 // indirect
+)

@@ -50,10 +50,10 @@ const (
 	rfc8448ServerFinishedKey = `00 8d 3b 66 f8 16 ea 55 9f 96 b5 37 e8 85
 	   c3 1f c0 68 bf 49 2c 65 2f 01 f2 88 a1 d8 cd c1 9f c8`
 
-	rfc8448ServerHSKey = `3f ce 51 60 09 c2 17 27 d0 f2 e4 e8 6e e4 03 bc`
-	rfc8448ServerHSIV  = `5d 31 3e b2 67 12 76 ee 13 00 0b 30`
-	rfc8448ClientHSKey = `db fa a6 93 d1 76 2c 5b 66 6a f5 d9 50 25 8d 01`
-	rfc8448ClientHSIV  = `5b d3 c7 1b 83 6e 0b 76 bb 73 26 5f`
+	rfc8448ServerHSKey  = `3f ce 51 60 09 c2 17 27 d0 f2 e4 e8 6e e4 03 bc`
+	rfc8448ServerHSIV   = `5d 31 3e b2 67 12 76 ee 13 00 0b 30`
+	rfc8448ClientHSKey  = `db fa a6 93 d1 76 2c 5b 66 6a f5 d9 50 25 8d 01`
+	rfc8448ClientHSIV   = `5b d3 c7 1b 83 6e 0b 76 bb 73 26 5f`
 	rfc8448ServerAppKey = `9f 02 28 3b 6c 9c 07 ef c2 6b b9 f2 ac 92 e3 56`
 	rfc8448ServerAppIV  = `cf 78 2b 88 dd 83 54 9a ad f1 e9 84`
 	rfc8448ClientAppKey = `17 42 2d da 59 6e d5 d9 ac d8 90 e3 c6 3f 50 51`

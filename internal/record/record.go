@@ -1,0 +1,346 @@
+// Package record frames and protects TLS records exactly as crypto/tls puts
+// them on the wire: TLS 1.3 AEAD records (RFC 8446 §5.2–5.4), TLS 1.2
+// AES-GCM (RFC 5288, RFC 5246 §6.2.3.3) and TLS 1.2 ChaCha20-Poly1305
+// (RFC 7905).
+//
+// A Protector seals and opens the records of one direction under one key. It
+// holds no sequence number: the caller passes it with every record, so that
+// package conn can trial-open records at a known sequence number, and so that
+// each engine keeps its own count.
+package record
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/ktls-go/ktls/internal/keyschedule"
+)
+
+// HeaderLen is the length of a record header: type, version, length (RFC 8446
+// §5.1, RFC 5246 §6.2.1).
+const HeaderLen = 5
+
+// MaxPlaintext is the largest plaintext one record may carry, 2^14 bytes
+// (RFC 8446 §5.1, RFC 5246 §6.2.1).
+const MaxPlaintext = 1 << 14
+
+// Content types (RFC 8446 §5.1, RFC 5246 §6.2.1).
+const (
+	TypeChangeCipherSpec uint8 = 20
+	TypeAlert            uint8 = 21
+	TypeHandshake        uint8 = 22
+	TypeApplicationData  uint8 = 23
+)
+
+// versionTLS12 is the record-layer version of every protected record:
+// TLS 1.2's own (RFC 5246 §6.2.1) and TLS 1.3's legacy_record_version (RFC
+// 8446 §5.1, §5.2).
+const versionTLS12 = 0x0303
+
+// Alerts a record error wraps, as crypto/tls names them (RFC 8446 §6.2).
+const (
+	alertUnexpectedMessage = tls.AlertError(10)
+	alertBadRecordMAC      = tls.AlertError(20)
+	alertRecordOverflow    = tls.AlertError(22)
+	alertDecodeError       = tls.AlertError(50)
+	alertProtocolVersion   = tls.AlertError(70)
+)
+
+// ErrUnsupported is wrapped by NewProtector for a version and suite it cannot
+// protect; nothing else was wrong with the arguments.
+var ErrUnsupported = errors.New("record: unsupported version or cipher suite")
+
+// MaxCiphertext returns the largest length field a protected record of the
+// version may carry: 2^14+256 for TLS 1.3 (RFC 8446 §5.2), 2^14+2048 for
+// TLS 1.2 (RFC 5246 §6.2.3).
+func MaxCiphertext(version uint16) int {
+	if version == tls.VersionTLS13 {
+		return MaxPlaintext + 256
+	}
+	return MaxPlaintext + 2048
+}
+
+// Header is a parsed record header (RFC 8446 §5.1, RFC 5246 §6.2.1).
+type Header struct {
+	Type    uint8
+	Version uint16
+	Length  int
+}
+
+// ParseHeader parses the first HeaderLen bytes of b. It checks only that there
+// are enough bytes; what the type, version and length may be is the caller's
+// policy.
+func ParseHeader(b []byte) (Header, error) {
+	if len(b) < HeaderLen {
+		return Header{}, fmt.Errorf("record: header of %d bytes, want %d: %w", len(b), HeaderLen, alertDecodeError)
+	}
+	return Header{
+		Type:    b[0],
+		Version: binary.BigEndian.Uint16(b[1:3]),
+		Length:  int(binary.BigEndian.Uint16(b[3:5])),
+	}, nil
+}
+
+// Protector protects the records of one direction under one key.
+//
+// A Protector is not safe for concurrent use: it keeps the scratch space for
+// nonces and additional data in itself so that sealing and opening allocate
+// nothing.
+type Protector struct {
+	version  uint16
+	suite    keyschedule.Suite
+	aead     cipher.AEAD
+	explicit int // explicit nonce bytes per record: 8 for TLS 1.2 AES-GCM, else 0
+	overhead int // bytes a record adds to its plaintext, header excluded
+
+	// iv is the 12-byte IV of TLS 1.3 and TLS 1.2 ChaCha20-Poly1305, or the
+	// 4-byte salt of TLS 1.2 AES-GCM in iv[:4].
+	iv [keyschedule.NonceLen]byte
+	// nonce and aad are scratch space.
+	nonce [keyschedule.NonceLen]byte
+	aad   [13]byte
+}
+
+// NewProtector returns a Protector for a crypto/tls version and cipher suite.
+// key and iv are copied (iv is the 4-byte salt for TLS 1.2 AES-GCM); the
+// caller may zero them when NewProtector returns. An unknown or non-AEAD suite
+// gives an error that wraps ErrUnsupported.
+func NewProtector(version, suite uint16, key, iv []byte) (*Protector, error) {
+	s, ok := keyschedule.Lookup(version, suite)
+	if !ok {
+		return nil, fmt.Errorf("%w: version %#04x, suite %#04x", ErrUnsupported, version, suite)
+	}
+	if len(key) != s.KeyLen {
+		return nil, fmt.Errorf("record: %s key of %d bytes, want %d", s.Name(), len(key), s.KeyLen)
+	}
+	if len(iv) != s.IVLen {
+		return nil, fmt.Errorf("record: %s IV of %d bytes, want %d", s.Name(), len(iv), s.IVLen)
+	}
+	p := &Protector{version: version, suite: s}
+	var err error
+	if s.AES {
+		var block cipher.Block
+		if block, err = aes.NewCipher(key); err == nil {
+			p.aead, err = cipher.NewGCM(block)
+		}
+	} else {
+		p.aead, err = chacha20poly1305.New(key)
+	}
+	if err != nil {
+		// Not the key's bytes (their length was checked above): a
+		// construction the running mode refuses, such as FIPS 140-only.
+		return nil, fmt.Errorf("%w: %s: %v", ErrUnsupported, s.Name(), err)
+	}
+	copy(p.iv[:], iv)
+	if version == tls.VersionTLS12 && s.AES {
+		p.explicit = keyschedule.ExplicitNonceLen
+	}
+	p.overhead = p.explicit + p.aead.Overhead()
+	if version == tls.VersionTLS13 {
+		p.overhead++ // the inner content type (RFC 8446 §5.2); ktls never pads
+	}
+	return p, nil
+}
+
+// Suite returns the suite the Protector was made for.
+func (p *Protector) Suite() keyschedule.Suite { return p.suite }
+
+// Version returns the protocol version the Protector was made for.
+func (p *Protector) Version() uint16 { return p.version }
+
+// Overhead returns how many bytes a record adds to its plaintext, the header
+// excluded: the tag, plus the explicit nonce (TLS 1.2 AES-GCM) or the inner
+// content type (TLS 1.3).
+func (p *Protector) Overhead() int { return p.overhead }
+
+// SealedLen returns the length of the record Seal makes of n plaintext bytes,
+// header included.
+func (p *Protector) SealedLen(n int) int { return HeaderLen + n + p.overhead }
+
+// xorNonce sets p.nonce to the IV XOR the sequence number, left-padded to
+// the IV length (RFC 8446 §5.3, RFC 7905 §2).
+func (p *Protector) xorNonce(seq uint64) []byte {
+	p.nonce = p.iv
+	binary.BigEndian.PutUint64(p.nonce[4:], binary.BigEndian.Uint64(p.iv[4:])^seq)
+	return p.nonce[:]
+}
+
+// aad12 builds the TLS 1.2 additional data (RFC 5246 §6.2.3.3):
+//
+//	additional_data = seq_num + TLSCompressed.type +
+//	                  TLSCompressed.version + TLSCompressed.length;
+func (p *Protector) aad12(seq uint64, hdr []byte, n int) []byte {
+	binary.BigEndian.PutUint64(p.aad[:8], seq)
+	p.aad[8], p.aad[9], p.aad[10] = hdr[0], hdr[1], hdr[2]
+	binary.BigEndian.PutUint16(p.aad[11:], uint16(n))
+	return p.aad[:]
+}
+
+// Seal appends to dst one complete record, header and protected fragment, of
+// content type typ carrying plaintext, protected at sequence number seq, and
+// returns the extended slice. plaintext may alias dst's spare capacity.
+//
+// For TLS 1.3 the record is application_data on the outside with typ inside
+// (RFC 8446 §5.2) and no padding. For TLS 1.2 AES-GCM the explicit nonce is
+// seq, as crypto/tls does it (conn.go, halfConn.encrypt) and as the kernel
+// continues it.
+//
+// len(plaintext) must not exceed MaxPlaintext: that is the caller's
+// framing, and a longer plaintext is a programming error that panics.
+func (p *Protector) Seal(dst []byte, seq uint64, typ uint8, plaintext []byte) []byte {
+	n := len(plaintext)
+	if n > MaxPlaintext {
+		panic("record: Seal of more than 2^14 bytes")
+	}
+	total := HeaderLen + n + p.overhead
+	var out []byte
+	if free := cap(dst) - len(dst); free >= total {
+		out = dst[:len(dst)+total]
+	} else {
+		out = make([]byte, len(dst)+total, len(dst)+max(total, len(dst)))
+		copy(out, dst)
+	}
+	rec := out[len(dst):]
+	body := rec[HeaderLen+p.explicit:]
+	// copy is a memmove: plaintext may overlap rec anywhere. The header
+	// goes in after it, so a plaintext in dst's spare capacity survives.
+	copy(body, plaintext)
+
+	fragLen := total - HeaderLen
+	rec[1], rec[2] = versionTLS12>>8, versionTLS12&0xff
+	rec[3], rec[4] = byte(fragLen>>8), byte(fragLen)
+
+	if p.version == tls.VersionTLS13 {
+		// TLSInnerPlaintext = content || ContentType || zeros (RFC 8446
+		// §5.2); additional_data = the record header (§5.2).
+		rec[0] = TypeApplicationData
+		body[n] = typ
+		p.aead.Seal(body[:0], p.xorNonce(seq), body[:n+1], rec[:HeaderLen])
+		return out
+	}
+
+	rec[0] = typ
+	aad := p.aad12(seq, rec, n)
+	if p.explicit > 0 {
+		// GCMNonce = salt || nonce_explicit (RFC 5288 §3).
+		binary.BigEndian.PutUint64(rec[HeaderLen:], seq)
+		copy(p.nonce[:keyschedule.SaltLen], p.iv[:keyschedule.SaltLen])
+		binary.BigEndian.PutUint64(p.nonce[keyschedule.SaltLen:], seq)
+		p.aead.Seal(body[:0], p.nonce[:], body[:n], aad)
+		return out
+	}
+	p.aead.Seal(body[:0], p.xorNonce(seq), body[:n], aad)
+	return out
+}
+
+// Open authenticates and decrypts rec, one complete record including its
+// header, at sequence number seq. It decrypts in place, overwriting rec, and
+// returns the content type and a subslice of rec holding the plaintext. For
+// TLS 1.3 the type is the inner content type and the padding is removed
+// (RFC 8446 §5.4).
+//
+// Every error wraps the tls.AlertError the connection must send:
+// decode_error for a record too short for its AEAD or whose length field
+// disagrees with len(rec), record_overflow for a record longer than the
+// version allows (RFC 8446 §5.2, §5.4; RFC 5246 §6.2.3), unexpected_message
+// for a TLS 1.3 record whose outer type is not application_data or whose
+// plaintext has no non-zero byte (RFC 8446 §5.2, §5.4), and bad_record_mac
+// for a record that fails authentication. Open does not check the record
+// version: that is the caller's policy (and for TLS 1.2 it is authenticated).
+//
+// After a failed Open the contents of rec are unspecified (the AEADs clear
+// their output on failure): to try a record under several keys or sequence
+// numbers, open copies of it.
+func (p *Protector) Open(seq uint64, rec []byte) (typ uint8, plaintext []byte, err error) {
+	h, err := ParseHeader(rec)
+	if err != nil {
+		return 0, nil, err
+	}
+	if h.Length != len(rec)-HeaderLen {
+		return 0, nil, fmt.Errorf("record: length field %d but %d bytes follow the header: %w", h.Length, len(rec)-HeaderLen, alertDecodeError)
+	}
+	if h.Length > MaxCiphertext(p.version) {
+		return 0, nil, fmt.Errorf("record: protected record of %d bytes exceeds %d: %w", h.Length, MaxCiphertext(p.version), alertRecordOverflow)
+	}
+	frag := rec[HeaderLen:]
+	tag := p.aead.Overhead()
+	if len(frag) < p.explicit+tag {
+		return 0, nil, fmt.Errorf("record: protected record of %d bytes is shorter than its nonce and tag: %w", len(frag), alertDecodeError)
+	}
+
+	if p.version == tls.VersionTLS13 {
+		if h.Type != TypeApplicationData {
+			// RFC 8446 §5.2: every protected record is application_data
+			// on the outside.
+			return 0, nil, fmt.Errorf("record: protected TLS 1.3 record of outer type %d: %w", h.Type, alertUnexpectedMessage)
+		}
+		pt, err := p.aead.Open(frag[:0], p.xorNonce(seq), frag, rec[:HeaderLen])
+		if err != nil {
+			return 0, nil, errBadRecordMAC
+		}
+		// RFC 8446 §5.4: TLSInnerPlaintext must not exceed 2^14+1 bytes.
+		if len(pt) > MaxPlaintext+1 {
+			return 0, nil, fmt.Errorf("record: TLS 1.3 inner plaintext of %d bytes: %w", len(pt), alertRecordOverflow)
+		}
+		// The content type is the last non-zero byte; the zeros after it
+		// are padding (RFC 8446 §5.4).
+		for i := len(pt) - 1; i >= 0; i-- {
+			if pt[i] != 0 {
+				return pt[i], pt[:i], nil
+			}
+		}
+		return 0, nil, errNoContentType
+	}
+
+	ct := frag[p.explicit:]
+	var nonce []byte
+	if p.explicit > 0 {
+		// GCMNonce = salt || nonce_explicit, the explicit part as the
+		// sender chose it (RFC 5288 §3).
+		copy(p.nonce[:keyschedule.SaltLen], p.iv[:keyschedule.SaltLen])
+		copy(p.nonce[keyschedule.SaltLen:], frag[:p.explicit])
+		nonce = p.nonce[:]
+	} else {
+		nonce = p.xorNonce(seq)
+	}
+	pt, err := p.aead.Open(ct[:0], nonce, ct, p.aad12(seq, rec, len(ct)-tag))
+	if err != nil {
+		return 0, nil, errBadRecordMAC
+	}
+	if len(pt) > MaxPlaintext {
+		return 0, nil, fmt.Errorf("record: plaintext of %d bytes: %w", len(pt), alertRecordOverflow)
+	}
+	return h.Type, pt, nil
+}
+
+// Errors without variable parts are made once: Open allocates nothing, not
+// even on a forged record.
+var (
+	errBadRecordMAC  = fmt.Errorf("record: message authentication failed: %w", alertBadRecordMAC)
+	errNoContentType = fmt.Errorf("record: TLS 1.3 inner plaintext has no content type: %w", alertUnexpectedMessage)
+)
+
+// CheckHeader applies to a header what every engine checks before it reads a
+// protected record's body, in crypto/tls's order (conn.go, readRecordOrCCS):
+// a record version other than 0x0303 is protocol_version (RFC 8446 §5.1,
+// RFC 5246 §6.2.1 and Appendix E.1), a length beyond MaxCiphertext is
+// record_overflow, and for TLS 1.3 an outer type other than application_data
+// is unexpected_message (RFC 8446 §5.2).
+func CheckHeader(version uint16, h Header) error {
+	if h.Version != versionTLS12 {
+		return fmt.Errorf("record: record version %#04x, want 0x0303: %w", h.Version, alertProtocolVersion)
+	}
+	if h.Length > MaxCiphertext(version) {
+		return fmt.Errorf("record: protected record of %d bytes exceeds %d: %w", h.Length, MaxCiphertext(version), alertRecordOverflow)
+	}
+	if version == tls.VersionTLS13 && h.Type != TypeApplicationData {
+		return fmt.Errorf("record: protected TLS 1.3 record of outer type %d: %w", h.Type, alertUnexpectedMessage)
+	}
+	return nil
+}
