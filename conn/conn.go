@@ -1,0 +1,317 @@
+// Package conn is ktls's net.Conn: a TLS connection whose handshake runs in
+// the standard library's crypto/tls and whose record layer then moves, per
+// direction, into an engine (package backend).
+//
+// It holds everything that is the same for every engine: the record-boundary
+// conn under crypto/tls, the capture of secrets through public API, the
+// sequence numbers known by construction, the choice and installation of the
+// engines, and the TLS protocol around the records (alerts, close_notify,
+// KeyUpdate, NewSessionTicket, refused renegotiation, limits). It receives
+// engines and never imports a concrete one; the root package ktls wires them.
+package conn
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/selector"
+)
+
+// Options are what the root package gives a connection.
+type Options struct {
+	// Backends are the engines to choose from; stdlib is always possible
+	// and is not listed.
+	Backends []backend.Backend
+	// Policy is the resolved KTLS_BACKEND/KTLS_STRICT policy.
+	Policy selector.Policy
+	// PolicyErr, when set, is returned by the handshake: the policy could
+	// not be resolved (a malformed KTLS_BACKEND, say).
+	PolicyErr error
+	// AESHardware says the CPU has AES instructions.
+	AESHardware bool
+}
+
+// BackendInfo says which engine protects each direction of a connection, and
+// why. The names are those of package backend: kernel, nic, afalg, userspace,
+// stdlib.
+type BackendInfo struct {
+	TX, RX string
+	Reason string
+}
+
+// Conn is a TLS connection with crypto/tls's method set. Read and Write may
+// be called concurrently; Close unblocks both.
+type Conn struct {
+	raw      net.Conn
+	rc       *recordConn
+	tls      *tls.Conn
+	isClient bool
+	opts     Options
+	cfg      *tls.Config // the per-connection clone crypto/tls runs with
+	keyLog   *keyLog
+	sessions *sessions
+
+	// handshakeMu serializes the handshake and the handoff; handshakeDone
+	// is set, after every field below that the handoff fills, once it ended
+	// (with or without error).
+	handshakeMu   sync.Mutex
+	handshakeDone atomic.Bool
+	handshakeErr  error
+	moved         bool // the record layer left crypto/tls (both directions)
+	info          BackendInfo
+
+	// out is the TX direction, protected by outMu.
+	outMu           sync.Mutex
+	sealer          backend.Sealer
+	tx              *dirKeys // TLS 1.3: for KeyUpdate; nil otherwise
+	txRecords       uint64   // records sealed under the current key
+	keyUpdateAfter  uint64   // records under one key before we update it
+	txErr           error
+	closeNotifySent bool
+
+	// in is the RX direction, protected by inMu.
+	inMu      sync.Mutex
+	opener    backend.Opener
+	rx        *dirKeys // TLS 1.3: for KeyUpdate; also the pending install
+	rxPending bool     // TLS 1.3 client: crypto/tls still drains tickets
+	rxCands   []selector.Candidate
+	rxErr     error
+	input     []byte // plaintext of the last record not yet returned
+	hand      []byte // post-handshake handshake bytes not yet a whole message
+	useless   int    // consecutive records that returned no data
+
+	closed atomic.Bool
+}
+
+// Client returns a client-side connection over raw, which runs its handshake
+// on first use, as crypto/tls.Client does. The config is used as crypto/tls
+// would use it; it is cloned, never modified.
+func Client(raw net.Conn, config *tls.Config, o Options) *Conn {
+	return newConn(raw, config, o, true)
+}
+
+// Server returns a server-side connection over raw, as crypto/tls.Server.
+func Server(raw net.Conn, config *tls.Config, o Options) *Conn {
+	return newConn(raw, config, o, false)
+}
+
+func newConn(raw net.Conn, config *tls.Config, o Options, isClient bool) *Conn {
+	c := &Conn{raw: raw, isClient: isClient, opts: o, keyLog: &keyLog{}, sessions: &sessions{}}
+	c.keyUpdateAfter = defaultKeyUpdateAfter
+	c.rc = newRecordConn(raw)
+	c.cfg = prepareConfig(config, isClient, c.keyLog, c.sessions)
+	if isClient {
+		c.tls = tls.Client(c.rc, c.cfg)
+	} else {
+		c.tls = tls.Server(c.rc, c.cfg)
+	}
+	return c
+}
+
+// Handshake runs the handshake if it has not run yet; see HandshakeContext.
+func (c *Conn) Handshake() error { return c.HandshakeContext(context.Background()) }
+
+// HandshakeContext runs the crypto/tls handshake, then moves the record layer
+// to the engines the policy picks. Cancelling ctx before the handshake ends
+// aborts it and closes the connection, as crypto/tls does.
+func (c *Conn) HandshakeContext(ctx context.Context) error {
+	if c.handshakeDone.Load() {
+		return c.handshakeErr
+	}
+	c.handshakeMu.Lock()
+	defer c.handshakeMu.Unlock()
+	if c.handshakeDone.Load() {
+		return c.handshakeErr
+	}
+	err := c.opts.PolicyErr
+	if err == nil {
+		err = c.tls.HandshakeContext(ctx)
+		if err == nil {
+			err = c.handoff()
+		}
+	}
+	// Like crypto/tls, a failed handshake stays failed.
+	c.handshakeErr = err
+	c.handshakeDone.Store(true)
+	return c.handshakeErr
+}
+
+// Read reads application data, as crypto/tls.Conn.Read.
+func (c *Conn) Read(b []byte) (int, error) {
+	if err := c.Handshake(); err != nil {
+		return 0, err
+	}
+	if len(b) == 0 {
+		return 0, nil
+	}
+	if !c.moved {
+		return c.tls.Read(b)
+	}
+	c.inMu.Lock()
+	defer c.inMu.Unlock()
+	for len(c.input) == 0 {
+		if c.rxErr != nil {
+			return 0, c.rxErr
+		}
+		if err := c.readRecordLocked(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(b, c.input)
+	c.input = c.input[n:]
+	return n, nil
+}
+
+// Write writes application data, as crypto/tls.Conn.Write. A failed write
+// leaves the direction broken, as in crypto/tls.
+func (c *Conn) Write(b []byte) (int, error) {
+	if err := c.Handshake(); err != nil {
+		return 0, err
+	}
+	if !c.moved {
+		return c.tls.Write(b)
+	}
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	if c.txErr != nil {
+		return 0, c.txErr
+	}
+	if c.closeNotifySent {
+		return 0, errShutdown
+	}
+	return c.writeRecordsLocked(backend.TypeApplicationData, b)
+}
+
+// ReadFrom copies from r until EOF, as io.ReaderFrom; io.Copy uses it.
+// Engines that can send a file without it entering user space (sendfile into
+// a kTLS socket) plug in here.
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	if err := c.Handshake(); err != nil {
+		return 0, err
+	}
+	// Big writes let the user-space engine batch records into fewer
+	// syscalls; 64 KiB is four full records.
+	buf := make([]byte, 4*backend.MaxPlaintext)
+	return io.CopyBuffer(writerOnly{c}, r, buf)
+}
+
+// writerOnly hides ReadFrom so that io.CopyBuffer does not call it again.
+type writerOnly struct{ io.Writer }
+
+// Close sends close_notify when it can and closes the connection, as
+// crypto/tls.Conn.Close.
+func (c *Conn) Close() error {
+	if c.closed.Swap(true) {
+		return net.ErrClosed
+	}
+	if !c.handshakeDone.Load() || !c.moved {
+		// crypto/tls sends close_notify itself after a completed handshake,
+		// and closes the raw conn through rc.
+		return c.tls.Close()
+	}
+	var alertErr error
+	// As crypto/tls: a Write in flight means Close is used to break it; do
+	// not wait for it to send close_notify.
+	if c.outMu.TryLock() {
+		alertErr = c.closeNotifyLocked()
+		c.outMu.Unlock()
+	}
+	err := c.raw.Close()
+	if c.sealer != nil {
+		c.sealer.Close()
+	}
+	if c.inMu.TryLock() {
+		if c.opener != nil {
+			c.opener.Close()
+		}
+		c.inMu.Unlock()
+	}
+	if err != nil {
+		return err
+	}
+	return alertErr
+}
+
+// CloseWrite sends close_notify; the connection can still read. As in
+// crypto/tls, the raw connection is not half-closed.
+func (c *Conn) CloseWrite() error {
+	if !c.handshakeDone.Load() || c.handshakeErr != nil {
+		return errEarlyCloseWrite
+	}
+	if !c.moved {
+		return c.tls.CloseWrite()
+	}
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	return c.closeNotifyLocked()
+}
+
+func (c *Conn) closeNotifyLocked() error {
+	if c.closeNotifySent || c.txErr != nil {
+		return c.txErr
+	}
+	// crypto/tls gives close_notify five seconds and then fails later
+	// writes; so does ktls.
+	c.raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	err := c.sendAlertLocked(alertCloseNotify)
+	c.closeNotifySent = true
+	c.raw.SetWriteDeadline(time.Now())
+	return err
+}
+
+// LocalAddr returns the local network address.
+func (c *Conn) LocalAddr() net.Addr { return c.raw.LocalAddr() }
+
+// RemoteAddr returns the remote network address.
+func (c *Conn) RemoteAddr() net.Addr { return c.raw.RemoteAddr() }
+
+// SetDeadline sets the read and write deadlines, as crypto/tls: a Write that
+// times out leaves the connection broken for writes.
+func (c *Conn) SetDeadline(t time.Time) error { return c.raw.SetDeadline(t) }
+
+// SetReadDeadline sets the read deadline.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.raw.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the write deadline.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadline(t) }
+
+// NetConn returns the raw connection. Reading from it or writing to it
+// directly corrupts the TLS session.
+func (c *Conn) NetConn() net.Conn { return c.raw }
+
+// ConnectionState returns crypto/tls's connection state.
+func (c *Conn) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }
+
+// VerifyHostname checks the peer's certificate chain for host, as
+// crypto/tls.Conn.VerifyHostname.
+func (c *Conn) VerifyHostname(host string) error { return c.tls.VerifyHostname(host) }
+
+// OCSPResponse returns the stapled OCSP response from a server, if any.
+func (c *Conn) OCSPResponse() []byte { return c.tls.OCSPResponse() }
+
+// Backend says which engine protects each direction and why. It is empty
+// before the handshake.
+func (c *Conn) Backend() BackendInfo {
+	if !c.handshakeDone.Load() {
+		return BackendInfo{}
+	}
+	return c.info
+}
+
+var (
+	errShutdown        = errors.New("tls: protocol is shutdown")
+	errEarlyCloseWrite = errors.New("tls: CloseWrite called before handshake complete")
+)
+
+// Static checks that Conn is what it claims to be.
+var (
+	_ net.Conn      = (*Conn)(nil)
+	_ io.ReaderFrom = (*Conn)(nil)
+)

@@ -1,0 +1,129 @@
+package conn
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/backend/userspace"
+	"github.com/ktls-go/ktls/selector"
+)
+
+// The tests here reach inside Conn; the public behaviour is tested from the
+// root package against stock peers.
+
+func testConfigs(t testing.TB, version uint16) (client, server *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	server = &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		MinVersion:   version, MaxVersion: version,
+	}
+	client = &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: version, MaxVersion: version}
+	return client, server
+}
+
+func userspaceOptions() Options {
+	return Options{Backends: []backend.Backend{userspace.New()}, Policy: selector.Policy{}}
+}
+
+func tcpPair(t testing.TB) (net.Conn, net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ch := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		ch <- c
+	}()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-ch
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c, s
+}
+
+// TestKeyUpdateAtLimit lowers the per-key record limit and checks that the
+// sender updates its TLS 1.3 key (RFC 8446 §5.5) and that stock crypto/tls,
+// on the other end, follows every update.
+func TestKeyUpdateAtLimit(t *testing.T) {
+	for _, ktlsClient := range []bool{true, false} {
+		ccfg, scfg := testConfigs(t, tls.VersionTLS13)
+		rc, rs := tcpPair(t)
+		var k *Conn
+		var s *tls.Conn
+		if ktlsClient {
+			k, s = Client(rc, ccfg, userspaceOptions()), tls.Server(rs, scfg)
+		} else {
+			k, s = Server(rs, scfg, userspaceOptions()), tls.Client(rc, ccfg)
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- s.Handshake() }()
+		if err := k.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		if b := k.Backend(); b.TX != backend.Userspace {
+			t.Fatalf("backend %+v", b)
+		}
+		k.outMu.Lock()
+		k.keyUpdateAfter = 3
+		k.outMu.Unlock()
+		secret0 := append([]byte(nil), k.tx.secret...)
+		const n = 200 << 10 // 13 records: four key updates
+		data := make([]byte, n)
+		rand.Read(data)
+		go func() {
+			_, err := k.Write(data)
+			errc <- err
+		}()
+		got := make([]byte, n)
+		if _, err := io.ReadFull(s, got); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(data) {
+			t.Fatal("data differs")
+		}
+		if string(k.tx.secret) == string(secret0) {
+			t.Fatal("the TX traffic secret never changed")
+		}
+		k.Close()
+		s.Close()
+	}
+}

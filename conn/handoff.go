@@ -1,0 +1,237 @@
+package conn
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/selector"
+)
+
+// handoff runs once, right after crypto/tls's handshake succeeded, under
+// handshakeMu. It finds the keys and sequence numbers, asks the policy for
+// candidates, and installs the engines (DESIGN.md steps 3-6). When anything
+// is uncertain the connection stays on crypto/tls's record layer, with the
+// reason in BackendInfo.
+func (c *Conn) handoff() error {
+	st := c.tls.ConnectionState()
+	tx, rx, unknown := c.handoffKeys(st)
+	c.keyLog.wipe()
+	if unknown == "" && len(c.rc.buffered()) != 0 {
+		// Cannot happen by construction of recordConn; checked because a
+		// byte lost here would corrupt the stream.
+		unknown = "crypto/tls left part of a record unread"
+	}
+	if unknown == "" && c.isClient && st.Version == tls.VersionTLS12 && c.renegotiates() {
+		unknown = "tls.Config enables renegotiation, which only crypto/tls can do"
+	}
+	txC, err := c.opts.Policy.Candidates(c.facts(selector.TX, st, unknown))
+	if err == nil {
+		var rxC []selector.Candidate
+		rxC, err = c.opts.Policy.Candidates(c.facts(selector.RX, st, unknown))
+		if err == nil {
+			if txC[0].Name == backend.Stdlib || rxC[0].Name == backend.Stdlib {
+				c.stayStdlib(tx, rx, txC[0], rxC[0])
+				return nil
+			}
+			err = c.install(st, tx, rx, txC, rxC)
+			if err == nil {
+				return nil
+			}
+		}
+	}
+	// A strict policy that cannot be met, or an engine that failed after it
+	// changed the socket: the handshake fails. Nothing of crypto/tls's
+	// state can be trusted to go on.
+	tx.wipeIfSet()
+	rx.wipeIfSet()
+	c.rc.stopRecording()
+	c.raw.Close()
+	return err
+}
+
+// renegotiates reports whether the connection's config lets crypto/tls
+// accept a server's HelloRequest (RFC 5246 §7.4.1.1).
+func (c *Conn) renegotiates() bool {
+	return c.cfg != nil && c.cfg.Renegotiation != tls.RenegotiateNever
+}
+
+func (c *Conn) facts(d selector.Direction, st tls.ConnectionState, unknown string) selector.Facts {
+	f := selector.Facts{
+		Direction:   d,
+		Version:     st.Version,
+		CipherSuite: st.CipherSuite,
+		KeysKnown:   unknown == "",
+		Unknown:     unknown,
+		AESHardware: c.opts.AESHardware,
+	}
+	for _, b := range c.opts.Backends {
+		e := selector.Engine{Name: b.Name(), OK: true}
+		if ch, ok := b.(backend.Checker); ok {
+			if err := ch.Check(d == selector.TX, st.Version, st.CipherSuite); err != nil {
+				e.OK, e.Why = false, err.Error()
+			}
+		}
+		f.Engines = append(f.Engines, e)
+	}
+	return f
+}
+
+// stayStdlib leaves both directions on crypto/tls. One direction alone cannot
+// stay: crypto/tls reading must be able to write (alerts, KeyUpdate replies,
+// refused renegotiation), and ktls reading must be able to write the same
+// through an engine, which crypto/tls's writer cannot share.
+func (c *Conn) stayStdlib(tx, rx *dirKeys, txc, rxc selector.Candidate) {
+	tx.wipeIfSet()
+	rx.wipeIfSet()
+	c.rc.stopRecording()
+	c.rc.mode = modePassthrough
+	reason := describe("tx", txc) + "; " + describe("rx", rxc)
+	if txc.Name != rxc.Name {
+		reason += "; both stay on stdlib: crypto/tls cannot share a connection with another engine"
+	}
+	c.info = BackendInfo{TX: backend.Stdlib, RX: backend.Stdlib, Reason: reason}
+}
+
+func describe(dir string, c selector.Candidate) string {
+	if c.Reason == "" {
+		return dir + ": " + c.Name
+	}
+	return dir + ": " + c.Name + " (" + c.Reason + ")"
+}
+
+func (d *dirKeys) wipeIfSet() {
+	if d != nil {
+		d.wipe()
+	}
+}
+
+// install puts TX into the first engine that takes it, then RX (now, or after
+// the TLS 1.3 client's ticket drain). Keys are zeroed once handed over.
+func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selector.Candidate) error {
+	link := backend.Link{Conn: c.raw}
+	var txName, txWhy string
+	var passed []string
+	for _, cand := range txC {
+		if cand.Name == backend.Stdlib {
+			break
+		}
+		s, err := c.engine(cand.Name).NewSealer(link, tx.params)
+		if err == nil {
+			c.sealer, txName, txWhy = s, cand.Name, cand.Reason
+			break
+		}
+		if !errors.Is(err, backend.ErrNotSupported) {
+			return fmt.Errorf("ktls: installing %s for tx: %w", cand.Name, err)
+		}
+		passed = append(passed, fmt.Sprintf("%s: %v", cand.Name, err))
+	}
+	if c.sealer == nil {
+		if txC[len(txC)-1].Name != backend.Stdlib {
+			// Strict: the policy left no fallback.
+			return &selector.StrictError{Direction: selector.TX, Forced: txC[0].Name, Reason: strings.Join(passed, "; ")}
+		}
+		// Nothing was done: the whole connection can still stay.
+		c.stayStdlib(tx, rx, selector.Candidate{Name: backend.Stdlib, Reason: "no engine took tx: " + strings.Join(passed, "; ")}, rxC[0])
+		return nil
+	}
+	if len(passed) > 0 {
+		txWhy = strings.TrimPrefix(txWhy+"; passed over "+strings.Join(passed, ", "), "; ")
+	}
+	c.rc.moveTX(tx.prot, tx.params.Seq)
+	clear(tx.params.Key)
+	clear(tx.params.IV)
+	tx.prot = nil
+	c.tx = tx
+	c.moved = true
+	c.rc.stopRecording()
+	c.info = BackendInfo{TX: txName, Reason: describe("tx", selector.Candidate{Name: txName, Reason: txWhy})}
+
+	c.rx, c.rxCands = rx, rxC
+	if c.isClient && st.Version == tls.VersionTLS13 && c.wantsTickets() {
+		// RFC 8446 §4.6.1: the server's tickets follow its Finished, under
+		// its application key. Only crypto/tls can turn them into sessions,
+		// so it reads them before RX moves (DESIGN.md step 7).
+		c.rc.drain = &drainState{prot: rx.prot, seq: rx.params.Seq}
+		c.rc.mode = modeDrain
+		c.rxPending = true
+		c.info.RX = rxC[0].Name
+		c.info.Reason += "; " + describe("rx", rxC[0]) + ", after crypto/tls has read the session tickets"
+		return nil
+	}
+	c.rc.mode = modePassthrough
+	return c.installRXLocked(rx.params.Seq, nil)
+}
+
+// wantsTickets reports whether crypto/tls would keep a TLS 1.3 ticket.
+func (c *Conn) wantsTickets() bool {
+	return c.cfg != nil && c.cfg.ClientSessionCache != nil && !c.cfg.SessionTicketsDisabled
+}
+
+// installRXLocked puts RX into the first engine that takes it. TX has moved
+// already, so there is no way back to crypto/tls: failing here fails the
+// connection.
+func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
+	rx := c.rx
+	rx.params.Seq = seq
+	link := backend.Link{Conn: c.raw, Buffered: buffered}
+	var passed []string
+	for _, cand := range c.rxCands {
+		if cand.Name == backend.Stdlib {
+			break
+		}
+		o, err := c.engine(cand.Name).NewOpener(link, rx.params)
+		if err == nil {
+			c.opener = o
+			why := cand.Reason
+			if len(passed) > 0 {
+				why = strings.TrimPrefix(why+"; passed over "+strings.Join(passed, ", "), "; ")
+			}
+			if !c.rxPending {
+				c.info.Reason += "; " + describe("rx", selector.Candidate{Name: cand.Name, Reason: why})
+			} else if cand.Name != c.info.RX {
+				c.info.Reason += "; rx: " + cand.Name + " (" + why + ")"
+			}
+			c.info.RX = cand.Name
+			break
+		}
+		if !errors.Is(err, backend.ErrNotSupported) {
+			rx.wipe()
+			return fmt.Errorf("ktls: installing %s for rx: %w", cand.Name, err)
+		}
+		passed = append(passed, fmt.Sprintf("%s: %v", cand.Name, err))
+	}
+	clear(rx.params.Key)
+	clear(rx.params.IV)
+	rx.prot = nil
+	c.rxCands = nil
+	if c.opener == nil {
+		rx.wipe()
+		return fmt.Errorf("ktls: no engine took rx after tx moved (%s)", strings.Join(passed, "; "))
+	}
+	return nil
+}
+
+// engine returns the wired engine called name.
+func (c *Conn) engine(name string) backend.Backend {
+	for _, b := range c.opts.Backends {
+		if b.Name() == name {
+			return b
+		}
+	}
+	return missingEngine(name)
+}
+
+// missingEngine stands for a candidate that is not wired in; the selector
+// only names wired engines, so this is a safety net that declines politely.
+type missingEngine string
+
+func (m missingEngine) Name() string { return string(m) }
+func (m missingEngine) NewSealer(backend.Link, backend.Params) (backend.Sealer, error) {
+	return nil, fmt.Errorf("ktls: engine %s is not wired in: %w", string(m), backend.ErrNotSupported)
+}
+func (m missingEngine) NewOpener(backend.Link, backend.Params) (backend.Opener, error) {
+	return nil, fmt.Errorf("ktls: engine %s is not wired in: %w", string(m), backend.ErrNotSupported)
+}

@@ -1,0 +1,371 @@
+package conn
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/keyschedule"
+)
+
+// The TLS protocol around the records, once for every engine (DESIGN.md step
+// 7). Engines seal and open; this file decides what records mean.
+
+// Alert levels and descriptions, RFC 8446 §6 and RFC 5246 §7.2.
+const (
+	alertLevelWarning = 1
+	alertLevelError   = 2
+
+	alertCloseNotify       uint8 = 0
+	alertUnexpectedMessage uint8 = 10
+	alertRecordOverflow    uint8 = 22
+	alertIllegalParameter  uint8 = 47
+	alertDecodeError       uint8 = 50
+	alertInternalError     uint8 = 80
+	alertUserCanceled      uint8 = 90
+	alertNoRenegotiation   uint8 = 100
+)
+
+const (
+	// maxUselessRecords caps consecutive records that carry no application
+	// data (empty records, warning alerts, post-handshake messages): the
+	// same cap as crypto/tls (conn.go), against floods that would keep a
+	// reader busy forever.
+	maxUselessRecords = 16
+	// maxHandshake caps a post-handshake message, as crypto/tls does.
+	maxHandshake = 65536
+	// defaultKeyUpdateAfter is when ktls updates its TLS 1.3 sending key:
+	// RFC 8446 §5.5 allows AES-GCM 2^24.5 full-size records under one key;
+	// 2^24 keeps a margin. ChaCha20-Poly1305's limit is beyond 2^64, but one
+	// KeyUpdate per 256 GiB costs nothing, so one rule serves all suites.
+	defaultKeyUpdateAfter = 1 << 24
+)
+
+// ErrKeyUpdateUnsupported is returned when the peer updates its TLS 1.3 keys
+// (RFC 8446 §4.6.3) and the engine that holds RX cannot follow, as kTLS
+// before Linux 6.14 cannot. The connection cannot go on.
+var ErrKeyUpdateUnsupported = errors.New("ktls: the peer sent a TLS 1.3 KeyUpdate, which this connection's engine cannot follow")
+
+// readRecordLocked reads one record and acts on it; application data lands
+// in c.input.
+func (c *Conn) readRecordLocked() error {
+	if c.rxPending {
+		if err := c.finishDrainLocked(); err != nil {
+			return err
+		}
+	}
+	typ, data, err := c.opener.ReadRecord()
+	if err != nil {
+		return c.rxFailLocked(err)
+	}
+	if len(data) > backend.MaxPlaintext {
+		return c.rxFailLocked(alertf(alertRecordOverflow, "record of %d bytes", len(data)))
+	}
+	if typ != backend.TypeHandshake && len(c.hand) > 0 {
+		// RFC 8446 §5.1: handshake messages must not be interleaved with
+		// other record types.
+		return c.rxFailLocked(alertf(alertUnexpectedMessage, "record of type %d inside a fragmented handshake message", typ))
+	}
+	switch typ {
+	case backend.TypeApplicationData:
+		if len(data) == 0 {
+			return c.uselessLocked()
+		}
+		c.useless = 0
+		c.input = data
+		return nil
+	case backend.TypeAlert:
+		return c.alertLocked(data)
+	case backend.TypeHandshake:
+		if len(data) == 0 {
+			// RFC 8446 §5.1: zero-length handshake fragments are not allowed.
+			return c.rxFailLocked(alertf(alertUnexpectedMessage, "empty handshake record"))
+		}
+		c.hand = append(c.hand, data...)
+		for len(c.hand) >= 4 {
+			n := 4 + (int(c.hand[1])<<16 | int(c.hand[2])<<8 | int(c.hand[3]))
+			if n > maxHandshake {
+				return c.rxFailLocked(alertf(alertInternalError, "handshake message of %d bytes exceeds %d", n, maxHandshake))
+			}
+			if len(c.hand) < n {
+				break
+			}
+			msg := c.hand[:n]
+			c.hand = c.hand[n:]
+			if err := c.handshakeMessageLocked(msg); err != nil {
+				return err
+			}
+		}
+		if len(c.hand) == 0 {
+			c.hand = c.hand[:0:0]
+		}
+		return c.uselessLocked()
+	default:
+		return c.rxFailLocked(alertf(alertUnexpectedMessage, "record of type %d after the handshake", typ))
+	}
+}
+
+// uselessLocked counts a record that gave no data.
+func (c *Conn) uselessLocked() error {
+	c.useless++
+	if c.useless > maxUselessRecords {
+		return c.rxFailLocked(alertf(alertUnexpectedMessage, "more than %d records in a row without application data", maxUselessRecords))
+	}
+	return nil
+}
+
+// alertLocked handles an alert from the peer, as crypto/tls does
+// (conn.go, readRecordOrCCS).
+func (c *Conn) alertLocked(data []byte) error {
+	if len(data) != 2 {
+		return c.rxFailLocked(alertf(alertUnexpectedMessage, "alert of %d bytes", len(data)))
+	}
+	if data[1] == alertCloseNotify {
+		c.rxErr = io.EOF
+		return io.EOF
+	}
+	warning := data[0] == alertLevelWarning
+	if c.version() == tls.VersionTLS13 {
+		// RFC 8446 §6: every alert but close_notify and user_canceled is
+		// an error, whatever its level says.
+		warning = data[1] == alertUserCanceled
+	}
+	if warning {
+		return c.uselessLocked()
+	}
+	c.rxErr = &net.OpError{Op: "remote error", Err: tls.AlertError(data[1])}
+	return c.rxErr
+}
+
+// handshakeMessageLocked handles one whole post-handshake message.
+func (c *Conn) handshakeMessageLocked(msg []byte) error {
+	body := msg[4:]
+	if c.version() == tls.VersionTLS12 {
+		if (c.isClient && msg[0] == typeHelloRequest) || (!c.isClient && msg[0] == typeClientHello) {
+			// RFC 5746 §4.2, §4.4: refusing renegotiation is a
+			// no_renegotiation warning; ktls cannot renegotiate (the new
+			// keys would come from a handshake crypto/tls runs), and the
+			// connection ends, as crypto/tls's does with RenegotiateNever.
+			return c.rxFailLocked(alertf(alertNoRenegotiation, "the peer asked to renegotiate; ktls refuses renegotiation"))
+		}
+		return c.rxFailLocked(alertf(alertUnexpectedMessage, "handshake message of type %d after the handshake", msg[0]))
+	}
+	switch msg[0] {
+	case typeNewSessionTicket:
+		if !c.isClient {
+			return c.rxFailLocked(alertf(alertUnexpectedMessage, "NewSessionTicket from a client"))
+		}
+		// RFC 8446 §4.6.1 lets a client ignore tickets. Those sent right
+		// after the handshake went to crypto/tls (the drain); a later one
+		// cannot, since crypto/tls no longer holds the resumption secret's
+		// connection.
+		return nil
+	case typeKeyUpdate:
+		if len(body) != 1 {
+			return c.rxFailLocked(alertf(alertDecodeError, "KeyUpdate of %d bytes", len(body)))
+		}
+		if body[0] > 1 {
+			return c.rxFailLocked(alertf(alertIllegalParameter, "KeyUpdate request_update %d", body[0]))
+		}
+		if len(c.hand) != 0 {
+			// RFC 8446 §5.1: a KeyUpdate must end its record, since the
+			// next record is under the new key.
+			return c.rxFailLocked(alertf(alertUnexpectedMessage, "KeyUpdate not at the end of its record"))
+		}
+		if err := c.rekeyRXLocked(); err != nil {
+			return err
+		}
+		if body[0] == 1 {
+			// RFC 8446 §4.6.3: answer update_requested with our own
+			// KeyUpdate before any more application data.
+			c.outMu.Lock()
+			defer c.outMu.Unlock()
+			if c.txErr == nil && !c.closeNotifySent {
+				return c.updateTXKeyLocked()
+			}
+		}
+		return nil
+	default:
+		return c.rxFailLocked(alertf(alertUnexpectedMessage, "handshake message of type %d after the handshake", msg[0]))
+	}
+}
+
+// rekeyRXLocked moves RX to the next traffic secret, RFC 8446 §7.2.
+func (c *Conn) rekeyRXLocked() error {
+	rk, ok := c.opener.(backend.Rekeyer)
+	if !ok {
+		c.rxErr = ErrKeyUpdateUnsupported
+		return c.rxErr
+	}
+	if err := rekey(rk, c.rx); err != nil {
+		c.rxErr = err
+		return err
+	}
+	return nil
+}
+
+// rekey steps d to its next traffic secret and gives the new key to the half.
+func rekey(rk backend.Rekeyer, d *dirKeys) error {
+	next := keyschedule.NextTrafficSecret(d.suite, d.secret)
+	clear(d.secret)
+	d.secret = next
+	p := backend.Params{Version: d.suite.Version, CipherSuite: d.suite.ID}
+	p.Key, p.IV = keyschedule.TrafficKey(d.suite, next)
+	err := rk.Rekey(p)
+	clear(p.Key)
+	clear(p.IV)
+	if err != nil {
+		return fmt.Errorf("ktls: updating keys: %w", err)
+	}
+	return nil
+}
+
+// updateTXKeyLocked sends a KeyUpdate (update_not_requested) under the
+// current key and moves TX to the next one, RFC 8446 §4.6.3.
+func (c *Conn) updateTXKeyLocked() error {
+	rk, ok := c.sealer.(backend.Rekeyer)
+	if !ok {
+		c.txErr = fmt.Errorf("ktls: the tx engine %s cannot update its TLS 1.3 key", c.info.TX)
+		return c.txErr
+	}
+	msg := []byte{typeKeyUpdate, 0, 0, 1, 0}
+	if _, err := c.sealer.WriteRecords(backend.TypeHandshake, msg); err != nil {
+		c.txErr = err
+		return err
+	}
+	if err := rekey(rk, c.tx); err != nil {
+		c.txErr = err
+		return err
+	}
+	c.txRecords = 0
+	return nil
+}
+
+// writeRecordsLocked writes b as records of type typ, updating the TLS 1.3
+// key before it wears out (RFC 8446 §5.5).
+func (c *Conn) writeRecordsLocked(typ uint8, b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		chunk := b
+		if c.tx.suite.Version == tls.VersionTLS13 {
+			if c.txRecords >= c.keyUpdateAfter {
+				if err := c.updateTXKeyLocked(); err != nil {
+					return n, err
+				}
+			}
+			if room := (c.keyUpdateAfter - c.txRecords) * backend.MaxPlaintext; uint64(len(chunk)) > room {
+				chunk = chunk[:room]
+			}
+		}
+		m, err := c.sealer.WriteRecords(typ, chunk)
+		c.txRecords += uint64((m + backend.MaxPlaintext - 1) / backend.MaxPlaintext)
+		n += m
+		b = b[m:]
+		if err != nil {
+			c.txErr = err
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// sendAlertLocked sends an alert through the TX engine. Every alert but
+// close_notify and no_renegotiation is fatal and ends the direction.
+func (c *Conn) sendAlertLocked(desc uint8) error {
+	level := byte(alertLevelError)
+	if desc == alertCloseNotify || desc == alertNoRenegotiation {
+		level = alertLevelWarning
+	}
+	_, err := c.sealer.WriteRecords(backend.TypeAlert, []byte{level, desc})
+	if err != nil {
+		c.txErr = err
+		return err
+	}
+	if desc != alertCloseNotify {
+		c.txErr = &net.OpError{Op: "local error", Err: tls.AlertError(desc)}
+	}
+	return nil
+}
+
+// rxFailLocked ends RX with err, sending the alert it names. A timeout is
+// not an end: the engine resumes on the next call.
+func (c *Conn) rxFailLocked(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return err
+	}
+	if err == io.EOF {
+		// EOF at a record boundary without close_notify: crypto/tls
+		// accepts it as EOF (conn.go, readRecordOrCCS); so does ktls.
+		c.rxErr = io.EOF
+		return io.EOF
+	}
+	var a tls.AlertError
+	if errors.As(err, &a) {
+		c.outMu.Lock()
+		if c.txErr == nil {
+			c.sendAlertLocked(uint8(a))
+		}
+		c.outMu.Unlock()
+		err = &net.OpError{Op: "local error", Err: err}
+	}
+	c.rxErr = err
+	return err
+}
+
+// finishDrainLocked lets crypto/tls read the TLS 1.3 session tickets that
+// came right after the handshake, then installs RX from the first other
+// record on (see drainState).
+func (c *Conn) finishDrainLocked() error {
+	var one [1]byte
+	n, err := c.tls.Read(one[:])
+	if n != 0 {
+		// recordConn never gives crypto/tls application data here.
+		c.rxErr = errors.New("ktls: internal error: crypto/tls returned data during the ticket drain")
+		return c.rxErr
+	}
+	if !errors.Is(err, errHandoff) {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return err
+		}
+		// crypto/tls rejected a ticket. It tried to send an alert, which
+		// recordConn refused (its TX key is stale): send it for real.
+		if a, ok := c.rc.refusedAlert(); ok {
+			c.outMu.Lock()
+			if c.txErr == nil {
+				c.sendAlertLocked(a)
+			}
+			c.outMu.Unlock()
+		}
+		c.rxErr = err
+		return err
+	}
+	c.rxPending = false
+	c.rc.moveTX(nil, 0)
+	if err := c.installRXLocked(c.rc.drain.seq, c.rc.buffered()); err != nil {
+		c.rxErr = err
+		return err
+	}
+	c.rc.drain = nil
+	return nil
+}
+
+func (c *Conn) version() uint16 { return c.tx.suite.Version }
+
+// alertError is an error that names the alert the connection sends for it.
+type alertError struct {
+	alert tls.AlertError
+	msg   string
+}
+
+func (e *alertError) Error() string { return "ktls: " + e.msg + " (" + e.alert.Error() + ")" }
+
+func (e *alertError) Unwrap() error { return e.alert }
+
+func alertf(a uint8, format string, args ...any) error {
+	return &alertError{alert: tls.AlertError(a), msg: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,293 @@
+package conn
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/record"
+)
+
+// recordConn is the net.Conn that crypto/tls runs over. It exists so that the
+// record layer can leave crypto/tls with nothing lost and nothing guessed
+// (DESIGN.md step 2):
+//
+//   - On read it never takes a byte from the socket past the end of the record
+//     crypto/tls is reading (header first, then exactly the body), so when the
+//     handshake ends everything the peer sent later is still in the socket (or,
+//     in drain mode, in rbuf) and nowhere else.
+//   - While recording, it keeps a copy of every record in both directions, so
+//     the handoff can count and verify, by opening them, the records
+//     crypto/tls protected under each key.
+//   - Once TX has moved to an engine, crypto/tls must never write again: its
+//     sequence number is stale and a write would reuse a nonce. Writes are
+//     refused, and a refused alert is decoded so the connection can send it
+//     through the engine instead.
+//
+// crypto/tls serializes its own reads (under its input lock or the handshake
+// lock) and its own writes (under its output lock); mode changes happen under
+// Conn.handshakeMu or Conn.inMu while crypto/tls is not reading.
+type recordConn struct {
+	net.Conn // the raw transport
+
+	// Read side, used by crypto/tls's reading goroutine only.
+	mode   readMode
+	rbuf   []byte // the current record: header and as much of the body as was read
+	rOff   int    // bytes of rbuf already handed to crypto/tls
+	rxLog  [][]byte
+	drain  *drainState
+	record bool // keep copies of records (the handshake)
+
+	// Write side, used by crypto/tls's writing goroutine only, except that
+	// the handoff reads txLog after the handshake returned.
+	wpartial []byte
+	txLog    [][]byte
+
+	txMoved atomic.Bool
+	refused struct {
+		sync.Mutex
+		prot  *record.Protector // crypto/tls's TX key at the handoff
+		seq   uint64            // crypto/tls's TX sequence number at the handoff
+		alert int               // the alert crypto/tls tried to send, or -1
+	}
+}
+
+type readMode int
+
+const (
+	modeHandshake   readMode = iota // record boundaries kept, records logged
+	modePassthrough                 // crypto/tls keeps RX: out of the way
+	modeDrain                       // TLS 1.3 client: only NewSessionTicket records pass
+)
+
+// drainState lets crypto/tls consume the NewSessionTicket records that a TLS
+// 1.3 server sends right after the handshake, so that tickets reach the
+// ClientSessionCache (crypto/tls does not export the resumption secret, so
+// only crypto/tls can turn them into sessions). The first record that is
+// anything else stops the drain; it stays in rbuf and becomes the engine's
+// Link.Buffered.
+type drainState struct {
+	prot    *record.Protector // the server's application traffic key
+	seq     uint64            // next RX sequence number
+	passed  bool              // the record in rbuf may go to crypto/tls
+	stopped bool
+	scratch []byte
+}
+
+// errHandoff stops crypto/tls's Read at the end of the drain. It is a
+// temporary net.Error so crypto/tls does not make it sticky (readRecordOrCCS
+// only records non-temporary errors).
+var errHandoff net.Error = handoffError{}
+
+type handoffError struct{}
+
+func (handoffError) Error() string   { return "ktls: record layer handed off" }
+func (handoffError) Timeout() bool   { return true }
+func (handoffError) Temporary() bool { return true }
+
+// errTXMoved is what crypto/tls gets when it tries to write after TX moved.
+var errTXMoved = errors.New("ktls: crypto/tls may not write after the record layer moved")
+
+func newRecordConn(raw net.Conn) *recordConn {
+	r := &recordConn{Conn: raw, record: true}
+	r.refused.alert = -1
+	return r
+}
+
+func (r *recordConn) Read(p []byte) (int, error) {
+	if r.mode == modePassthrough {
+		return r.Conn.Read(p)
+	}
+	if r.drain != nil && r.drain.stopped {
+		return 0, errHandoff
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if r.rOff == len(r.rbuf) && r.recordComplete() {
+		r.rbuf, r.rOff = r.rbuf[:0], 0
+		if r.drain != nil {
+			r.drain.passed = false
+		}
+	}
+	switch {
+	case r.mode == modeDrain && !r.drain.passed:
+		if err := r.fillDrain(); err != nil {
+			return 0, err
+		}
+	case r.mode == modeHandshake && r.rOff == len(r.rbuf):
+		if err := r.fillSome(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, r.rbuf[r.rOff:])
+	r.rOff += n
+	return n, nil
+}
+
+// recordComplete reports whether rbuf holds a whole record.
+func (r *recordConn) recordComplete() bool {
+	return len(r.rbuf) >= record.HeaderLen && len(r.rbuf) == r.want()
+}
+
+// want is the length of the current record as far as it is known: the header
+// until the header is complete, then header and body.
+func (r *recordConn) want() int {
+	if len(r.rbuf) < record.HeaderLen {
+		return record.HeaderLen
+	}
+	return record.HeaderLen + recordLen(r.rbuf)
+}
+
+func recordLen(hdr []byte) int { return int(hdr[3])<<8 | int(hdr[4]) }
+
+// fillSome reads at least one byte from the socket, never past the end of the
+// current record: at most the rest of the header, then at most the rest of
+// the body. What was read stays in rbuf across an error (a timeout), so the
+// next call resumes.
+func (r *recordConn) fillSome() error {
+	for {
+		want := r.want()
+		if cap(r.rbuf) < want {
+			// Sized for the largest legal record, 2^14+2048 bytes (RFC 5246
+			// §6.2.3). A longer length is crypto/tls's to reject, and it
+			// rejects it from the header alone, before asking for the body.
+			nb := make([]byte, len(r.rbuf), max(want, record.HeaderLen+record.MaxCiphertext(tls.VersionTLS12)))
+			copy(nb, r.rbuf)
+			r.rbuf = nb
+		}
+		n, err := r.Conn.Read(r.rbuf[len(r.rbuf):want])
+		r.rbuf = r.rbuf[:len(r.rbuf)+n]
+		if n > 0 && r.record && r.recordComplete() {
+			r.rxLog = append(r.rxLog, append([]byte(nil), r.rbuf...))
+		}
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+}
+
+// fillDrain reads one whole record and decides whether crypto/tls may have it.
+func (r *recordConn) fillDrain() error {
+	for !r.recordComplete() {
+		if len(r.rbuf) >= record.HeaderLen && recordLen(r.rbuf) > record.MaxCiphertext(tls.VersionTLS13) {
+			// Not for crypto/tls: the engine rejects it with record_overflow.
+			r.drain.stopped = true
+			return errHandoff
+		}
+		if err := r.fillSome(); err != nil {
+			return err
+		}
+	}
+	if !r.drainPasses() {
+		r.drain.stopped = true
+		return errHandoff
+	}
+	r.drain.seq++
+	r.drain.passed = true
+	return nil
+}
+
+// drainPasses decides whether the complete record in rbuf may go to
+// crypto/tls during the drain: only if it opens under the server's
+// application key at the expected sequence number and holds nothing but whole
+// NewSessionTicket messages (RFC 8446 §4.6.1).
+func (r *recordConn) drainPasses() bool {
+	d := r.drain
+	d.scratch = append(d.scratch[:0], r.rbuf...)
+	typ, msg, err := d.prot.Open(d.seq, d.scratch)
+	if err != nil || typ != backend.TypeHandshake || len(msg) == 0 {
+		return false
+	}
+	for len(msg) > 0 {
+		if len(msg) < 4 || msg[0] != typeNewSessionTicket {
+			return false
+		}
+		n := 4 + (int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3]))
+		if n > len(msg) {
+			return false
+		}
+		msg = msg[n:]
+	}
+	return true
+}
+
+// buffered returns the bytes of the incoming stream that were read from the
+// socket but not consumed by crypto/tls.
+func (r *recordConn) buffered() []byte { return r.rbuf[r.rOff:] }
+
+func (r *recordConn) Write(p []byte) (int, error) {
+	if r.txMoved.Load() {
+		r.noteRefused(p)
+		return 0, errTXMoved
+	}
+	if r.record {
+		r.logWrite(p)
+	}
+	return r.Conn.Write(p)
+}
+
+// logWrite splits what crypto/tls writes into records and keeps a copy of
+// each. crypto/tls writes whole records, but a record split across writes is
+// handled all the same.
+func (r *recordConn) logWrite(p []byte) {
+	r.wpartial = append(r.wpartial, p...)
+	for len(r.wpartial) >= record.HeaderLen {
+		n := record.HeaderLen + recordLen(r.wpartial)
+		if len(r.wpartial) < n {
+			break
+		}
+		r.txLog = append(r.txLog, append([]byte(nil), r.wpartial[:n]...))
+		r.wpartial = r.wpartial[n:]
+	}
+	if len(r.wpartial) == 0 {
+		r.wpartial = nil
+	}
+}
+
+// moveTX makes every later crypto/tls write fail. prot and seq are
+// crypto/tls's TX state at that moment, kept to read what it tried to send.
+func (r *recordConn) moveTX(prot *record.Protector, seq uint64) {
+	r.refused.Lock()
+	r.refused.prot, r.refused.seq = prot, seq
+	r.refused.Unlock()
+	r.txMoved.Store(true)
+}
+
+// noteRefused decodes a refused write. crypto/tls protects it with its stale
+// key and sequence number (it has written nothing since the handoff), so it
+// opens; an alert is kept for the connection to send through its engine.
+func (r *recordConn) noteRefused(p []byte) {
+	r.refused.Lock()
+	defer r.refused.Unlock()
+	if r.refused.prot == nil || r.refused.alert >= 0 || len(p) < record.HeaderLen {
+		return
+	}
+	n := record.HeaderLen + recordLen(p)
+	if n > len(p) {
+		return
+	}
+	typ, msg, err := r.refused.prot.Open(r.refused.seq, append([]byte(nil), p[:n]...))
+	if err == nil && typ == backend.TypeAlert && len(msg) == 2 {
+		r.refused.alert = int(msg[1])
+	}
+}
+
+// refusedAlert returns the alert crypto/tls tried to send after TX moved.
+func (r *recordConn) refusedAlert() (uint8, bool) {
+	r.refused.Lock()
+	defer r.refused.Unlock()
+	return uint8(r.refused.alert), r.refused.alert >= 0
+}
+
+// stopRecording drops the logs: they are only needed until the handoff.
+func (r *recordConn) stopRecording() {
+	r.record = false
+	r.rxLog, r.txLog, r.wpartial = nil, nil, nil
+}

@@ -1,0 +1,433 @@
+package conn
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/keyschedule"
+	"github.com/ktls-go/ktls/internal/record"
+)
+
+// Secrets come from crypto/tls's public API only (DESIGN.md step 3): the key
+// log lines it writes to Config.KeyLogWriter, and, for a resumed TLS 1.2
+// session (for which crypto/tls logs no line), the master secret of the
+// session it resumed, from SessionState.Bytes. Every key found this way is
+// then checked by opening the records crypto/tls protected with it, so a
+// wrong key or a wrong count can only ever keep a connection on stdlib.
+
+// keyLog is the per-connection KeyLogWriter. It keeps the lines of this
+// connection and still forwards every line to the user's own writer.
+type keyLog struct {
+	mu      sync.Mutex
+	user    io.Writer
+	entries map[string]keyschedule.KeyLogEntry
+}
+
+func (k *keyLog) Write(p []byte) (int, error) {
+	if e, err := keyschedule.ParseKeyLogLine(p); err == nil {
+		k.mu.Lock()
+		if k.entries == nil {
+			k.entries = make(map[string]keyschedule.KeyLogEntry)
+		}
+		k.entries[e.Label] = e
+		k.mu.Unlock()
+	}
+	k.mu.Lock()
+	user := k.user
+	k.mu.Unlock()
+	if user != nil {
+		// crypto/tls fails the handshake when the writer fails; so does
+		// ktls, as the user's writer would have without it.
+		return user.Write(p)
+	}
+	return len(p), nil
+}
+
+func (k *keyLog) setUser(w io.Writer) {
+	k.mu.Lock()
+	k.user = w
+	k.mu.Unlock()
+}
+
+// secret returns the secret logged under label for clientRandom.
+func (k *keyLog) secret(label string, clientRandom []byte) ([]byte, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	e, ok := k.entries[label]
+	if !ok || !bytes.Equal(e.ClientRandom[:], clientRandom) {
+		return nil, false
+	}
+	return e.Secret, true
+}
+
+// wipe zeroes every secret kept.
+func (k *keyLog) wipe() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for l, e := range k.entries {
+		clear(e.Secret)
+		delete(k.entries, l)
+	}
+}
+
+// sessions keeps the session crypto/tls resumed, on either side.
+type sessions struct {
+	mu     sync.Mutex
+	client *tls.ClientSessionState
+	server *tls.SessionState
+}
+
+// cacheCapture wraps the user's ClientSessionCache to see which session the
+// client offers; tickets still go to, and come from, the user's cache.
+type cacheCapture struct {
+	inner tls.ClientSessionCache
+	s     *sessions
+}
+
+func (c cacheCapture) Get(key string) (*tls.ClientSessionState, bool) {
+	cs, ok := c.inner.Get(key)
+	if ok {
+		c.s.mu.Lock()
+		c.s.client = cs
+		c.s.mu.Unlock()
+	}
+	return cs, ok
+}
+
+func (c cacheCapture) Put(key string, cs *tls.ClientSessionState) { c.inner.Put(key, cs) }
+
+// prepareConfig returns the per-connection clone of the user's config with
+// the captures in place. The user's config itself is never modified.
+func prepareConfig(user *tls.Config, isClient bool, kl *keyLog, s *sessions) *tls.Config {
+	if user == nil {
+		user = &tls.Config{}
+	}
+	cfg := user.Clone()
+	kl.setUser(user.KeyLogWriter)
+	cfg.KeyLogWriter = kl
+	if isClient {
+		if cfg.ClientSessionCache != nil {
+			cfg.ClientSessionCache = cacheCapture{inner: cfg.ClientSessionCache, s: s}
+		}
+		return cfg
+	}
+	serveTickets(cfg, user, s)
+	if user.GetConfigForClient != nil {
+		cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			uc, err := user.GetConfigForClient(hello)
+			if err != nil || uc == nil {
+				return uc, err
+			}
+			c := uc.Clone()
+			kl.setUser(uc.KeyLogWriter)
+			c.KeyLogWriter = kl
+			serveTickets(c, uc, s)
+			return c, nil
+		}
+	}
+	return cfg
+}
+
+// serveTickets makes a server config seal and open tickets with the ticket
+// keys of the config the user gave (owner), not with fresh keys of the
+// per-connection clone: crypto/tls keeps its automatic ticket keys inside the
+// Config they were made for (common.go, Config.ticketKeys), so a clone would
+// make every connection's tickets unreadable to the next. EncryptTicket and
+// DecryptTicket are documented as WrapSession/UnwrapSession implementations.
+// The session crypto/tls resumes is kept, for the TLS 1.2 master secret.
+func serveTickets(cfg, owner *tls.Config, s *sessions) {
+	if cfg.WrapSession == nil {
+		cfg.WrapSession = owner.EncryptTicket
+	}
+	unwrap := cfg.UnwrapSession
+	if unwrap == nil {
+		unwrap = owner.DecryptTicket
+	}
+	cfg.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+		ss, err := unwrap(identity, cs)
+		if ss != nil {
+			s.mu.Lock()
+			s.server = ss
+			s.mu.Unlock()
+		}
+		return ss, err
+	}
+}
+
+// sessionSecret returns the master secret (TLS 1.2) of a session, from its
+// encoding by SessionState.Bytes, whose layout crypto/tls documents in
+// ticket.go: uint16 version, uint8 type, uint16 cipher_suite, uint64
+// created_at, opaque secret<1..2^8-1>, ... crypto/tls calls the encoding
+// opaque: a change would make this fail or return a wrong secret, and the
+// record check after it would then keep the connection on stdlib.
+func sessionSecret(ss *tls.SessionState, version, suite uint16) ([]byte, error) {
+	b, err := ss.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("encoding the resumed session: %w", err)
+	}
+	defer clear(b)
+	const off = 2 + 1 + 2 + 8
+	if len(b) < off+1 {
+		return nil, errors.New("resumed session encoding too short")
+	}
+	if binary.BigEndian.Uint16(b) != version || binary.BigEndian.Uint16(b[3:]) != suite {
+		return nil, errors.New("resumed session encoding does not match the connection")
+	}
+	n := int(b[off])
+	if n == 0 || len(b) < off+1+n {
+		return nil, errors.New("resumed session encoding malformed")
+	}
+	return bytes.Clone(b[off+1 : off+1+n]), nil
+}
+
+// dirKeys is one direction's traffic key, found and verified.
+type dirKeys struct {
+	suite  keyschedule.Suite
+	params backend.Params    // Key, IV, and Seq: the next record's number
+	secret []byte            // TLS 1.3: the application traffic secret, for KeyUpdate
+	prot   *record.Protector // the same key, to open records crypto/tls sent under it
+}
+
+func (d *dirKeys) wipe() {
+	clear(d.params.Key)
+	clear(d.params.IV)
+	clear(d.secret)
+}
+
+// helloRandom returns the random of the first handshake message of one
+// direction, which must be of type want (ClientHello 1 or ServerHello 2):
+// type(1) length(3) legacy_version(2) random(32), RFC 8446 §4.1.2-3 and RFC
+// 5246 §7.4.1.2-3. The message may span records.
+func helloRandom(log [][]byte, want uint8) ([]byte, bool) {
+	var hs []byte
+	for _, rec := range log {
+		if rec[0] != backend.TypeHandshake {
+			if rec[0] == backend.TypeAlert {
+				continue
+			}
+			break
+		}
+		hs = append(hs, rec[record.HeaderLen:]...)
+		if len(hs) >= 38 {
+			break
+		}
+	}
+	if len(hs) < 38 || hs[0] != want {
+		return nil, false
+	}
+	return hs[6:38], true
+}
+
+// handoffKeys finds both directions' keys and sequence numbers. A non-empty
+// reason says why they cannot be known with certainty; the connection then
+// stays on stdlib.
+func (c *Conn) handoffKeys(st tls.ConnectionState) (tx, rx *dirKeys, reason string) {
+	suite, ok := keyschedule.Lookup(st.Version, st.CipherSuite)
+	if !ok {
+		return nil, nil, fmt.Sprintf("%s is not an AEAD suite ktls can move", tls.CipherSuiteName(st.CipherSuite))
+	}
+	clientLog, serverLog := c.rc.txLog, c.rc.rxLog
+	if !c.isClient {
+		clientLog, serverLog = serverLog, clientLog
+	}
+	cr, ok := helloRandom(clientLog, typeClientHello)
+	if !ok {
+		return nil, nil, "ClientHello not seen on the wire"
+	}
+	var cli, srv *dirKeys
+	var err error
+	switch st.Version {
+	case tls.VersionTLS13:
+		cli, srv, err = c.keys13(suite, cr)
+	case tls.VersionTLS12:
+		sr, ok := helloRandom(serverLog, typeServerHello)
+		if !ok {
+			return nil, nil, "ServerHello not seen on the wire"
+		}
+		cli, srv, err = c.keys12(suite, st, cr, sr)
+	default:
+		return nil, nil, fmt.Sprintf("TLS version %#04x is not one ktls can move", st.Version)
+	}
+	if err != nil {
+		return nil, nil, err.Error()
+	}
+	tx, rx = cli, srv
+	if !c.isClient {
+		tx, rx = srv, cli
+	}
+	return tx, rx, ""
+}
+
+// keys13 derives the TLS 1.3 application keys from the logged traffic
+// secrets (RFC 8446 §7.3) and counts the records each side protected under
+// them, telling them from handshake-key records by opening both.
+func (c *Conn) keys13(suite keyschedule.Suite, cr []byte) (cli, srv *dirKeys, err error) {
+	get := func(label string) ([]byte, error) {
+		s, ok := c.keyLog.secret(label, cr)
+		if !ok {
+			return nil, fmt.Errorf("crypto/tls logged no %s for this connection", label)
+		}
+		return s, nil
+	}
+	var sec [4][]byte
+	for i, l := range []string{keyschedule.LabelClientHandshake, keyschedule.LabelServerHandshake, keyschedule.LabelClientTraffic0, keyschedule.LabelServerTraffic0} {
+		if sec[i], err = get(l); err != nil {
+			return nil, nil, err
+		}
+	}
+	clientLog, serverLog := c.rc.txLog, c.rc.rxLog
+	if !c.isClient {
+		clientLog, serverLog = serverLog, clientLog
+	}
+	if cli, err = dir13(suite, sec[0], sec[2], clientLog, "client"); err != nil {
+		return nil, nil, err
+	}
+	if srv, err = dir13(suite, sec[1], sec[3], serverLog, "server"); err != nil {
+		cli.wipe()
+		return nil, nil, err
+	}
+	return cli, srv, nil
+}
+
+func dir13(suite keyschedule.Suite, hsSecret, appSecret []byte, log [][]byte, who string) (*dirKeys, error) {
+	hk, hiv := keyschedule.TrafficKey(suite, hsSecret)
+	hs, err := record.NewProtector(suite.Version, suite.ID, hk, hiv)
+	clear(hk)
+	clear(hiv)
+	if err != nil {
+		return nil, err
+	}
+	d := &dirKeys{suite: suite, secret: bytes.Clone(appSecret)}
+	d.params = backend.Params{Version: suite.Version, CipherSuite: suite.ID}
+	d.params.Key, d.params.IV = keyschedule.TrafficKey(suite, appSecret)
+	if d.prot, err = record.NewProtector(suite.Version, suite.ID, d.params.Key, d.params.IV); err != nil {
+		d.wipe()
+		return nil, err
+	}
+	// Every protected record (outer type application_data, RFC 8446 §5.2)
+	// must open under the handshake key until the first one that opens under
+	// the application key, and under the application key after it.
+	var h, a uint64
+	var scratch []byte
+	for i, rec := range log {
+		if rec[0] != backend.TypeApplicationData {
+			continue
+		}
+		if a == 0 {
+			scratch = append(scratch[:0], rec...)
+			if _, _, err := hs.Open(h, scratch); err == nil {
+				h++
+				continue
+			}
+		}
+		scratch = append(scratch[:0], rec...)
+		if _, _, err := d.prot.Open(a, scratch); err != nil {
+			d.wipe()
+			return nil, fmt.Errorf("%s record %d of the handshake opens under neither of its keys", who, i)
+		}
+		a++
+	}
+	if h == 0 {
+		d.wipe()
+		return nil, fmt.Errorf("no %s record under the handshake key was seen", who)
+	}
+	d.params.Seq = a
+	return d, nil
+}
+
+// keys12 derives the TLS 1.2 keys from the master secret and both randoms
+// (RFC 5246 §6.3) and counts the records each side sent after its
+// ChangeCipherSpec, opening every one.
+func (c *Conn) keys12(suite keyschedule.Suite, st tls.ConnectionState, cr, sr []byte) (cli, srv *dirKeys, err error) {
+	master, ok := c.keyLog.secret(keyschedule.LabelClientRandom, cr)
+	if ok {
+		master = bytes.Clone(master)
+	} else {
+		if !st.DidResume {
+			return nil, nil, errors.New("crypto/tls logged no master secret for this connection")
+		}
+		c.sessions.mu.Lock()
+		var ss *tls.SessionState
+		if c.isClient && c.sessions.client != nil {
+			_, ss, err = c.sessions.client.ResumptionState()
+		} else if !c.isClient {
+			ss = c.sessions.server
+		}
+		c.sessions.mu.Unlock()
+		if ss == nil || err != nil {
+			return nil, nil, errors.New("the resumed session's master secret is not known")
+		}
+		if master, err = sessionSecret(ss, st.Version, st.CipherSuite); err != nil {
+			return nil, nil, err
+		}
+	}
+	defer clear(master)
+	ck, sk, civ, siv := keyschedule.KeyBlock12(suite, master, cr, sr)
+	clientLog, serverLog := c.rc.txLog, c.rc.rxLog
+	if !c.isClient {
+		clientLog, serverLog = serverLog, clientLog
+	}
+	if cli, err = dir12(suite, ck, civ, clientLog, "client"); err != nil {
+		clear(sk)
+		clear(siv)
+		return nil, nil, err
+	}
+	if srv, err = dir12(suite, sk, siv, serverLog, "server"); err != nil {
+		cli.wipe()
+		return nil, nil, err
+	}
+	return cli, srv, nil
+}
+
+func dir12(suite keyschedule.Suite, key, iv []byte, log [][]byte, who string) (*dirKeys, error) {
+	d := &dirKeys{suite: suite, params: backend.Params{Version: suite.Version, CipherSuite: suite.ID, Key: key, IV: iv}}
+	var err error
+	if d.prot, err = record.NewProtector(suite.Version, suite.ID, key, iv); err != nil {
+		d.wipe()
+		return nil, err
+	}
+	var n uint64
+	ccs := false
+	var scratch []byte
+	for i, rec := range log {
+		if !ccs {
+			ccs = rec[0] == backend.TypeChangeCipherSpec
+			continue
+		}
+		// With AES-GCM, crypto/tls puts the sequence number in the explicit
+		// nonce (RFC 5288 §3 leaves the choice to the sender); engines go on
+		// from there, so every explicit nonce ever sent stays unique only if
+		// crypto/tls's were exactly 0..n-1. Check it.
+		if suite.AES && (len(rec) < record.HeaderLen+8 || binary.BigEndian.Uint64(rec[record.HeaderLen:]) != n) {
+			d.wipe()
+			return nil, fmt.Errorf("%s record %d has an explicit nonce other than its sequence number", who, i)
+		}
+		scratch = append(scratch[:0], rec...)
+		if _, _, err := d.prot.Open(n, scratch); err != nil {
+			d.wipe()
+			return nil, fmt.Errorf("%s record %d after ChangeCipherSpec does not open", who, i)
+		}
+		n++
+	}
+	if n == 0 {
+		d.wipe()
+		return nil, fmt.Errorf("no protected %s record (Finished) was seen", who)
+	}
+	d.params.Seq = n
+	return d, nil
+}
+
+// Handshake message types, RFC 8446 §4 and RFC 5246 §7.4.
+const (
+	typeHelloRequest     uint8 = 0
+	typeClientHello      uint8 = 1
+	typeServerHello      uint8 = 2
+	typeNewSessionTicket uint8 = 4
+	typeKeyUpdate        uint8 = 24
+)

@@ -1,0 +1,330 @@
+package ktls_test
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ktls-go/ktls"
+)
+
+// suiteCase is one negotiable version and suite.
+type suiteCase struct {
+	version uint16
+	suite   uint16 // 0: crypto/tls picks (TLS 1.3: AES-128-GCM on AES hardware)
+}
+
+func (s suiteCase) String() string {
+	if s.suite == 0 {
+		return tls.VersionName(s.version)
+	}
+	return tls.VersionName(s.version) + "/" + tls.CipherSuiteName(s.suite)
+}
+
+// interopSuites is every AEAD suite Go can negotiate; TLS 1.3 suites are not
+// configurable in Go and are covered against OpenSSL (openssl_test.go).
+var interopSuites = []suiteCase{
+	{tls.VersionTLS13, 0},
+	{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
+	{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384},
+	{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256},
+	{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256},
+	{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384},
+	{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256},
+}
+
+// pairWithStock returns a ktls Conn in the given role and a stock crypto/tls
+// Conn on the other end, both handshaken.
+func pairWithStock(t testing.TB, ktlsClient bool, ccfg, scfg *tls.Config, opts ...ktls.Option) (*ktls.Conn, *tls.Conn) {
+	t.Helper()
+	rc, rs := tcpPair(t)
+	var k *ktls.Conn
+	var s *tls.Conn
+	if ktlsClient {
+		k, s = ktls.Client(rc, ccfg, opts...), tls.Server(rs, scfg)
+	} else {
+		k, s = ktls.Server(rs, scfg, opts...), tls.Client(rc, ccfg)
+	}
+	handshakeBoth(t, k, s)
+	return k, s
+}
+
+func wantBackend(t testing.TB, c *ktls.Conn, tx, rx string) {
+	t.Helper()
+	if b := c.Backend(); b.TX != tx || b.RX != rx {
+		t.Fatalf("Backend() = %+v, want tx=%s rx=%s", b, tx, rx)
+	}
+}
+
+func roles(f func(t *testing.T, ktlsClient bool)) func(t *testing.T) {
+	return func(t *testing.T) {
+		for _, client := range []bool{true, false} {
+			name := "ktls-server"
+			if client {
+				name = "ktls-client"
+			}
+			t.Run(name, func(t *testing.T) { f(t, client) })
+		}
+	}
+}
+
+// TestInteropStock runs every suite in both roles against stock crypto/tls:
+// data both ways at once, checked by hash, and the engine that carried it.
+func TestInteropStock(t *testing.T) {
+	size := 4 << 20
+	if testing.Short() {
+		size = 256 << 10
+	}
+	for _, sc := range interopSuites {
+		t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
+			ccfg, scfg := configs(t, sc.version, sc.suite)
+			k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+			st := k.ConnectionState()
+			if st.Version != sc.version || (sc.suite != 0 && st.CipherSuite != sc.suite) {
+				t.Fatalf("negotiated %s %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
+			}
+			wantBackend(t, k, "userspace", "userspace")
+			exchange(t, k, s, size)
+			exchange(t, k, s, 1)
+			closeBoth(t, k, s)
+		}))
+	}
+}
+
+// closeBoth closes the ktls side and checks the peer reads a clean EOF
+// (close_notify), then closes the peer.
+func closeBoth(t testing.TB, k *ktls.Conn, s *tls.Conn) {
+	t.Helper()
+	if err := k.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if n, err := s.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("peer read after close = %d, %v; want 0, EOF (close_notify)", n, err)
+	}
+	s.Close()
+}
+
+// TestLargeTransfer moves 64 MiB each way (32 MiB in short mode... 8 MiB)
+// through each role, checked by hash.
+func TestLargeTransfer(t *testing.T) {
+	size := 64 << 20
+	if testing.Short() {
+		size = 8 << 20
+	}
+	for _, sc := range []suiteCase{{tls.VersionTLS13, 0}, {tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}} {
+		t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
+			ccfg, scfg := configs(t, sc.version, sc.suite)
+			k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+			wantBackend(t, k, "userspace", "userspace")
+			exchange(t, k, s, size)
+		}))
+	}
+}
+
+// TestOneByteWrites sends a stream of one-byte writes each way.
+func TestOneByteWrites(t *testing.T) {
+	for _, sc := range []suiteCase{{tls.VersionTLS13, 0}, {tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}} {
+		t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
+			ccfg, scfg := configs(t, sc.version, sc.suite)
+			k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+			const n = 300
+			for _, dir := range []struct {
+				w io.Writer
+				r io.Reader
+			}{{k, s}, {s, k}} {
+				errc := make(chan error, 1)
+				go func() {
+					for i := range n {
+						if _, err := dir.w.Write([]byte{byte(i)}); err != nil {
+							errc <- err
+							return
+						}
+					}
+					errc <- nil
+				}()
+				got := make([]byte, n)
+				if _, err := io.ReadFull(dir.r, got); err != nil {
+					t.Fatal(err)
+				}
+				if err := <-errc; err != nil {
+					t.Fatal(err)
+				}
+				for i, b := range got {
+					if b != byte(i) {
+						t.Fatalf("byte %d = %d", i, b)
+					}
+				}
+			}
+		}))
+	}
+}
+
+// TestClientCertALPN uses client certificates and ALPN in both roles.
+func TestClientCertALPN(t *testing.T) {
+	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		t.Run(tls.VersionName(v), roles(func(t *testing.T, ktlsClient bool) {
+			p := getPKI(t)
+			ccfg, scfg := configs(t, v, 0)
+			ccfg.Certificates = []tls.Certificate{p.clientCert}
+			ccfg.NextProtos = []string{"h2", "http/1.1"}
+			scfg.ClientAuth = tls.RequireAndVerifyClientCert
+			scfg.ClientCAs = p.pool
+			scfg.NextProtos = []string{"http/1.1"}
+			k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+			st := k.ConnectionState()
+			if st.NegotiatedProtocol != "http/1.1" {
+				t.Fatalf("ALPN = %q", st.NegotiatedProtocol)
+			}
+			if !ktlsClient && len(st.PeerCertificates) != 1 {
+				t.Fatalf("server saw %d client certificates", len(st.PeerCertificates))
+			}
+			wantBackend(t, k, "userspace", "userspace")
+			exchange(t, k, s, 100<<10)
+		}))
+	}
+}
+
+// TestResumption resumes a session on a second connection, in both roles and
+// both versions, with the record layer moved on both connections. For a TLS
+// 1.3 ktls client this needs the tickets that arrive after the handshake to
+// reach crypto/tls's session cache with RX moved.
+func TestResumption(t *testing.T) {
+	for _, sc := range []suiteCase{{tls.VersionTLS13, 0}, {tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}} {
+		t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
+			ccfg, scfg := configs(t, sc.version, sc.suite)
+			ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+			for i, wantResume := range []bool{false, true, true} {
+				k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+				// The server speaks first: on TLS 1.3 the client's ticket
+				// is read (by crypto/tls, in the drain) before the data.
+				exchange(t, k, s, 10<<10)
+				if got := k.ConnectionState().DidResume; got != wantResume {
+					t.Fatalf("connection %d: DidResume = %v, want %v", i, got, wantResume)
+				}
+				wantBackend(t, k, "userspace", "userspace")
+				k.Close()
+				s.Close()
+			}
+		}))
+	}
+}
+
+// TestForcedBackend forces each engine that exists here, through the option
+// and through KTLS_BACKEND, which wins.
+func TestForcedBackend(t *testing.T) {
+	for _, tc := range []struct {
+		env, opt string
+		tx, rx   string
+	}{
+		{"", "stdlib", "stdlib", "stdlib"},
+		{"", "userspace", "userspace", "userspace"},
+		{"stdlib", "userspace", "stdlib", "stdlib"},
+		{"userspace", "stdlib", "userspace", "userspace"},
+		{"tx=userspace,rx=stdlib", "", "stdlib", "stdlib"},
+		{"", "tx=userspace,rx=userspace", "userspace", "userspace"},
+	} {
+		t.Run(fmt.Sprintf("env=%s,opt=%s", tc.env, tc.opt), roles(func(t *testing.T, ktlsClient bool) {
+			t.Setenv("KTLS_BACKEND", tc.env)
+			var opts []ktls.Option
+			if tc.opt != "" {
+				opts = append(opts, ktls.WithBackend(tc.opt))
+			}
+			ccfg, scfg := configs(t, tls.VersionTLS13, 0)
+			k, s := pairWithStock(t, ktlsClient, ccfg, scfg, opts...)
+			wantBackend(t, k, tc.tx, tc.rx)
+			if k.Backend().Reason == "" {
+				t.Error("Backend().Reason is empty")
+			}
+			exchange(t, k, s, 300<<10)
+			closeBoth(t, k, s)
+		}))
+	}
+}
+
+// TestBadBackendSpec checks that a malformed KTLS_BACKEND fails clearly,
+// naming the accepted values.
+func TestBadBackendSpec(t *testing.T) {
+	t.Setenv("KTLS_BACKEND", "kernal")
+	_, err := ktls.Dial("tcp", "127.0.0.1:1", &tls.Config{})
+	if err == nil || !strings.Contains(err.Error(), "kernal") || !strings.Contains(err.Error(), "userspace") {
+		t.Fatalf("Dial with KTLS_BACKEND=kernal: %v", err)
+	}
+	rc, _ := tcpPair(t)
+	c := ktls.Client(rc, &tls.Config{InsecureSkipVerify: true})
+	if err := c.Handshake(); err == nil || !strings.Contains(err.Error(), "kernal") {
+		t.Fatalf("Handshake with KTLS_BACKEND=kernal: %v", err)
+	}
+}
+
+// TestConcurrentReadWrite reads and writes at once from several goroutines'
+// worth of traffic on one connection, under the race detector.
+func TestConcurrentReadWrite(t *testing.T) {
+	ccfg, scfg := configs(t, tls.VersionTLS13, 0)
+	k, s := pairWithStock(t, true, ccfg, scfg)
+	// The stock side echoes.
+	go io.Copy(s, s)
+	const chunks, size = 64, 8 << 10
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range chunks {
+			if _, err := k.Write(pattern(size, byte(i))); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for i := range chunks {
+		got := make([]byte, size)
+		if _, err := io.ReadFull(k, got); err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(pattern(size, byte(i))) {
+			t.Fatalf("chunk %d differs", i)
+		}
+	}
+	wg.Wait()
+}
+
+// TestDialListen uses the package-level Dial and Listen end to end.
+func TestDialListen(t *testing.T) {
+	ccfg, scfg := configs(t, tls.VersionTLS13, 0)
+	l, err := ktls.Listen("tcp", "127.0.0.1:0", scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c)
+	}()
+	ccfg.ServerName = ""
+	ccfg.InsecureSkipVerify = false
+	c, err := ktls.Dial("tcp", l.Addr().String(), ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	wantBackend(t, c, "userspace", "userspace")
+	msg := []byte("hello over ktls")
+	if _, err := c.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(msg) {
+		t.Fatalf("echo = %q", got)
+	}
+	var _ net.Conn = c
+}

@@ -1,0 +1,236 @@
+// Package ktls is a drop-in replacement for crypto/tls's Dial, Listen, Client
+// and Server that makes TLS cheap.
+//
+// The handshake runs in the standard library's crypto/tls with the
+// *tls.Config the program passes, unchanged. Then each connection's record
+// layer moves, per direction, into the best engine the host offers: Linux
+// kernel TLS, kernel TLS with NIC offload, the kernel crypto API (AF_ALG), or
+// ktls's own pure-Go record layer; crypto/tls's own record layer ("stdlib")
+// stays the last resort, used whenever keys or sequence numbers are not known
+// with certainty or the suite has no AEAD.
+//
+// The environment variable KTLS_BACKEND forces an engine for both directions
+// ("userspace") or per direction ("tx=kernel,rx=userspace"); it wins over
+// WithBackend, so an operator can force an engine without a rebuild. With
+// KTLS_STRICT=1 (or WithStrict), a forced engine that cannot serve fails the
+// handshake instead of falling back. Conn.Backend says what a connection got
+// and why.
+package ktls
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/cpu"
+
+	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/backend/userspace"
+	"github.com/ktls-go/ktls/conn"
+	"github.com/ktls-go/ktls/selector"
+)
+
+// Conn is a TLS connection with crypto/tls.Conn's method set, plus Backend
+// and io.ReaderFrom.
+type Conn = conn.Conn
+
+// BackendInfo says which engine protects each direction of a connection
+// (kernel, nic, afalg, userspace or stdlib) and why.
+type BackendInfo = conn.BackendInfo
+
+// ErrKeyUpdateUnsupported is returned when the peer updates its TLS 1.3 keys
+// and the engine that holds the connection's receiving side cannot follow.
+var ErrKeyUpdateUnsupported = conn.ErrKeyUpdateUnsupported
+
+// StrictError is the handshake error when a forced engine cannot serve under
+// KTLS_STRICT=1 or WithStrict.
+type StrictError = selector.StrictError
+
+// An Option changes how ktls picks engines for a connection.
+type Option func(*options)
+
+type options struct {
+	spec    string
+	specSet bool
+	strict  bool
+}
+
+// WithBackend forces engines with the grammar of KTLS_BACKEND: "auto", one
+// engine name for both directions (kernel, nic, afalg, userspace, stdlib),
+// or "tx=NAME,rx=NAME". KTLS_BACKEND, when set, wins.
+func WithBackend(spec string) Option {
+	return func(o *options) { o.spec, o.specSet = spec, true }
+}
+
+// WithStrict makes the handshake fail with a *StrictError when a forced
+// engine cannot serve, as KTLS_STRICT=1 does.
+func WithStrict() Option {
+	return func(o *options) { o.strict = true }
+}
+
+// connOptions resolves the options and the environment into what a
+// connection needs. This is the one place that wires the engines.
+func connOptions(opts []Option) conn.Options {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	var out conn.Options
+	var prog selector.Spec
+	if o.specSet {
+		var err error
+		if prog, err = selector.ParseSpec(o.spec); err != nil {
+			out.PolicyErr = err
+			return out
+		}
+	}
+	out.Policy, out.PolicyErr = selector.Resolve(prog, o.strict, os.Getenv)
+	out.Backends = []backend.Backend{userspace.New()}
+	out.AESHardware = cpu.X86.HasAES || cpu.ARM64.HasAES
+	return out
+}
+
+// Client returns a client-side connection over conn, as tls.Client. The
+// handshake runs on first use or on Handshake.
+func Client(conn net.Conn, config *tls.Config, opts ...Option) *Conn {
+	return clientConn(conn, config, connOptions(opts))
+}
+
+func clientConn(c net.Conn, config *tls.Config, o conn.Options) *Conn {
+	return conn.Client(c, config, o)
+}
+
+// Server returns a server-side connection over conn, as tls.Server.
+func Server(conn net.Conn, config *tls.Config, opts ...Option) *Conn {
+	return serverConn(conn, config, connOptions(opts))
+}
+
+func serverConn(c net.Conn, config *tls.Config, o conn.Options) *Conn {
+	return conn.Server(c, config, o)
+}
+
+type listener struct {
+	net.Listener
+	config *tls.Config
+	opts   conn.Options
+}
+
+// Accept waits for the next connection and returns it as a *Conn whose
+// handshake has not run yet.
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return serverConn(c, l.config, l.opts), nil
+}
+
+// NewListener returns a listener whose Accept returns server-side *Conn, as
+// tls.NewListener. The options and KTLS_BACKEND are read once, here.
+func NewListener(inner net.Listener, config *tls.Config, opts ...Option) net.Listener {
+	return &listener{Listener: inner, config: config, opts: connOptions(opts)}
+}
+
+// Listen listens on laddr and returns a listener of *Conn, as tls.Listen.
+func Listen(network, laddr string, config *tls.Config, opts ...Option) (net.Listener, error) {
+	if config == nil || len(config.Certificates) == 0 &&
+		config.GetCertificate == nil && config.GetConfigForClient == nil {
+		return nil, errors.New("tls: neither Certificates, GetCertificate, nor GetConfigForClient set in Config")
+	}
+	o := connOptions(opts)
+	if o.PolicyErr != nil {
+		return nil, o.PolicyErr
+	}
+	l, err := net.Listen(network, laddr)
+	if err != nil {
+		return nil, err
+	}
+	return &listener{Listener: l, config: config, opts: o}, nil
+}
+
+// Dial connects to addr and runs the handshake, as tls.Dial.
+func Dial(network, addr string, config *tls.Config, opts ...Option) (*Conn, error) {
+	return dial(context.Background(), new(net.Dialer), network, addr, config, connOptions(opts))
+}
+
+// DialWithDialer connects with dialer and runs the handshake, as
+// tls.DialWithDialer: dialer.Timeout and dialer.Deadline bound the whole of
+// it.
+func DialWithDialer(dialer *net.Dialer, network, addr string, config *tls.Config, opts ...Option) (*Conn, error) {
+	return dial(context.Background(), dialer, network, addr, config, connOptions(opts))
+}
+
+func dial(ctx context.Context, nd *net.Dialer, network, addr string, config *tls.Config, o conn.Options) (*Conn, error) {
+	if o.PolicyErr != nil {
+		return nil, o.PolicyErr
+	}
+	if nd.Timeout != 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, nd.Timeout)
+		defer cancel()
+	}
+	if !nd.Deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, nd.Deadline)
+		defer cancel()
+	}
+	raw, err := nd.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if config == nil {
+		config = &tls.Config{}
+	}
+	// As crypto/tls: with no ServerName, verify the host dialled.
+	if config.ServerName == "" {
+		host := addr
+		if i := strings.LastIndex(host, ":"); i >= 0 {
+			host = host[:i]
+		}
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		config = config.Clone()
+		config.ServerName = host
+	}
+	c := clientConn(raw, config, o)
+	if err := c.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Dialer dials TLS connections, as tls.Dialer.
+type Dialer struct {
+	// NetDialer is the dialer for the TCP connection; nil means a zero
+	// net.Dialer.
+	NetDialer *net.Dialer
+	// Config is the TLS configuration; nil means the zero config, as in
+	// tls.Dialer.
+	Config *tls.Config
+	// Options choose engines for the connections.
+	Options []Option
+}
+
+// Dial connects and runs the handshake.
+func (d *Dialer) Dial(network, addr string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, addr)
+}
+
+// DialContext connects and runs the handshake; ctx bounds both. The
+// returned net.Conn is a *Conn.
+func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	nd := d.NetDialer
+	if nd == nil {
+		nd = new(net.Dialer)
+	}
+	c, err := dial(ctx, nd, network, addr, d.Config, connOptions(d.Options))
+	if err != nil {
+		// Like tls.Dialer, do not return a typed nil in the interface.
+		return nil, err
+	}
+	return c, nil
+}
+
