@@ -233,4 +233,3 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	}
 	return c, nil
 }
-
