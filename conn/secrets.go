@@ -373,19 +373,21 @@ func (c *Conn) keys12(suite keyschedule.Suite, st tls.ConnectionState, cr, sr []
 	if !c.isClient {
 		clientLog, serverLog = serverLog, clientLog
 	}
-	if cli, err = dir12(suite, ck, civ, clientLog, "client"); err != nil {
+	if cli, err = dir12(suite, ck, civ, clientLog, "client", c.isClient); err != nil {
 		clear(sk)
 		clear(siv)
 		return nil, nil, err
 	}
-	if srv, err = dir12(suite, sk, siv, serverLog, "server"); err != nil {
+	if srv, err = dir12(suite, sk, siv, serverLog, "server", !c.isClient); err != nil {
 		cli.wipe()
 		return nil, nil, err
 	}
 	return cli, srv, nil
 }
 
-func dir12(suite keyschedule.Suite, key, iv []byte, log [][]byte, who string) (*dirKeys, error) {
+// dir12 counts one direction's protected records. ours says the direction is
+// this side's TX, whose explicit nonces the engines continue.
+func dir12(suite keyschedule.Suite, key, iv []byte, log [][]byte, who string, ours bool) (*dirKeys, error) {
 	d := &dirKeys{suite: suite, params: backend.Params{Version: suite.Version, CipherSuite: suite.ID, Key: key, IV: iv}}
 	var err error
 	if d.prot, err = record.NewProtector(suite.Version, suite.ID, key, iv); err != nil {
@@ -403,8 +405,10 @@ func dir12(suite keyschedule.Suite, key, iv []byte, log [][]byte, who string) (*
 		// With AES-GCM, crypto/tls puts the sequence number in the explicit
 		// nonce (RFC 5288 §3 leaves the choice to the sender); engines go on
 		// from there, so every explicit nonce ever sent stays unique only if
-		// crypto/tls's were exactly 0..n-1. Check it.
-		if suite.AES && (len(rec) < record.HeaderLen+8 || binary.BigEndian.Uint64(rec[record.HeaderLen:]) != n) {
+		// crypto/tls's were exactly 0..n-1. Check it. The peer's nonces are
+		// its own business (OpenSSL, for one, does not use the sequence
+		// number).
+		if ours && suite.AES && (len(rec) < record.HeaderLen+8 || binary.BigEndian.Uint64(rec[record.HeaderLen:]) != n) {
 			d.wipe()
 			return nil, fmt.Errorf("%s record %d has an explicit nonce other than its sequence number", who, i)
 		}
