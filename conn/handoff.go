@@ -88,6 +88,7 @@ func (c *Conn) stayStdlib(tx, rx *dirKeys, txc, rxc selector.Candidate) {
 	rx.wipeIfSet()
 	c.rc.stopRecording()
 	c.rc.mode = modePassthrough
+	c.rc.release()
 	reason := describe("tx", txc) + "; " + describe("rx", rxc)
 	if txc.Name != rxc.Name {
 		reason += "; both stay on stdlib: crypto/tls cannot share a connection with another engine"
@@ -140,7 +141,16 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 	if len(passed) > 0 {
 		txWhy = strings.TrimPrefix(txWhy+"; passed over "+strings.Join(passed, ", "), "; ")
 	}
-	c.rc.moveTX(tx.prot, tx.params.Seq)
+	// RFC 8446 §4.6.1: a TLS 1.3 server's tickets follow its Finished,
+	// under its application key. Only crypto/tls can turn them into
+	// sessions, so it reads them before RX moves (DESIGN.md step 7); while
+	// it does, a write it attempts is decoded with its stale TX key.
+	drain := c.isClient && st.Version == tls.VersionTLS13 && c.wantsTickets()
+	if drain {
+		c.rc.moveTX(tx.prot, tx.params.Seq)
+	} else {
+		c.rc.moveTX(nil, 0)
+	}
 	clear(tx.params.Key)
 	clear(tx.params.IV)
 	tx.prot = nil
@@ -150,10 +160,7 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 	c.info = BackendInfo{TX: txName, Reason: describe("tx", selector.Candidate{Name: txName, Reason: txWhy})}
 
 	c.rx, c.rxCands = rx, rxC
-	if c.isClient && st.Version == tls.VersionTLS13 && c.wantsTickets() {
-		// RFC 8446 §4.6.1: the server's tickets follow its Finished, under
-		// its application key. Only crypto/tls can turn them into sessions,
-		// so it reads them before RX moves (DESIGN.md step 7).
+	if drain {
 		c.rc.drain = &drainState{prot: rx.prot, seq: rx.params.Seq}
 		c.rc.mode = modeDrain
 		c.rxPending = true
@@ -162,6 +169,7 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 		return nil
 	}
 	c.rc.mode = modePassthrough
+	c.rc.release()
 	return c.installRXLocked(rx.params.Seq, nil)
 }
 

@@ -351,6 +351,7 @@ func (c *Conn) finishDrainLocked() error {
 		return err
 	}
 	c.rc.drain = nil
+	c.rc.release()
 	return nil
 }
 

@@ -286,6 +286,12 @@ func (r *recordConn) refusedAlert() (uint8, bool) {
 	return uint8(r.refused.alert), r.refused.alert >= 0
 }
 
+// release drops the read buffer once nothing will be read through it again:
+// crypto/tls reads straight from the socket (passthrough) or not at all.
+func (r *recordConn) release() {
+	r.rbuf, r.rOff = nil, 0
+}
+
 // stopRecording drops the logs: they are only needed until the handoff.
 func (r *recordConn) stopRecording() {
 	r.record = false
