@@ -1,0 +1,176 @@
+// Package benchmarks compares ktls's engines with crypto/tls and plain TCP in
+// one harness, so that benchstat can group the results and ratios come from a
+// single run:
+//
+//	go test -run '^$' -bench . -count 6 ./benchmarks | tee new.txt
+//	benchstat -col /conn new.txt
+//
+// Every sub-benchmark moves the same bytes over a loopback TCP connection,
+// one direction at a time (the benchmark writes; a goroutine drains), and
+// reports bytes per second.
+package benchmarks
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/ktls-go/ktls"
+)
+
+func configs(b *testing.B, version, suite uint16) (client, server *tls.Config) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		MinVersion: version, MaxVersion: version}
+	client = &tls.Config{InsecureSkipVerify: true, MinVersion: version, MaxVersion: version}
+	if suite != 0 {
+		server.CipherSuites = []uint16{suite}
+		client.CipherSuites = []uint16{suite}
+	}
+	return client, server
+}
+
+func tcpPair(b *testing.B) (net.Conn, net.Conn) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	ch := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		ch <- c
+	}()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c, <-ch
+}
+
+type handshaker interface {
+	net.Conn
+	Handshake() error
+}
+
+// pair returns a writer and a reader of the kind named.
+func pair(b *testing.B, kind string, version, suite uint16) (w, r net.Conn) {
+	rc, rs := tcpPair(b)
+	if kind == "tcp" {
+		return rc, rs
+	}
+	ccfg, scfg := configs(b, version, suite)
+	var c, s handshaker
+	switch kind {
+	case "crypto-tls":
+		c, s = tls.Client(rc, ccfg), tls.Server(rs, scfg)
+	case "ktls-stdlib":
+		c, s = ktls.Client(rc, ccfg, ktls.WithBackend("stdlib")), ktls.Server(rs, scfg, ktls.WithBackend("stdlib"))
+	case "ktls-userspace":
+		c, s = ktls.Client(rc, ccfg, ktls.WithBackend("userspace")), ktls.Server(rs, scfg, ktls.WithBackend("userspace"))
+	default:
+		b.Fatalf("unknown kind %q", kind)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.Handshake() }()
+	if err := c.Handshake(); err != nil {
+		b.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		b.Fatal(err)
+	}
+	if k, ok := c.(*ktls.Conn); ok {
+		want := kind[len("ktls-"):]
+		if got := k.Backend(); got.TX != want || got.RX != want {
+			b.Fatalf("%s: engines %+v", kind, got)
+		}
+	}
+	return c, s
+}
+
+var kinds = []string{"tcp", "crypto-tls", "ktls-stdlib", "ktls-userspace"}
+
+var suites = []struct {
+	name           string
+	version, suite uint16
+}{
+	{"TLS13-AES128GCM", tls.VersionTLS13, 0},
+	{"TLS12-AES256GCM", tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384},
+	{"TLS12-CHACHA20", tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256},
+}
+
+// BenchmarkWrite measures bulk throughput for several write sizes.
+func BenchmarkWrite(b *testing.B) {
+	for _, s := range suites {
+		for _, size := range []int{1 << 10, 16 << 10, 256 << 10} {
+			for _, kind := range kinds {
+				if kind == "tcp" && s.name != suites[0].name {
+					continue
+				}
+				name := fmt.Sprintf("suite=%s/size=%d/conn=%s", s.name, size, kind)
+				if kind == "tcp" {
+					name = fmt.Sprintf("suite=none/size=%d/conn=tcp", size)
+				}
+				b.Run(name, func(b *testing.B) {
+					w, r := pair(b, kind, s.version, s.suite)
+					defer w.Close()
+					defer r.Close()
+					done := make(chan struct{})
+					go func() {
+						io.Copy(io.Discard, r)
+						close(done)
+					}()
+					buf := make([]byte, size)
+					b.SetBytes(int64(size))
+					b.ReportAllocs()
+					b.ResetTimer()
+					for range b.N {
+						if _, err := w.Write(buf); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.StopTimer()
+					w.Close()
+					<-done
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkHandshake measures a full handshake plus the handoff, per kind.
+func BenchmarkHandshake(b *testing.B) {
+	for _, kind := range kinds[1:] {
+		b.Run("conn="+kind, func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				w, r := pair(b, kind, tls.VersionTLS13, 0)
+				w.Close()
+				r.Close()
+			}
+		})
+	}
+}
