@@ -328,3 +328,73 @@ func TestDialListen(t *testing.T) {
 	}
 	var _ net.Conn = c
 }
+
+// TestUserConfigHooks checks that ktls leaves the user's config working as in
+// crypto/tls: the user's KeyLogWriter still gets every line, the user's
+// config is not modified, and a config returned by GetConfigForClient is used
+// (its certificate, its ALPN) and resumes sessions across connections.
+func TestUserConfigHooks(t *testing.T) {
+	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		t.Run(tls.VersionName(v), func(t *testing.T) {
+			ccfg, inner := configs(t, v, 0)
+			ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+			inner.NextProtos = []string{"inner"}
+			var keyLog strings.Builder
+			var mu sync.Mutex
+			var called int
+			outer := &tls.Config{
+				KeyLogWriter: lockedWriter{&mu, &keyLog},
+				GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+					mu.Lock()
+					called++
+					mu.Unlock()
+					return inner, nil
+				},
+			}
+			inner.KeyLogWriter = outer.KeyLogWriter
+			ccfg.NextProtos = []string{"inner"}
+			for i := range 2 {
+				k, s := pairWithStock(t, false, ccfg, outer)
+				exchange(t, k, s, 1000)
+				st := k.ConnectionState()
+				if st.NegotiatedProtocol != "inner" {
+					t.Fatalf("ALPN %q: the GetConfigForClient config was not used", st.NegotiatedProtocol)
+				}
+				if st.DidResume != (i == 1) {
+					t.Fatalf("connection %d: DidResume = %v", i, st.DidResume)
+				}
+				wantBackend(t, k, "userspace", "userspace")
+				k.Close()
+				s.Close()
+			}
+			for _, c := range []*tls.Config{outer, inner} {
+				if c.WrapSession != nil || c.UnwrapSession != nil || c.KeyLogWriter != outer.KeyLogWriter {
+					t.Fatal("ktls modified the user's config")
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if called != 2 {
+				t.Fatalf("GetConfigForClient called %d times", called)
+			}
+			want := "CLIENT_RANDOM"
+			if v == tls.VersionTLS13 {
+				want = "SERVER_TRAFFIC_SECRET_0"
+			}
+			if !strings.Contains(keyLog.String(), want) {
+				t.Fatalf("the user's KeyLogWriter got no %s line:\n%s", want, keyLog.String())
+			}
+		})
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
