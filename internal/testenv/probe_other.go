@@ -1,0 +1,28 @@
+//go:build !linux
+
+package testenv
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/ktls-go/ktls/backend"
+)
+
+func kernelRelease() string { return "" }
+
+// AFALGRestriction reports no restriction: there is no AF_ALG.
+func AFALGRestriction() int { return 0 }
+
+// ProbeKTLSWith reports that kernel TLS needs Linux.
+func ProbeKTLSWith(version, suite uint16) error { return ProbeKTLS() }
+
+// ProbeKTLS reports that kernel TLS needs Linux.
+func ProbeKTLS() error {
+	return fmt.Errorf("testenv: kTLS on %s: %w", runtime.GOOS, backend.ErrNotSupported)
+}
+
+// ProbeAFALG reports that AF_ALG needs Linux.
+func ProbeAFALG() error {
+	return fmt.Errorf("testenv: AF_ALG on %s: %w", runtime.GOOS, backend.ErrNotSupported)
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ktls-go/ktls/internal/vmtest/plan"
+)
+
+// testPkg is a package of the module with tests, built into a static test
+// binary for the guests.
+type testPkg struct {
+	importPath string
+	dir        string // on the host
+	rel        string // relative to the module root, "." for the root
+	binary     string // the test binary, on the host
+}
+
+// guestPath is where the package's copy lies in the guest: the module's
+// layout under /vmtest/src, so that paths relative to the package directory
+// that stay inside the module (testdata/, a sibling package's testdata/)
+// resolve as under `go test`.
+func (p testPkg) guestDir() string { return path.Join("/vmtest/src", p.rel) }
+
+func (p testPkg) guestBinary() string { return "/vmtest/bin/" + filepath.Base(p.binary) }
+
+// binaryName is the file name of a package's test binary: the relative path
+// with slashes as dashes, unique within the module.
+func binaryName(module, rel string) string {
+	if rel == "." {
+		return path.Base(module) + ".test"
+	}
+	return strings.ReplaceAll(rel, "/", "-") + ".test"
+}
+
+// hostOnly reports whether a package belongs to the harness itself, whose
+// tests run on the host with `go test`, not in the guests.
+func hostOnly(rel string) bool {
+	return rel == "internal/vmtest" || strings.HasPrefix(rel, "internal/vmtest/")
+}
+
+// listTestPackages lists the packages matched by the patterns that have test
+// files, as `go list` sees them from the module root.
+func listTestPackages(root string, patterns []string) ([]testPkg, error) {
+	module, err := output(root, "go", "list", "-m")
+	if err != nil {
+		return nil, err
+	}
+	module = strings.TrimSpace(module)
+	args := append([]string{"list", "-f", `{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{"\t"}}{{.Dir}}{{end}}`}, patterns...)
+	out, err := output(root, "go", args...)
+	if err != nil {
+		return nil, err
+	}
+	var pkgs []testPkg
+	for _, line := range strings.Split(out, "\n") {
+		ip, dir, ok := strings.Cut(strings.TrimSpace(line), "\t")
+		if !ok {
+			continue
+		}
+		rel := "."
+		if ip != module {
+			rel = strings.TrimPrefix(ip, module+"/")
+		}
+		if hostOnly(rel) {
+			continue
+		}
+		pkgs = append(pkgs, testPkg{importPath: ip, dir: dir, rel: rel})
+	}
+	return pkgs, nil
+}
+
+// goEnv is the environment of every build for the guests: static binaries
+// for the guests' architecture.
+var goEnv = []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64"}
+
+// buildAll builds the guest program and the test binaries into outDir.
+func buildAll(root, outDir string, pkgs []testPkg) (guest string, _ []testPkg, _ error) {
+	start := time.Now()
+	guest = filepath.Join(outDir, "guest")
+	if err := run(root, goEnv, "go", "build", "-o", guest, "./internal/vmtest/guest"); err != nil {
+		return "", nil, err
+	}
+	module, err := output(root, "go", "list", "-m")
+	if err != nil {
+		return "", nil, err
+	}
+	for i := range pkgs {
+		p := &pkgs[i]
+		p.binary = filepath.Join(outDir, binaryName(strings.TrimSpace(module), p.rel))
+		// -vet=off: vet is the host's job (go vet ./...), not the VM's.
+		// -s -w: smaller binaries, a smaller initramfs; panics still show
+		// function names and lines, which come from pclntab.
+		if err := run(root, goEnv, "go", "test", "-c", "-vet=off", "-ldflags=-s -w", "-o", p.binary, p.importPath); err != nil {
+			return "", nil, err
+		}
+		// A package whose tests are all excluded by build tags gives no
+		// binary and no error.
+		if _, err := os.Stat(p.binary); err != nil {
+			return "", nil, fmt.Errorf("vmtest: go test -c %s wrote no binary: %w", p.importPath, err)
+		}
+	}
+	logf("built the guest program and %d test binaries in %.1fs", len(pkgs), time.Since(start).Seconds())
+	return guest, pkgs, nil
+}
+
+// addPackageDir copies what a test binary may read from its package
+// directory: the files directly in it, and testdata/ whole. Other
+// subdirectories are other packages and are copied for their own tests.
+func addPackageDir(a *archive, p testPkg) error {
+	if err := a.addDir(p.guestDir(), 0o755); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(p.dir)
+	if err != nil {
+		return fmt.Errorf("vmtest: %w", err)
+	}
+	for _, e := range ents {
+		src := filepath.Join(p.dir, e.Name())
+		switch {
+		case e.Name() == "testdata" && e.IsDir():
+			if err := a.addTreeAt(path.Join(p.guestDir(), "testdata"), src); err != nil {
+				return err
+			}
+		case e.Type().IsRegular():
+			if err := a.addFile(path.Join(p.guestDir(), e.Name()), src); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// planTests returns the plan's entries for the packages.
+func planTests(pkgs []testPkg) []plan.Test {
+	var tests []plan.Test
+	for _, p := range pkgs {
+		tests = append(tests, plan.Test{Name: p.rel, Binary: p.guestBinary(), Dir: p.guestDir()})
+	}
+	return tests
+}

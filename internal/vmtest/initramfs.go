@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/ktls-go/ktls/internal/vmtest/plan"
+)
+
+// peers are the real TLS programs the interop tests run against inside the
+// guests, copied from the host with their libraries.
+var peers = []string{"openssl", "gnutls-cli", "gnutls-serv", "curl"}
+
+// commonArchive builds the part of the initramfs that is the same for every
+// kernel: busybox, the peers, the guest program, the test binaries and their
+// package directories, and a minimal /etc and /dev.
+func commonArchive(guest string, pkgs []testPkg) (*archive, error) {
+	a := newArchive()
+	// Without /dev/console in the initramfs the kernel starts /init with no
+	// stdin, stdout or stderr ("Warning: unable to open an initial
+	// console", init/main.c), and nothing would reach the serial port.
+	if err := a.addCharDev("dev/console", 0o600, 5, 1); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"proc", "sys", "run", "root", "vmtest/modules"} {
+		if err := a.addDir(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.addDir("tmp", 0o1777); err != nil {
+		return nil, err
+	}
+	// Go's resolver and os/user read these (CGO_ENABLED=0); the peers'
+	// glibc reads hosts through nsswitch.conf.
+	for name, content := range map[string]string{
+		"etc/hosts":         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+		"etc/nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
+		"etc/passwd":        "root:x:0:0:root:/root:/bin/sh\n",
+		"etc/group":         "root:x:0:\n",
+		"etc/resolv.conf":   "",
+	} {
+		if err := a.addBytes(name, 0o644, []byte(content)); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.addProgram("/bin/busybox"); err != nil {
+		return nil, err
+	}
+	if err := addPeers(a); err != nil {
+		return nil, err
+	}
+	if err := a.addFile("vmtest/guest", guest); err != nil {
+		return nil, err
+	}
+	for _, p := range pkgs {
+		if err := a.addFile(p.guestBinary(), p.binary); err != nil {
+			return nil, err
+		}
+		if err := addPackageDir(a, p); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// opensslDirRE reads a directory from `openssl version -d -m -e`, e.g.
+// `OPENSSLDIR: "/usr/lib/ssl"`.
+var opensslDirRE = regexp.MustCompile(`(?m)^(OPENSSLDIR|MODULESDIR|ENGINESDIR): "([^"]*)"`)
+
+// addPeers copies the peers with their libraries, and what they read at run
+// time: OpenSSL's configuration directory (openssl.cnf, and the CA
+// certificates through its certs link) and its provider and engine modules,
+// which it loads with dlopen and ldd cannot see.
+func addPeers(a *archive) error {
+	for _, name := range peers {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			return fmt.Errorf("vmtest: peer %s: %w", name, err)
+		}
+		if err := a.addProgram(p); err != nil {
+			return err
+		}
+	}
+	out, err := output("", "openssl", "version", "-d", "-m", "-e")
+	if err != nil {
+		return err
+	}
+	for _, m := range opensslDirRE.FindAllStringSubmatch(out, -1) {
+		dir := m[2]
+		if _, err := os.Stat(dir); err != nil {
+			continue // an engines directory, say, that the build names but does not ship
+		}
+		if err := a.addHostPath(dir); err != nil {
+			return err
+		}
+		if m[1] == "OPENSSLDIR" {
+			continue
+		}
+		sos, _ := filepath.Glob(filepath.Join(dir, "*.so"))
+		for _, so := range sos {
+			if err := a.addProgram(so); err != nil {
+				return err
+			}
+		}
+	}
+	// GnuTLS reads a system-wide priority file when there is one.
+	if _, err := os.Stat("/etc/gnutls"); err == nil {
+		if err := a.addHostPath("/etc/gnutls"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// kernelArchive adds to the common part what one kernel needs: its modules
+// in load order, the plan, and /init.
+func kernelArchive(common *archive, k kernel, modules []string, p *plan.Plan) (*archive, error) {
+	a := common.clone()
+	var names []string
+	for i, m := range modules {
+		obj, err := readModule(filepath.Join(k.modDir, m))
+		if err != nil {
+			return nil, err
+		}
+		// The number keeps the load order visible in the guest's listing.
+		name := fmt.Sprintf("%02d-%s.ko", i, strings.ReplaceAll(moduleNameOf(m), "_", "-"))
+		names = append(names, name)
+		if err := a.addBytes(path.Join("vmtest/modules", name), 0o644, obj); err != nil {
+			return nil, err
+		}
+	}
+	pj, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("vmtest: %w", err)
+	}
+	if err := a.addBytes(strings.TrimPrefix(plan.Path, "/"), 0o644, pj); err != nil {
+		return nil, err
+	}
+	if err := a.addBytes("init", 0o755, initScript(names)); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// initScript is the guest's first process: it sets up the minimum a Go test
+// needs, loads the modules, runs the guest program and powers off. Everything
+// it and its children print goes to the serial console.
+func initScript(modules []string) []byte {
+	var b bytes.Buffer
+	b.WriteString(`#!/bin/busybox sh
+# Written by internal/vmtest (the VM test harness): the guest's /init.
+/bin/busybox --install -s /bin
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TMPDIR=/tmp
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mkdir -p /dev/shm /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+ip link set lo up
+echo "vmtest: loading modules"
+`)
+	for _, m := range modules {
+		// A module that fails to load fails the self-check, which says what
+		// is missing; the message here tells why.
+		fmt.Fprintf(&b, "insmod /vmtest/modules/%s || echo \"vmtest: insmod %s failed\"\n", m, m)
+	}
+	b.WriteString(`/vmtest/guest
+echo "vmtest: powering off"
+poweroff -f
+`)
+	return b.Bytes()
+}
+
+// writeArchive writes the archive to a file.
+func writeArchive(a *archive, file string) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return fmt.Errorf("vmtest: %w", err)
+	}
+	if err := a.writeTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("vmtest: %w", err)
+	}
+	return nil
+}

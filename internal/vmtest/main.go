@@ -1,0 +1,378 @@
+// Command vmtest runs the module's tests inside qemu VMs booted with real
+// Debian kernels, where kernel TLS and AF_ALG exist (the development hosts'
+// kernel has neither). Run it from the repository root:
+//
+//	go run ./internal/vmtest                       # every package, 6.1, 6.12 and the newest kernel
+//	go run ./internal/vmtest -kernel 6.1 -pkg ./conn -run 'TestKernel'
+//
+// It installs the host packages it needs, downloads the kernels through a
+// private apt configuration into .cache/vmtest/, builds static test binaries
+// and an initramfs, boots each kernel in turn, and streams what the guest
+// prints. In each guest a self-check asserts first that kTLS, AF_ALG and the
+// real peers work, so no test can pass there by skipping. It exits non-zero
+// if anything failed. See README.md in this directory.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ktls-go/ktls/internal/vmtest/plan"
+)
+
+// envFlags collects repeated -env KEY=VALUE flags.
+type envFlags []string
+
+func (e *envFlags) String() string { return strings.Join(*e, " ") }
+
+func (e *envFlags) Set(kv string) error {
+	k, _, ok := strings.Cut(kv, "=")
+	if !ok || k == "" || strings.ContainsAny(k, " \t\n") {
+		return fmt.Errorf("want KEY=VALUE, got %q", kv)
+	}
+	*e = append(*e, kv)
+	return nil
+}
+
+// sysctlFlags collects repeated -sysctl name=value flags.
+type sysctlFlags []string
+
+func (s *sysctlFlags) String() string { return strings.Join(*s, " ") }
+
+func (s *sysctlFlags) Set(kv string) error {
+	name, _, ok := strings.Cut(kv, "=")
+	if !ok || name == "" || strings.Trim(name, "abcdefghijklmnopqrstuvwxyz0123456789_.-") != "" {
+		return fmt.Errorf("want name=value with a name like crypto.af_alg_restrict, got %q", kv)
+	}
+	*s = append(*s, kv)
+	return nil
+}
+
+type config struct {
+	root        string
+	cache       string
+	kernels     []string
+	patterns    []string
+	run         string
+	long        bool
+	env         envFlags
+	sysctls     sysctlFlags
+	timeout     time.Duration
+	testTimeout time.Duration
+	mem, cpus   int
+	update      bool
+	mirror      string
+}
+
+func main() {
+	os.Exit(mainErr())
+}
+
+func mainErr() int {
+	var c config
+	kernelFlag := flag.String("kernel", "all", "kernels to boot: 6.1, 6.12, newest, all, or any major.minor; comma separated")
+	pkgFlag := flag.String("pkg", "./...", "packages to test, as go list patterns; comma separated")
+	flag.StringVar(&c.run, "run", "", "run only the tests matching this regular expression (passed as -test.run)")
+	flag.BoolVar(&c.long, "long", false, "run the tests without -test.short (slow: crypto under TCG is ~385x slower)")
+	flag.Var(&c.env, "env", "set `KEY=VALUE` in the guests' tests (repeatable), e.g. -env KTLS_BACKEND=userspace")
+	flag.Var(&c.sysctls, "sysctl", "set `name=value` under /proc/sys in the guests before the self-check (repeatable), e.g. -sysctl crypto.af_alg_restrict=0")
+	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "limit for one guest, from boot to power-off")
+	flag.DurationVar(&c.testTimeout, "test-timeout", 4*time.Minute, "limit for one test binary (passed as -test.timeout)")
+	flag.IntVar(&c.mem, "mem", 2048, "guest memory in MiB")
+	flag.IntVar(&c.cpus, "smp", 2, "guest CPUs")
+	flag.BoolVar(&c.update, "update", false, "refresh the private package lists even if they are recent")
+	flag.StringVar(&c.mirror, "mirror", "", "Debian archive URI (default: the machine's own, from /etc/apt)")
+	flag.StringVar(&c.cache, "cache", "", "cache directory (default: .cache/vmtest under the module root)")
+	flag.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: go run ./internal/vmtest [flags]\n\nRuns the module's tests in qemu VMs with real Debian kernels.\n\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() > 0 {
+		flag.Usage()
+		return 2
+	}
+	var err error
+	if c.kernels, err = kernelSelectors(*kernelFlag); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	for _, p := range strings.Split(*pkgFlag, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.patterns = append(c.patterns, p)
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	results, err := runAll(ctx, &c)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if !summarize(results) {
+		return 1
+	}
+	return 0
+}
+
+// runAll prepares everything, then boots the kernels one after another: with
+// two cores, guests in parallel would only slow each other down.
+func runAll(ctx context.Context, c *config) ([]*kernelResult, error) {
+	start := time.Now()
+	var err error
+	if c.root, err = moduleRoot(); err != nil {
+		return nil, err
+	}
+	if c.cache == "" {
+		c.cache = filepath.Join(c.root, ".cache", "vmtest")
+	}
+	if err := os.MkdirAll(c.cache, 0o755); err != nil {
+		return nil, fmt.Errorf("vmtest: %w", err)
+	}
+	unlock, err := lockCache(c.cache)
+	if err != nil {
+		return nil, err
+	}
+	kernels, err := prepareKernels(c)
+	unlock()
+	if err != nil {
+		return nil, err
+	}
+	logf("kernels ready in %.1fs", time.Since(start).Seconds())
+
+	pkgs, err := listTestPackages(c.root, c.patterns)
+	if err != nil {
+		return nil, err
+	}
+	runDir, err := os.MkdirTemp(c.cache, "run-")
+	if err != nil {
+		return nil, fmt.Errorf("vmtest: %w", err)
+	}
+	defer os.RemoveAll(runDir)
+	guest, pkgs, err := buildAll(c.root, runDir, pkgs)
+	if err != nil {
+		return nil, err
+	}
+	common, err := commonArchive(guest, pkgs)
+	if err != nil {
+		return nil, err
+	}
+	logf("ready in %.1fs: %d test binaries, kernels %s", time.Since(start).Seconds(), len(pkgs), kernelNames(kernels))
+
+	args := []string{"-test.v", fmt.Sprintf("-test.timeout=%v", c.testTimeout)}
+	if !c.long {
+		args = append(args, "-test.short")
+	}
+	if c.run != "" {
+		args = append(args, "-test.run="+c.run)
+	}
+	if err := os.MkdirAll(filepath.Join(c.cache, "logs"), 0o755); err != nil {
+		return nil, fmt.Errorf("vmtest: %w", err)
+	}
+	var results []*kernelResult
+	for _, k := range kernels {
+		if ctx.Err() != nil {
+			break
+		}
+		res, err := runKernel(ctx, c, k.kernel, k.modules, common, pkgs, args, runDir)
+		if err != nil {
+			return nil, err
+		}
+		results = append(results, res)
+		fmt.Println(res.closingLine())
+	}
+	if ctx.Err() != nil {
+		return results, errors.New("vmtest: interrupted")
+	}
+	return results, nil
+}
+
+// preparedKernel is a kernel with the modules to load into it.
+type preparedKernel struct {
+	kernel  kernel
+	modules []string // paths under the kernel's modules directory, in load order
+}
+
+func kernelNames(ks []preparedKernel) string {
+	var names []string
+	for _, k := range ks {
+		names = append(names, k.kernel.name+" ("+k.kernel.release+")")
+	}
+	return strings.Join(names, ", ")
+}
+
+// prepareKernels installs the host's tools, then resolves, downloads and
+// unpacks the kernels, and works out which modules each needs.
+func prepareKernels(c *config) ([]preparedKernel, error) {
+	if err := ensureHostPackages(); err != nil {
+		return nil, err
+	}
+	uri := c.mirror
+	if uri == "" {
+		var err error
+		if uri, err = hostArchiveURI(); err != nil {
+			return nil, err
+		}
+	}
+	a := apt{dir: filepath.Join(c.cache, "apt")}
+	if err := a.setup(uri, c.update); err != nil {
+		return nil, err
+	}
+	rels, err := resolveKernels(a, c.kernels)
+	if err != nil {
+		return nil, err
+	}
+	var out []preparedKernel
+	for _, rel := range rels {
+		k, err := fetchKernel(a, c.cache, rel)
+		if err != nil {
+			return nil, err
+		}
+		mods, absent, err := moduleOrder(k)
+		if err != nil {
+			return nil, err
+		}
+		logf("%s is %s: %d modules to load; built in or absent: %s", k.name, k.release, len(mods), strings.Join(absent, " "))
+		out = append(out, preparedKernel{k, mods})
+	}
+	return out, nil
+}
+
+// moduleOrder returns the modules to load into the kernel, in load order,
+// and the wanted names and aliases it does not have as modules.
+func moduleOrder(k kernel) (order, absent []string, err error) {
+	af, err := os.Open(filepath.Join(k.modDir, "modules.alias"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("vmtest: %w", err)
+	}
+	byAlias, none, err := modulesForAliases(af, wantedAliases)
+	af.Close()
+	if err != nil {
+		return nil, nil, err
+	}
+	df, err := os.Open(filepath.Join(k.modDir, "modules.dep"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("vmtest: %w", err)
+	}
+	md, err := parseModulesDep(df)
+	df.Close()
+	if err != nil {
+		return nil, nil, err
+	}
+	order, absent, err = md.closure(append(slices.Clone(wantedModules), byAlias...))
+	if err != nil {
+		return nil, nil, fmt.Errorf("vmtest: %s: %w", k.release, err)
+	}
+	return order, append(absent, none...), nil
+}
+
+// runKernel writes the kernel's initramfs and boots it.
+func runKernel(ctx context.Context, c *config, k kernel, modules []string, common *archive, pkgs []testPkg, args []string, runDir string) (*kernelResult, error) {
+	nonce, err := newNonce()
+	if err != nil {
+		return nil, err
+	}
+	p := &plan.Plan{
+		Kernel:         k.name,
+		Nonce:          nonce,
+		Tests:          planTests(pkgs),
+		Args:           args,
+		Env:            c.env,
+		Sysctls:        c.sysctls,
+		TimeoutSeconds: int((c.testTimeout + 30*time.Second).Seconds()),
+	}
+	a, err := kernelArchive(common, k, modules, p)
+	if err != nil {
+		return nil, err
+	}
+	initrd := filepath.Join(runDir, k.name+".cpio")
+	if err := writeArchive(a, initrd); err != nil {
+		return nil, err
+	}
+	if st, err := os.Stat(initrd); err == nil {
+		logf("booting %s (%s), initramfs %d MiB", k.name, k.release, st.Size()>>20)
+	}
+	res := newKernelResult(k, nonce, p.Tests)
+	bc := bootConfig{
+		memMiB:  c.mem,
+		cpus:    c.cpus,
+		timeout: c.timeout,
+		logFile: filepath.Join(c.cache, "logs", k.name+".log"),
+	}
+	if err := boot(ctx, k, initrd, bc, res); err != nil {
+		return nil, err
+	}
+	os.Remove(initrd)
+	return res, nil
+}
+
+func newNonce() (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("vmtest: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// moduleRoot finds the directory of go.mod, from the working directory up.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("vmtest: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("vmtest: no go.mod here or above: run it from the repository")
+		}
+		dir = parent
+	}
+}
+
+// summarize prints the closing summary, go test style, and reports whether
+// everything passed.
+func summarize(results []*kernelResult) bool {
+	fmt.Println()
+	fmt.Println("vmtest summary")
+	allOK := len(results) > 0
+	for _, r := range results {
+		passed, failed, skipped := r.counts()
+		status := "ok  "
+		if !r.ok() {
+			status = "FAIL"
+			allOK = false
+		}
+		gcm := "gcm(aes) driver unknown"
+		for _, i := range r.info {
+			if strings.HasPrefix(i, "gcm(aes): ") {
+				gcm, _, _ = strings.Cut(i, " (")
+			}
+		}
+		fmt.Printf("%s\t%-11s %-28s %-36s %3d tests passed %3d failed %3d skipped  %6.1fs\n",
+			status, r.kernel.name, r.kernel.release, gcm, passed, failed, skipped, r.elapsed.Seconds())
+		for _, n := range r.failureNotes() {
+			fmt.Printf("\t    %s\n", n)
+		}
+	}
+	if allOK {
+		fmt.Println("PASS")
+	} else {
+		fmt.Println("FAIL")
+	}
+	return allOK
+}
