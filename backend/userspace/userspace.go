@@ -1,0 +1,427 @@
+// Package userspace is ktls's own record layer in pure Go: AES-GCM from
+// crypto/aes and crypto/cipher, ChaCha20-Poly1305 from golang.org/x/crypto,
+// framing from internal/record.
+//
+// It is the reference engine and the test double for all others: it serves
+// every AEAD suite of TLS 1.2 and 1.3 on every platform, on any net.Conn, and
+// the differential tests of the other engines compare against it. It is also
+// a real fast path where the kernel offers nothing better.
+//
+// A Sealer batches several records into one Write (up to 64 KiB of
+// plaintext) and an Opener reads ahead as far as its 64 KiB buffer allows;
+// in the steady state neither allocates.
+package userspace
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/keyschedule"
+	"github.com/ktls-go/ktls/internal/record"
+)
+
+var (
+	_ backend.Backend = engine{}
+	_ backend.Checker = engine{}
+	_ backend.Sealer  = (*sealer)(nil)
+	_ backend.Rekeyer = (*sealer)(nil)
+	_ backend.Opener  = (*opener)(nil)
+	_ backend.Rekeyer = (*opener)(nil)
+)
+
+const (
+	// maxBatch is how many full records a Sealer puts in one Write: 4 ×
+	// 2^14 bytes of plaintext, about 64 KiB on the wire.
+	maxBatch = 4
+	// readBufSize is the Opener's read-ahead buffer; it holds at least
+	// one record of the largest size either version allows.
+	readBufSize = 64 << 10
+	// minRead is the least free space worth a Read: with less at the end of
+	// the buffer the pending bytes move to its front first.
+	minRead = 16 << 10
+)
+
+// errSeqExhausted: RFC 8446 §5.3 and RFC 5246 §6.1 forbid wrapping the
+// sequence number. ktls stops one short of 2^64-1 so that no counter ever
+// has to represent "past the end".
+var errSeqExhausted = errors.New("userspace: sequence number exhausted; the connection must rekey or close")
+
+var errClosed = fmt.Errorf("userspace: half closed: %w", net.ErrClosed)
+
+type engine struct{}
+
+// New returns the userspace engine.
+func New() backend.Backend { return engine{} }
+
+// Name returns backend.Userspace.
+func (engine) Name() string { return backend.Userspace }
+
+// Check reports whether the engine serves a version and suite: every AEAD
+// suite of TLS 1.2 and 1.3, in either direction. It has no side effects.
+func (engine) Check(tx bool, version, suite uint16) error {
+	return check(version, suite)
+}
+
+func check(version, suite uint16) error {
+	if version != tls.VersionTLS12 && version != tls.VersionTLS13 {
+		return fmt.Errorf("userspace: protocol version %#04x: %w", version, backend.ErrNotSupported)
+	}
+	if _, ok := keyschedule.Lookup(version, suite); !ok {
+		return fmt.Errorf("userspace: cipher suite %s under %s: %w", tls.CipherSuiteName(suite), tls.VersionName(version), backend.ErrNotSupported)
+	}
+	return nil
+}
+
+// newProtector checks p and builds its Protector. Unsupported parameters wrap
+// backend.ErrNotSupported; a key or IV of the wrong length is a caller bug
+// and a plain error.
+func newProtector(p backend.Params) (*record.Protector, error) {
+	if err := check(p.Version, p.CipherSuite); err != nil {
+		return nil, err
+	}
+	prot, err := record.NewProtector(p.Version, p.CipherSuite, p.Key, p.IV)
+	if errors.Is(err, record.ErrUnsupported) {
+		return nil, fmt.Errorf("userspace: %w: %w", backend.ErrNotSupported, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("userspace: %w", err)
+	}
+	return prot, nil
+}
+
+// NewSealer installs the engine on the TX direction of l. It does no I/O.
+func (engine) NewSealer(l backend.Link, p backend.Params) (backend.Sealer, error) {
+	prot, err := newProtector(p)
+	if err != nil {
+		return nil, err
+	}
+	if l.Conn == nil {
+		return nil, errors.New("userspace: NewSealer with a nil Link.Conn")
+	}
+	return &sealer{conn: l.Conn, version: p.Version, prot: prot, seq: p.Seq}, nil
+}
+
+// NewOpener installs the engine on the RX direction of l. The bytes of
+// l.Buffered are copied and read before anything from l.Conn. It does no I/O.
+func (engine) NewOpener(l backend.Link, p backend.Params) (backend.Opener, error) {
+	prot, err := newProtector(p)
+	if err != nil {
+		return nil, err
+	}
+	if l.Conn == nil {
+		return nil, errors.New("userspace: NewOpener with a nil Link.Conn")
+	}
+	o := &opener{conn: l.Conn, version: p.Version, prot: prot, seq: p.Seq}
+	o.buf = make([]byte, max(readBufSize, len(l.Buffered)))
+	o.w = copy(o.buf, l.Buffered)
+	return o, nil
+}
+
+// sealer is the TX half.
+type sealer struct {
+	conn    net.Conn
+	version uint16
+	closed  atomic.Bool
+
+	// mu serializes WriteRecords, Rekey and Close and guards the fields
+	// below.
+	mu   sync.Mutex
+	prot *record.Protector
+	seq  uint64 // of the next record
+	buf  []byte // sealed records of one batch, reused between calls
+	err  error  // sticky: once set, every call returns it
+}
+
+// WriteRecords seals data as records of type typ, at most 2^14 bytes each,
+// and writes them to the link, several records per Write. It returns how
+// many bytes of data went out in records that were written whole. An error
+// from the link is returned as is and, like every error here, is permanent: a
+// record may have been half written.
+//
+// Empty data writes one empty record if typ is application_data (a TLS 1.2
+// peer or a probe may need one) and nothing otherwise (RFC 8446 §5.1 forbids
+// empty handshake and alert records).
+func (s *sealer) WriteRecords(typ uint8, data []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		s.releaseLocked()
+	}
+	if s.err != nil {
+		return 0, s.err
+	}
+	if len(data) == 0 {
+		if typ != backend.TypeApplicationData {
+			return 0, nil
+		}
+		if s.seq == math.MaxUint64 {
+			s.err = errSeqExhausted
+			return 0, s.err
+		}
+		s.buf = s.prot.Seal(s.buf[:0], s.seq, typ, nil)
+		s.seq++
+		if _, err := s.conn.Write(s.buf); err != nil {
+			s.err = err
+			return 0, err
+		}
+		return 0, nil
+	}
+
+	sent := 0
+	for len(data) > 0 {
+		// One batch: up to maxBatch records, sealed back to back.
+		chunk := min(len(data), maxBatch*backend.MaxPlaintext)
+		recs := (chunk + backend.MaxPlaintext - 1) / backend.MaxPlaintext
+		if need := chunk + recs*(record.HeaderLen+s.prot.Overhead()); cap(s.buf) < need {
+			s.buf = make([]byte, 0, need)
+		}
+		buf := s.buf[:0]
+		sealed := 0
+		exhausted := false
+		for sealed < chunk {
+			if s.seq == math.MaxUint64 {
+				exhausted = true
+				break
+			}
+			n := min(chunk-sealed, backend.MaxPlaintext)
+			buf = s.prot.Seal(buf, s.seq, typ, data[sealed:sealed+n])
+			s.seq++
+			sealed += n
+		}
+		s.buf = buf
+		if len(buf) > 0 {
+			w, err := s.conn.Write(buf)
+			if err != nil {
+				s.err = err
+				return sent + s.wholeRecords(w, sealed), err
+			}
+		}
+		sent += sealed
+		data = data[sealed:]
+		if exhausted {
+			s.err = errSeqExhausted
+			return sent, s.err
+		}
+	}
+	return sent, nil
+}
+
+// wholeRecords returns how many of the first sealed plaintext bytes of a
+// batch went out in records of which all w bytes were written.
+func (s *sealer) wholeRecords(w, sealed int) int {
+	done, off := 0, 0
+	for done < sealed {
+		n := min(sealed-done, backend.MaxPlaintext)
+		off += s.prot.SealedLen(n)
+		if off > w {
+			break
+		}
+		done += n
+	}
+	return done
+}
+
+// Rekey switches to a new key and IV at sequence number p.Seq, for TLS 1.3
+// KeyUpdate (RFC 8446 §4.6.3). Records already written stay as they were.
+func (s *sealer) Rekey(p backend.Params) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		s.releaseLocked()
+	}
+	if s.err != nil {
+		return s.err
+	}
+	if p.Version != s.version {
+		return fmt.Errorf("userspace: Rekey from %s to %s", tls.VersionName(s.version), tls.VersionName(p.Version))
+	}
+	prot, err := newProtector(p)
+	if err != nil {
+		return err
+	}
+	s.prot, s.seq = prot, p.Seq
+	return nil
+}
+
+// Close releases the key and the buffer; later calls fail with an error that
+// wraps net.ErrClosed. It does not close the link and does not wait for a
+// WriteRecords blocked on it: the connection closes or times out the link.
+func (s *sealer) Close() error {
+	s.closed.Store(true)
+	if s.mu.TryLock() {
+		s.releaseLocked()
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+func (s *sealer) releaseLocked() {
+	s.prot, s.buf = nil, nil
+	s.err = errClosed
+}
+
+// opener is the RX half.
+type opener struct {
+	conn    net.Conn
+	version uint16
+	closed  atomic.Bool
+
+	// mu serializes ReadRecord, Rekey and Close and guards the fields
+	// below.
+	mu   sync.Mutex
+	prot *record.Protector
+	seq  uint64 // of the next record
+	buf  []byte // read-ahead; buf[r:w] is not yet consumed
+	r, w int
+	err  error // sticky: once set, every call returns it
+}
+
+// ReadRecord reads, checks and opens the next record. The returned plaintext
+// lives in the read buffer and stays valid until the next call.
+//
+// Header checks come first, as in crypto/tls (conn.go, readRecordOrCCS): a
+// record version other than 0x0303 is protocol_version, a length beyond the
+// version's maximum is record_overflow, and for TLS 1.3 an outer type other
+// than application_data is unexpected_message; then record.Protector.Open
+// decides (decode_error, bad_record_mac, record_overflow,
+// unexpected_message). All of these are permanent.
+//
+// A timeout from the link is returned as is and is not permanent: the bytes
+// read so far stay buffered and the next call resumes. io.EOF at a record
+// boundary is io.EOF; EOF inside a record is io.ErrUnexpectedEOF. Both, and
+// any other error from the link, are permanent.
+func (o *opener) ReadRecord() (typ uint8, data []byte, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed.Load() {
+		o.releaseLocked()
+	}
+	if o.err != nil {
+		return 0, nil, o.err
+	}
+	if o.seq == math.MaxUint64 {
+		o.err = errSeqExhausted
+		return 0, nil, o.err
+	}
+	if o.r == o.w {
+		// The previous record's plaintext may go: start over at the
+		// front, where a Read has the whole buffer.
+		o.r, o.w = 0, 0
+	}
+	if err := o.fillLocked(record.HeaderLen); err != nil {
+		return 0, nil, err
+	}
+	h, _ := record.ParseHeader(o.buf[o.r:o.w])
+	if err := record.CheckHeader(o.version, h); err != nil {
+		o.err = err
+		return 0, nil, err
+	}
+	n := record.HeaderLen + h.Length
+	if err := o.fillLocked(n); err != nil {
+		return 0, nil, err
+	}
+	typ, data, err = o.prot.Open(o.seq, o.buf[o.r:o.r+n])
+	if err != nil {
+		o.err = err
+		return 0, nil, err
+	}
+	o.seq++
+	o.r += n
+	return typ, data, nil
+}
+
+// fillLocked reads until buf[r:w] holds at least n bytes, n ≤ len(buf). It
+// reads as much as the link has, up to the end of the buffer.
+func (o *opener) fillLocked(n int) error {
+	if o.w-o.r >= n {
+		return nil
+	}
+	if o.r > 0 && (o.r+n > len(o.buf) || len(o.buf)-o.w < minRead) {
+		o.w = copy(o.buf, o.buf[o.r:o.w])
+		o.r = 0
+	}
+	for empty := 0; o.w-o.r < n; {
+		m, err := o.conn.Read(o.buf[o.w:])
+		o.w += m
+		if o.w-o.r >= n {
+			// Any error comes back on the next Read.
+			return nil
+		}
+		switch {
+		case err == nil && m == 0:
+			if empty++; empty >= 100 {
+				o.err = io.ErrNoProgress
+				return o.err
+			}
+		case err == nil:
+			empty = 0
+		case isTimeout(err):
+			return err
+		case err == io.EOF && o.w == o.r:
+			// RFC 8446 §6.1 wants close_notify first, but EOF at a
+			// record boundary is the connection's to judge, as in
+			// crypto/tls.
+			o.err = io.EOF
+			return o.err
+		case err == io.EOF:
+			o.err = io.ErrUnexpectedEOF
+			return o.err
+		default:
+			o.err = err
+			return err
+		}
+	}
+	return nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// Rekey switches to a new key and IV at sequence number p.Seq, for TLS 1.3
+// KeyUpdate (RFC 8446 §4.6.3). Bytes already read ahead are opened under the
+// new key: they were sent after the KeyUpdate.
+func (o *opener) Rekey(p backend.Params) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed.Load() {
+		o.releaseLocked()
+	}
+	if o.err != nil {
+		return o.err
+	}
+	if p.Version != o.version {
+		return fmt.Errorf("userspace: Rekey from %s to %s", tls.VersionName(o.version), tls.VersionName(p.Version))
+	}
+	prot, err := newProtector(p)
+	if err != nil {
+		return err
+	}
+	o.prot, o.seq = prot, p.Seq
+	return nil
+}
+
+// Close releases the key and the buffer; later calls fail with an error that
+// wraps net.ErrClosed. It does not close the link and does not wait for a
+// ReadRecord blocked on it.
+func (o *opener) Close() error {
+	o.closed.Store(true)
+	if o.mu.TryLock() {
+		o.releaseLocked()
+		o.mu.Unlock()
+	}
+	return nil
+}
+
+func (o *opener) releaseLocked() {
+	o.prot, o.buf, o.r, o.w = nil, nil, 0, 0
+	o.err = errClosed
+}
