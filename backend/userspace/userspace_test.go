@@ -733,3 +733,47 @@ func TestSteadyStateAllocs(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReadRecord runs arbitrary streams through an Opener, delivered in
+// pieces of arbitrary size: never a panic, never a record over 2^14 bytes,
+// and every error an alert or an end of stream.
+func FuzzReadRecord(f *testing.F) {
+	suites := keyschedule.Suites()
+	params := make([]backend.Params, len(suites))
+	for i, s := range suites {
+		params[i] = backend.Params{Version: s.Version, CipherSuite: s.ID, Key: bytes.Repeat([]byte{byte(i + 1)}, s.KeyLen), IV: bytes.Repeat([]byte{0x42}, s.IVLen)}
+		prot, _ := record.NewProtector(s.Version, s.ID, params[i].Key, params[i].IV)
+		var stream []byte
+		for seq, m := range []string{"one", "", "three"} {
+			stream = prot.Seal(stream, uint64(seq), backend.TypeApplicationData, []byte(m))
+		}
+		f.Add(uint8(i), uint16(0), stream)
+		f.Add(uint8(i), uint16(3), stream)
+		f.Add(uint8(i), uint16(1), stream[:len(stream)-2])
+	}
+	f.Add(uint8(0), uint16(0), []byte{23, 3, 3, 0, 0})
+	f.Add(uint8(3), uint16(0), []byte{21, 3, 3, 0x48, 0x01})
+	f.Fuzz(func(t *testing.T, which uint8, chunk uint16, stream []byte) {
+		p := params[int(which)%len(params)]
+		conn := &readerConn{r: bytes.NewReader(stream), chunk: int(chunk)}
+		o, err := New().NewOpener(backend.Link{Conn: conn}, cloneParams(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range len(stream) + 1 {
+			_, d, err := o.ReadRecord()
+			if err == nil {
+				if len(d) > backend.MaxPlaintext {
+					t.Fatalf("record of %d bytes", len(d))
+				}
+				continue
+			}
+			var a tls.AlertError
+			if err != io.EOF && err != io.ErrUnexpectedEOF && !errors.As(err, &a) {
+				t.Fatalf("error %v", err)
+			}
+			return
+		}
+		t.Fatal("more records than bytes")
+	})
+}

@@ -67,18 +67,38 @@ func testCerts(t testing.TB) (ec, rs tls.Certificate) {
 	return ecdsaCert, rsaCert
 }
 
-// tap keeps a copy of everything written through it.
+// tap keeps a copy of everything written through it. For benchmarks it can
+// also drop what is written and serve reads from a function.
 type tap struct {
 	net.Conn
 	mu    sync.Mutex
 	wrote []byte
+
+	discard bool          // drop writes (benchmarks, after the handshake)
+	feed    func() []byte // serve reads from this (benchmarks)
+	fed     []byte
 }
 
 func (t *tap) Write(b []byte) (int, error) {
+	if t.discard {
+		return len(b), nil
+	}
 	t.mu.Lock()
 	t.wrote = append(t.wrote, b...)
 	t.mu.Unlock()
 	return t.Conn.Write(b)
+}
+
+func (t *tap) Read(b []byte) (int, error) {
+	if t.feed == nil {
+		return t.Conn.Read(b)
+	}
+	if len(t.fed) == 0 {
+		t.fed = t.feed()
+	}
+	n := copy(b, t.fed)
+	t.fed = t.fed[n:]
+	return n, nil
 }
 
 func (t *tap) stream() []byte {
@@ -88,7 +108,7 @@ func (t *tap) stream() []byte {
 }
 
 // splitRecords cuts a byte stream into complete records.
-func splitRecords(t *testing.T, b []byte) [][]byte {
+func splitRecords(t testing.TB, b []byte) [][]byte {
 	t.Helper()
 	var recs [][]byte
 	for len(b) > 0 {
@@ -121,7 +141,7 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 
 // entries parses the key log; every line crypto/tls wrote must parse.
-func (s *syncBuffer) entries(t *testing.T) map[string]keyschedule.KeyLogEntry {
+func (s *syncBuffer) entries(t testing.TB) map[string]keyschedule.KeyLogEntry {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -139,7 +159,7 @@ func (s *syncBuffer) entries(t *testing.T) map[string]keyschedule.KeyLogEntry {
 	return m
 }
 
-func newTLSPair(t *testing.T, clientCfg, serverCfg *tls.Config) *tlsPair {
+func newTLSPair(t testing.TB, clientCfg, serverCfg *tls.Config) *tlsPair {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -313,7 +333,7 @@ func TestCryptoTLS12(t *testing.T) {
 // seq 0 (RFC 5246 §7.4.9), then application data, whose concatenation it
 // returns (crypto/tls may split a Write into several records). It returns the
 // next sequence number too.
-func openAfterCCS(t *testing.T, p *Protector, recs [][]byte) (data []byte, next uint64) {
+func openAfterCCS(t testing.TB, p *Protector, recs [][]byte) (data []byte, next uint64) {
 	t.Helper()
 	i := 0
 	for i < len(recs) && recs[i][0] != TypeChangeCipherSpec {
