@@ -73,6 +73,7 @@ type tap struct {
 	net.Conn
 	mu    sync.Mutex
 	wrote []byte
+	read  []byte
 
 	discard bool          // drop writes (benchmarks, after the handshake)
 	feed    func() []byte // serve reads from this (benchmarks)
@@ -91,7 +92,11 @@ func (t *tap) Write(b []byte) (int, error) {
 
 func (t *tap) Read(b []byte) (int, error) {
 	if t.feed == nil {
-		return t.Conn.Read(b)
+		n, err := t.Conn.Read(b)
+		t.mu.Lock()
+		t.read = append(t.read, b[:n]...)
+		t.mu.Unlock()
+		return n, err
 	}
 	if len(t.fed) == 0 {
 		t.fed = t.feed()
@@ -105,6 +110,12 @@ func (t *tap) stream() []byte {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return bytes.Clone(t.wrote)
+}
+
+func (t *tap) readStream() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return bytes.Clone(t.read)
 }
 
 // splitRecords cuts a byte stream into complete records.
