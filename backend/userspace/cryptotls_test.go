@@ -221,7 +221,10 @@ func testCryptoTLSPeer(t *testing.T, cfg *tls.Config) {
 		if err := sealer.(backend.Rekeyer).Rekey(next(keyschedule.LabelClientTraffic0)); err != nil {
 			t.Fatal(err)
 		}
-		go func() { _, err := sealer.WriteRecords(backend.TypeApplicationData, []byte("after the update")); errc <- err }()
+		go func() {
+			_, err := sealer.WriteRecords(backend.TypeApplicationData, []byte("after the update"))
+			errc <- err
+		}()
 		buf := make([]byte, len("after the update"))
 		if _, err := io.ReadFull(server, buf); err != nil || string(buf) != "after the update" {
 			t.Fatalf("crypto/tls after our KeyUpdate: %q %v", buf, err)
