@@ -328,6 +328,12 @@ func (c *Conn) finishDrainLocked() error {
 		return c.rxErr
 	}
 	if !errors.Is(err, errHandoff) {
+		if err == io.EOF && len(c.rc.buffered()) > 0 {
+			// recordConn holds a record cut short, which crypto/tls never
+			// saw (it gets nothing until the record is whole), so it took
+			// the EOF for one at a record boundary.
+			err = io.ErrUnexpectedEOF
+		}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			return err
