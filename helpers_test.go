@@ -20,6 +20,7 @@ import (
 // testPKI is a CA with an ECDSA and an RSA server certificate and a client
 // certificate, made once per test binary.
 type testPKI struct {
+	caDER      []byte
 	pool       *x509.CertPool
 	ecdsaCert  tls.Certificate
 	rsaCert    tls.Certificate
@@ -52,6 +53,7 @@ func getPKI(t testing.TB) *testPKI {
 			panic(err)
 		}
 		ca, _ := x509.ParseCertificate(caDER)
+		pki.caDER = caDER
 		pki.pool = x509.NewCertPool()
 		pki.pool.AddCert(ca)
 		leaf := func(serial int64, pub, priv any, client bool) tls.Certificate {

@@ -10,11 +10,26 @@ import (
 	"github.com/ktls-go/ktls"
 )
 
-// tapConn keeps a copy of every byte written through it.
+// tapConn keeps a copy of every byte written and read through it.
 type tapConn struct {
 	net.Conn
 	mu      sync.Mutex
 	written []byte
+	read    []byte
+}
+
+func (c *tapConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.mu.Lock()
+	c.read = append(c.read, p[:n]...)
+	c.mu.Unlock()
+	return n, err
+}
+
+func (c *tapConn) readBytes() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]byte(nil), c.read...)
 }
 
 func (c *tapConn) Write(p []byte) (int, error) {
@@ -27,8 +42,14 @@ func (c *tapConn) Write(p []byte) (int, error) {
 // records splits what was written into records: type and fragment.
 func (c *tapConn) records(t testing.TB) (types []byte, frags [][]byte) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	b := c.written
+	b := append([]byte(nil), c.written...)
+	c.mu.Unlock()
+	return splitRecords(t, b)
+}
+
+// splitRecords splits a byte stream into records: type and fragment.
+func splitRecords(t testing.TB, b []byte) (types []byte, frags [][]byte) {
+	t.Helper()
 	for len(b) >= 5 {
 		n := int(binary.BigEndian.Uint16(b[3:]))
 		if len(b) < 5+n {
