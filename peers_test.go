@@ -238,6 +238,7 @@ func gnutlsSession(t *testing.T, cmds, lines []string) (in, out int) {
 	read, _ := splitRecords(t, tap.readBytes())
 	return len(read), len(wrote)
 }
+
 // TestGnuTLSRenegotiation makes gnutls-cli ask a ktls server to renegotiate
 // (TLS 1.2, ^renegotiate^): ktls refuses with a no_renegotiation alert and
 // the connection ends with an error that says so.
