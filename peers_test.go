@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -308,9 +309,12 @@ func TestCurl(t *testing.T) {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), opensslTimeout)
 			defer cancel()
-			url := "https://localhost:" + l.Addr().(*net.TCPAddr).AddrPort().String()[len("127.0.0.1:"):] + "/file.bin"
+			// The certificate names localhost; --resolve keeps curl on the
+			// loopback address the listener has.
+			port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+			url := "https://localhost:" + port + "/file.bin"
 			cmd := exec.CommandContext(ctx, bin, append([]string{"-sS", "--fail", "--cacert", ca,
-				"--resolve", "localhost:" + strings.TrimPrefix(url[len("https://localhost:"):], "")[:strings.Index(url[len("https://localhost:"):], "/")] + ":127.0.0.1", url}, args...)...)
+				"--resolve", "localhost:" + port + ":127.0.0.1", url}, args...)...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			got, err := cmd.Output()
