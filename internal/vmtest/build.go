@@ -17,7 +17,7 @@ type testPkg struct {
 	importPath string
 	dir        string // on the host
 	rel        string // relative to the module root, "." for the root
-	binary     string // the test binary, on the host
+	binary     string // the test binary: its file name, then its path on the host once built
 }
 
 // guestPath is where the package's copy lies in the guest: the module's
@@ -69,7 +69,7 @@ func listTestPackages(root string, patterns []string) ([]testPkg, error) {
 		if hostOnly(rel) {
 			continue
 		}
-		pkgs = append(pkgs, testPkg{importPath: ip, dir: dir, rel: rel})
+		pkgs = append(pkgs, testPkg{importPath: ip, dir: dir, rel: rel, binary: binaryName(module, rel)})
 	}
 	return pkgs, nil
 }
@@ -85,13 +85,9 @@ func buildAll(root, outDir string, pkgs []testPkg) (guest string, _ []testPkg, _
 	if err := run(root, goEnv, "go", "build", "-o", guest, "./internal/vmtest/guest"); err != nil {
 		return "", nil, err
 	}
-	module, err := output(root, "go", "list", "-m")
-	if err != nil {
-		return "", nil, err
-	}
 	for i := range pkgs {
 		p := &pkgs[i]
-		p.binary = filepath.Join(outDir, binaryName(strings.TrimSpace(module), p.rel))
+		p.binary = filepath.Join(outDir, p.binary)
 		// -vet=off: vet is the host's job (go vet ./...), not the VM's.
 		// -s -w: smaller binaries, a smaller initramfs; panics still show
 		// function names and lines, which come from pclntab.

@@ -47,11 +47,6 @@ func newArchive() *archive {
 	return &archive{entries: map[string]*entry{}, trees: map[string]bool{}}
 }
 
-// clone returns a copy that can be extended without changing a.
-func (a *archive) clone() *archive {
-	return &archive{entries: maps.Clone(a.entries), trees: maps.Clone(a.trees)}
-}
-
 func key(p string) string { return strings.TrimPrefix(path.Clean("/"+p), "/") }
 
 // put adds an entry and the directories above it.

@@ -18,8 +18,8 @@ type record struct {
 	data         string
 }
 
-// readNewc parses a newc archive the way the kernel's init/initramfs.c does,
-// checking the alignment of every header.
+// readNewc parses newc archives, one or several one after the other, the way
+// the kernel's init/initramfs.c does, checking the alignment of every header.
 func readNewc(t *testing.T, b []byte) []record {
 	t.Helper()
 	var recs []record
@@ -46,10 +46,10 @@ func readNewc(t *testing.T, b []byte) []record {
 		off += 110 + int(namesize)
 		off = (off + 3) &^ 3
 		if name == "TRAILER!!!" {
-			if off != len(b) {
-				t.Fatalf("%d bytes after the trailer", len(b)-off)
+			if off == len(b) {
+				return recs
 			}
-			return recs
+			continue // the next archive
 		}
 		recs = append(recs, record{name, mode, rmajor, rminor, string(b[off : off+int(size)])})
 		off += int(size)
@@ -91,11 +91,28 @@ func TestArchiveWrite(t *testing.T) {
 	if r := byName["tmp"]; r.mode != sIFDIR|0o1777 {
 		t.Errorf("tmp mode %o", r.mode)
 	}
-	// A clone is independent of its original.
-	b := a.clone()
-	must(t, b.addBytes("extra", 0o644, nil))
-	if _, ok := a.entries["extra"]; ok {
-		t.Errorf("adding to a clone changed the original")
+}
+
+// The initramfs is the common archive followed by each kernel's own: the
+// kernel unpacks both into one tree.
+func TestArchivesConcatenate(t *testing.T) {
+	common, own := newArchive(), newArchive()
+	must(t, common.addBytes("vmtest/bin/a.test", 0o755, []byte("odd length")))
+	must(t, own.addBytes("vmtest/plan.json", 0o644, []byte("{}")))
+	must(t, own.addBytes("init", 0o755, []byte("#!/bin/busybox sh\n")))
+	var buf bytes.Buffer
+	must(t, common.writeTo(&buf))
+	if buf.Len()%4 != 0 {
+		t.Fatalf("archive length %d is not a multiple of 4", buf.Len())
+	}
+	must(t, own.writeTo(&buf))
+	var names []string
+	for _, r := range readNewc(t, buf.Bytes()) {
+		names = append(names, r.name)
+	}
+	want := []string{"vmtest", "vmtest/bin", "vmtest/bin/a.test", "init", "vmtest", "vmtest/plan.json"}
+	if !slices.Equal(names, want) {
+		t.Errorf("names %v, want %v", names, want)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path"
@@ -119,10 +120,15 @@ func addPeers(a *archive) error {
 	return nil
 }
 
-// kernelArchive adds to the common part what one kernel needs: its modules
-// in load order, the plan, and /init.
-func kernelArchive(common *archive, k kernel, modules []string, p *plan.Plan) (*archive, error) {
-	a := common.clone()
+// kernelArchive builds what one kernel adds to the common part: its modules
+// in load order, the plan, and /init. The two are written as two cpio
+// archives one after the other, which the kernel unpacks in turn into the
+// same rootfs (Documentation/driver-api/early-userspace/buffer-format.rst);
+// so the common part, test binaries included, is read from the host once
+// per run, and a source file edited during a run cannot make two kernels
+// see different tests.
+func kernelArchive(k kernel, modules []string, p *plan.Plan) (*archive, error) {
+	a := newArchive()
 	var names []string
 	for i, m := range modules {
 		obj, err := readModule(filepath.Join(k.modDir, m))
@@ -181,9 +187,19 @@ poweroff -f
 
 // writeArchive writes the archive to a file.
 func writeArchive(a *archive, file string) error {
+	return writeInitrd(file, "", a)
+}
+
+// writeInitrd writes an initramfs: the archive already written to the file
+// common (none if empty), then the archive a.
+func writeInitrd(file, common string, a *archive) error {
 	f, err := os.Create(file)
 	if err != nil {
 		return fmt.Errorf("vmtest: %w", err)
+	}
+	if err := copyInto(f, common); err != nil {
+		f.Close()
+		return err
 	}
 	if err := a.writeTo(f); err != nil {
 		f.Close()
@@ -191,6 +207,21 @@ func writeArchive(a *archive, file string) error {
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("vmtest: %w", err)
+	}
+	return nil
+}
+
+func copyInto(w io.Writer, file string) error {
+	if file == "" {
+		return nil
+	}
+	r, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("vmtest: %w", err)
+	}
+	defer r.Close()
+	if _, err := io.Copy(w, r); err != nil {
+		return fmt.Errorf("vmtest: copying %s: %w", file, err)
 	}
 	return nil
 }

@@ -38,8 +38,9 @@ func (r release) series() string {
 }
 
 var (
-	digits   = regexp.MustCompile(`[0-9]+`)
-	seriesRE = regexp.MustCompile(`^[0-9]+\.[0-9]+$`)
+	digits    = regexp.MustCompile(`[0-9]+`)
+	seriesRE  = regexp.MustCompile(`^[0-9]+\.[0-9]+$`)
+	versionRE = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`)
 )
 
 // parseReleases groups package names (from apt-cache search) by kernel
@@ -79,11 +80,7 @@ func parseReleases(names []string) []release {
 		if !strings.HasSuffix(name, "-"+flavour) || name == flavour || !strings.ContainsAny(name[:1], "0123456789") {
 			continue
 		}
-		r := release{name: name}
-		for _, d := range digits.FindAllString(strings.TrimSuffix(name, "-"+flavour), -1) {
-			n, _ := strconv.Atoi(d)
-			r.nums = append(r.nums, n)
-		}
+		r := release{name: name, nums: releaseNums(name)}
 		switch {
 		case h.imageUnsigned:
 			r.pkgs = []string{"linux-image-" + name + "-unsigned"}
@@ -105,9 +102,22 @@ func parseReleases(names []string) []release {
 	return rels
 }
 
+// releaseNums returns the numbers in a release name, for ordering:
+// "6.1.0-50-cloud-amd64" gives 6 1 0 50.
+func releaseNums(name string) []int {
+	var nums []int
+	for _, d := range digits.FindAllString(strings.TrimSuffix(name, "-"+flavour), -1) {
+		n, _ := strconv.Atoi(d)
+		nums = append(nums, n)
+	}
+	return nums
+}
+
 // kernelSelectors expands the -kernel flag: a comma list of "major.minor"
-// series and "newest"; "all" is the matrix of DESIGN.md (6.1 LTS, 6.12, the
-// newest).
+// series, "major.minor.patch" versions, exact release names such as
+// "6.12.94+deb13-cloud-amd64" (to pin one, e.g. to tell a kernel's bug from
+// the project's), and "newest"; "all" is the matrix of DESIGN.md (6.1 LTS,
+// 6.12, the newest).
 func kernelSelectors(flag string) ([]string, error) {
 	var sels []string
 	for _, s := range strings.Split(flag, ",") {
@@ -115,7 +125,7 @@ func kernelSelectors(flag string) ([]string, error) {
 		switch {
 		case s == "all":
 			sels = append(sels, "6.1", "6.12", "newest")
-		case s == "newest" || seriesRE.MatchString(s):
+		case s == "newest" || seriesRE.MatchString(s) || versionRE.MatchString(s) || strings.HasSuffix(s, "-"+flavour):
 			sels = append(sels, s)
 		default:
 			return nil, fmt.Errorf("vmtest: -kernel %q: want 6.1, 6.12, newest, all or another major.minor, comma separated", s)
@@ -125,14 +135,17 @@ func kernelSelectors(flag string) ([]string, error) {
 }
 
 // selectRelease picks, among rels (sorted oldest first), the newest release
-// of the series sel, or the newest of all for "newest".
+// that sel names: all for "newest", a series, a version, or one release.
 func selectRelease(rels []release, sel string) (release, error) {
 	for i := len(rels) - 1; i >= 0; i-- {
-		if sel == "newest" || rels[i].series() == sel {
-			return rels[i], nil
+		r := rels[i]
+		switch {
+		case sel == "newest", r.series() == sel, r.name == sel,
+			versionRE.MatchString(sel) && len(r.nums) >= 3 && fmt.Sprintf("%d.%d.%d", r.nums[0], r.nums[1], r.nums[2]) == sel:
+			return r, nil
 		}
 	}
-	return release{}, fmt.Errorf("vmtest: the archive has no %s kernel of series %s", flavour, sel)
+	return release{}, fmt.Errorf("vmtest: the archive has no %s kernel %s", flavour, sel)
 }
 
 // kernel is a kernel ready to boot.
@@ -220,19 +233,13 @@ func unpackKernel(a apt, cacheDir, dir string, rel release) error {
 }
 
 // pruneSeries removes the unpacked older releases of rel's series: when the
-// archive moves to a new ABI, the old one is of no further use.
+// archive moves to a new ABI, the old one is of no further use. Newer ones
+// stay: rel may be an older release pinned with -kernel.
 func pruneSeries(kernelsDir string, rel release) {
 	entries, _ := os.ReadDir(kernelsDir)
 	for _, e := range entries {
-		if e.Name() == rel.name {
-			continue
-		}
-		other := release{name: e.Name()}
-		for _, d := range digits.FindAllString(strings.TrimSuffix(e.Name(), "-"+flavour), 2) {
-			n, _ := strconv.Atoi(d)
-			other.nums = append(other.nums, n)
-		}
-		if other.series() == rel.series() {
+		other := release{name: e.Name(), nums: releaseNums(e.Name())}
+		if other.series() == rel.series() && slices.Compare(other.nums, rel.nums) < 0 {
 			logf("removing %s, superseded by %s", e.Name(), rel.name)
 			os.RemoveAll(filepath.Join(kernelsDir, e.Name()))
 		}

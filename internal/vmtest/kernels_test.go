@@ -7,7 +7,9 @@ import (
 )
 
 // Part of `apt-cache search --names-only` over bookworm, trixie and
-// trixie-backports, as seen while writing the harness.
+// trixie-backports, as seen while writing the harness. 7.0.13 has an image
+// metapackage and a signed binary but no modules package in the archive, so
+// it cannot be booted with its modules and is not a release.
 const searchOutput = `linux-binary-7.0.13+deb13-cloud-amd64 - Binary for Linux 7.0.13 (signed)
 linux-binary-7.2.12+deb13-cloud-amd64 - Linux 7.2.12 for x86-64 cloud (kernel image)
 linux-binary-7.3.4+deb13-cloud-amd64 - Linux 7.3.4 for x86-64 cloud (kernel image)
@@ -29,7 +31,6 @@ linux-image-7.2.12+deb13-cloud-amd64 - Linux 7.2.12 for x86-64 cloud
 linux-image-7.3.4+deb13-cloud-amd64 - Linux 7.3.4 for x86-64 cloud
 linux-image-7.3.4+deb13-cloud-amd64-dbg - Linux 7.3.4 for x86-64 cloud (debug symbols)
 linux-image-cloud-amd64 - Linux for x86-64 cloud (meta-package)
-linux-modules-7.0.13+deb13-cloud-amd64 - Linux 7.0.13 for x86-64 cloud (modules)
 linux-modules-7.2.12+deb13-cloud-amd64 - Linux 7.2.12 for x86-64 cloud (modules)
 linux-modules-7.3.4+deb13-cloud-amd64 - Linux 7.3.4 for x86-64 cloud (modules)
 linux-modules-cloud-amd64 - Linux modules for x86-64 cloud (meta-package)
@@ -49,7 +50,6 @@ func TestParseReleases(t *testing.T) {
 		"6.12.94+deb13-cloud-amd64":  {"linux-image-6.12.94+deb13-cloud-amd64-unsigned"},
 		"6.12.107+deb13-cloud-amd64": {"linux-image-6.12.107+deb13-cloud-amd64-unsigned"},
 		"6.18.15+deb13-cloud-amd64":  {"linux-image-6.18.15+deb13-cloud-amd64"},
-		"7.0.13+deb13-cloud-amd64":   {"linux-binary-7.0.13+deb13-cloud-amd64", "linux-modules-7.0.13+deb13-cloud-amd64"},
 		"7.2.12+deb13-cloud-amd64":   {"linux-binary-unsigned-7.2.12+deb13-cloud-amd64", "linux-modules-7.2.12+deb13-cloud-amd64"},
 		"7.3.4+deb13-cloud-amd64":    {"linux-binary-unsigned-7.3.4+deb13-cloud-amd64", "linux-modules-7.3.4+deb13-cloud-amd64"},
 	}
@@ -62,16 +62,18 @@ func TestParseReleases(t *testing.T) {
 		}
 	}
 	wantOrder := []string{"6.1.0-47-cloud-amd64", "6.1.0-50-cloud-amd64", "6.12.94+deb13-cloud-amd64", "6.12.107+deb13-cloud-amd64",
-		"6.18.15+deb13-cloud-amd64", "7.0.13+deb13-cloud-amd64", "7.2.12+deb13-cloud-amd64", "7.3.4+deb13-cloud-amd64"}
+		"6.18.15+deb13-cloud-amd64", "7.2.12+deb13-cloud-amd64", "7.3.4+deb13-cloud-amd64"}
 	if !slices.Equal(order, wantOrder) {
 		t.Errorf("order %v, want %v", order, wantOrder)
 	}
 
 	for sel, want := range map[string]string{
-		"6.1":    "6.1.0-50-cloud-amd64",
-		"6.12":   "6.12.107+deb13-cloud-amd64",
-		"newest": "7.3.4+deb13-cloud-amd64",
-		"7.2":    "7.2.12+deb13-cloud-amd64",
+		"6.1":                  "6.1.0-50-cloud-amd64",
+		"6.12":                 "6.12.107+deb13-cloud-amd64",
+		"newest":               "7.3.4+deb13-cloud-amd64",
+		"7.2":                  "7.2.12+deb13-cloud-amd64",
+		"6.12.94":              "6.12.94+deb13-cloud-amd64",
+		"6.1.0-47-cloud-amd64": "6.1.0-47-cloud-amd64",
 	} {
 		r, err := selectRelease(rels, sel)
 		if err != nil || r.name != want {
@@ -95,7 +97,10 @@ func TestKernelSelectors(t *testing.T) {
 	if err != nil || !slices.Equal(got, []string{"6.12", "newest"}) {
 		t.Errorf("6.12,newest = %v, %v", got, err)
 	}
-	for _, bad := range []string{"", "6", "latest", "6.1.0"} {
+	if got, err := kernelSelectors("6.12.94,6.1.0-47-cloud-amd64"); err != nil || len(got) != 2 {
+		t.Errorf("versions and releases: %v, %v", got, err)
+	}
+	for _, bad := range []string{"", "6", "latest", "6.1.0.1", "6.1.0-47"} {
 		if _, err := kernelSelectors(bad); err == nil {
 			t.Errorf("kernelSelectors(%q) accepted", bad)
 		}

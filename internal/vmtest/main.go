@@ -71,6 +71,8 @@ type config struct {
 	timeout     time.Duration
 	testTimeout time.Duration
 	mem, cpus   int
+	accel, cpu  string
+	cmdline     string
 	update      bool
 	mirror      string
 }
@@ -90,6 +92,9 @@ func mainErr() int {
 	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "limit for one guest, from boot to power-off")
 	flag.DurationVar(&c.testTimeout, "test-timeout", 4*time.Minute, "limit for one test binary (passed as -test.timeout)")
 	flag.IntVar(&c.mem, "mem", 2048, "guest memory in MiB")
+	flag.StringVar(&c.accel, "accel", "tcg", "qemu -accel value (KVM does not work on the project's machines)")
+	flag.StringVar(&c.cpu, "cpu", defaultCPU, "qemu -cpu value")
+	flag.StringVar(&c.cmdline, "append", "", "more kernel command line parameters for the guests")
 	flag.IntVar(&c.cpus, "smp", 2, "guest CPUs")
 	flag.BoolVar(&c.update, "update", false, "refresh the private package lists even if they are recent")
 	flag.StringVar(&c.mirror, "mirror", "", "Debian archive URI (default: the machine's own, from /etc/apt)")
@@ -165,8 +170,12 @@ func runAll(ctx context.Context, c *config) ([]*kernelResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	common, err := commonArchive(guest, pkgs)
+	ca, err := commonArchive(guest, pkgs)
 	if err != nil {
+		return nil, err
+	}
+	common := filepath.Join(runDir, "common.cpio")
+	if err := writeArchive(ca, common); err != nil {
 		return nil, err
 	}
 	logf("ready in %.1fs: %d test binaries, kernels %s", time.Since(start).Seconds(), len(pkgs), kernelNames(kernels))
@@ -244,6 +253,9 @@ func prepareKernels(c *config) ([]preparedKernel, error) {
 		if err != nil {
 			return nil, err
 		}
+		if len(absent) == 0 {
+			absent = []string{"none"}
+		}
 		logf("%s is %s: %d modules to load; built in or absent: %s", k.name, k.release, len(mods), strings.Join(absent, " "))
 		out = append(out, preparedKernel{k, mods})
 	}
@@ -279,7 +291,7 @@ func moduleOrder(k kernel) (order, absent []string, err error) {
 }
 
 // runKernel writes the kernel's initramfs and boots it.
-func runKernel(ctx context.Context, c *config, k kernel, modules []string, common *archive, pkgs []testPkg, args []string, runDir string) (*kernelResult, error) {
+func runKernel(ctx context.Context, c *config, k kernel, modules []string, common string, pkgs []testPkg, args []string, runDir string) (*kernelResult, error) {
 	nonce, err := newNonce()
 	if err != nil {
 		return nil, err
@@ -293,12 +305,12 @@ func runKernel(ctx context.Context, c *config, k kernel, modules []string, commo
 		Sysctls:        c.sysctls,
 		TimeoutSeconds: int((c.testTimeout + 30*time.Second).Seconds()),
 	}
-	a, err := kernelArchive(common, k, modules, p)
+	a, err := kernelArchive(k, modules, p)
 	if err != nil {
 		return nil, err
 	}
 	initrd := filepath.Join(runDir, k.name+".cpio")
-	if err := writeArchive(a, initrd); err != nil {
+	if err := writeInitrd(initrd, common, a); err != nil {
 		return nil, err
 	}
 	if st, err := os.Stat(initrd); err == nil {
@@ -306,6 +318,9 @@ func runKernel(ctx context.Context, c *config, k kernel, modules []string, commo
 	}
 	res := newKernelResult(k, nonce, p.Tests)
 	bc := bootConfig{
+		accel:   c.accel,
+		cpu:     c.cpu,
+		cmdline: c.cmdline,
 		memMiB:  c.mem,
 		cpus:    c.cpus,
 		timeout: c.timeout,
