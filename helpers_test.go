@@ -32,8 +32,11 @@ var (
 	pki     testPKI
 )
 
+// getPKI returns the test PKI; t may be nil (in examples).
 func getPKI(t testing.TB) *testPKI {
-	t.Helper()
+	if t != nil {
+		t.Helper()
+	}
 	pkiOnce.Do(func() {
 		caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {

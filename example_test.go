@@ -1,0 +1,74 @@
+package ktls_test
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log"
+	"net"
+
+	"github.com/ktls-go/ktls"
+)
+
+// A server and a client, each as they would be with crypto/tls, and what
+// engines the client's connection got.
+func Example() {
+	client, server := configs(nil, tls.VersionTLS13, 0)
+
+	l, err := ktls.Listen("tcp", "127.0.0.1:0", server)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c) // echo
+	}()
+
+	c, err := ktls.Dial("tcp", l.Addr().String(), client)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprint(c, "hello")
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		log.Fatal(err)
+	}
+	b := c.Backend()
+	fmt.Printf("%s; tx=%s rx=%s\n", buf, b.TX, b.RX)
+	// Output: hello; tx=userspace rx=userspace
+}
+
+// Forcing crypto/tls's own record layer for one connection; KTLS_BACKEND,
+// when set, would still win.
+func ExampleWithBackend() {
+	client, server := configs(nil, tls.VersionTLS12, 0)
+	l, err := tls.Listen("tcp", "127.0.0.1:0", server) // a stock server
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		s, err := l.Accept()
+		if err == nil {
+			io.Copy(io.Discard, s)
+			s.Close()
+		}
+	}()
+	raw, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	c := ktls.Client(raw, client, ktls.WithBackend("stdlib"))
+	if err := c.Handshake(); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(c.Backend().TX, c.Backend().RX)
+	c.Close()
+	// Output: stdlib stdlib
+}
