@@ -92,7 +92,7 @@ func mainErr() int {
 	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "limit for one guest, from boot to power-off")
 	flag.DurationVar(&c.testTimeout, "test-timeout", 4*time.Minute, "limit for one test binary (passed as -test.timeout)")
 	flag.IntVar(&c.mem, "mem", 2048, "guest memory in MiB")
-	flag.StringVar(&c.accel, "accel", "tcg", "qemu -accel value (KVM does not work on the project's machines)")
+	flag.StringVar(&c.accel, "accel", defaultAccel, "qemu -accel value (KVM does not work on the project's machines)")
 	flag.StringVar(&c.cpu, "cpu", defaultCPU, "qemu -cpu value")
 	flag.StringVar(&c.cmdline, "append", "", "more kernel command line parameters for the guests")
 	flag.IntVar(&c.cpus, "smp", 2, "guest CPUs")
