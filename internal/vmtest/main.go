@@ -122,11 +122,12 @@ func mainErr() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	results, err := runAll(ctx, &c)
+	ok := len(results) > 0 && summarize(results)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if !summarize(results) {
+	if !ok {
 		return 1
 	}
 	return 0

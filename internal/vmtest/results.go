@@ -141,7 +141,7 @@ func (r *kernelResult) closingLine() string {
 // failureNotes lists, for the summary, what failed.
 func (r *kernelResult) failureNotes() []string {
 	var notes []string
-	if r.selfCheckFailed() {
+	if r.selfCheckFailed() && r.programs[0].began {
 		notes = append(notes, "the self-check failed: this guest lacks what the tests need, so none of its results count")
 	}
 	for _, p := range r.programs {

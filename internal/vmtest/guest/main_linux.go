@@ -31,7 +31,7 @@ func main() {
 	}
 
 	sysctlErr := applySysctls(p.Sysctls)
-	run(p.Nonce, plan.SelfCheck, func() int { return selfCheck(p.Nonce, sysctlErr) })
+	run(p.Nonce, plan.SelfCheck, func() int { return selfCheck(p.Nonce, p.Env, sysctlErr) })
 	for _, t := range p.Tests {
 		run(p.Nonce, t.Name, func() int { return runTest(t, p.Args, env, time.Duration(p.TimeoutSeconds)*time.Second) })
 	}

@@ -21,14 +21,16 @@ import (
 // selfCheck asserts that this guest offers everything the project's tests
 // need, so that no test can pass by skipping for want of a module. Each check
 // prints like a top-level test of `go test -v`. It returns the exit status: 0
-// when every check passed. setupErr is a failure of the guest's own setup
-// (the plan's sysctls), which fails the first check.
-func selfCheck(nonce string, setupErr error) int {
+// when every check passed. env is what the plan added to the environment,
+// shown with the kernel; setupErr is a failure of the guest's own setup (the
+// plan's sysctls), which fails the first check.
+func selfCheck(nonce string, env []string, setupErr error) int {
 	checks := []struct {
 		name string
 		f    func(info func(key, value string)) error
 	}{
 		{"SelfCheckKernel", func(info func(key, value string)) error {
+			info("env", strings.Join(append([]string{testenv.EnvVar + "=1"}, env...), " "))
 			return errors.Join(setupErr, checkKernel(info))
 		}},
 		{"SelfCheckKTLS", checkKTLS},
