@@ -18,6 +18,13 @@
 //		testenv.RequireKernelFeature(t, testenv.FeatureKTLS, probe.KTLS())
 //		...
 //	}
+//
+// Which features a VM's kernel must have is [ExpectedInVM]'s answer:
+// everything the project uses, except KeyUpdate before Linux 6.14, NIC
+// offload, and AF_ALG gcm(aes) where Linux 7.3's af_alg_restrict refuses it.
+// [ProbeKTLS], [ProbeKTLSWith] and [ProbeAFALG] are the probes of the
+// harness's guest self-check, independent of the project's own, so that a
+// bug in the project's probes cannot hide a missing module.
 package testenv
 
 import (
