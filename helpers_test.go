@@ -1,123 +1,19 @@
 package ktls_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net"
-	"sync"
 	"testing"
-	"time"
+
+	"github.com/ktls-go/ktls/internal/testpki"
 )
-
-// testPKI is a CA with an ECDSA and an RSA server certificate and a client
-// certificate, made once per test binary.
-type testPKI struct {
-	caDER      []byte
-	pool       *x509.CertPool
-	ecdsaCert  tls.Certificate
-	rsaCert    tls.Certificate
-	clientCert tls.Certificate
-}
-
-var (
-	pkiOnce sync.Once
-	pki     testPKI
-)
-
-// getPKI returns the test PKI; t may be nil (in examples).
-func getPKI(t testing.TB) *testPKI {
-	if t != nil {
-		t.Helper()
-	}
-	pkiOnce.Do(func() {
-		caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		caTmpl := &x509.Certificate{
-			SerialNumber:          big.NewInt(1),
-			Subject:               pkix.Name{CommonName: "ktls test CA"},
-			NotBefore:             time.Now().Add(-time.Hour),
-			NotAfter:              time.Now().Add(24 * time.Hour),
-			IsCA:                  true,
-			BasicConstraintsValid: true,
-			KeyUsage:              x509.KeyUsageCertSign,
-		}
-		caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-		if err != nil {
-			panic(err)
-		}
-		ca, _ := x509.ParseCertificate(caDER)
-		pki.caDER = caDER
-		pki.pool = x509.NewCertPool()
-		pki.pool.AddCert(ca)
-		leaf := func(serial int64, pub, priv any, client bool) tls.Certificate {
-			tmpl := &x509.Certificate{
-				SerialNumber: big.NewInt(serial),
-				Subject:      pkix.Name{CommonName: "ktls test"},
-				NotBefore:    time.Now().Add(-time.Hour),
-				NotAfter:     time.Now().Add(24 * time.Hour),
-				DNSNames:     []string{"localhost", "example.test"},
-				IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-				KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-				ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-			}
-			if client {
-				tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-			}
-			der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, pub, caKey)
-			if err != nil {
-				panic(err)
-			}
-			return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}
-		}
-		ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		pki.ecdsaCert = leaf(2, &ek.PublicKey, ek, false)
-		rk, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-		pki.rsaCert = leaf(3, &rk.PublicKey, rk, false)
-		ck, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		pki.clientCert = leaf(4, &ck.PublicKey, ck, true)
-	})
-	return &pki
-}
 
 // configs returns a matching client and server config for one version and,
-// for TLS 1.2, one suite (0: crypto/tls's choice).
+// for TLS 1.2, one suite (0: crypto/tls's choice); t may be nil (examples).
 func configs(t testing.TB, version, suite uint16) (client, server *tls.Config) {
-	p := getPKI(t)
-	cert := p.ecdsaCert
-	switch suite {
-	case tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-		tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256:
-		cert = p.rsaCert
-	}
-	server = &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		MinVersion:   version,
-		MaxVersion:   version,
-	}
-	client = &tls.Config{
-		RootCAs:    p.pool,
-		ServerName: "localhost",
-		MinVersion: version,
-		MaxVersion: version,
-	}
-	if suite != 0 {
-		server.CipherSuites = []uint16{suite}
-		client.CipherSuites = []uint16{suite}
-	}
-	return client, server
+	return testpki.Configs(version, suite)
 }
 
 // tcpPair returns both ends of a loopback TCP connection.

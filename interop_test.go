@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/internal/testpki"
 )
 
 // suiteCase is one negotiable version and suite.
@@ -167,12 +168,12 @@ func TestOneByteWrites(t *testing.T) {
 func TestClientCertALPN(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		t.Run(tls.VersionName(v), roles(func(t *testing.T, ktlsClient bool) {
-			p := getPKI(t)
+			p := testpki.Get()
 			ccfg, scfg := configs(t, v, 0)
-			ccfg.Certificates = []tls.Certificate{p.clientCert}
+			ccfg.Certificates = []tls.Certificate{p.Client()}
 			ccfg.NextProtos = []string{"h2", "http/1.1"}
 			scfg.ClientAuth = tls.RequireAndVerifyClientCert
-			scfg.ClientCAs = p.pool
+			scfg.ClientCAs = p.Pool
 			scfg.NextProtos = []string{"http/1.1"}
 			k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
 			st := k.ConnectionState()

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/internal/testpki"
 )
 
 // Interop with OpenSSL's s_server and s_client (DESIGN.md, tests layer 3):
@@ -66,15 +67,15 @@ func opensslBin(t testing.TB) string {
 // and returns their paths.
 func pkiFiles(t testing.TB) (certFile, keyFile string) {
 	t.Helper()
-	p := getPKI(t)
+	p := testpki.Get()
 	dir := t.TempDir()
 	certFile, keyFile = filepath.Join(dir, "ecdsa.crt"), filepath.Join(dir, "ecdsa.key")
-	der, err := x509.MarshalPKCS8PrivateKey(p.ecdsaCert.PrivateKey)
+	der, err := x509.MarshalPKCS8PrivateKey(p.ECDSA().PrivateKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var certs []byte
-	for _, c := range p.ecdsaCert.Certificate {
+	for _, c := range p.ECDSA().Certificate {
 		certs = append(certs, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c})...)
 	}
 	if err := os.WriteFile(certFile, certs, 0o600); err != nil {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/internal/testpki"
 )
 
 // Interop with GnuTLS's gnutls-cli and with curl (DESIGN.md, tests layer 3):
@@ -39,7 +40,7 @@ func lookBin(t testing.TB, name, pkg string) string {
 func caFile(t testing.TB) string {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: getPKI(t).caDER}), 0o600); err != nil {
+	if err := os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: testpki.Get().CADER}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return f

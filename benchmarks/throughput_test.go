@@ -3,7 +3,7 @@
 // single run:
 //
 //	go test -run '^$' -bench . -count 6 ./benchmarks | tee new.txt
-//	benchstat -col /conn new.txt
+//	benchstat -col '/conn@(crypto-tls tcp ktls-stdlib ktls-userspace)' new.txt
 //
 // Every sub-benchmark moves the same bytes over a loopback TCP connection,
 // one direction at a time (the benchmark writes; a goroutine drains), and
@@ -11,46 +11,18 @@
 package benchmarks
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"testing"
-	"time"
 
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/internal/testpki"
 )
 
-func configs(b *testing.B, version, suite uint16) (client, server *tls.Config) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		b.Fatal(err)
-	}
-	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
-		MinVersion: version, MaxVersion: version}
-	client = &tls.Config{InsecureSkipVerify: true, MinVersion: version, MaxVersion: version}
-	if suite != 0 {
-		server.CipherSuites = []uint16{suite}
-		client.CipherSuites = []uint16{suite}
-	}
-	return client, server
+func configs(version, suite uint16) (client, server *tls.Config) {
+	return testpki.Configs(version, suite)
 }
 
 func tcpPair(b *testing.B) (net.Conn, net.Conn) {
@@ -82,7 +54,7 @@ func pair(b *testing.B, kind string, version, suite uint16) (w, r net.Conn) {
 	if kind == "tcp" {
 		return rc, rs
 	}
-	ccfg, scfg := configs(b, version, suite)
+	ccfg, scfg := configs(version, suite)
 	var c, s handshaker
 	switch kind {
 	case "crypto-tls":
@@ -127,13 +99,9 @@ func BenchmarkWrite(b *testing.B) {
 	for _, s := range suites {
 		for _, size := range []int{1 << 10, 16 << 10, 256 << 10} {
 			for _, kind := range kinds {
-				if kind == "tcp" && s.name != suites[0].name {
-					continue
-				}
+				// Plain TCP runs under every suite's name, so that each
+				// row of benchstat -col /conn has all four columns.
 				name := fmt.Sprintf("suite=%s/size=%d/conn=%s", s.name, size, kind)
-				if kind == "tcp" {
-					name = fmt.Sprintf("suite=none/size=%d/conn=tcp", size)
-				}
 				b.Run(name, func(b *testing.B) {
 					w, r := pair(b, kind, s.version, s.suite)
 					defer w.Close()

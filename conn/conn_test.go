@@ -1,20 +1,15 @@
 package conn
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net"
 	"testing"
-	"time"
 
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/backend/userspace"
+	"github.com/ktls-go/ktls/internal/testpki"
 	"github.com/ktls-go/ktls/selector"
 )
 
@@ -22,31 +17,7 @@ import (
 // root package against stock peers.
 
 func testConfigs(t testing.TB, version uint16) (client, server *tls.Config) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	server = &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
-		MinVersion:   version, MaxVersion: version,
-	}
-	client = &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: version, MaxVersion: version}
-	return client, server
+	return testpki.Configs(version, 0)
 }
 
 func userspaceOptions() Options {
