@@ -105,7 +105,7 @@ func (engine) NewSealer(l backend.Link, p backend.Params) (backend.Sealer, error
 	if l.Conn == nil {
 		return nil, errors.New("userspace: NewSealer with a nil Link.Conn")
 	}
-	return &sealer{conn: l.Conn, version: p.Version, prot: prot, seq: p.Seq}, nil
+	return &sealer{half: half{conn: l.Conn, version: p.Version, prot: prot, seq: p.Seq}}, nil
 }
 
 // NewOpener installs the engine on the RX direction of l. The bytes of
@@ -118,25 +118,66 @@ func (engine) NewOpener(l backend.Link, p backend.Params) (backend.Opener, error
 	if l.Conn == nil {
 		return nil, errors.New("userspace: NewOpener with a nil Link.Conn")
 	}
-	o := &opener{conn: l.Conn, version: p.Version, prot: prot, seq: p.Seq}
+	o := &opener{half: half{conn: l.Conn, version: p.Version, prot: prot, seq: p.Seq}}
 	o.buf = make([]byte, max(readBufSize, len(l.Buffered)))
 	o.w = copy(o.buf, l.Buffered)
 	return o, nil
 }
 
-// sealer is the TX half.
-type sealer struct {
+// half is what the two halves share: the key and sequence number of one
+// direction, a sticky error, and the way Close hands the release of the key
+// to whichever call holds the lock.
+type half struct {
 	conn    net.Conn
 	version uint16
 	closed  atomic.Bool
 
-	// mu serializes WriteRecords, Rekey and Close and guards the fields
-	// below.
+	// mu serializes every method of the half and guards the fields below
+	// and those of the half that embeds it.
 	mu   sync.Mutex
 	prot *record.Protector
 	seq  uint64 // of the next record
-	buf  []byte // sealed records of one batch, reused between calls
 	err  error  // sticky: once set, every call returns it
+}
+
+// beginLocked starts every method: a Close that found the half busy left the
+// release to the next holder of mu. It returns the sticky error.
+func (h *half) beginLocked(release func()) error {
+	if h.closed.Load() {
+		release()
+	}
+	return h.err
+}
+
+// rekeyLocked switches to a new key and IV at sequence number p.Seq, for
+// TLS 1.3 KeyUpdate (RFC 8446 §4.6.3).
+func (h *half) rekeyLocked(p backend.Params) error {
+	if p.Version != h.version {
+		return fmt.Errorf("userspace: Rekey from %s to %s", tls.VersionName(h.version), tls.VersionName(p.Version))
+	}
+	prot, err := newProtector(p)
+	if err != nil {
+		return err
+	}
+	h.prot, h.seq = prot, p.Seq
+	return nil
+}
+
+// close marks the half closed and releases it now if no call holds it. It
+// does not close the link and does not wait for a call blocked on it: the
+// connection closes or times out the link.
+func (h *half) close(release func()) {
+	h.closed.Store(true)
+	if h.mu.TryLock() {
+		release()
+		h.mu.Unlock()
+	}
+}
+
+// sealer is the TX half.
+type sealer struct {
+	half
+	buf []byte // sealed records of one batch, reused between calls
 }
 
 // WriteRecords seals data as records of type typ, at most 2^14 bytes each,
@@ -151,11 +192,8 @@ type sealer struct {
 func (s *sealer) WriteRecords(typ uint8, data []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed.Load() {
-		s.releaseLocked()
-	}
-	if s.err != nil {
-		return 0, s.err
+	if err := s.beginLocked(s.releaseLocked); err != nil {
+		return 0, err
 	}
 	if len(data) == 0 {
 		if typ != backend.TypeApplicationData {
@@ -233,32 +271,17 @@ func (s *sealer) wholeRecords(w, sealed int) int {
 func (s *sealer) Rekey(p backend.Params) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed.Load() {
-		s.releaseLocked()
-	}
-	if s.err != nil {
-		return s.err
-	}
-	if p.Version != s.version {
-		return fmt.Errorf("userspace: Rekey from %s to %s", tls.VersionName(s.version), tls.VersionName(p.Version))
-	}
-	prot, err := newProtector(p)
-	if err != nil {
+	if err := s.beginLocked(s.releaseLocked); err != nil {
 		return err
 	}
-	s.prot, s.seq = prot, p.Seq
-	return nil
+	return s.rekeyLocked(p)
 }
 
 // Close releases the key and the buffer; later calls fail with an error that
 // wraps net.ErrClosed. It does not close the link and does not wait for a
 // WriteRecords blocked on it: the connection closes or times out the link.
 func (s *sealer) Close() error {
-	s.closed.Store(true)
-	if s.mu.TryLock() {
-		s.releaseLocked()
-		s.mu.Unlock()
-	}
+	s.close(s.releaseLocked)
 	return nil
 }
 
@@ -269,18 +292,9 @@ func (s *sealer) releaseLocked() {
 
 // opener is the RX half.
 type opener struct {
-	conn    net.Conn
-	version uint16
-	closed  atomic.Bool
-
-	// mu serializes ReadRecord, Rekey and Close and guards the fields
-	// below.
-	mu   sync.Mutex
-	prot *record.Protector
-	seq  uint64 // of the next record
+	half
 	buf  []byte // read-ahead; buf[r:w] is not yet consumed
 	r, w int
-	err  error // sticky: once set, every call returns it
 }
 
 // ReadRecord reads, checks and opens the next record. The returned plaintext
@@ -300,11 +314,8 @@ type opener struct {
 func (o *opener) ReadRecord() (typ uint8, data []byte, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.closed.Load() {
-		o.releaseLocked()
-	}
-	if o.err != nil {
-		return 0, nil, o.err
+	if err := o.beginLocked(o.releaseLocked); err != nil {
+		return 0, nil, err
 	}
 	if o.seq == math.MaxUint64 {
 		o.err = errSeqExhausted
@@ -392,32 +403,17 @@ func isTimeout(err error) bool {
 func (o *opener) Rekey(p backend.Params) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.closed.Load() {
-		o.releaseLocked()
-	}
-	if o.err != nil {
-		return o.err
-	}
-	if p.Version != o.version {
-		return fmt.Errorf("userspace: Rekey from %s to %s", tls.VersionName(o.version), tls.VersionName(p.Version))
-	}
-	prot, err := newProtector(p)
-	if err != nil {
+	if err := o.beginLocked(o.releaseLocked); err != nil {
 		return err
 	}
-	o.prot, o.seq = prot, p.Seq
-	return nil
+	return o.rekeyLocked(p)
 }
 
 // Close releases the key and the buffer; later calls fail with an error that
 // wraps net.ErrClosed. It does not close the link and does not wait for a
 // ReadRecord blocked on it.
 func (o *opener) Close() error {
-	o.closed.Store(true)
-	if o.mu.TryLock() {
-		o.releaseLocked()
-		o.mu.Unlock()
-	}
+	o.close(o.releaseLocked)
 	return nil
 }
 
