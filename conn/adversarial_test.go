@@ -744,3 +744,28 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// TestAdversarialMalformedTicketInDrain sends a TLS 1.3 client, while
+// crypto/tls still reads its tickets, a NewSessionTicket whose body does not
+// parse. crypto/tls rejects it and tries to send decode_error; its write is
+// refused (its TX key is stale since TX moved), so the connection must read
+// the alert out of the refused record and send it through the engine: the
+// attacker receives decode_error (50), and nothing under crypto/tls's stale
+// sequence number reaches the wire.
+func TestAdversarialMalformedTicketInDrain(t *testing.T) {
+	p := newAdvPair(t, advVariants[1])
+	if !p.victim.rxPending {
+		t.Fatal("the victim is not draining tickets")
+	}
+	p.seal(t, backend.TypeHandshake, []byte{typeNewSessionTicket, 0, 0, 3, 1, 2, 3})
+	got, err := p.victimRead(t)
+	if err == nil || got != "" {
+		t.Fatalf("victim Read = %q, %v; want an error", got, err)
+	}
+	if a, ok := p.victim.rc.refusedAlert(); !ok || a != 50 {
+		t.Fatalf("refused alert = %d, %v; want decode_error (50) read from crypto/tls's refused write", a, ok)
+	}
+	p.attacker.SetReadDeadline(time.Now().Add(advTimeout))
+	_, aerr := p.attacker.Read(make([]byte, 1024))
+	checkAlertErr(t, "attacker Read", aerr, "remote error", 50)
+}
