@@ -40,9 +40,13 @@ const (
 	// maxBatch is how many full records a Sealer puts in one Write: 4 ×
 	// 2^14 bytes of plaintext, about 64 KiB on the wire.
 	maxBatch = 4
-	// readBufSize is the Opener's read-ahead buffer; it holds at least
-	// one record of the largest size either version allows.
-	readBufSize = 64 << 10
+	// readBufSize is the Opener's read-ahead buffer once the peer streams
+	// (a Read filled the buffer). It starts at smallReadBuf, one record of
+	// the largest size either version allows (RFC 5246 §6.2.3: 2^14+2048
+	// bytes and the header), so that the many connections of a server that
+	// are idle or send little keep 18 KiB, not 64 KiB.
+	readBufSize  = 64 << 10
+	smallReadBuf = record.HeaderLen + 16384 + 2048
 	// minRead is the least free space worth a Read: with less at the end of
 	// the buffer the pending bytes move to its front first.
 	minRead = 16 << 10
@@ -119,7 +123,7 @@ func (engine) NewOpener(l backend.Link, p backend.Params) (backend.Opener, error
 		return nil, errors.New("userspace: NewOpener with a nil Link.Conn")
 	}
 	o := &opener{half: half{conn: l.Conn, version: p.Version, prot: prot, seq: p.Seq}}
-	o.buf = make([]byte, max(readBufSize, len(l.Buffered)))
+	o.buf = make([]byte, max(smallReadBuf, len(l.Buffered)))
 	o.w = copy(o.buf, l.Buffered)
 	return o, nil
 }
@@ -295,6 +299,7 @@ type opener struct {
 	half
 	buf  []byte // read-ahead; buf[r:w] is not yet consumed
 	r, w int
+	full bool // the last Read filled buf: grow it to readBufSize
 }
 
 // ReadRecord reads, checks and opens the next record. The returned plaintext
@@ -354,6 +359,15 @@ func (o *opener) fillLocked(n int) error {
 	if o.w-o.r >= n {
 		return nil
 	}
+	if o.full && len(o.buf) < readBufSize {
+		// The peer sends more than the buffer holds: read further ahead,
+		// for fewer system calls. The last record's plaintext, in the old
+		// buffer, is no longer in use once this call has begun.
+		nb := make([]byte, readBufSize)
+		o.w = copy(nb, o.buf[o.r:o.w])
+		o.r, o.buf = 0, nb
+	}
+	o.full = false
 	if o.r > 0 && (o.r+n > len(o.buf) || len(o.buf)-o.w < minRead) {
 		o.w = copy(o.buf, o.buf[o.r:o.w])
 		o.r = 0
@@ -361,6 +375,7 @@ func (o *opener) fillLocked(n int) error {
 	for empty := 0; o.w-o.r < n; {
 		m, err := o.conn.Read(o.buf[o.w:])
 		o.w += m
+		o.full = o.w == len(o.buf)
 		if o.w-o.r >= n {
 			// Any error comes back on the next Read.
 			return nil

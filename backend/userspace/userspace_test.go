@@ -777,3 +777,53 @@ func FuzzReadRecord(f *testing.F) {
 		t.Fatal("more records than bytes")
 	})
 }
+
+// TestReadBufferGrows checks that an Opener starts with a buffer of one
+// largest record, keeps it while the peer sends records one at a time, and
+// grows it to readBufSize once a Read fills it (the peer streams), with
+// every record intact across the move.
+func TestReadBufferGrows(t *testing.T) {
+	s := keyschedule.Suites()[0]
+	w, r := tcpPair(t)
+	sealer, op := newHalves(t, w, r, randomParams(s, 0), nil)
+	o := op.(*opener)
+	if len(o.buf) != smallReadBuf {
+		t.Fatalf("new buffer of %d bytes, want %d", len(o.buf), smallReadBuf)
+	}
+	// One small record at a time: the buffer stays small.
+	for i := range 5 {
+		msg := []byte{byte(i), 1, 2, 3}
+		if _, err := sealer.WriteRecords(backend.TypeApplicationData, msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, data, err := o.ReadRecord(); err != nil || !bytes.Equal(data, msg) {
+			t.Fatalf("record %d: %x, %v", i, data, err)
+		}
+	}
+	if len(o.buf) != smallReadBuf {
+		t.Fatalf("buffer grew to %d bytes without a stream", len(o.buf))
+	}
+	// A stream of full records, already in the socket: a Read fills the
+	// buffer and the next call grows it.
+	// Three records (49 KiB) fit in any loopback socket buffer, so the
+	// write cannot block before the read.
+	want := make([]byte, 3*backend.MaxPlaintext)
+	rand.Read(want)
+	if _, err := sealer.WriteRecords(backend.TypeApplicationData, want); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for len(got) < len(want) {
+		_, data, err := o.ReadRecord()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, data...)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("streamed records differ")
+	}
+	if len(o.buf) != readBufSize {
+		t.Fatalf("buffer of %d bytes after a stream, want %d", len(o.buf), readBufSize)
+	}
+}
