@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktls-go/ktls/internal/testenv"
+
 	"github.com/ktls-go/ktls"
 )
 
@@ -65,7 +67,7 @@ func TestHandshakeContextCancel(t *testing.T) {
 	} {
 		t.Run(tc.name, roles(func(t *testing.T, ktlsClient bool) {
 			ccfg, scfg := configs(t, tls.VersionTLS13, 0)
-			rc, rs := tcpPair(t)
+			rc, rs := testenv.TCPPair(t)
 			var k *ktls.Conn
 			var peer net.Conn
 			if ktlsClient {
@@ -256,7 +258,7 @@ func (dc deadlineCase) pairSplit(t testing.TB) (*ktls.Conn, *tls.Conn, *splitCon
 	if dc.cache {
 		ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 	}
-	rc, rs := tcpPair(t)
+	rc, rs := testenv.TCPPair(t)
 	var k *ktls.Conn
 	var s *tls.Conn
 	var split *splitConn
@@ -398,7 +400,7 @@ func TestWriteTimeoutParity(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
 			ccfg, scfg := configs(t, v, 0)
-			rc, rs := tcpPair(t)
+			rc, rs := testenv.TCPPair(t)
 			sc, ss := tls.Client(rc, ccfg), tls.Server(rs, scfg)
 			handshakeBoth(t, sc, ss)
 			stock := try(t, sc, ss)

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"io"
-	"net"
 	"testing"
 
 	"github.com/ktls-go/ktls/internal/testpki"
@@ -14,35 +13,6 @@ import (
 // for TLS 1.2, one suite (0: crypto/tls's choice); t may be nil (examples).
 func configs(t testing.TB, version, suite uint16) (client, server *tls.Config) {
 	return testpki.Configs(version, suite)
-}
-
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t testing.TB) (client, server net.Conn) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			ch <- nil
-			return
-		}
-		ch <- c
-	}()
-	client, err = net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server = <-ch
-	if server == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
 }
 
 // handshakeBoth runs both handshakes concurrently and fails the test on error.

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ktls-go/ktls/internal/testenv"
+
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/internal/testpki"
 )
@@ -42,7 +44,7 @@ var interopSuites = []suiteCase{
 // Conn on the other end, both handshaken.
 func pairWithStock(t testing.TB, ktlsClient bool, ccfg, scfg *tls.Config, opts ...ktls.Option) (*ktls.Conn, *tls.Conn) {
 	t.Helper()
-	rc, rs := tcpPair(t)
+	rc, rs := testenv.TCPPair(t)
 	var k *ktls.Conn
 	var s *tls.Conn
 	if ktlsClient {
@@ -254,7 +256,7 @@ func TestBadBackendSpec(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "kernal") || !strings.Contains(err.Error(), "userspace") {
 		t.Fatalf("Dial with KTLS_BACKEND=kernal: %v", err)
 	}
-	rc, _ := tcpPair(t)
+	rc, _ := testenv.TCPPair(t)
 	c := ktls.Client(rc, &tls.Config{InsecureSkipVerify: true})
 	if err := c.Handshake(); err == nil || !strings.Contains(err.Error(), "kernal") {
 		t.Fatalf("Handshake with KTLS_BACKEND=kernal: %v", err)

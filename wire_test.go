@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ktls-go/ktls/internal/testenv"
+
 	"github.com/ktls-go/ktls"
 )
 
@@ -72,7 +74,7 @@ func splitRecords(t testing.TB, b []byte) (types []byte, frags [][]byte) {
 func TestExplicitNoncesUnique(t *testing.T) {
 	for _, suite := range []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384} {
 		t.Run(tls.CipherSuiteName(suite), roles(func(t *testing.T, ktlsClient bool) {
-			rc, rs := tcpPair(t)
+			rc, rs := testenv.TCPPair(t)
 			tapC, tapS := &tapConn{Conn: rc}, &tapConn{Conn: rs}
 			ccfg, scfg := configs(t, tls.VersionTLS12, suite)
 			ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(2)

@@ -17,30 +17,14 @@ import (
 	"net"
 	"testing"
 
+	"github.com/ktls-go/ktls/internal/testenv"
+
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/internal/testpki"
 )
 
 func configs(version, suite uint16) (client, server *tls.Config) {
 	return testpki.Configs(version, suite)
-}
-
-func tcpPair(b *testing.B) (net.Conn, net.Conn) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, _ := l.Accept()
-		ch <- c
-	}()
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	return c, <-ch
 }
 
 type handshaker interface {
@@ -50,7 +34,7 @@ type handshaker interface {
 
 // pair returns a writer and a reader of the kind named.
 func pair(b *testing.B, kind string, version, suite uint16) (w, r net.Conn) {
-	rc, rs := tcpPair(b)
+	rc, rs := testenv.TCPPair(b)
 	if kind == "tcp" {
 		return rc, rs
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktls-go/ktls/internal/testenv"
+
 	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/ktls-go/ktls/backend"
@@ -90,7 +92,7 @@ func newAdvPair(t *testing.T, v advVariant) *advPair {
 	if v.drain {
 		ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 	}
-	rc, rs := tcpPair(t)
+	rc, rs := testenv.TCPPair(t)
 	p := &advPair{v: v}
 	if v.victimClient {
 		p.attackerTCP = rs.(*net.TCPConn)

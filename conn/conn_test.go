@@ -4,8 +4,9 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"io"
-	"net"
 	"testing"
+
+	"github.com/ktls-go/ktls/internal/testenv"
 
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/backend/userspace"
@@ -24,34 +25,13 @@ func userspaceOptions() Options {
 	return Options{Backends: []backend.Backend{userspace.New()}, Policy: selector.Policy{}}
 }
 
-func tcpPair(t testing.TB) (net.Conn, net.Conn) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, _ := l.Accept()
-		ch <- c
-	}()
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := <-ch
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c, s
-}
-
 // TestKeyUpdateAtLimit lowers the per-key record limit and checks that the
 // sender updates its TLS 1.3 key (RFC 8446 §5.5) and that stock crypto/tls,
 // on the other end, follows every update.
 func TestKeyUpdateAtLimit(t *testing.T) {
 	for _, ktlsClient := range []bool{true, false} {
 		ccfg, scfg := testConfigs(t, tls.VersionTLS13)
-		rc, rs := tcpPair(t)
+		rc, rs := testenv.TCPPair(t)
 		var k *Conn
 		var s *tls.Conn
 		if ktlsClient {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktls-go/ktls/internal/testenv"
+
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/internal/keyschedule"
 	"github.com/ktls-go/ktls/internal/record"
@@ -100,7 +102,7 @@ func fuzzConfigs(t testing.TB, mode uint8) (client, server *tls.Config) {
 // socket, on which the test writes the stream.
 func fuzzVictim(t testing.TB, mode uint8) (*Conn, *net.TCPConn) {
 	ccfg, scfg := fuzzConfigs(t, mode)
-	rc, rs := tcpPair(t)
+	rc, rs := testenv.TCPPair(t)
 	victim := Server(rs, scfg, userspaceOptions())
 	peer := tls.Client(rc, ccfg)
 	errc := make(chan error, 1)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/ktls-go/ktls/internal/testenv"
+
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/internal/keyschedule"
 	"github.com/ktls-go/ktls/internal/record"
@@ -73,7 +75,7 @@ func BenchmarkReadRecord(b *testing.B) {
 func BenchmarkTCP(b *testing.B) {
 	for _, s := range keyschedule.Suites() {
 		b.Run(s.Name(), func(b *testing.B) {
-			a, c := tcpPair(b)
+			a, c := testenv.TCPPair(b)
 			p := randomParams(s, 0)
 			sealer, opener := newHalves(b, a, c, p, nil)
 			const n = 1 << 20

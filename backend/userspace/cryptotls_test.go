@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktls-go/ktls/internal/testenv"
+
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/internal/keyschedule"
 )
@@ -95,7 +97,7 @@ func TestCryptoTLSPeer(t *testing.T) {
 }
 
 func testCryptoTLSPeer(t *testing.T, cfg *tls.Config) {
-	rawC, rawS := tcpPair(t)
+	rawC, rawS := testenv.TCPPair(t)
 	keyLog := &lockedBuffer{}
 	ccfg := cfg.Clone()
 	ccfg.InsecureSkipVerify, ccfg.ServerName, ccfg.KeyLogWriter = true, "example.com", keyLog

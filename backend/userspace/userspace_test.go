@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktls-go/ktls/internal/testenv"
+
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/internal/keyschedule"
 	"github.com/ktls-go/ktls/internal/record"
@@ -63,34 +65,6 @@ func newHalves(t testing.TB, w, r net.Conn, p backend.Params, buffered []byte) (
 	zero(pr)
 	t.Cleanup(func() { s.Close(); o.Close() })
 	return s, o
-}
-
-func tcpPair(t testing.TB) (net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(ch)
-			return
-		}
-		ch <- c
-	}()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, ok := <-ch
-	if !ok {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
 }
 
 func pipePair(t testing.TB) (net.Conn, net.Conn) {
@@ -141,7 +115,7 @@ func TestDifferential(t *testing.T) {
 				if transport == "pipe" {
 					a, b = pipePair(t)
 				} else {
-					a, b = tcpPair(t)
+					a, b = testenv.TCPPair(t)
 				}
 				rng := mrand.New(mrand.NewPCG(uint64(s.ID), uint64(len(transport))))
 				p := randomParams(s, rng.Uint64()>>1)
@@ -640,7 +614,7 @@ func TestClose(t *testing.T) {
 // halves of one side used from different goroutines.
 func TestConcurrentHalves(t *testing.T) {
 	s, _ := keyschedule.Lookup(tls.VersionTLS13, tls.TLS_CHACHA20_POLY1305_SHA256)
-	a, b := tcpPair(t)
+	a, b := testenv.TCPPair(t)
 	pab, pba := randomParams(s, 0), randomParams(s, 0)
 	sab, oab := newHalves(t, a, b, pab, nil)
 	sba, oba := newHalves(t, b, a, pba, nil)
@@ -784,7 +758,7 @@ func FuzzReadRecord(f *testing.F) {
 // every record intact across the move.
 func TestReadBufferGrows(t *testing.T) {
 	s := keyschedule.Suites()[0]
-	w, r := tcpPair(t)
+	w, r := testenv.TCPPair(t)
 	sealer, op := newHalves(t, w, r, randomParams(s, 0), nil)
 	o := op.(*opener)
 	if len(o.buf) != smallReadBuf {
