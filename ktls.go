@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sys/cpu"
 
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/backend/kernel"
 	"github.com/ktls-go/ktls/backend/userspace"
 	"github.com/ktls-go/ktls/conn"
 	"github.com/ktls-go/ktls/selector"
@@ -56,6 +57,7 @@ type options struct {
 	spec    string
 	specSet bool
 	strict  bool
+	noPad   bool
 }
 
 // WithBackend forces engines with the grammar of KTLS_BACKEND: "auto", one
@@ -69,6 +71,17 @@ func WithBackend(spec string) Option {
 // engine cannot serve, as KTLS_STRICT=1 does.
 func WithStrict() Option {
 	return func(o *options) { o.strict = true }
+}
+
+// WithRXExpectNoPad lets the kernel engine set TLS_RX_EXPECT_NO_PAD on TLS
+// 1.3 connections (Linux 6.0): the kernel then decrypts straight into the
+// reader's buffer, betting that the peer does not pad its records. Use it
+// only with peers you trust: a peer that pads makes the kernel decrypt each
+// such record twice, which the kernel's documentation calls "an attack
+// vector to doubling the TLS processing cost". Kernels without the option
+// ignore it.
+func WithRXExpectNoPad() Option {
+	return func(o *options) { o.noPad = true }
 }
 
 // connOptions resolves the options and the environment into what a
@@ -88,7 +101,10 @@ func connOptions(opts []Option) conn.Options {
 		}
 	}
 	out.Policy, out.PolicyErr = selector.Resolve(prog, o.strict, os.Getenv)
-	out.Backends = []backend.Backend{userspace.New()}
+	out.Backends = []backend.Backend{
+		kernel.New(kernel.Options{RXExpectNoPad: o.noPad}),
+		userspace.New(),
+	}
 	out.AESHardware = cpu.X86.HasAES || cpu.ARM64.HasAES
 	return out
 }

@@ -151,7 +151,7 @@ func TestGnuTLSClient(t *testing.T) {
 				t.Fatalf("no connection; gnutls-cli: %s", out)
 			}
 			checkNegotiated(t, k, gc.version, gc.suite)
-			wantBackend(t, k, "userspace", "userspace")
+			wantAuto(t, k)
 			line := strings.Repeat("gnutls-", 5000) + "end"
 			if _, err := io.WriteString(stdin, line+"\n"); err != nil {
 				t.Fatal(err)
@@ -219,7 +219,7 @@ func gnutlsSession(t *testing.T, cmds, lines []string) (in, out int) {
 	stdin, outBuf, done := gnutlsCLI(t, l.Addr().String(), gnutlsCases[0].priority, "--inline-commands")
 	select {
 	case k := <-conns:
-		wantBackend(t, k, "userspace", "userspace")
+		wantAuto(t, k)
 	case <-time.After(opensslTimeout):
 		t.Fatalf("no connection; gnutls-cli: %s", outBuf)
 	}
@@ -290,11 +290,11 @@ func TestCurl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	backends := make(chan ktls.BackendInfo, 16)
+	backends := make(chan *ktls.Conn, 16)
 	srv := &http.Server{Handler: http.FileServer(http.Dir(dir)),
 		ConnState: func(c net.Conn, s http.ConnState) {
 			if s == http.StateActive {
-				backends <- c.(*ktls.Conn).Backend()
+				backends <- c.(*ktls.Conn)
 			}
 		}}
 	go srv.Serve(l)
@@ -326,10 +326,8 @@ func TestCurl(t *testing.T) {
 				t.Fatalf("curl got %d bytes, sha256 %s; want %d bytes", len(got), hex.EncodeToString(h[:]), len(body))
 			}
 			select {
-			case b := <-backends:
-				if b.TX != "userspace" || b.RX != "userspace" {
-					t.Fatalf("engines %+v", b)
-				}
+			case c := <-backends:
+				wantAuto(t, c)
 			case <-time.After(opensslTimeout):
 				t.Fatal("no connection state seen")
 			}

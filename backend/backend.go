@@ -15,7 +15,10 @@ package backend
 
 import (
 	"errors"
+	"io"
+	"io/fs"
 	"net"
+	"syscall"
 )
 
 // The names of the engines, as KTLS_BACKEND and BackendInfo spell them.
@@ -100,7 +103,10 @@ type Sealer interface {
 type Opener interface {
 	// ReadRecord reads and opens the next record and returns its content type
 	// (for TLS 1.3 the inner type, padding removed) and its plaintext, which
-	// stays valid until the next call. A timeout from Link.Conn is returned as
+	// stays valid until the next call. Application data may come as the
+	// plaintext of several consecutive records at once, or of part of one
+	// (the kernel returns data so, never mixing types); every other type
+	// comes one whole record at a time, at most MaxPlaintext bytes. A timeout from Link.Conn is returned as
 	// is and is not permanent: the next call resumes where this one stopped.
 	// A record that fails authentication or is malformed gives an error that
 	// wraps the tls.AlertError the connection must send (bad_record_mac,
@@ -117,6 +123,30 @@ type Opener interface {
 // KeyUpdate message was written under the old key.
 type Rekeyer interface {
 	Rekey(p Params) error
+}
+
+// File is a file that a FileSender can send from: an *os.File, or a value
+// that wraps one without its WriteTo (as os.File.WriteTo's generic path
+// hands io.Copy, and as net.TCPConn's own sendfile path accepts).
+type File interface {
+	io.Reader
+	Stat() (fs.FileInfo, error)
+	SyscallConn() (syscall.RawConn, error)
+}
+
+// FileSender is implemented by a Sealer that can send a file's bytes
+// without them passing through user space: sendfile(2) into a kTLS socket,
+// where the kernel reads the page cache and seals the records itself
+// (DESIGN.md step 8).
+type FileSender interface {
+	// SendFile sends up to n bytes of f (n < 0: up to end of file) as
+	// application data records, starting at offset off, or, when off < 0,
+	// at f's current offset, which then advances by what was sent. It
+	// returns the bytes sent and the records they took. handled is false
+	// when nothing was done and the caller must copy instead (f is not a
+	// regular file, say); an error with handled true is permanent for the
+	// direction, as from WriteRecords.
+	SendFile(f File, off, n int64) (written int64, records uint64, handled bool, err error)
 }
 
 // Checker is implemented by an engine that can tell, without side effects

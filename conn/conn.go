@@ -189,17 +189,31 @@ func (c *Conn) Write(b []byte) (int, error) {
 	return c.writeRecordsLocked(backend.TypeApplicationData, b)
 }
 
-// ReadFrom copies from r until EOF, as io.ReaderFrom; io.Copy uses it.
-// Engines that can send a file without it entering user space (sendfile into
-// a kTLS socket) plug in here.
+// ReadFrom copies from r until EOF, as io.ReaderFrom; io.Copy uses it. When
+// the TX engine can send files itself (kTLS: sendfile(2), the kernel seals
+// the records) and r is a regular file, an *os.File or an
+// *io.LimitedReader or *io.SectionReader of one, the file's bytes never enter
+// the process. Anything else is copied through Write.
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err
 	}
+	var n int64
+	if c.moved {
+		if fs, ok := c.sealer.(backend.FileSender); ok {
+			var handled bool
+			var err error
+			n, handled, err = c.sendFile(fs, r)
+			if handled || err != nil {
+				return n, err
+			}
+		}
+	}
 	// Big writes let the user-space engine batch records into fewer
 	// syscalls; 64 KiB is four full records.
 	buf := make([]byte, 4*backend.MaxPlaintext)
-	return io.CopyBuffer(writerOnly{c}, r, buf)
+	m, err := io.CopyBuffer(writerOnly{c}, r, buf)
+	return n + m, err
 }
 
 // writerOnly hides ReadFrom so that io.CopyBuffer does not call it again.

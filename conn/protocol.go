@@ -61,7 +61,9 @@ func (c *Conn) readRecordLocked() error {
 	if err != nil {
 		return c.rxFailLocked(err)
 	}
-	if len(data) > backend.MaxPlaintext {
+	if len(data) > backend.MaxPlaintext && typ != backend.TypeApplicationData {
+		// Application data may be several records (see backend.Opener);
+		// anything else is one.
 		return c.rxFailLocked(alertf(alertRecordOverflow, "record of %d bytes", len(data)))
 	}
 	if typ != backend.TypeHandshake && len(c.hand) > 0 {
@@ -201,6 +203,12 @@ func (c *Conn) rekeyRXLocked() error {
 		return c.rxErr
 	}
 	if err := rekey(rk, c.rx); err != nil {
+		if errors.Is(err, backend.ErrNotSupported) {
+			// The engine refused the next key and did nothing (kTLS
+			// before Linux 6.14): the peer now writes under a key this
+			// connection cannot read with.
+			err = fmt.Errorf("%w: %w", ErrKeyUpdateUnsupported, err)
+		}
 		c.rxErr = err
 		return err
 	}

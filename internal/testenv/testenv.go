@@ -28,6 +28,7 @@
 package testenv
 
 import (
+	"crypto/tls"
 	"errors"
 	"os"
 	"strconv"
@@ -194,4 +195,25 @@ func ParseVersion(release string) Version {
 		*nums[i] = n
 	}
 	return v
+}
+
+// KTLSFeature names the kernel feature that kTLS needs for a TLS version and
+// crypto/tls AEAD cipher suite: ChaCha20-Poly1305 came in Linux 5.11, TLS 1.3
+// and AES-256-GCM in 5.1, TLS 1.2 AES-128-GCM in 4.13.
+func KTLSFeature(version, suite uint16) string {
+	switch suite {
+	case tls.TLS_CHACHA20_POLY1305_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256:
+		return FeatureKTLSChaCha20Poly1305
+	case tls.TLS_AES_256_GCM_SHA384,
+		tls.TLS_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384:
+		return FeatureKTLS13
+	}
+	if version == tls.VersionTLS13 {
+		return FeatureKTLS13
+	}
+	return FeatureKTLS
 }

@@ -1,0 +1,479 @@
+//go:build linux
+
+package kernel
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ktls-go/ktls/backend"
+)
+
+var (
+	_ backend.Backend    = (*engine)(nil)
+	_ backend.Checker    = (*engine)(nil)
+	_ backend.Sealer     = (*sealer)(nil)
+	_ backend.FileSender = (*sealer)(nil)
+	_ backend.Sealer     = (*rekeyingSealer)(nil)
+	_ backend.Rekeyer    = (*rekeyingSealer)(nil)
+	_ backend.Opener     = (*opener)(nil)
+	_ backend.Rekeyer    = (*opener)(nil)
+)
+
+const (
+	// smallReadBuf holds the largest plaintext of one record (RFC 8446
+	// §5.1: 2^14 bytes); the kernel never returns more than one control
+	// record per read, so a control record always fits whole.
+	smallReadBuf = backend.MaxPlaintext
+	// readBufSize is what the read buffer grows to once a read filled it:
+	// the kernel then decrypts several records per recvmsg.
+	readBufSize = 64 << 10
+)
+
+type engine struct{ opts Options }
+
+// New returns the kernel engine.
+func New(opts Options) backend.Backend { return &engine{opts: opts} }
+
+// Name returns backend.Kernel.
+func (e *engine) Name() string { return backend.Kernel }
+
+// Check reports, from the engine's suite table and the cached probes, whether
+// the kernel serves a version and suite in one direction. The first call for
+// a version and cipher probes the kernel (see [Probe]).
+func (e *engine) Check(tx bool, version, suite uint16) error {
+	return Probe(tx, version, suite)
+}
+
+// NewSealer attaches the "tls" ULP to l.Conn (a *net.TCPConn) and installs
+// TLS_TX. Any failure leaves the socket as it was for the other engines (the
+// ULP alone passes bytes through untouched, tls.rst "base" mode), so it
+// wraps backend.ErrNotSupported.
+func (e *engine) NewSealer(l backend.Link, p backend.Params) (backend.Sealer, error) {
+	c, s, err := e.prepare(true, l, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.install(optTX, c, p); err != nil {
+		return nil, err
+	}
+	se := &sealer{sock: s}
+	if p.Version == tls.VersionTLS13 && ProbeRekey() == nil {
+		// Only a sealer that can take the next key may be asked to send a
+		// KeyUpdate: the message goes out under the old key before the new
+		// one is set, and a kernel that then refused the new key would leave
+		// the peer reading under a key ktls cannot use.
+		return &rekeyingSealer{se}, nil
+	}
+	return se, nil
+}
+
+// NewOpener attaches the "tls" ULP to l.Conn and installs TLS_RX. The kernel
+// reads the records from the socket itself, so l.Buffered must be empty.
+func (e *engine) NewOpener(l backend.Link, p backend.Params) (backend.Opener, error) {
+	if len(l.Buffered) != 0 {
+		return nil, fmt.Errorf("kernel: %d bytes of the incoming stream were already read from the socket: %w", len(l.Buffered), backend.ErrNotSupported)
+	}
+	c, s, err := e.prepare(false, l, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.install(optRX, c, p); err != nil {
+		return nil, err
+	}
+	if e.opts.RXExpectNoPad && p.Version == tls.VersionTLS13 {
+		// Best effort: a kernel before 6.0 lacks the option (ENOPROTOOPT)
+		// and decrypts as it always did.
+		s.setsockopt(unix.SOL_TLS, optRXExpectNoPad, []byte{1, 0, 0, 0})
+	}
+	return &opener{sock: s, c: c, version: p.Version, buf: make([]byte, smallReadBuf), oob: make([]byte, unix.CmsgSpace(1))}, nil
+}
+
+func (e *engine) prepare(tx bool, l backend.Link, p backend.Params) (cipher, sock, error) {
+	if err := Probe(tx, p.Version, p.CipherSuite); err != nil {
+		return cipher{}, sock{}, err
+	}
+	c, err := lookup(p.Version, p.CipherSuite)
+	if err != nil {
+		return cipher{}, sock{}, err
+	}
+	tcp, ok := l.Conn.(*net.TCPConn)
+	if !ok {
+		return cipher{}, sock{}, fmt.Errorf("kernel: kTLS needs a *net.TCPConn, not %T: %w", l.Conn, backend.ErrNotSupported)
+	}
+	rc, err := tcp.SyscallConn()
+	if err != nil {
+		return cipher{}, sock{}, fmt.Errorf("kernel: %w: %w", backend.ErrNotSupported, err)
+	}
+	return c, sock{conn: tcp, rc: rc}, nil
+}
+
+// sock is the socket both halves work on.
+type sock struct {
+	conn *net.TCPConn
+	rc   syscall.RawConn
+}
+
+// install attaches the ULP (once per socket; EEXIST says the other direction
+// did it) and gives the kernel the direction's key. The crypto_info is
+// zeroed before install returns. A refusal at either step leaves the socket
+// passing bytes through as before, so it wraps backend.ErrNotSupported.
+func (s sock) install(opt int, c cipher, p backend.Params) error {
+	info, err := cryptoInfo(c, p)
+	if err != nil {
+		return err
+	}
+	defer clear(info)
+	if err := s.setsockopt(unix.IPPROTO_TCP, unix.TCP_ULP, []byte("tls")); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("kernel: setsockopt(TCP_ULP, \"tls\"): %w: %w", backend.ErrNotSupported, err)
+	}
+	if err := s.setsockopt(unix.SOL_TLS, opt, info); err != nil {
+		return fmt.Errorf("kernel: setsockopt(SOL_TLS, %s) for %s %s: %w: %w", optName(opt), tls.VersionName(p.Version), c.name, backend.ErrNotSupported, err)
+	}
+	return nil
+}
+
+func optName(opt int) string {
+	if opt == optTX {
+		return "TLS_TX"
+	}
+	return "TLS_RX"
+}
+
+// setsockopt passes value by pointer: unix.SetsockoptString would copy a key
+// into a string that nothing can zero.
+func (s sock) setsockopt(level, opt int, value []byte) error {
+	var errno syscall.Errno
+	err := s.rc.Control(func(fd uintptr) {
+		_, _, errno = unix.Syscall6(unix.SYS_SETSOCKOPT, fd, uintptr(level), uintptr(opt),
+			uintptr(unsafe.Pointer(unsafe.SliceData(value))), uintptr(len(value)), 0)
+	})
+	if err != nil {
+		return err
+	}
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// getsockopt reads an option of at most len(value) bytes into value.
+func (s sock) getsockopt(level, opt int, value []byte) (int, error) {
+	var errno syscall.Errno
+	n := uint32(len(value))
+	err := s.rc.Control(func(fd uintptr) {
+		_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, uintptr(level), uintptr(opt),
+			uintptr(unsafe.Pointer(unsafe.SliceData(value))), uintptr(unsafe.Pointer(&n)), 0)
+	})
+	if err != nil {
+		return 0, err
+	}
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// opError makes err look like what a *net.TCPConn returns for op: a
+// *net.OpError whose Err is a timeout, net.ErrClosed or an *os.SyscallError,
+// so that errors.Is(err, os.ErrDeadlineExceeded) and net.Error work as on the
+// other engines.
+func (s sock) opError(op, syscallName string, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		// The RawConn's own error ("raw-read", "raw-write"): a deadline or
+		// a closed connection.
+		e := *oe
+		e.Op = op
+		return &e
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: s.conn.LocalAddr(), Addr: s.conn.RemoteAddr(), Err: os.NewSyscallError(syscallName, err)}
+}
+
+// sealer is the TX half: the kernel seals what is written to the socket.
+// Package conn serializes its calls; Close does not touch the socket.
+type sealer struct {
+	sock
+	oob []byte
+}
+
+// WriteRecords writes data; the kernel cuts it into records of at most 2^14
+// bytes (tls.rst). Application data goes out with write(2); any other type
+// with sendmsg(2) and a TLS_SET_RECORD_TYPE cmsg, which the kernel never
+// merges with data (tls.rst, "Send TLS control messages").
+func (s *sealer) WriteRecords(typ uint8, data []byte) (int, error) {
+	if typ != backend.TypeApplicationData && s.oob == nil {
+		s.oob = make([]byte, unix.CmsgSpace(1))
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&s.oob[0]))
+		h.Level = unix.SOL_TLS
+		h.Type = cmsgSetRecordType
+		h.SetLen(unix.CmsgLen(1))
+	}
+	written := 0
+	for written < len(data) {
+		var n int
+		var serr error
+		err := s.rc.Write(func(fd uintptr) bool {
+			for {
+				if typ == backend.TypeApplicationData {
+					n, serr = unix.Write(int(fd), data[written:])
+				} else {
+					s.oob[unix.CmsgLen(0)] = typ
+					n, serr = unix.SendmsgN(int(fd), data[written:], s.oob, nil, 0)
+				}
+				if serr != unix.EINTR {
+					return serr != unix.EAGAIN
+				}
+			}
+		})
+		if err != nil {
+			return written, s.opError("write", "", err)
+		}
+		if serr != nil {
+			name := "write"
+			if typ != backend.TypeApplicationData {
+				name = "sendmsg"
+			}
+			return written, s.opError("write", name, serr)
+		}
+		written += n
+	}
+	return written, nil
+}
+
+// SendFile sends n bytes of f (all of it to EOF when n < 0) with sendfile(2):
+// the kernel reads the page cache and seals the records itself; the bytes
+// never enter the process (tls.rst; selftests "sendfile",
+// "multi_chunk_sendfile"). Only regular files are sent this way.
+func (s *sealer) SendFile(f backend.File, off, n int64) (written int64, records uint64, handled bool, err error) {
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return 0, 0, false, nil
+	}
+	frc, err := f.SyscallConn()
+	if err != nil {
+		return 0, 0, false, nil
+	}
+	before, err := s.recSeq()
+	if err != nil {
+		return 0, 0, false, nil
+	}
+	// sendfile moves at most 0x7ffff000 bytes per call (sendfile(2)); a
+	// chunk of 4 MiB keeps each wait for the socket short.
+	const chunk = 4 << 20
+	var offp *int64
+	if off >= 0 {
+		offp = &off
+	}
+	var serr error
+	for n < 0 || written < n {
+		want := int64(chunk)
+		if n >= 0 {
+			want = min(want, n-written)
+		}
+		var m int
+		werr := s.rc.Write(func(dst uintptr) bool {
+			cerr := frc.Control(func(src uintptr) {
+				for {
+					m, serr = unix.Sendfile(int(dst), int(src), offp, int(want))
+					if serr != unix.EINTR {
+						return
+					}
+				}
+			})
+			if cerr != nil {
+				serr = cerr
+			}
+			return serr != unix.EAGAIN
+		})
+		if werr != nil {
+			err = s.opError("write", "", werr)
+			break
+		}
+		if serr != nil {
+			err = s.opError("write", "sendfile", serr)
+			break
+		}
+		if m == 0 {
+			break // end of file
+		}
+		written += int64(m)
+	}
+	after, serr := s.recSeq()
+	if serr != nil {
+		if err == nil {
+			err = fmt.Errorf("kernel: reading the record sequence after sendfile: %w", serr)
+		}
+		// Count the most records the bytes could have taken: the caller
+		// updates keys by this count, so an overestimate is the safe side.
+		return written, uint64(written), true, err
+	}
+	return written, after - before, true, err
+}
+
+// recSeq reads the TX record sequence number from the kernel
+// (getsockopt(TLS_TX) returns the whole crypto_info, key included, tls.rst;
+// the copy is zeroed at once).
+func (s *sealer) recSeq() (uint64, error) {
+	var buf [4 + 12 + 32 + 4 + recSeqLen]byte // the largest crypto_info ktls installs
+	defer clear(buf[:])
+	n, err := s.getsockopt(unix.SOL_TLS, optTX, buf[:])
+	if err != nil {
+		return 0, err
+	}
+	if n < 4+recSeqLen {
+		return 0, fmt.Errorf("kernel: getsockopt(TLS_TX) returned %d bytes", n)
+	}
+	seq := buf[n-recSeqLen : n]
+	var v uint64
+	for _, b := range seq {
+		v = v<<8 | uint64(b)
+	}
+	return v, nil
+}
+
+// Close releases nothing: the socket belongs to the connection.
+func (s *sealer) Close() error { return nil }
+
+// rekeyingSealer is a sealer on a kernel that takes a second TLS_TX (Linux
+// 6.14, commit 47069594e67e), found by [ProbeRekey].
+type rekeyingSealer struct{ *sealer }
+
+// Rekey installs the next TLS 1.3 key, after the KeyUpdate went out under
+// the old one (tls.rst, "TLS 1.3 Key Updates": no pause on TX).
+func (s *rekeyingSealer) Rekey(p backend.Params) error {
+	c, err := lookup(p.Version, p.CipherSuite)
+	if err != nil {
+		return err
+	}
+	info, err := cryptoInfo(c, p)
+	if err != nil {
+		return err
+	}
+	defer clear(info)
+	if err := s.setsockopt(unix.SOL_TLS, optTX, info); err != nil {
+		return fmt.Errorf("kernel: setsockopt(TLS_TX) with the next key: %w", err)
+	}
+	return nil
+}
+
+// opener is the RX half: the kernel opens the records; recvmsg tells the
+// content type of what it returns.
+type opener struct {
+	sock
+	c       cipher
+	version uint16
+	buf     []byte
+	oob     []byte
+}
+
+// ReadRecord reads what the kernel has opened: the plaintext of one control
+// record, or of one or more application data records (the kernel never
+// mixes types in one read, tls.rst). Records whose type the kernel cannot
+// tell apart from data have no cmsg; data always has one when there is room.
+func (o *opener) ReadRecord() (uint8, []byte, error) {
+	var n, oobn, flags int
+	var serr error
+	err := o.rc.Read(func(fd uintptr) bool {
+		for {
+			n, oobn, flags, _, serr = unix.Recvmsg(int(fd), o.buf, o.oob, 0)
+			if serr != unix.EINTR {
+				return serr != unix.EAGAIN
+			}
+		}
+	})
+	if err != nil {
+		return 0, nil, o.opError("read", "", err)
+	}
+	if serr != nil {
+		return 0, nil, o.recvError(serr)
+	}
+	typ, ok := recordType(o.oob[:oobn])
+	if !ok {
+		if n == 0 {
+			// TCP FIN. kTLS cannot say whether a partial record was
+			// pending; at a record boundary crypto/tls takes an EOF
+			// without close_notify as EOF too (conn.go, readRecordOrCCS).
+			return 0, nil, io.EOF
+		}
+		typ = backend.TypeApplicationData
+	}
+	if flags&unix.MSG_CTRUNC != 0 {
+		return 0, nil, fmt.Errorf("kernel: recvmsg truncated the record type: %w", tls.AlertError(80))
+	}
+	data := o.buf[:n]
+	if typ == backend.TypeApplicationData && n == len(o.buf) && len(o.buf) < readBufSize {
+		// The peer streams: read more records per call from now on. The
+		// returned data stays valid, as the contract asks, since a new
+		// buffer is used for the next read.
+		o.buf = make([]byte, readBufSize)
+	}
+	return typ, data, nil
+}
+
+// recordType finds the TLS_GET_RECORD_TYPE cmsg.
+func recordType(oob []byte) (uint8, bool) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_TLS && m.Header.Type == cmsgGetRecordType && len(m.Data) >= 1 {
+			return m.Data[0], true
+		}
+	}
+	return 0, false
+}
+
+// recvError maps what kTLS's recvmsg reports (tls.rst, "Integrating in to
+// userspace TLS library"; the selftests bad_rec, bad_auth) to the alert the
+// connection sends, as OpenSSL's ktls_read_record does.
+func (o *opener) recvError(errno error) error {
+	switch errno {
+	case unix.EBADMSG:
+		// Authentication failed; sticky in the kernel.
+		return fmt.Errorf("kernel: record authentication failed: %w", tls.AlertError(20)) // bad_record_mac
+	case unix.EMSGSIZE:
+		return fmt.Errorf("kernel: record too long: %w", tls.AlertError(22)) // record_overflow
+	case unix.EINVAL:
+		return fmt.Errorf("kernel: record with the wrong protocol version: %w", tls.AlertError(70)) // protocol_version
+	case unix.EKEYEXPIRED:
+		// The kernel waits for the key that follows a KeyUpdate it read;
+		// package conn sets it before reading again, so this is a bug.
+		return fmt.Errorf("kernel: the kernel waits for the next key (EKEYEXPIRED): %w", tls.AlertError(80))
+	case unix.EIO:
+		return fmt.Errorf("kernel: control record read without a cmsg buffer (EIO): %w", tls.AlertError(80))
+	}
+	return o.opError("read", "recvmsg", errno)
+}
+
+// Rekey installs the peer's next TLS 1.3 key after ReadRecord returned its
+// KeyUpdate; until then the kernel answers every read with EKEYEXPIRED
+// (tls.rst, "TLS 1.3 Key Updates"). A kernel before 6.14 refuses a second
+// TLS_RX with EBUSY: that wraps backend.ErrNotSupported, nothing was done,
+// and the connection ends with ErrKeyUpdateUnsupported.
+func (o *opener) Rekey(p backend.Params) error {
+	info, err := cryptoInfo(o.c, p)
+	if err != nil {
+		return err
+	}
+	defer clear(info)
+	if err := o.setsockopt(unix.SOL_TLS, optRX, info); err != nil {
+		if errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("kernel: following a TLS 1.3 KeyUpdate needs Linux 6.14 or newer (commit 47069594e67e); this kernel refused the next TLS_RX key (%w): %w", err, backend.ErrNotSupported)
+		}
+		return fmt.Errorf("kernel: setsockopt(TLS_RX) with the next key: %w", err)
+	}
+	return nil
+}
+
+// Close releases nothing: the socket belongs to the connection.
+func (o *opener) Close() error { return nil }

@@ -1,0 +1,114 @@
+package conn
+
+import (
+	"crypto/tls"
+	"io"
+
+	"github.com/ktls-go/ktls/backend"
+)
+
+// sendFileChunk bounds one SendFile call, so that a TLS 1.3 key that is
+// about to wear out is updated between calls (RFC 8446 §5.5): 1 GiB is at
+// least 65536 records, far inside the margin between defaultKeyUpdateAfter
+// (2^24 records) and the limit (2^24.5).
+const sendFileChunk = 1 << 30
+
+// fileSource is what ReadFrom can hand a FileSender: the file, where to start
+// (-1: its current offset), how much (-1: to EOF), and how to tell r what was
+// consumed.
+type fileSource struct {
+	f       backend.File
+	off, n  int64
+	consume func(int64)
+}
+
+// fileOf unwraps r into a file, the way net.TCPConn's sendfile path does
+// (net/sendfile.go), and also takes an *io.SectionReader, whose reads are at
+// an offset and leave the file's own offset alone.
+func fileOf(r io.Reader) (fileSource, bool) {
+	var lr *io.LimitedReader
+	if l, ok := r.(*io.LimitedReader); ok {
+		lr, r = l, l.R
+	}
+	var src fileSource
+	switch v := r.(type) {
+	case backend.File:
+		src = fileSource{f: v, off: -1, n: -1, consume: func(int64) {}}
+	case *io.SectionReader:
+		outer, base, size := v.Outer()
+		f, ok := outer.(backend.File)
+		if !ok {
+			return fileSource{}, false
+		}
+		pos, err := v.Seek(0, io.SeekCurrent)
+		if err != nil || pos >= size {
+			return fileSource{}, false
+		}
+		src = fileSource{f: f, off: base + pos, n: size - pos, consume: func(w int64) { v.Seek(w, io.SeekCurrent) }}
+	default:
+		return fileSource{}, false
+	}
+	if lr != nil {
+		if lr.N <= 0 {
+			return fileSource{}, false
+		}
+		if src.n < 0 || lr.N < src.n {
+			src.n = lr.N
+		}
+		inner := src.consume
+		src.consume = func(w int64) { inner(w); lr.N -= w }
+	}
+	return src, true
+}
+
+// sendFile sends r through fs if r is a file; handled false means nothing
+// was sent and the caller copies.
+func (c *Conn) sendFile(fs backend.FileSender, r io.Reader) (int64, bool, error) {
+	src, ok := fileOf(r)
+	if !ok {
+		return 0, false, nil
+	}
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	if c.txErr != nil {
+		return 0, true, c.txErr
+	}
+	if c.closeNotifySent {
+		return 0, true, errShutdown
+	}
+	var total int64
+	for src.n != 0 {
+		want := int64(sendFileChunk)
+		if src.n > 0 {
+			want = min(want, src.n)
+		}
+		if c.tx.suite.Version == tls.VersionTLS13 && c.txRecords >= c.keyUpdateAfter {
+			if err := c.updateTXKeyLocked(); err != nil {
+				return total, true, err
+			}
+		}
+		off := src.off
+		if off >= 0 {
+			off += total
+		}
+		w, records, handled, err := fs.SendFile(src.f, off, want)
+		if !handled {
+			// r reflects what was sent; the caller copies the rest.
+			return total, false, nil
+		}
+		src.consume(w)
+		total += w
+		c.txRecords += records
+		if src.n > 0 {
+			src.n -= w
+		}
+		if err != nil {
+			c.txErr = err
+			return total, true, err
+		}
+		if w < want {
+			break // end of file
+		}
+	}
+	return total, true, nil
+}
