@@ -161,7 +161,7 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 
 	c.rx, c.rxCands = rx, rxC
 	if drain {
-		c.rc.drain = &drainState{prot: rx.prot, seq: rx.params.Seq}
+		c.rc.drain = &drainState{prot: rx.prot, seq: rx.params.Seq, peek: newPeeker(c.raw)}
 		c.rc.mode = modeDrain
 		c.rxPending = true
 		c.info.RX = rxC[0].Name

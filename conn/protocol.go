@@ -336,10 +336,10 @@ func (c *Conn) finishDrainLocked() error {
 		return c.rxErr
 	}
 	if !errors.Is(err, errHandoff) {
-		if err == io.EOF && len(c.rc.buffered()) > 0 {
-			// recordConn holds a record cut short, which crypto/tls never
-			// saw (it gets nothing until the record is whole), so it took
-			// the EOF for one at a record boundary.
+		if err == io.EOF && c.rc.cutShort() {
+			// The stream ended inside a record, which crypto/tls never
+			// saw (recordConn gives it nothing until the record is
+			// whole), so it took the EOF for one at a record boundary.
 			err = io.ErrUnexpectedEOF
 		}
 		var ne net.Error

@@ -3,6 +3,7 @@ package conn
 import (
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -75,6 +76,11 @@ type drainState struct {
 	passed  bool              // the record in rbuf may go to crypto/tls
 	stopped bool
 	scratch []byte
+	// peek, where the socket allows it, shows the next record without
+	// taking it (see newPeeker); peekBuf holds what it shows.
+	peek      func([]byte) (int, error)
+	peekBuf   []byte
+	truncated bool // the peer closed with part of a record in the socket
 }
 
 // errHandoff stops crypto/tls's Read at the end of the drain. It is a
@@ -174,7 +180,12 @@ func (r *recordConn) fillSome() error {
 }
 
 // fillDrain reads one whole record and decides whether crypto/tls may have it.
+// Where the socket can be peeked, a record that does not pass is left in the
+// socket, not in rbuf.
 func (r *recordConn) fillDrain() error {
+	if r.drain.peek != nil && len(r.rbuf) == 0 {
+		return r.peekDrain()
+	}
 	for !r.recordComplete() {
 		if len(r.rbuf) >= record.HeaderLen && recordLen(r.rbuf) > record.MaxCiphertext(tls.VersionTLS13) {
 			// Not for crypto/tls: the engine rejects it with record_overflow.
@@ -185,7 +196,7 @@ func (r *recordConn) fillDrain() error {
 			return err
 		}
 	}
-	if !r.drainPasses() {
+	if !r.drainPasses(r.rbuf) {
 		r.drain.stopped = true
 		return errHandoff
 	}
@@ -194,13 +205,46 @@ func (r *recordConn) fillDrain() error {
 	return nil
 }
 
-// drainPasses decides whether the complete record in rbuf may go to
-// crypto/tls during the drain: only if it opens under the server's
-// application key at the expected sequence number and holds nothing but whole
-// NewSessionTicket messages (RFC 8446 §4.6.1).
-func (r *recordConn) drainPasses() bool {
+// peekDrain looks at the next record without taking it from the socket, and
+// takes it only if crypto/tls may have it.
+func (r *recordConn) peekDrain() error {
 	d := r.drain
-	d.scratch = append(d.scratch[:0], r.rbuf...)
+	if cap(d.peekBuf) == 0 {
+		d.peekBuf = make([]byte, record.HeaderLen+record.MaxCiphertext(tls.VersionTLS13))
+	}
+	n, err := d.peek(d.peekBuf)
+	if err != nil {
+		// crypto/tls reads an io.ErrUnexpectedEOF before any byte of a
+		// record as a clean EOF; the connection must know better.
+		d.truncated = err == io.ErrUnexpectedEOF
+		return err
+	}
+	if n > len(d.peekBuf) || !r.drainPasses(d.peekBuf[:n]) {
+		// Too long for any record (the engine answers record_overflow),
+		// or not a ticket: it stays in the socket for the engine.
+		d.stopped = true
+		return errHandoff
+	}
+	if cap(r.rbuf) < n {
+		r.rbuf = make([]byte, 0, n)
+	}
+	// The record is queued whole, so this returns at once.
+	if _, err := io.ReadFull(r.Conn, r.rbuf[:n]); err != nil {
+		return err
+	}
+	r.rbuf = r.rbuf[:n]
+	d.seq++
+	d.passed = true
+	return nil
+}
+
+// drainPasses decides whether a complete record may go to crypto/tls during
+// the drain: only if it opens under the server's application key at the
+// expected sequence number and holds nothing but whole NewSessionTicket
+// messages (RFC 8446 §4.6.1).
+func (r *recordConn) drainPasses(rec []byte) bool {
+	d := r.drain
+	d.scratch = append(d.scratch[:0], rec...)
 	typ, msg, err := d.prot.Open(d.seq, d.scratch)
 	if err != nil || typ != backend.TypeHandshake || len(msg) == 0 {
 		return false
@@ -216,6 +260,12 @@ func (r *recordConn) drainPasses() bool {
 		msg = msg[n:]
 	}
 	return true
+}
+
+// cutShort reports whether the incoming stream ended inside a record that
+// crypto/tls never saw a byte of.
+func (r *recordConn) cutShort() bool {
+	return len(r.buffered()) > 0 || (r.drain != nil && r.drain.truncated)
 }
 
 // buffered returns the bytes of the incoming stream that were read from the

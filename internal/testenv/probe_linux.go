@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -330,4 +331,64 @@ func appendCmsg(b []byte, typ int, data []byte) []byte {
 	h.SetLen(unix.CmsgLen(len(data)))
 	copy(b[start+unix.CmsgLen(0):], data)
 	return b
+}
+
+// KTLSRecSeq returns the kernel's record sequence number of one direction of
+// a kTLS socket: getsockopt(SOL_TLS, TLS_TX or TLS_RX) returns the whole
+// crypto_info, whose last 8 bytes are rec_seq, big-endian (tls.rst; the
+// selftest "getsockopt"). The key it also returns is zeroed at once.
+func KTLSRecSeq(c net.Conn, tx bool) (uint64, error) {
+	sc, ok := c.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	})
+	if !ok {
+		return 0, fmt.Errorf("testenv: %T has no socket", c)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	opt := tlsRX
+	if tx {
+		opt = tlsTX
+	}
+	var buf [64]byte
+	defer clear(buf[:])
+	n := uint32(len(buf))
+	var errno syscall.Errno
+	if err := rc.Control(func(fd uintptr) {
+		_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_TLS, uintptr(opt),
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
+	}); err != nil {
+		return 0, err
+	}
+	if errno != 0 {
+		return 0, fmt.Errorf("testenv: getsockopt(SOL_TLS, %d): %w", opt, errno)
+	}
+	if n < 12 {
+		return 0, fmt.Errorf("testenv: getsockopt(SOL_TLS, %d) returned %d bytes", opt, n)
+	}
+	return binary.BigEndian.Uint64(buf[n-8 : n]), nil
+}
+
+// TLSStat reads /proc/net/tls_stat, the kernel's kTLS counters for this
+// network namespace (TlsTxSw, TlsRxSw, TlsCurrTxSw, TlsDecryptError, ...).
+func TLSStat() (map[string]int64, error) {
+	b, err := os.ReadFile("/proc/net/tls_stat")
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]int64)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		v, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("testenv: /proc/net/tls_stat: %q", line)
+		}
+		m[f[0]] = v
+	}
+	return m, nil
 }

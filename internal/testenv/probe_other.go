@@ -4,6 +4,7 @@ package testenv
 
 import (
 	"fmt"
+	"net"
 	"runtime"
 
 	"github.com/ktls-go/ktls/backend"
@@ -26,3 +27,9 @@ func ProbeKTLS() error {
 func ProbeAFALG() error {
 	return fmt.Errorf("testenv: AF_ALG on %s: %w", runtime.GOOS, backend.ErrNotSupported)
 }
+
+// KTLSRecSeq reports that kTLS needs Linux.
+func KTLSRecSeq(c net.Conn, tx bool) (uint64, error) { return 0, ProbeKTLS() }
+
+// TLSStat reports that kTLS needs Linux.
+func TLSStat() (map[string]int64, error) { return nil, ProbeKTLS() }

@@ -1,0 +1,82 @@
+//go:build linux
+
+package conn
+
+import (
+	"io"
+	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ktls-go/ktls/internal/record"
+)
+
+// tcpEstablished is TCP_ESTABLISHED of include/net/tcp_states.h, as
+// TCP_INFO's tcpi_state reports it.
+const tcpEstablished = 1
+
+// newPeeker returns a function that waits until the socket under c holds a
+// whole TLS record and copies it into b without consuming it (recv with
+// MSG_PEEK), or nil when c is not a socket. The TLS 1.3 client's ticket
+// drain uses it to look at the first record after the handshake while
+// leaving it in the socket, so that the kernel engine, which reads the
+// socket itself, can still take RX at that record (backend.Link.Buffered
+// must be empty for it).
+//
+// It returns the record's length; n > len(b) when the header announces a
+// record longer than b, of which b holds the start; io.ErrUnexpectedEOF when
+// the peer closed with part of a record sent; io.EOF when it closed at a
+// record boundary.
+func newPeeker(c net.Conn) func(b []byte) (int, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return func(b []byte) (int, error) {
+		var n, want int
+		var serr error
+		err := rc.Read(func(fd uintptr) bool {
+			for {
+				n, _, serr = unix.Recvfrom(int(fd), b, unix.MSG_PEEK)
+				if serr != unix.EINTR {
+					break
+				}
+			}
+			if serr == unix.EAGAIN {
+				return false
+			}
+			if serr != nil || n == 0 {
+				return true
+			}
+			if n >= record.HeaderLen {
+				want = record.HeaderLen + recordLen(b)
+				if n >= want || want > len(b) {
+					return true
+				}
+			}
+			// Part of a record. The netpoller is edge-triggered, so more
+			// data wakes this up again; a FIN that already came would
+			// not, so ask TCP whether the peer is done sending.
+			info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+			if err == nil && info.State != tcpEstablished {
+				serr = io.ErrUnexpectedEOF
+				return true
+			}
+			return false
+		})
+		switch {
+		case err != nil:
+			return 0, err
+		case serr != nil:
+			return 0, serr
+		case n == 0:
+			return 0, io.EOF
+		}
+		return want, nil
+	}
+}

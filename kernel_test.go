@@ -1,0 +1,363 @@
+package ktls_test
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/backend/kernel"
+	"github.com/ktls-go/ktls/internal/testenv"
+)
+
+// kernelStrict forces the kernel engine on both directions and fails the
+// handshake if it cannot serve, so a test cannot pass on a fallback.
+func kernelStrict() []ktls.Option {
+	return []ktls.Option{ktls.WithBackend("kernel"), ktls.WithStrict()}
+}
+
+// requireKTLS makes the test depend on kTLS for version and suite (0: TLS
+// 1.3's AES-128-GCM, what crypto/tls picks on AES hardware).
+func requireKTLS(t *testing.T, version, suite uint16) {
+	t.Helper()
+	if suite == 0 {
+		suite = tls.TLS_AES_128_GCM_SHA256
+	}
+	f := testenv.KTLSFeature(version, suite)
+	testenv.RequireKernelFeature(t, f, kernel.Probe(true, version, suite))
+	testenv.RequireKernelFeature(t, f, kernel.Probe(false, version, suite))
+}
+
+// TestKernelHandoff checks, against stock crypto/tls in both roles and for
+// every suite Go negotiates, with a session cache on the client (so a TLS 1.3
+// server sends a ticket, and the client drains it before RX moves), that:
+// both directions are in the kernel; the kernel's record sequence numbers
+// right after the install are those the handoff computed (TLS 1.2: the
+// Finished went out and came in under the traffic key, so 1; TLS 1.3: 0,
+// except the server's TX after its ticket, and the client's RX after the
+// ticket it read); data moves intact; /proc/net/tls_stat counts the sockets.
+func TestKernelHandoff(t *testing.T) {
+	for _, sc := range interopSuites {
+		t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
+			requireKTLS(t, sc.version, sc.suite)
+			before, err := testenv.TLSStat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ccfg, scfg := configs(t, sc.version, sc.suite)
+			ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+			k, s := pairWithStock(t, ktlsClient, ccfg, scfg, kernelStrict()...)
+			wantTX, wantRX := uint64(1), uint64(1)
+			if sc.version == tls.VersionTLS13 {
+				wantTX, wantRX = 0, 0
+				if !ktlsClient {
+					wantTX = 1 // the NewSessionTicket crypto/tls sent
+				}
+			}
+			if got, err := testenv.KTLSRecSeq(k.NetConn(), true); err != nil || got != wantTX {
+				t.Errorf("TX rec_seq after the handoff = %d, %v; want %d", got, err, wantTX)
+			}
+			if !(ktlsClient && sc.version == tls.VersionTLS13) {
+				// The TLS 1.3 client installs RX after its first read.
+				if got, err := testenv.KTLSRecSeq(k.NetConn(), false); err != nil || got != wantRX {
+					t.Errorf("RX rec_seq after the handoff = %d, %v; want %d", got, err, wantRX)
+				}
+			}
+			if ktlsClient && sc.version == tls.VersionTLS13 {
+				// One record from the server: the client drains the
+				// ticket (record 0) in crypto/tls, installs RX at 1,
+				// and the kernel opens the data record.
+				go s.Write([]byte("hello"))
+				buf := make([]byte, 5)
+				if _, err := io.ReadFull(k, buf); err != nil {
+					t.Fatal(err)
+				}
+				if got, err := testenv.KTLSRecSeq(k.NetConn(), false); err != nil || got != 2 {
+					t.Errorf("RX rec_seq after the ticket and one record = %d, %v; want 2", got, err)
+				}
+			}
+			exchange(t, k, s, 1<<20)
+			wantBackend(t, k, "kernel", "kernel")
+			after, err := testenv.TLSStat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []string{"TlsTxSw", "TlsRxSw"} {
+				if after[c] <= before[c] {
+					t.Errorf("/proc/net/tls_stat %s: %d before, %d after: the kernel did not take the socket", c, before[c], after[c])
+				}
+			}
+			closeBoth(t, k, s)
+		}))
+	}
+}
+
+// TestKernelResumption resumes sessions with both directions in the kernel:
+// for the TLS 1.3 client, the ticket reached crypto/tls's cache before RX
+// moved.
+func TestKernelResumption(t *testing.T) {
+	for _, sc := range []suiteCase{{tls.VersionTLS13, 0}, {tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}} {
+		t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
+			requireKTLS(t, sc.version, sc.suite)
+			ccfg, scfg := configs(t, sc.version, sc.suite)
+			ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+			for i := range 2 {
+				k, s := pairWithStock(t, ktlsClient, ccfg, scfg, kernelStrict()...)
+				// The server speaks first, so a TLS 1.3 client reads its
+				// ticket before the test closes.
+				if ktlsClient {
+					exchange(t, s, k, 1000)
+				} else {
+					exchange(t, k, s, 1000)
+				}
+				if got := k.ConnectionState().DidResume; got != (i == 1) {
+					t.Fatalf("connection %d: DidResume = %v", i, got)
+				}
+				wantBackend(t, k, "kernel", "kernel")
+				closeBoth(t, k, s)
+			}
+		}))
+	}
+}
+
+// countingFile is an *os.File whose Read counts the bytes that pass through
+// user space. It keeps Stat and SyscallConn, so sendfile can still take it;
+// it hides WriteTo, as os.File's own fallback does.
+type countingFile struct {
+	*os.File
+	read int64
+}
+
+func (f *countingFile) Read(b []byte) (int, error) {
+	n, err := f.File.Read(b)
+	f.read += int64(n)
+	return n, err
+}
+
+func (f *countingFile) WriteTo(w io.Writer) (int64, error) {
+	return io.Copy(w, struct{ io.Reader }{f})
+}
+
+// TestKernelSendfile serves a file with io.Copy(conn, file) from a ktls
+// server with TX in the kernel to a stock crypto/tls client, which checks it
+// by hash: 256 MiB (32 MiB with -short). Evidence that sendfile ran: the file
+// is never read through user space (no byte passes countingFile.Read), and
+// the copy also works from an *io.SectionReader.
+func TestKernelSendfile(t *testing.T) {
+	size := int64(256 << 20)
+	if testing.Short() {
+		size = 32 << 20
+	}
+	requireKTLS(t, tls.VersionTLS13, 0)
+	path := filepath.Join(t.TempDir(), "file")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	if _, err := io.CopyN(io.MultiWriter(f, h), rand.Reader, size); err != nil {
+		t.Fatal(err)
+	}
+	want := h.Sum(nil)
+	f.Close()
+
+	for _, name := range []string{"file", "section"} {
+		t.Run(name, func(t *testing.T) {
+			ccfg, scfg := configs(t, tls.VersionTLS13, 0)
+			k, s := pairWithStock(t, false, ccfg, scfg, ktls.WithBackend("tx=kernel,rx=userspace"), ktls.WithStrict())
+			wantBackend(t, k, "kernel", "userspace")
+			file, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer file.Close()
+			cf := &countingFile{File: file}
+			type result struct {
+				n   int64
+				err error
+			}
+			res := make(chan result, 1)
+			start := time.Now()
+			go func() {
+				var r result
+				if name == "file" {
+					r.n, r.err = io.Copy(k, cf)
+				} else {
+					r.n, r.err = io.Copy(k, io.NewSectionReader(cf, 0, size))
+				}
+				k.CloseWrite()
+				res <- r
+			}()
+			h := sha256.New()
+			got, err := io.Copy(h, s)
+			if err != nil {
+				t.Fatalf("the client read %d bytes: %v", got, err)
+			}
+			r := <-res
+			if r.err != nil || r.n != size || got != size {
+				t.Fatalf("io.Copy = %d, %v; the client read %d; want %d", r.n, r.err, got, size)
+			}
+			if string(h.Sum(nil)) != string(want) {
+				t.Fatal("the file arrived changed")
+			}
+			if cf.read != 0 {
+				t.Errorf("%d bytes of the file went through user space; sendfile did not run", cf.read)
+			}
+			t.Logf("%d MiB in %v", size>>20, time.Since(start))
+			k.Close()
+			s.Close()
+		})
+	}
+}
+
+// TestKernelKeyUpdate: OpenSSL's s_server and s_client update their TLS 1.3
+// keys (k: update_not_requested; K: update_requested) while ktls has both
+// directions in the kernel. Where the kernel takes new keys (Linux 6.14),
+// ktls follows, answers update_requested with a KeyUpdate of its own (the
+// kernel's TX sequence restarts at 0), and both ends keep reading each other.
+// Where it does not, the read after the peer's KeyUpdate fails with
+// ErrKeyUpdateUnsupported, which names the kernel requirement.
+func TestKernelKeyUpdate(t *testing.T) {
+	requireKTLS(t, tls.VersionTLS13, 0)
+	rekeyErr := kernel.ProbeRekey()
+	if rekeyErr != nil && !errors.Is(rekeyErr, backend.ErrNotSupported) {
+		t.Fatalf("ProbeRekey: %v", rekeyErr)
+	}
+	if rekeyErr != nil && testenv.InVM() && testenv.ExpectedInVM(testenv.FeatureKTLSRekey) {
+		t.Fatalf("the kernel must take new keys here: %v", rekeyErr)
+	}
+	// after checks the read that follows the peer's KeyUpdate; it reports
+	// whether the connection goes on.
+	after := func(t *testing.T, err error) bool {
+		t.Helper()
+		if rekeyErr == nil {
+			if err != nil {
+				t.Fatalf("reading after the peer's KeyUpdate: %v", err)
+			}
+			return true
+		}
+		if !errors.Is(err, ktls.ErrKeyUpdateUnsupported) || !strings.Contains(err.Error(), "6.14") {
+			t.Fatalf("reading after the peer's KeyUpdate on a kernel without rekey: %v; want ErrKeyUpdateUnsupported naming Linux 6.14", err)
+		}
+		return false
+	}
+	// rekeyed waits until the kernel took n new RX keys in all.
+	rekeyed := func(t *testing.T, n int64) {
+		t.Helper()
+		for deadline := time.Now().Add(opensslTimeout); ; time.Sleep(5 * time.Millisecond) {
+			st, err := testenv.TLSStat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st["TlsRxRekeyOk"] >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("TlsRxRekeyOk = %d, want %d", st["TlsRxRekeyOk"], n)
+			}
+		}
+	}
+	rxRekeys := func(t *testing.T) int64 {
+		st, err := testenv.TLSStat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st["TlsRxRekeyOk"]
+	}
+
+	t.Run("from-server", func(t *testing.T) {
+		srv, addr := startSServer(t, true, "-naccept", "1", "-tls1_3")
+		raw, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ccfg, _ := configs(t, tls.VersionTLS13, 0)
+		c := ktls.Client(raw, ccfg, kernelStrict()...)
+		defer c.Close()
+		if err := c.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		wantBackend(t, c, "kernel", "kernel")
+		if _, err := c.Write([]byte("hello from ktls\n")); err != nil {
+			t.Fatal(err)
+		}
+		srv.out.waitCount(t, "s_server stdout", "hello from ktls\n", 1)
+		base := rxRekeys(t)
+		for i, cmd := range []string{"K", "k", "K"} {
+			line := fmt.Sprintf("ping %d after %s\n", i, cmd)
+			errc := readLine(c, line)
+			srv.send(t, cmd+"\n")
+			if rekeyErr == nil {
+				rekeyed(t, base+int64(i)+1)
+			}
+			srv.send(t, line)
+			if !after(t, <-errc) {
+				return
+			}
+			if cmd == "K" {
+				if seq, err := testenv.KTLSRecSeq(c.NetConn(), true); err != nil || seq != 0 {
+					t.Fatalf("TX rec_seq after answering update_requested = %d, %v; want 0 under the new key", seq, err)
+				}
+			}
+			pong := fmt.Sprintf("pong %d from ktls\n", i)
+			if _, err := c.Write([]byte(pong)); err != nil {
+				t.Fatal(err)
+			}
+			// s_server reads it under ktls's new key after a K.
+			srv.out.waitCount(t, "s_server stdout", pong, 1)
+		}
+	})
+
+	t.Run("from-client", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		cli := startOpenSSL(t, true, nil, "s_client", "-connect", l.Addr().String(), "-tls1_3")
+		l.(*net.TCPListener).SetDeadline(time.Now().Add(opensslTimeout))
+		raw, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, scfg := configs(t, tls.VersionTLS13, 0)
+		c := ktls.Server(raw, scfg, kernelStrict()...)
+		defer c.Close()
+		if err := c.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		wantBackend(t, c, "kernel", "kernel")
+		errc := readLine(c, "hello from s_client\n")
+		cli.send(t, "hello from s_client\n")
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		for i, cmd := range []string{"K", "k"} {
+			cli.send(t, cmd+"\n")
+			// s_client says so on stderr; the KeyUpdate goes out with
+			// the next line.
+			cli.err.waitCount(t, "s_client stderr", "KEYUPDATE", i+1)
+			line := fmt.Sprintf("line %d after %s\n", i, cmd)
+			errc := readLine(c, line)
+			cli.send(t, line)
+			if !after(t, <-errc) {
+				return
+			}
+			pong := fmt.Sprintf("pong %d from ktls\n", i)
+			if _, err := c.Write([]byte(pong)); err != nil {
+				t.Fatal(err)
+			}
+			cli.out.waitCount(t, "s_client stdout", pong, 1)
+		}
+	})
+}
