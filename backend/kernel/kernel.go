@@ -166,4 +166,3 @@ func cryptoInfo(c cipher, p backend.Params) ([]byte, error) {
 	}
 	return b, nil
 }
-

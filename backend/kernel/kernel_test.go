@@ -444,3 +444,52 @@ func TestNotSupported(t *testing.T) {
 		t.Errorf("Check of TLS 1.1: %v, want ErrNotSupported", err)
 	}
 }
+
+// TestOpenerTampered writes broken records into a kernel Opener's socket
+// (the kernel selftests' bad_rec and bad_auth, and the tls_err fixture's
+// tampering): each read gives an error that carries the alert the connection
+// sends, and never hangs.
+func TestOpenerTampered(t *testing.T) {
+	for _, s := range suites() {
+		t.Run(suiteName(s), func(t *testing.T) {
+			require(t, false, s)
+			p := randomParams(s, 1000)
+			prot, err := record.NewProtector(p.Version, p.CipherSuite, p.Key, p.IV)
+			if err != nil {
+				t.Fatal(err)
+			}
+			good := prot.Seal(nil, 1000, backend.TypeApplicationData, []byte("genuine"))
+			mut := func(f func(r []byte) []byte) []byte { return f(bytes.Clone(good)) }
+			for _, tc := range []struct {
+				name   string
+				stream []byte
+				want   error
+			}{
+				{"tampered tag", mut(func(r []byte) []byte { r[len(r)-1] ^= 1; return r }), tls.AlertError(20)},
+				{"wrong sequence number", prot.Seal(nil, 999, backend.TypeApplicationData, []byte("replayed")), tls.AlertError(20)},
+				{"oversized", mut(func(r []byte) []byte {
+					r[3], r[4] = 0x48, 0x01 // 2^14 + 2048 + 1 and more
+					return r
+				}), tls.AlertError(22)},
+				{"wrong version", mut(func(r []byte) []byte { r[2] = 1; return r }), tls.AlertError(70)},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					a, b := testenv.TCPPair(t)
+					o, err := kernel.New(kernel.Options{}).NewOpener(backend.Link{Conn: b}, clone(p))
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer o.Close()
+					if _, err := a.Write(tc.stream); err != nil {
+						t.Fatal(err)
+					}
+					b.SetReadDeadline(time.Now().Add(30 * time.Second))
+					_, _, err = o.ReadRecord()
+					if !errors.Is(err, tc.want) {
+						t.Fatalf("ReadRecord = %v, want %v", err, tc.want)
+					}
+				})
+			}
+		})
+	}
+}

@@ -65,6 +65,8 @@ type config struct {
 	kernels     []string
 	patterns    []string
 	run         string
+	bench       string
+	benchtime   string
 	long        bool
 	env         envFlags
 	sysctls     sysctlFlags
@@ -86,6 +88,8 @@ func mainErr() int {
 	kernelFlag := flag.String("kernel", "all", "kernels to boot: 6.1, 6.12, newest, all, or any major.minor; comma separated")
 	pkgFlag := flag.String("pkg", "./...", "packages to test, as go list patterns; comma separated")
 	flag.StringVar(&c.run, "run", "", "run only the tests matching this regular expression (passed as -test.run)")
+	flag.StringVar(&c.bench, "bench", "", "also run the benchmarks matching this regular expression (passed as -test.bench, with -test.benchmem); pair it with -run '^$' to run benchmarks only")
+	flag.StringVar(&c.benchtime, "benchtime", "", "passed as -test.benchtime")
 	flag.BoolVar(&c.long, "long", false, "run the tests without -test.short (slow: crypto under TCG is ~385x slower)")
 	flag.Var(&c.env, "env", "set `KEY=VALUE` in the guests' tests (repeatable), e.g. -env KTLS_BACKEND=userspace")
 	flag.Var(&c.sysctls, "sysctl", "set `name=value` under /proc/sys in the guests before the self-check (repeatable), e.g. -sysctl crypto.af_alg_restrict=0")
@@ -187,6 +191,12 @@ func runAll(ctx context.Context, c *config) ([]*kernelResult, error) {
 	}
 	if c.run != "" {
 		args = append(args, "-test.run="+c.run)
+	}
+	if c.bench != "" {
+		args = append(args, "-test.bench="+c.bench, "-test.benchmem")
+	}
+	if c.benchtime != "" {
+		args = append(args, "-test.benchtime="+c.benchtime)
 	}
 	if err := os.MkdirAll(filepath.Join(c.cache, "logs"), 0o755); err != nil {
 		return nil, fmt.Errorf("vmtest: %w", err)
