@@ -65,7 +65,7 @@ func (e *engine) NewSealer(l backend.Link, p backend.Params) (backend.Sealer, er
 	if err := s.install(optTX, c, p); err != nil {
 		return nil, err
 	}
-	se := &sealer{sock: s}
+	se := &sealer{sock: s, c: c}
 	if p.Version == tls.VersionTLS13 && ProbeRekey() == nil {
 		// Only a sealer that can take the next key may be asked to send a
 		// KeyUpdate: the message goes out under the old key before the new
@@ -202,6 +202,7 @@ func (s sock) opError(op, syscallName string, err error) error {
 // Package conn serializes its calls; Close does not touch the socket.
 type sealer struct {
 	sock
+	c   cipher
 	oob []byte
 }
 
@@ -325,12 +326,15 @@ func (s *sealer) SendFile(f backend.File, off, n int64) (written int64, records 
 func (s *sealer) recSeq() (uint64, error) {
 	var buf [4 + 12 + 32 + 4 + recSeqLen]byte // the largest crypto_info ktls installs
 	defer clear(buf[:])
-	n, err := s.getsockopt(unix.SOL_TLS, optTX, buf[:])
+	// The kernel wants the exact size of the cipher's struct, or EINVAL
+	// (do_tls_getsockopt_conf).
+	want := s.c.infoLen()
+	n, err := s.getsockopt(unix.SOL_TLS, optTX, buf[:want])
 	if err != nil {
 		return 0, err
 	}
-	if n < 4+recSeqLen {
-		return 0, fmt.Errorf("kernel: getsockopt(TLS_TX) returned %d bytes", n)
+	if n != want {
+		return 0, fmt.Errorf("kernel: getsockopt(TLS_TX) returned %d bytes, want %d", n, want)
 	}
 	seq := buf[n-recSeqLen : n]
 	var v uint64

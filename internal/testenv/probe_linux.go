@@ -354,21 +354,43 @@ func KTLSRecSeq(c net.Conn, tx bool) (uint64, error) {
 	}
 	var buf [64]byte
 	defer clear(buf[:])
-	n := uint32(len(buf))
-	var errno syscall.Errno
-	if err := rc.Control(func(fd uintptr) {
-		_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_TLS, uintptr(opt),
-			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
-	}); err != nil {
+	get := func(size int) error {
+		n := uint32(size)
+		var errno syscall.Errno
+		if err := rc.Control(func(fd uintptr) {
+			_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_TLS, uintptr(opt),
+				uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)), 0)
+		}); err != nil {
+			return err
+		}
+		if errno != 0 {
+			return fmt.Errorf("testenv: getsockopt(SOL_TLS, %d): %w", opt, errno)
+		}
+		if int(n) != size {
+			return fmt.Errorf("testenv: getsockopt(SOL_TLS, %d) returned %d bytes, want %d", opt, n, size)
+		}
+		return nil
+	}
+	// The kernel takes either the 4-byte header or the exact size of the
+	// cipher's struct (do_tls_getsockopt_conf), so: the header first.
+	if err := get(4); err != nil {
 		return 0, err
 	}
-	if errno != 0 {
-		return 0, fmt.Errorf("testenv: getsockopt(SOL_TLS, %d): %w", opt, errno)
+	var size int
+	switch binary.NativeEndian.Uint16(buf[2:]) {
+	case tlsCipherAESGCM128:
+		size = 4 + 8 + 16 + 4 + 8
+	case tlsCipherAESGCM256:
+		size = 4 + 8 + 32 + 4 + 8
+	case tlsCipherChaCha20Poly1305:
+		size = 4 + 12 + 32 + 8
+	default:
+		return 0, fmt.Errorf("testenv: getsockopt(SOL_TLS, %d): cipher type %d", opt, binary.NativeEndian.Uint16(buf[2:]))
 	}
-	if n < 12 {
-		return 0, fmt.Errorf("testenv: getsockopt(SOL_TLS, %d) returned %d bytes", opt, n)
+	if err := get(size); err != nil {
+		return 0, err
 	}
-	return binary.BigEndian.Uint64(buf[n-8 : n]), nil
+	return binary.BigEndian.Uint64(buf[size-8 : size]), nil
 }
 
 // TLSStat reads /proc/net/tls_stat, the kernel's kTLS counters for this
