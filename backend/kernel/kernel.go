@@ -6,7 +6,7 @@
 //
 // What the kernel brings: records never cross into user space on the way
 // out, so a file sent with sendfile(2) is encrypted in the kernel and never
-// copied through the process ([Sealer.SendFile]); the crypto uses the
+// copied through the process (its Sealer is a backend.FileSender); the crypto uses the
 // kernel's AES-GCM and ChaCha20-Poly1305, accelerated where the CPU allows.
 //
 // Everything goes through the Go netpoller (syscall.RawConn): writes with
