@@ -381,3 +381,53 @@ func TestKernelKeyUpdate(t *testing.T) {
 		}
 	})
 }
+
+// TestKernelOpenSSLKTLS runs ktls with both directions in the kernel against
+// openssl s_server with OpenSSL's own kTLS on as well (SSL_OP_ENABLE_KTLS,
+// through the "Options = KTLS" configuration command, which OpenSSL 3.0's
+// s_server has no flag for), for each suite: both ends then hand their
+// records to the kernel, which /proc/net/tls_stat shows (two more TX
+// sockets in software mode, ours and OpenSSL's).
+func TestKernelOpenSSLKTLS(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "openssl.cnf")
+	if err := os.WriteFile(conf, []byte(`openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+Options = KTLS
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("OPENSSL_CONF", conf)
+	for _, oc := range opensslCases {
+		t.Run(oc.name, func(t *testing.T) {
+			requireKTLS(t, oc.version, oc.suite)
+			before, err := testenv.TLSStat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv, addr := startSServer(t, false, append([]string{"-naccept", "1", "-rev"}, oc.args...)...)
+			ccfg, _ := configs(t, oc.version, 0)
+			c, err := ktls.Dial("tcp", addr, ccfg, kernelStrict()...)
+			if err != nil {
+				t.Fatalf("Dial: %v", err)
+			}
+			defer c.Close()
+			wantBackend(t, c, "kernel", "kernel")
+			revExchange(t, c, revLines())
+			after, err := testenv.TLSStat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := after["TlsTxSw"] - before["TlsTxSw"]; got < 2 {
+				t.Errorf("TlsTxSw grew by %d, want 2: ktls's and OpenSSL's", got)
+			}
+			if err := c.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			srv.wait(t)
+		})
+	}
+}

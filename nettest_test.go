@@ -16,6 +16,8 @@ import (
 	"golang.org/x/net/nettest"
 
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/backend/kernel"
+	"github.com/ktls-go/ktls/internal/testenv"
 )
 
 // golang.org/x/net/nettest.TestConn over ktls connections (DESIGN.md, tests
@@ -74,6 +76,20 @@ func netPairs() []netPair {
 				})
 			}
 		}
+		if kernelPairs(v) {
+			// Both ends on the kernel engine, and the kernel against
+			// stock crypto/tls from either side.
+			for _, kp := range []struct {
+				c1Client, c2Stock bool
+				name              string
+			}{{true, false, "ktls-client-ktls"}, {true, true, "ktls-client-stock"}, {false, true, "ktls-server-stock"}} {
+				ps = append(ps, netPair{
+					name:    vn + "-kernel-" + kp.name,
+					version: v, c1Client: kp.c1Client, c2Stock: kp.c2Stock, cache: true,
+					backend: "kernel", shortToo: true,
+				})
+			}
+		}
 		ps = append(ps, netPair{
 			name:    vn + "-stdlib-ktls-client-ktls",
 			version: v, c1Client: true, cache: true, backend: "stdlib", shortToo: v == tls.VersionTLS13,
@@ -84,6 +100,17 @@ func netPairs() []netPair {
 		version: tls.VersionTLS13, c1Client: true, c2Stock: true, backend: "userspace",
 	})
 	return ps
+}
+
+// kernelPairs reports whether the kernel engine pairings run: where kTLS
+// serves the version, and always inside the VM, where a kernel that does not
+// makes them fail.
+func kernelPairs(version uint16) bool {
+	suite := uint16(tls.TLS_AES_128_GCM_SHA256)
+	if version == tls.VersionTLS12 {
+		suite = tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+	}
+	return testenv.InVM() || kernel.Probe(true, version, suite) == nil && kernel.Probe(false, version, suite) == nil
 }
 
 // loopback returns both ends of a loopback TCP connection.
