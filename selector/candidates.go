@@ -83,8 +83,8 @@ func (e *StrictError) Error() string {
 	return fmt.Sprintf("selector: %s: %s forced to %s, which cannot serve: %s", EnvStrict, e.Direction, e.Forced, e.Reason)
 }
 
-// autoOrder returns the automatic order of preference, best first (DESIGN.md,
-// the backend table):
+// autoOrder returns the automatic order of preference for the direction
+// and suite of f, best first (DESIGN.md, the backend table):
 //
 //   - nic first: kTLS with device offload takes the crypto off the CPU
 //     altogether; its engine verifies the offload per socket and reports
@@ -99,13 +99,35 @@ func (e *StrictError) Error() string {
 //   - userspace for every other AEAD case;
 //   - stdlib last, always (added by the caller of autoOrder).
 //
+// One exception, from the per-direction benchmarks run in the VM (README,
+// "Choosing per direction"): receiving ChaCha20-Poly1305, the kernel read
+// at 0.6-0.8x of userspace, so userspace comes before kernel there. Sending
+// stays with the kernel for every suite: it was as fast or faster for large
+// writes, and only it can send files without copying them.
+//
 // backend.Names lists kernel before nic; the automatic order here puts nic
 // first because nic is kernel plus offload, and an engine that reports OK for
 // nic has verified the offload on this very socket.
-//
-// A function rather than a package variable, so that nothing can change it.
-func autoOrder() [4]string {
-	return [...]string{backend.NIC, backend.Kernel, backend.AFALG, backend.Userspace}
+func autoOrder(f Facts) []string {
+	if userspaceFirst(f) {
+		return []string{backend.NIC, backend.AFALG, backend.Userspace, backend.Kernel}
+	}
+	return []string{backend.NIC, backend.Kernel, backend.AFALG, backend.Userspace}
+}
+
+// userspaceFirst reports the exception of autoOrder: RX of a
+// ChaCha20-Poly1305 suite.
+func userspaceFirst(f Facts) bool {
+	if f.Direction != RX {
+		return false
+	}
+	switch f.CipherSuite {
+	case tls.TLS_CHACHA20_POLY1305_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256:
+		return true
+	}
+	return false
 }
 
 // Candidates returns the engines to try, in order, for the direction of f.
@@ -137,7 +159,8 @@ func autoOrder() [4]string {
 //     got without forcing.
 //  5. Otherwise the automatic order: nic, kernel, userspace, stdlib, each
 //     only if wired in and OK, with afalg between kernel and userspace only
-//     under the conditions of afalgAuto.
+//     under the conditions of afalgAuto; receiving ChaCha20-Poly1305,
+//     userspace comes before kernel (see autoOrder).
 //
 // Apart from rule 4 in strict mode, the list always ends with stdlib, which
 // is always possible. The reason of each automatic candidate also names the
@@ -207,7 +230,12 @@ func autoCandidates(f Facts, exclude, prefix string) []Candidate {
 		}
 		return prefix + "; " + strings.Join(notes, "; ")
 	}
-	for _, name := range autoOrder() {
+	if userspaceFirst(f) {
+		if wired, ok, _ := lookup(f.Engines, backend.Kernel); wired && ok && exclude != backend.Kernel {
+			notes = append(notes, "userspace before kernel: it receives ChaCha20-Poly1305 faster")
+		}
+	}
+	for _, name := range autoOrder(f) {
 		if name == exclude {
 			continue
 		}

@@ -80,6 +80,37 @@ func TestCandidates(t *testing.T) {
 			},
 		},
 		{
+			name:   "auto, ChaCha20-Poly1305 RX: userspace before kernel",
+			policy: policy("auto", false),
+			facts:  with(facts(RX, noNIC...), func(f *Facts) { f.CipherSuite = tls.TLS_CHACHA20_POLY1305_SHA256 }),
+			want: []Candidate{
+				{"userspace", "auto; userspace before kernel: it receives ChaCha20-Poly1305 faster; nic: no offload on the egress device"},
+				{"kernel", "auto; userspace before kernel: it receives ChaCha20-Poly1305 faster; nic: no offload on the egress device; userspace did not install"},
+				{"stdlib", "auto; userspace before kernel: it receives ChaCha20-Poly1305 faster; nic: no offload on the egress device; userspace did not install; kernel did not install"},
+			},
+		},
+		{
+			name:   "auto, TLS 1.2 ChaCha20-Poly1305 TX: kernel first",
+			policy: policy("auto", false),
+			facts: with(facts(TX, noNIC...), func(f *Facts) {
+				f.Version, f.CipherSuite = tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+			}),
+			want: []Candidate{
+				{"kernel", "auto; nic: no offload on the egress device"},
+				{"userspace", "auto; nic: no offload on the egress device; kernel did not install"},
+				{"stdlib", "auto; nic: no offload on the egress device; kernel did not install; userspace did not install"},
+			},
+		},
+		{
+			name:   "auto, ChaCha20-Poly1305 RX without kTLS: no note about the kernel",
+			policy: policy("auto", false),
+			facts:  with(facts(RX, noKTLS2...), func(f *Facts) { f.CipherSuite = tls.TLS_CHACHA20_POLY1305_SHA256 }),
+			want: []Candidate{
+				{"userspace", "auto"},
+				{"stdlib", "auto; userspace did not install; kernel: tls module not loaded"},
+			},
+		},
+		{
 			name:   "auto, no kTLS, AES instructions: no afalg",
 			policy: policy("auto", false),
 			facts:  facts(TX, noKTLS...),
