@@ -1,6 +1,7 @@
 package ktls_test
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -429,5 +431,78 @@ Options = KTLS
 			}
 			srv.wait(t)
 		})
+	}
+}
+
+// TestKernelGnuTLSServer runs a ktls client with both directions in the
+// kernel against gnutls-serv --echo, for TLS 1.3 suites Go never picks itself
+// and for TLS 1.2: a line of several records goes out and comes back.
+func TestKernelGnuTLSServer(t *testing.T) {
+	bin := lookBin(t, "gnutls-serv", "gnutls-bin")
+	certFile, keyFile := pkiFiles(t)
+	for _, gc := range gnutlsCases {
+		t.Run(gc.name, func(t *testing.T) {
+			requireKTLS(t, gc.version, gc.suite)
+			// gnutls-serv does not report a port it picked: take a free
+			// one, and retry the dial until it listens.
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			port := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+			l.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), opensslTimeout)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, "--echo", "-p", port, "--x509certfile", certFile,
+				"--x509keyfile", keyFile, "--priority", gc.priority)
+			var out watchBuffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				cmd.Process.Kill()
+				cmd.Wait()
+				if t.Failed() {
+					t.Logf("gnutls-serv:\n%s", out.String())
+				}
+			}()
+			ccfg, _ := configs(t, 0, 0)
+			ccfg.MinVersion, ccfg.MaxVersion = gc.version, gc.version
+			var c *ktls.Conn
+			for deadline := time.Now().Add(opensslTimeout); ; time.Sleep(20 * time.Millisecond) {
+				c, err = ktls.Dial("tcp", "127.0.0.1:"+port, ccfg, kernelStrict()...)
+				if err == nil || time.Now().After(deadline) {
+					break
+				}
+			}
+			if err != nil {
+				t.Fatalf("Dial: %v", err)
+			}
+			defer c.Close()
+			checkSuite(t, c, gc.version, gc.suite)
+			wantBackend(t, c, "kernel", "kernel")
+			line := strings.Repeat("gnutls-serv ", 4000) + "end\n"
+			go c.Write([]byte(line))
+			c.SetReadDeadline(time.Now().Add(opensslTimeout))
+			got := make([]byte, len(line))
+			if _, err := io.ReadFull(c, got); err != nil {
+				t.Fatalf("reading the echo: %v", err)
+			}
+			if string(got) != line {
+				t.Fatal("the echo differs from the line sent")
+			}
+			if err := c.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+		})
+	}
+}
+
+func checkSuite(t *testing.T, c *ktls.Conn, version, suite uint16) {
+	t.Helper()
+	if st := c.ConnectionState(); st.Version != version || st.CipherSuite != suite {
+		t.Fatalf("negotiated %s %s, want %s %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite),
+			tls.VersionName(version), tls.CipherSuiteName(suite))
 	}
 }

@@ -59,6 +59,10 @@ func randomParams(s keyschedule.Suite, seq uint64) backend.Params {
 	return backend.Params{Version: s.Version, CipherSuite: s.ID, Key: key, IV: iv, Seq: seq}
 }
 
+func newUserspaceSealer(c net.Conn, p backend.Params) (backend.Sealer, error) {
+	return userspace.New().NewSealer(backend.Link{Conn: c}, clone(p))
+}
+
 func clone(p backend.Params) backend.Params {
 	p.Key, p.IV = bytes.Clone(p.Key), bytes.Clone(p.IV)
 	return p
