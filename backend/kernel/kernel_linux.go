@@ -423,18 +423,19 @@ func (o *opener) ReadRecord() (uint8, []byte, error) {
 	return typ, data, nil
 }
 
-// recordType finds the TLS_GET_RECORD_TYPE cmsg.
+// recordType reads the TLS_GET_RECORD_TYPE cmsg, the only one the kernel
+// puts in a kTLS recvmsg's control buffer (tls_record_content_type), parsed
+// in place: unix.ParseSocketControlMessage would allocate on every read.
 func recordType(oob []byte) (uint8, bool) {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
+	hdrLen := unix.CmsgLen(0)
+	if len(oob) < hdrLen+1 {
 		return 0, false
 	}
-	for _, m := range msgs {
-		if m.Header.Level == unix.SOL_TLS && m.Header.Type == cmsgGetRecordType && len(m.Data) >= 1 {
-			return m.Data[0], true
-		}
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	if h.Level != unix.SOL_TLS || h.Type != cmsgGetRecordType || int(h.Len) < hdrLen+1 {
+		return 0, false
 	}
-	return 0, false
+	return oob[hdrLen], true
 }
 
 // recvError maps what kTLS's recvmsg reports (tls.rst, "Integrating in to
