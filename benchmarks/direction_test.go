@@ -68,24 +68,7 @@ func BenchmarkSend(b *testing.B) {
 			for _, engine := range engines {
 				b.Run(fmt.Sprintf("suite=%s/size=%d/engine=%s", s.name, size, engine), func(b *testing.B) {
 					w, r := directionPair(b, engine, "tx", s.version, suiteOf(s.version, s.suite))
-					done := make(chan struct{})
-					go func() {
-						io.Copy(io.Discard, r)
-						close(done)
-					}()
-					buf := make([]byte, size)
-					b.SetBytes(int64(size))
-					b.ReportAllocs()
-					b.ResetTimer()
-					for range b.N {
-						if _, err := w.Write(buf); err != nil {
-							b.Fatal(err)
-						}
-					}
-					b.StopTimer()
-					w.Close()
-					<-done
-					r.Close()
+					benchWrites(b, w, r, size)
 				})
 			}
 		}

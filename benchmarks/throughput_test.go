@@ -88,29 +88,35 @@ func BenchmarkWrite(b *testing.B) {
 				name := fmt.Sprintf("suite=%s/size=%d/conn=%s", s.name, size, kind)
 				b.Run(name, func(b *testing.B) {
 					w, r := pair(b, kind, s.version, s.suite)
-					defer w.Close()
-					defer r.Close()
-					done := make(chan struct{})
-					go func() {
-						io.Copy(io.Discard, r)
-						close(done)
-					}()
-					buf := make([]byte, size)
-					b.SetBytes(int64(size))
-					b.ReportAllocs()
-					b.ResetTimer()
-					for range b.N {
-						if _, err := w.Write(buf); err != nil {
-							b.Fatal(err)
-						}
-					}
-					b.StopTimer()
-					w.Close()
-					<-done
+					benchWrites(b, w, r, size)
 				})
 			}
 		}
 	}
+}
+
+// benchWrites writes size bytes per iteration on w while a goroutine drains
+// r, then closes both.
+func benchWrites(b *testing.B, w, r net.Conn, size int) {
+	defer r.Close()
+	defer w.Close()
+	done := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, r)
+		close(done)
+	}()
+	buf := make([]byte, size)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := w.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	w.Close()
+	<-done
 }
 
 // BenchmarkHandshake measures a full handshake plus the handoff, per kind.

@@ -47,25 +47,14 @@ func suites() []keyschedule.Suite {
 	return out
 }
 
-func suiteName(s keyschedule.Suite) string {
-	return strings.ReplaceAll(tls.VersionName(s.Version), " ", "") + "/" + s.Name()
-}
-
-func randomParams(s keyschedule.Suite, seq uint64) backend.Params {
-	key := make([]byte, s.KeyLen)
-	iv := make([]byte, s.IVLen)
-	rand.Read(key)
-	rand.Read(iv)
-	return backend.Params{Version: s.Version, CipherSuite: s.ID, Key: key, IV: iv, Seq: seq}
-}
+var (
+	suiteName    = testenv.SuiteName
+	randomParams = testenv.RandomParams
+	clone        = testenv.CloneParams
+)
 
 func newUserspaceSealer(c net.Conn, p backend.Params) (backend.Sealer, error) {
 	return userspace.New().NewSealer(backend.Link{Conn: c}, clone(p))
-}
-
-func clone(p backend.Params) backend.Params {
-	p.Key, p.IV = bytes.Clone(p.Key), bytes.Clone(p.IV)
-	return p
 }
 
 // require makes the test depend on kTLS for s in direction tx: it fails in

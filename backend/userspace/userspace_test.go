@@ -23,24 +23,11 @@ import (
 	"github.com/ktls-go/ktls/internal/record"
 )
 
-func suiteName(s keyschedule.Suite) string {
-	return strings.ReplaceAll(tls.VersionName(s.Version), " ", "") + "/" + s.Name()
-}
-
-// randomParams returns Params with a fresh random key and IV for a suite.
-func randomParams(s keyschedule.Suite, seq uint64) backend.Params {
-	key := make([]byte, s.KeyLen)
-	iv := make([]byte, s.IVLen)
-	rand.Read(key)
-	rand.Read(iv)
-	return backend.Params{Version: s.Version, CipherSuite: s.ID, Key: key, IV: iv, Seq: seq}
-}
-
-// cloneParams deep-copies p, so that the caller can zero its own copy.
-func cloneParams(p backend.Params) backend.Params {
-	p.Key, p.IV = bytes.Clone(p.Key), bytes.Clone(p.IV)
-	return p
-}
+var (
+	suiteName    = testenv.SuiteName
+	randomParams = testenv.RandomParams
+	cloneParams  = testenv.CloneParams
+)
 
 // zero clears a Params' key and IV, as the contract says the caller does.
 func zero(p backend.Params) {
