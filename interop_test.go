@@ -1,10 +1,13 @@
 package ktls_test
 
 import (
+	"bytes"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -443,4 +446,107 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestWriteTo copies from ktls with io.Copy, which is Conn.WriteTo, into
+// each kind of destination: those the kernel engine splices into (a pipe, a
+// regular file, a TCP socket) and a plain writer, for every suite in both
+// roles, with the engines auto picks (in the VM: splice where RX is in the
+// kernel, Read otherwise). The peer's session tickets and close_notify come
+// between and after the data.
+func TestWriteTo(t *testing.T) {
+	size := 1 << 20
+	data := pattern(size, 11)
+	for _, tc := range interopSuites {
+		t.Run(tc.String(), roles(func(t *testing.T, ktlsClient bool) {
+			for _, dst := range []string{"pipe", "file", "tcp", "buffer"} {
+				t.Run(dst, func(t *testing.T) {
+					ccfg, scfg := configs(t, tc.version, tc.suite)
+					ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+					k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+					defer k.Close()
+					wantAuto(t, k)
+					go func() {
+						s.Write(data)
+						s.Close()
+					}()
+					w, collect := writeToDst(t, dst)
+					n, err := io.Copy(w, k)
+					if err != nil || n != int64(size) {
+						t.Fatalf("io.Copy = %d, %v; want %d, nil", n, err, size)
+					}
+					if got := collect(); !bytes.Equal(got, data) {
+						t.Fatalf("%d bytes arrived, %d sent, or they differ", len(got), size)
+					}
+				})
+			}
+		}))
+	}
+}
+
+// TestWriteToStdlib: with crypto/tls's own record layer, WriteTo copies
+// through crypto/tls.
+func TestWriteToStdlib(t *testing.T) {
+	data := pattern(1<<20, 12)
+	ccfg, scfg := configs(t, tls.VersionTLS13, 0)
+	k, s := pairWithStock(t, true, ccfg, scfg, ktls.WithBackend("stdlib"))
+	defer k.Close()
+	wantBackend(t, k, "stdlib", "stdlib")
+	go func() {
+		s.Write(data)
+		s.Close()
+	}()
+	w, collect := writeToDst(t, "pipe")
+	n, err := io.Copy(w, k)
+	if err != nil || n != int64(len(data)) {
+		t.Fatalf("io.Copy = %d, %v; want %d, nil", n, err, len(data))
+	}
+	if !bytes.Equal(collect(), data) {
+		t.Fatal("the data arrived changed")
+	}
+}
+
+// writeToDst makes a destination of a kind for TestWriteTo, and a function
+// that closes it and returns what it got.
+func writeToDst(t *testing.T, kind string) (io.Writer, func() []byte) {
+	t.Helper()
+	drain := func(r io.ReadCloser, w io.Closer) func() []byte {
+		res := make(chan []byte, 1)
+		go func() {
+			b, _ := io.ReadAll(r)
+			r.Close()
+			res <- b
+		}()
+		return func() []byte {
+			w.Close()
+			return <-res
+		}
+	}
+	switch kind {
+	case "pipe":
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w, drain(r, w)
+	case "file":
+		f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f, func() []byte {
+			f.Close()
+			b, err := os.ReadFile(f.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+	case "tcp":
+		a, b := testenv.TCPPair(t)
+		return a, drain(b, a)
+	default:
+		var buf bytes.Buffer
+		return &buf, func() []byte { return buf.Bytes() }
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -504,5 +505,182 @@ func checkSuite(t *testing.T, c *ktls.Conn, version, suite uint16) {
 	if st := c.ConnectionState(); st.Version != version || st.CipherSuite != suite {
 		t.Fatalf("negotiated %s %s, want %s %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite),
 			tls.VersionName(version), tls.CipherSuiteName(suite))
+	}
+}
+
+// procWchar returns the bytes this process has written with write(2) and
+// its kin (/proc/self/io, "wchar"); splice(2) is not counted there.
+func procWchar(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no wchar in /proc/self/io:\n%s", b)
+	return 0
+}
+
+// TestKernelSplice copies from a ktls client with RX in the kernel into a
+// pipe with io.Copy, which is WriteTo and splice(2), after the TLS 1.3
+// server's session ticket and up to its close_notify, for both versions.
+// The evidence that splice ran: the same copy through a writer that hides
+// the pipe (so WriteTo copies through Read and write(2)) adds at least the
+// data to the process's write(2) count, and the splice run does not.
+func TestKernelSplice(t *testing.T) {
+	size := 16 << 20
+	if testing.Short() {
+		size = 8 << 20
+	}
+	data := pattern(size, 7)
+	for _, tc := range []suiteCase{
+		{tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256},
+		{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384},
+	} {
+		t.Run(tc.String(), func(t *testing.T) {
+			requireKTLS(t, tc.version, tc.suite)
+			var wchar [2]int64
+			for i, mode := range []string{"splice", "copy"} {
+				ccfg, scfg := configs(t, tc.version, tc.suite)
+				ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+				k, s := pairWithStock(t, true, ccfg, scfg, kernelStrict()...)
+				wantBackend(t, k, "kernel", "kernel")
+				pr, pw, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				sum := make(chan [32]byte, 1)
+				go func() {
+					h := sha256.New()
+					io.Copy(h, pr)
+					pr.Close()
+					sum <- [32]byte(h.Sum(nil))
+				}()
+				werr := make(chan error, 1)
+				go func() {
+					_, err := s.Write(data)
+					if err == nil {
+						err = s.Close()
+					}
+					werr <- err
+				}()
+				before := procWchar(t)
+				var n int64
+				if mode == "splice" {
+					n, err = io.Copy(pw, k)
+				} else {
+					n, err = io.Copy(struct{ io.Writer }{pw}, k)
+				}
+				wchar[i] = procWchar(t) - before
+				pw.Close()
+				if err != nil || n != int64(size) {
+					t.Fatalf("%s: io.Copy = %d, %v; want %d, nil", mode, n, err, size)
+				}
+				if err := <-werr; err != nil {
+					t.Fatal(err)
+				}
+				if <-sum != sha256.Sum256(data) {
+					t.Fatalf("%s: the data arrived changed", mode)
+				}
+				k.Close()
+			}
+			t.Logf("write(2) bytes during the copy: %d with splice, %d without", wchar[0], wchar[1])
+			if wchar[1]-wchar[0] < int64(size/2) {
+				t.Fatalf("write(2) counted %d bytes with splice and %d without, for %d bytes copied: splice did not run", wchar[0], wchar[1], size)
+			}
+		})
+	}
+}
+
+// TestKernelSpliceKeyUpdate splices from a ktls client while s_server sends
+// lines and a TLS 1.3 KeyUpdate between them: WriteTo hands the KeyUpdate to
+// the protocol code and goes on splicing under the new key, on kernels that
+// take one; on the others it ends with ErrKeyUpdateUnsupported.
+func TestKernelSpliceKeyUpdate(t *testing.T) {
+	requireKTLS(t, tls.VersionTLS13, 0)
+	rekeyErr := kernel.ProbeRekey()
+	if rekeyErr != nil && !errors.Is(rekeyErr, backend.ErrNotSupported) {
+		t.Fatalf("ProbeRekey: %v", rekeyErr)
+	}
+	srv, addr := startSServer(t, true, "-naccept", "1", "-tls1_3")
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ccfg, _ := configs(t, tls.VersionTLS13, 0)
+	c := ktls.Client(raw, ccfg, kernelStrict()...)
+	defer c.Close()
+	if err := c.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	wantBackend(t, c, "kernel", "kernel")
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	var out watchBuffer
+	go io.Copy(&out, pr)
+	copied := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(pw, c)
+		pw.Close()
+		copied <- err
+	}()
+	srv.send(t, "before the update\n")
+	out.waitCount(t, "the pipe", "before the update\n", 1)
+	st, err := testenv.TLSStat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := st["TlsRxRekeyOk"]
+	srv.send(t, "k\n")
+	if rekeyErr != nil {
+		select {
+		case err := <-copied:
+			if !errors.Is(err, ktls.ErrKeyUpdateUnsupported) {
+				t.Fatalf("io.Copy after the peer's KeyUpdate on a kernel without rekey: %v; want ErrKeyUpdateUnsupported", err)
+			}
+		case <-time.After(opensslTimeout):
+			t.Fatal("io.Copy did not end after a KeyUpdate the kernel cannot follow")
+		}
+		return
+	}
+	// s_server takes a command letter only when it is alone in one read
+	// of its stdin: wait for the kernel to take the new key before the
+	// next line.
+	for deadline := time.Now().Add(opensslTimeout); ; time.Sleep(5 * time.Millisecond) {
+		st, err := testenv.TLSStat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st["TlsRxRekeyOk"] > base {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("TlsRxRekeyOk = %d: the kernel did not take the peer's next key", st["TlsRxRekeyOk"])
+		}
+	}
+	srv.send(t, "after the update\n")
+	out.waitCount(t, "the pipe", "after the update\n", 1)
+	srv.send(t, "Q\n")
+	select {
+	case err := <-copied:
+		if err != nil {
+			t.Fatalf("io.Copy: %v", err)
+		}
+	case <-time.After(opensslTimeout):
+		t.Fatal("io.Copy did not end after s_server quit")
+	}
+	if got := out.String(); got != "before the update\nafter the update\n" {
+		t.Fatalf("the pipe got %q", got)
 	}
 }

@@ -8,9 +8,9 @@
 // user-space Opener. Everything that is the same for every engine (alerts,
 // close_notify, KeyUpdate, limits) lives in package conn, not here.
 //
-// Optional capabilities (rekeying for TLS 1.3 KeyUpdate, sendfile) are separate
-// interfaces that a half may implement and that the connection finds by type
-// assertion.
+// Optional capabilities (rekeying for TLS 1.3 KeyUpdate, sendfile, splice)
+// are separate interfaces that a half may implement and that the connection
+// finds by type assertion.
 package backend
 
 import (
@@ -147,6 +147,23 @@ type FileSender interface {
 	// regular file, say); an error with handled true is permanent for the
 	// direction, as from WriteRecords.
 	SendFile(f File, off, n int64) (written int64, records uint64, handled bool, err error)
+}
+
+// Splicer is implemented by an Opener that can move application data from
+// the socket to another file descriptor without it entering the process:
+// splice(2) out of a kTLS socket, where the kernel opens the records
+// (tls.rst; selftests "splice_from_pipe", "splice_to_pipe").
+type Splicer interface {
+	// SpliceTo moves application data to dst (a stream socket, a regular
+	// file or a pipe) until the next record is something else, and returns
+	// the bytes moved. readErr is what ReadRecord would have returned at
+	// the same place (a timeout, io.EOF, an error wrapping an alert);
+	// writeErr is dst's. Both nil: the next record is not application data
+	// and the caller reads it with ReadRecord. A writeErr that wraps
+	// ErrNotSupported with n == 0 means dst cannot take splice and nothing
+	// was done. Bytes taken from the socket that dst did not take are not
+	// lost: ReadRecord returns them first, as application data.
+	SpliceTo(dst syscall.RawConn) (n int64, readErr, writeErr error)
 }
 
 // Checker is implemented by an engine that can tell, without side effects

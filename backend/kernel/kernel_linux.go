@@ -377,6 +377,7 @@ type opener struct {
 	version uint16
 	buf     []byte
 	oob     []byte
+	pending []byte // application data SpliceTo took and its destination did not
 }
 
 // ReadRecord reads what the kernel has opened: the plaintext of one control
@@ -384,6 +385,11 @@ type opener struct {
 // mixes types in one read, tls.rst). Records whose type the kernel cannot
 // tell apart from data have no cmsg; data always has one when there is room.
 func (o *opener) ReadRecord() (uint8, []byte, error) {
+	if len(o.pending) > 0 {
+		data := o.pending
+		o.pending = nil
+		return backend.TypeApplicationData, data, nil
+	}
 	var n, oobn, flags int
 	var serr error
 	err := o.rc.Read(func(fd uintptr) bool {
