@@ -1,0 +1,316 @@
+package benchmarks
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testpki"
+)
+
+// wwwHeader is what openssl s_server -WWW sends before a file (apps/s_server.c,
+// www_body); the Go servers send the same, so that every row moves the same
+// bytes.
+const wwwHeader = "HTTP/1.0 200 ok\r\nContent-type: text/plain\r\n\r\n"
+
+// BenchmarkSendfile serves one file per op, on a new connection: a server of
+// the kind under test answers "GET /file" with wwwHeader and io.Copy(conn,
+// file), which is sendfile(2) for tcp and ktls-kernel; openssl-ktls is
+// OpenSSL's own `s_server -WWW -sendfile` with kTLS on, serving the same
+// file. A stock crypto/tls client (TLS 1.3, AES-128-GCM) reads it all. The
+// size is 256 MiB; KTLS_BENCH_SENDFILE_MIB changes it.
+func BenchmarkSendfile(b *testing.B) {
+	size := int64(256)
+	if v := os.Getenv("KTLS_BENCH_SENDFILE_MIB"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			b.Fatalf("KTLS_BENCH_SENDFILE_MIB=%q: want a positive number of MiB", v)
+		}
+		size = n
+	}
+	size <<= 20
+	path := sendfileFile(b, size)
+	for _, conn := range []string{"tcp", "crypto-tls", "ktls-userspace", "ktls-kernel", "openssl-ktls"} {
+		b.Run(fmt.Sprintf("size=%s/conn=%s", sizeName(int(size)), conn), func(b *testing.B) {
+			var addr string
+			var serveErr func() error
+			if conn == "openssl-ktls" {
+				addr = startSServer(b, filepath.Dir(path))
+			} else {
+				addr, serveErr = startFileServer(b, conn, path)
+			}
+			want := int64(len(wwwHeader)) + size
+			var stat0 map[string]int64
+			if conn == "openssl-ktls" {
+				stat0, _ = testenv.TLSStat()
+			}
+			b.SetBytes(size)
+			b.ResetTimer()
+			m := startMeter()
+			for range b.N {
+				if n, err := fetch(addr, filepath.Base(path), conn == "tcp"); err != nil || n != want {
+					if serveErr != nil && serveErr() != nil {
+						err = serveErr()
+					}
+					b.Fatalf("fetched %d bytes, want %d: %v", n, want, err)
+				}
+			}
+			b.StopTimer()
+			m.report(b, int64(b.N)*size)
+			if conn == "openssl-ktls" {
+				// An anchor that fell back to user space would be no
+				// anchor: the kernel must count s_server's TX socket.
+				stat1, err := testenv.TLSStat()
+				if err != nil || stat1["TlsTxSw"] <= stat0["TlsTxSw"] {
+					b.Fatalf("s_server did not put TX in the kernel (TlsTxSw %d -> %d, %v)", stat0["TlsTxSw"], stat1["TlsTxSw"], err)
+				}
+			}
+		})
+	}
+}
+
+var sendfileDir struct {
+	sync.Mutex
+	dir string
+}
+
+// sendfileFile returns a file of size random bytes, made once per process
+// (TestMain removes it).
+func sendfileFile(b *testing.B, size int64) string {
+	sendfileDir.Lock()
+	defer sendfileDir.Unlock()
+	if sendfileDir.dir == "" {
+		dir, err := os.MkdirTemp("", "ktls-bench-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		sendfileDir.dir = dir
+	}
+	path := filepath.Join(sendfileDir.dir, fmt.Sprintf("file-%d", size))
+	if fi, err := os.Stat(path); err == nil && fi.Size() == size {
+		return path
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.CopyN(f, rand.Reader, size); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+func removeSendfileDir() {
+	sendfileDir.Lock()
+	defer sendfileDir.Unlock()
+	if sendfileDir.dir != "" {
+		os.RemoveAll(sendfileDir.dir)
+	}
+}
+
+// startFileServer serves path to every connection as described at
+// BenchmarkSendfile until the benchmark ends. serveErr returns the first
+// error a connection met.
+func startFileServer(b *testing.B, conn, path string) (addr string, serveErr func() error) {
+	requireKernel(b, conn, tls.VersionTLS13, 0)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, scfg := configs(tls.VersionTLS13, 0)
+	var mu sync.Mutex
+	var first error
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if first == nil {
+			first = err
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			raw, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := serveFile(conn, raw, scfg, path); err != nil {
+					fail(err)
+				}
+			}()
+		}
+	}()
+	b.Cleanup(func() {
+		l.Close()
+		wg.Wait()
+	})
+	return l.Addr().String(), func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return first
+	}
+}
+
+func serveFile(conn string, raw net.Conn, scfg *tls.Config, path string) error {
+	defer raw.Close()
+	c := raw
+	if conn != "tcp" {
+		h := wrap(conn, raw, scfg, false)
+		if err := h.Handshake(); err != nil {
+			return err
+		}
+		c = h
+	}
+	defer c.Close()
+	if k, ok := c.(*ktls.Conn); ok {
+		if want, got := conn[len("ktls-"):], k.Backend(); got.TX != want {
+			return fmt.Errorf("%s: engines %+v", conn, got)
+		}
+	}
+	req := bufio.NewReader(c)
+	for {
+		line, err := req.ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("reading the request: %w", err)
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := io.WriteString(c, wwwHeader); err != nil {
+		return err
+	}
+	_, err = io.Copy(c, f)
+	return err
+}
+
+// fetch asks addr for name as a stock crypto/tls client and returns the
+// bytes of the answer, header included, up to the server's close; plain
+// asks over TCP without TLS.
+func fetch(addr, name string, plain bool) (int64, error) {
+	var c net.Conn
+	var err error
+	if plain {
+		c, err = net.Dial("tcp", addr)
+	} else {
+		ccfg, _ := configs(tls.VersionTLS13, 0)
+		c, err = tls.Dial("tcp", addr, ccfg)
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Minute))
+	if _, err := io.WriteString(c, "GET /"+name+" HTTP/1.0\r\n\r\n"); err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(io.Discard, c)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		// s_server may close without close_notify after the file.
+		err = nil
+	}
+	return n, err
+}
+
+var acceptRE = regexp.MustCompile(`ACCEPT 127\.0\.0\.1:(\d+)`)
+
+// startSServer starts openssl s_server -WWW -sendfile in dir, with kTLS
+// turned on by its configuration (OpenSSL 3.0 has no command-line flag for
+// it), and returns its address. It skips where kTLS or openssl is missing.
+func startSServer(b *testing.B, dir string) string {
+	requireKernel(b, "ktls-kernel", tls.VersionTLS13, 0)
+	bin, err := exec.LookPath("openssl")
+	if err != nil {
+		b.Skipf("no openssl: %v", err)
+	}
+	conf := filepath.Join(b.TempDir(), "openssl.cnf")
+	certFile, keyFile := filepath.Join(b.TempDir(), "cert.pem"), filepath.Join(b.TempDir(), "key.pem")
+	writePKI(b, certFile, keyFile)
+	if err := os.WriteFile(conf, []byte("openssl_conf = openssl_init\n[openssl_init]\nssl_conf = ssl_sect\n[ssl_sect]\nsystem_default = system_default_sect\n[system_default_sect]\nOptions = KTLS\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, "s_server", "-accept", "127.0.0.1:0", "-cert", certFile, "-key", keyFile,
+		"-WWW", "-sendfile", "-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256", "-quiet")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "OPENSSL_CONF="+conf)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		cancel()
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cancel()
+		cmd.Wait()
+	})
+	port := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if m := acceptRE.FindStringSubmatch(sc.Text()); m != nil {
+				port <- m[1]
+				break
+			}
+		}
+		io.Copy(io.Discard, out)
+	}()
+	select {
+	case p := <-port:
+		return "127.0.0.1:" + p
+	case <-time.After(30 * time.Second):
+		b.Fatal("s_server did not report its port")
+	}
+	return ""
+}
+
+// writePKI writes the test PKI's ECDSA server certificate chain and key as
+// PEM, the certificate the Go servers use.
+func writePKI(b *testing.B, certFile, keyFile string) {
+	p := testpki.Get()
+	der, err := x509.MarshalPKCS8PrivateKey(p.ECDSA().PrivateKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var certs []byte
+	for _, c := range p.ECDSA().Certificate {
+		certs = append(certs, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c})...)
+	}
+	if err := os.WriteFile(certFile, certs, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		b.Fatal(err)
+	}
+}
