@@ -4,7 +4,7 @@
 //
 //	go test -run '^$' -bench . -count 5 ./benchmarks | tee native.txt
 //	go run ./internal/vmtest -kernel newest -pkg ./benchmarks -run '^$' -bench . -benchtime 20x > vm.txt
-//	go run ./benchmarks/report -o benchmarks/results native.txt vm.txt
+//	go run -C benchmarks/report . -o ../results -links results/ ../../native.txt ../../vm.txt
 //
 // The conn= values are:
 //
@@ -26,6 +26,7 @@ package benchmarks
 
 import (
 	"crypto/tls"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -40,6 +41,17 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(fetchEnv); spec != "" {
+		fetchMain(spec)
+	}
+	// The kernel, next to go test's goos/goarch/cpu lines, for
+	// benchmarks/report's machine description.
+	flag.Parse()
+	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
+		if v := testenv.KernelVersion(); v.Release != "" {
+			fmt.Printf("kernel: %s\n", v.Release)
+		}
+	}
 	code := m.Run()
 	removeSendfileDir()
 	os.Exit(code)
@@ -147,14 +159,22 @@ func startMeter() meter {
 }
 
 func (m meter) report(b *testing.B, moved int64) {
-	cpu := cpuTime() - m.cpu
+	cpu := time.Duration(-1)
+	if now := cpuTime(); m.cpu >= 0 && now >= 0 {
+		cpu = now - m.cpu
+	}
+	m.reportCPU(b, moved, cpu)
+}
+
+// reportCPU reports with cpu as the CPU time spent (negative: unknown).
+func (m meter) reportCPU(b *testing.B, moved int64, cpu time.Duration) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	if moved <= 0 {
 		return
 	}
 	b.ReportMetric(float64(ms.TotalAlloc-m.alloc)/(float64(moved)/(1<<20)), "B/MiB")
-	if m.cpu >= 0 && cpu >= 0 {
+	if cpu >= 0 {
 		b.ReportMetric(cpu.Seconds()/(float64(moved)/(1<<30)), "cpu-s/GiB")
 	}
 }

@@ -2,8 +2,10 @@ package benchmarks
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -16,11 +18,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/backend/kernel"
 	"github.com/ktls-go/ktls/internal/testenv"
 	"github.com/ktls-go/ktls/internal/testpki"
 )
@@ -34,8 +38,10 @@ const wwwHeader = "HTTP/1.0 200 ok\r\nContent-type: text/plain\r\n\r\n"
 // the kind under test answers "GET /file" with wwwHeader and io.Copy(conn,
 // file), which is sendfile(2) for tcp and ktls-kernel; openssl-ktls is
 // OpenSSL's own `s_server -WWW -sendfile` with kTLS on, serving the same
-// file. A stock crypto/tls client (TLS 1.3, AES-128-GCM) reads it all. The
-// size is 256 MiB; KTLS_BENCH_SENDFILE_MIB changes it.
+// file. One client reads it all (TLS 1.3, AES-128-GCM; see fetch), in a
+// process of its own, so that cpu-s/GiB is the server's CPU time alone
+// (s_server's for openssl-ktls). The size is 256 MiB;
+// KTLS_BENCH_SENDFILE_MIB changes it.
 func BenchmarkSendfile(b *testing.B) {
 	size := int64(256)
 	if v := os.Getenv("KTLS_BENCH_SENDFILE_MIB"); v != "" {
@@ -51,8 +57,9 @@ func BenchmarkSendfile(b *testing.B) {
 		b.Run(fmt.Sprintf("size=%s/conn=%s", sizeName(int(size)), conn), func(b *testing.B) {
 			var addr string
 			var serveErr func() error
+			var stopSServer func() time.Duration
 			if conn == "openssl-ktls" {
-				addr = startSServer(b, filepath.Dir(path))
+				addr, stopSServer = startSServer(b, filepath.Dir(path))
 			} else {
 				addr, serveErr = startFileServer(b, conn, path)
 			}
@@ -65,7 +72,7 @@ func BenchmarkSendfile(b *testing.B) {
 			b.ResetTimer()
 			m := startMeter()
 			for range b.N {
-				if n, err := fetch(addr, filepath.Base(path), conn == "tcp"); err != nil || n != want {
+				if n, err := fetchProcess(addr, filepath.Base(path), conn == "tcp"); err != nil || n != want {
 					if serveErr != nil && serveErr() != nil {
 						err = serveErr()
 					}
@@ -73,7 +80,13 @@ func BenchmarkSendfile(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			m.report(b, int64(b.N)*size)
+			if stopSServer != nil {
+				// The server is s_server: its CPU time, not this
+				// process's.
+				m.reportCPU(b, int64(b.N)*size, stopSServer())
+			} else {
+				m.report(b, int64(b.N)*size)
+			}
 			if conn == "openssl-ktls" {
 				// An anchor that fell back to user space would be no
 				// anchor: the kernel must count s_server's TX socket.
@@ -212,16 +225,21 @@ func serveFile(conn string, raw net.Conn, scfg *tls.Config, path string) error {
 	return err
 }
 
-// fetch asks addr for name as a stock crypto/tls client and returns the
-// bytes of the answer, header included, up to the server's close; plain
-// asks over TCP without TLS.
-func fetch(addr, name string, plain bool) (int64, error) {
+// fetch asks addr for name and returns the bytes of the answer, header
+// included, up to the server's close; plain asks over TCP without TLS. The
+// client is the same for every TLS row: ktls receiving in the kernel where
+// kTLS exists, the cheapest reader there (in the VM, where one emulated CPU
+// runs both ends, a costly client would hide the servers' differences), and
+// stock crypto/tls elsewhere.
+func fetch(addr, name string, plain bool, ccfg *tls.Config) (int64, error) {
 	var c net.Conn
 	var err error
-	if plain {
+	switch {
+	case plain:
 		c, err = net.Dial("tcp", addr)
-	} else {
-		ccfg, _ := configs(tls.VersionTLS13, 0)
+	case kernel.Probe(false, tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256) == nil:
+		c, err = ktls.Dial("tcp", addr, ccfg, ktls.WithBackend("rx=kernel"), ktls.WithStrict())
+	default:
 		c, err = tls.Dial("tcp", addr, ccfg)
 	}
 	if err != nil {
@@ -240,12 +258,62 @@ func fetch(addr, name string, plain bool) (int64, error) {
 	return n, err
 }
 
+// fetchEnv makes the test binary a client: TestMain runs fetchMain.
+const fetchEnv = "KTLS_BENCH_FETCH"
+
+// fetchProcess runs fetch in a new process of this test binary and returns
+// the bytes it read.
+func fetchProcess(addr, name string, plain bool) (int64, error) {
+	cmd := exec.Command(os.Args[0])
+	leaf := sha256.Sum256(testpki.Get().ECDSA().Certificate[0])
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %t %x", fetchEnv, addr, name, plain, leaf))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, fmt.Errorf("the client process: %w", err)
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+}
+
+// fetchMain is the client process: it prints the bytes it read.
+func fetchMain(spec string) {
+	var addr, name string
+	var plain bool
+	var leaf []byte
+	if _, err := fmt.Sscanf(spec, "%s %s %t %x", &addr, &name, &plain, &leaf); err != nil {
+		fmt.Fprintf(os.Stderr, "%s=%q: %v\n", fetchEnv, spec, err)
+		os.Exit(2)
+	}
+	// The test PKI is made anew in each process: the client pins the
+	// server's certificate by its hash instead of trusting a CA.
+	ccfg := &tls.Config{
+		InsecureSkipVerify: true,
+		VerifyPeerCertificate: func(certs [][]byte, _ [][]*x509.Certificate) error {
+			if len(certs) == 0 {
+				return errors.New("no server certificate")
+			}
+			if h := sha256.Sum256(certs[0]); !bytes.Equal(h[:], leaf) {
+				return errors.New("not the benchmark server's certificate")
+			}
+			return nil
+		},
+		MinVersion: tls.VersionTLS13,
+	}
+	n, err := fetch(addr, name, plain, ccfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "fetch: %v\n", err)
+		os.Exit(1)
+	}
+	fmt.Println(n)
+	os.Exit(0)
+}
+
 var acceptRE = regexp.MustCompile(`ACCEPT 127\.0\.0\.1:(\d+)`)
 
 // startSServer starts openssl s_server -WWW -sendfile in dir, with kTLS
 // turned on by its configuration (OpenSSL 3.0 has no command-line flag for
 // it), and returns its address. It skips where kTLS or openssl is missing.
-func startSServer(b *testing.B, dir string) string {
+func startSServer(b *testing.B, dir string) (addr string, stop func() time.Duration) {
 	requireKernel(b, "ktls-kernel", tls.VersionTLS13, 0)
 	bin, err := exec.LookPath("openssl")
 	if err != nil {
@@ -259,7 +327,7 @@ func startSServer(b *testing.B, dir string) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, "s_server", "-accept", "127.0.0.1:0", "-cert", certFile, "-key", keyFile,
-		"-WWW", "-sendfile", "-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256", "-quiet")
+		"-WWW", "-sendfile", "-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "OPENSSL_CONF="+conf)
 	out, err := cmd.StdoutPipe()
@@ -271,10 +339,19 @@ func startSServer(b *testing.B, dir string) string {
 		cancel()
 		b.Fatal(err)
 	}
-	b.Cleanup(func() {
-		cancel()
-		cmd.Wait()
-	})
+	var once sync.Once
+	var used time.Duration
+	stop = func() time.Duration {
+		once.Do(func() {
+			cancel()
+			cmd.Wait()
+			if st := cmd.ProcessState; st != nil {
+				used = st.UserTime() + st.SystemTime()
+			}
+		})
+		return used
+	}
+	b.Cleanup(func() { stop() })
 	port := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -288,11 +365,11 @@ func startSServer(b *testing.B, dir string) string {
 	}()
 	select {
 	case p := <-port:
-		return "127.0.0.1:" + p
+		return "127.0.0.1:" + p, stop
 	case <-time.After(30 * time.Second):
 		b.Fatal("s_server did not report its port")
 	}
-	return ""
+	return "", stop
 }
 
 // writePKI writes the test PKI's ECDSA server certificate chain and key as
