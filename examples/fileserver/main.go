@@ -1,34 +1,35 @@
-// Command fileserver serves a directory over HTTPS with ktls: the handshake
-// runs in crypto/tls, the records in the best engine this host has, and each
-// connection logs which engine it got and why.
+// Command fileserver serves a directory over HTTPS with ktls, HTTP/2 and
+// HTTP/1.1 by ALPN: the handshake runs in crypto/tls, the records in the
+// best engine this host has, and each connection logs which engine it got
+// per direction, and why.
 //
 //	go run ./examples/fileserver -dir . -addr 127.0.0.1:8443
-//	curl -k https://127.0.0.1:8443/README.md
+//	curl -k https://127.0.0.1:8443/README.md             # HTTP/2
+//	curl -k --http1.1 https://127.0.0.1:8443/README.md   # HTTP/1.1
+//	go run ./examples/get -k https://127.0.0.1:8443/README.md
 //
-// Without -cert and -key it makes a self-signed certificate for localhost and
-// 127.0.0.1 at start. KTLS_BACKEND forces an engine (for example
-// KTLS_BACKEND=userspace or KTLS_BACKEND=stdlib).
+// Without -cert and -key it makes a self-signed certificate for localhost,
+// 127.0.0.1 and ::1 at start (hence curl's -k). KTLS_BACKEND forces an
+// engine (for example KTLS_BACKEND=userspace or KTLS_BACKEND=stdlib). An
+// interrupt (Ctrl-C) stops it gracefully: requests in flight finish, for at
+// most 10 seconds.
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
+	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"flag"
 	"fmt"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"sync"
 	"time"
 
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/examples/internal/democert"
+	"github.com/ktls-go/ktls/ktlshttp"
 )
 
 func main() {
@@ -38,72 +39,72 @@ func main() {
 	keyFile := flag.String("key", "", "PEM private key for -cert")
 	flag.Parse()
 
-	cert, err := loadOrMakeCert(*certFile, *keyFile)
+	cert, err := democert.Load(*certFile, *keyFile)
 	if err != nil {
 		log.Fatalf("fileserver: %v", err)
 	}
-	config := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
-
-	l, err := ktls.Listen("tcp", *addr, config)
+	l, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatalf("fileserver: %v", err)
 	}
+	s := newServer(*dir, cert, log.Default())
 	log.Printf("fileserver: serving %s on https://%s/ (try: curl -k https://%s/)", *dir, l.Addr(), l.Addr())
 
-	var logged sync.Map
-	srv := &http.Server{
-		Handler:           http.FileServer(http.Dir(*dir)),
-		ReadHeaderTimeout: 10 * time.Second,
-		// A connection becomes active once a request's first bytes were
-		// read, so its handshake is done and its engines are known.
-		ConnState: func(c net.Conn, s http.ConnState) {
-			switch s {
-			case http.StateActive:
-				if kc, ok := c.(*ktls.Conn); ok {
-					if _, seen := logged.LoadOrStore(c, true); !seen {
-						b := kc.Backend()
-						st := kc.ConnectionState()
-						log.Printf("fileserver: %s: %s %s: tx=%s rx=%s (%s)", c.RemoteAddr(),
-							tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), b.TX, b.RX, b.Reason)
-					}
-				}
-			case http.StateClosed, http.StateHijacked:
-				logged.Delete(c)
-			}
-		},
-	}
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, os.Interrupt)
 		<-sig
-		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			s.Close()
+		}
 	}()
-	if err := srv.Serve(l); err != nil && err != http.ErrServerClosed {
+	if err := s.ServeTLS(l, "", ""); err != http.ErrServerClosed {
 		log.Fatalf("fileserver: %v", err)
 	}
+	<-stopped
 }
 
-func loadOrMakeCert(certFile, keyFile string) (tls.Certificate, error) {
-	if certFile != "" || keyFile != "" {
-		return tls.LoadX509KeyPair(certFile, keyFile)
+// newServer returns a server of dir's files with cert, which logs one line
+// per connection to logger.
+//
+// http.FileServer copies a file to the response with io.Copy. Over
+// HTTP/1.1 the ResponseWriter hands the *os.File to the *ktls.Conn's
+// ReadFrom (net/http's response.ReadFrom, once the first 512 bytes went
+// out for content sniffing): with the kernel engine that is sendfile(2),
+// and the file's bytes never enter the process. Over HTTP/2 there is no
+// such path: x/net's server reads the file into its buffers and writes it
+// in DATA frames, which the same engine seals.
+func newServer(dir string, cert tls.Certificate, logger *log.Logger) *ktlshttp.Server {
+	return &ktlshttp.Server{Server: &http.Server{
+		Handler:           http.FileServer(http.Dir(dir)),
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}},
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          logger,
+		// ktlshttp calls ConnContext once per connection, HTTP/1.1 and
+		// HTTP/2 alike, once its handshake is done and its engines chosen.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if kc, ok := c.(*ktls.Conn); ok {
+				logger.Print(describe(kc))
+			}
+			return ctx
+		},
+	}}
+}
+
+// describe is the log line of a connection: the peer, the TLS version,
+// suite and ALPN protocol, and the engine of each direction with the reason.
+func describe(c *ktls.Conn) string {
+	st := c.ConnectionState()
+	proto := st.NegotiatedProtocol
+	if proto == "" {
+		proto = "no ALPN (HTTP/1.1)"
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "ktls example"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(30 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("making a self-signed certificate: %w", err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+	b := c.Backend()
+	return fmt.Sprintf("fileserver: %s: %s %s %s: tx=%s rx=%s (%s)", c.RemoteAddr(),
+		tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), proto, b.TX, b.RX, b.Reason)
 }

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ktls-go/ktls/internal/testpki"
+	"github.com/ktls-go/ktls/ktlshttp"
+)
+
+// syncBuffer is a log destination the server's goroutines share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// The file server serves a file over HTTP/2 and HTTP/1.1, to net/http with
+// crypto/tls and to ktls's Transport, and logs one line per connection.
+func TestFileServer(t *testing.T) {
+	dir := t.TempDir()
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16+3) // 1 MiB and a little
+	if err := os.WriteFile(filepath.Join(dir, "file.bin"), body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	client, server := testpki.Configs(0, 0)
+	var logs syncBuffer
+	s := newServer(dir, server.Certificates[0], log.New(&logs, "", 0))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.ServeTLS(l, "", "") }()
+	url := "https://" + l.Addr().String() + "/file.bin"
+
+	stock := func(alpn string) http.RoundTripper {
+		c := client.Clone()
+		if alpn == "h2" {
+			// net/http adds "h2" and "http/1.1" itself.
+			return &http.Transport{TLSClientConfig: c, ForceAttemptHTTP2: true}
+		}
+		c.NextProtos = []string{alpn}
+		return &http.Transport{TLSClientConfig: c}
+	}
+	ktlsTr := func(alpn string) http.RoundTripper {
+		c := client.Clone()
+		c.NextProtos = []string{alpn}
+		return ktlshttp.NewTransport(c)
+	}
+	clients := 0
+	for _, alpn := range []string{"h2", "http/1.1"} {
+		for name, tr := range map[string]http.RoundTripper{"net/http": stock(alpn), "ktlshttp": ktlsTr(alpn)} {
+			clients++
+			c := &http.Client{Transport: tr}
+			resp, err := c.Get(url)
+			if err != nil {
+				t.Fatalf("%s, %s: %v", name, alpn, err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			c.CloseIdleConnections()
+			if err != nil || sha256.Sum256(got) != sha256.Sum256(body) {
+				t.Errorf("%s, %s: got %d bytes (%v), want the file's %d", name, alpn, len(got), err, len(body))
+			}
+			if want := map[string]int{"h2": 2, "http/1.1": 1}[alpn]; resp.ProtoMajor != want || resp.TLS == nil || resp.TLS.NegotiatedProtocol != alpn {
+				t.Errorf("%s, %s: got %s with TLS state %v", name, alpn, resp.Proto, resp.TLS)
+			}
+		}
+	}
+	s.Close()
+	if err := <-served; err != http.ErrServerClosed {
+		t.Errorf("ServeTLS returned %v", err)
+	}
+
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != clients {
+		t.Fatalf("%d log lines for %d connections:\n%s", len(lines), clients, logs.String())
+	}
+	for _, alpn := range []string{" h2: ", " http/1.1: "} {
+		if n := strings.Count(logs.String(), alpn); n != 2 {
+			t.Errorf("%d lines with %q, want 2:\n%s", n, alpn, logs.String())
+		}
+	}
+	for _, line := range lines {
+		if !strings.Contains(line, "TLS 1.3 TLS_") || !strings.Contains(line, " tx=") || !strings.Contains(line, " rx=") {
+			t.Errorf("log line without version, suite or engines: %s", line)
+		}
+	}
+}
