@@ -71,12 +71,21 @@ func (c *Conn) facts(d selector.Direction, st tls.ConnectionState, unknown strin
 		e := selector.Engine{Name: b.Name(), OK: true}
 		if ch, ok := b.(backend.Checker); ok {
 			if err := ch.Check(d == selector.TX, st.Version, st.CipherSuite); err != nil {
-				e.OK, e.Why = false, err.Error()
+				e.OK, e.Why = false, whyNot(b.Name(), err)
 			}
 		}
 		f.Engines = append(f.Engines, e)
 	}
 	return f
+}
+
+// whyNot is an engine's refusal as a short reason for BackendInfo.Reason:
+// the engine's own name in front of its message ("kernel: ...", STYLE.md
+// rule 8) and the ErrNotSupported sentinel at its end say nothing the reason
+// does not already say.
+func whyNot(name string, err error) string {
+	msg := strings.TrimPrefix(err.Error(), name+": ")
+	return strings.TrimSuffix(msg, ": "+backend.ErrNotSupported.Error())
 }
 
 // stayStdlib leaves both directions on crypto/tls. One direction alone cannot
@@ -127,7 +136,7 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 		if !errors.Is(err, backend.ErrNotSupported) {
 			return fmt.Errorf("ktls: installing %s for tx: %w", cand.Name, err)
 		}
-		passed = append(passed, fmt.Sprintf("%s: %v", cand.Name, err))
+		passed = append(passed, cand.Name+": "+whyNot(cand.Name, err))
 	}
 	if c.sealer == nil {
 		if txC[len(txC)-1].Name != backend.Stdlib {
@@ -209,7 +218,7 @@ func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 			rx.wipe()
 			return fmt.Errorf("ktls: installing %s for rx: %w", cand.Name, err)
 		}
-		passed = append(passed, fmt.Sprintf("%s: %v", cand.Name, err))
+		passed = append(passed, cand.Name+": "+whyNot(cand.Name, err))
 	}
 	clear(rx.params.Key)
 	clear(rx.params.IV)
