@@ -100,7 +100,7 @@ func notSupported(err error) bool {
 
 func classify(what string, err error) error {
 	if notSupported(err) {
-		return fmt.Errorf("kernel: %s: %w (%w)", what, backend.ErrNotSupported, err)
+		return fmt.Errorf("kernel: %s: %w: %w", what, err, backend.ErrNotSupported)
 	}
 	return fmt.Errorf("kernel: probe: %s: %w", what, err)
 }

@@ -1,0 +1,243 @@
+package ktls_test
+
+import (
+	"crypto/tls"
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/backend/kernel"
+	"github.com/ktls-go/ktls/internal/testenv"
+)
+
+// The TestPlatform tests check what a connection says where the kernel
+// engine cannot serve: every OS but Linux, where backend/kernel is a stub that
+// names the platform, and Linux hosts without kTLS (a kernel without the tls
+// module, as on the development and CI machines, or a process under
+// qemu-user, which does not pass TCP_ULP through; scripts/test-cross runs
+// them there on arm64, s390x, riscv64 and 386). Where kTLS serves (the kernel
+// VMs), they skip: the kernel tests cover that side.
+
+// TestPlatformAuto: automatic selection gives userspace on both directions,
+// and the reason carries the kernel engine's own answer.
+func TestPlatformAuto(t *testing.T) {
+	t.Setenv("KTLS_BACKEND", "")
+	t.Setenv("KTLS_STRICT", "")
+	for _, sc := range interopSuites {
+		t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
+			ccfg, scfg := configs(t, sc.version, sc.suite)
+			k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+			// TLS 1.3's suite is crypto/tls's choice (ChaCha20-Poly1305
+			// on CPUs without AES instructions, qemu's s390x among them).
+			st := k.ConnectionState()
+			txWhy, rxWhy := platformProbe(t, st.Version, st.CipherSuite)
+			wantBackend(t, k, "userspace", "userspace")
+			reason := k.Backend().Reason
+			// Receiving ChaCha20-Poly1305, auto puts userspace before
+			// the kernel (selector.autoOrder), so the kernel is not
+			// passed over and the rx reason is plain "auto"; the tx
+			// reason still names the platform for the connection.
+			wantRX := "rx: userspace (auto; kernel: " + rxWhy + ")"
+			if isChaCha(st.CipherSuite) {
+				wantRX = "rx: userspace (auto)"
+			}
+			wantReason(t, reason, "tx: userspace (auto; kernel: "+txWhy+")", wantRX)
+			t.Logf("%s", reason)
+			exchange(t, k, s, 64<<10)
+			closeBoth(t, k, s)
+		}))
+	}
+}
+
+// platformForced are the suites the forcing tests use: TLS 1.3 and TLS 1.2
+// AES-GCM, where auto would put the kernel first on both directions.
+var platformForced = []suiteCase{
+	{tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256},
+	{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
+}
+
+// TestPlatformForcedKernel: KTLS_BACKEND=kernel without strictness falls
+// back to userspace and says why.
+func TestPlatformForcedKernel(t *testing.T) {
+	t.Setenv("KTLS_BACKEND", "kernel")
+	t.Setenv("KTLS_STRICT", "")
+	for _, sc := range platformForced {
+		t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
+			ccfg, scfg := configs(t, sc.version, sc.suite)
+			k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+			st := k.ConnectionState()
+			txWhy, rxWhy := platformProbe(t, st.Version, st.CipherSuite)
+			wantBackend(t, k, "userspace", "userspace")
+			wantReason(t, k.Backend().Reason,
+				"tx: userspace (forced kernel unavailable: "+txWhy+")",
+				"rx: userspace (forced kernel unavailable: "+rxWhy+")")
+			exchange(t, k, s, 64<<10)
+			closeBoth(t, k, s)
+		}))
+	}
+}
+
+// TestPlatformStrict: the kernel forced strictly, by the environment or by
+// the program, fails the handshake with the documented *ktls.StrictError,
+// in both roles and through Dial; the peer sees the connection end.
+func TestPlatformStrict(t *testing.T) {
+	t.Setenv("KTLS_BACKEND", "")
+	t.Setenv("KTLS_STRICT", "")
+	for _, sc := range platformForced {
+		for _, how := range []struct {
+			name  string
+			setup func(t *testing.T) []ktls.Option
+		}{
+			{"KTLS_BACKEND=kernel,KTLS_STRICT=1", func(t *testing.T) []ktls.Option {
+				t.Setenv("KTLS_BACKEND", "kernel")
+				t.Setenv("KTLS_STRICT", "1")
+				return nil
+			}},
+			{"WithBackend(kernel),WithStrict", func(t *testing.T) []ktls.Option {
+				return []ktls.Option{ktls.WithBackend("kernel"), ktls.WithStrict()}
+			}},
+		} {
+			t.Run(sc.String()+"/"+how.name, roles(func(t *testing.T, ktlsClient bool) {
+				opts := how.setup(t)
+				ccfg, scfg := configs(t, sc.version, sc.suite)
+				rc, rs := testenv.TCPPair(t)
+				var k *ktls.Conn
+				var peer *tls.Conn
+				if ktlsClient {
+					k, peer = ktls.Client(rc, ccfg, opts...), tls.Server(rs, scfg)
+				} else {
+					k, peer = ktls.Server(rs, scfg, opts...), tls.Client(rc, ccfg)
+				}
+				// The peer's handshake may succeed (crypto/tls finished
+				// before the handoff refused) or fail; either way it must
+				// end, and a read must then see the connection closed.
+				peerDone := make(chan struct{})
+				go func() {
+					defer close(peerDone)
+					peer.SetDeadline(time.Now().Add(30 * time.Second))
+					if peer.Handshake() == nil {
+						peer.Read(make([]byte, 1))
+					}
+				}()
+				err := k.Handshake()
+				var werr error
+				if err != nil {
+					_, werr = k.Write([]byte("x"))
+				}
+				// crypto/tls finished its handshake before the handoff
+				// refused, so the state names the suite it chose (TLS
+				// 1.3's is not configurable).
+				st := k.ConnectionState()
+				k.Close()
+				<-peerDone
+				peer.Close()
+				txWhy, _ := platformProbe(t, st.Version, st.CipherSuite)
+				wantStrictError(t, err, txWhy)
+				if werr == nil {
+					t.Error("Write after a strict handshake failure succeeded")
+				}
+			}))
+		}
+		t.Run(sc.String()+"/Dial", func(t *testing.T) {
+			t.Setenv("KTLS_BACKEND", "kernel")
+			t.Setenv("KTLS_STRICT", "1")
+			ccfg, scfg := configs(t, sc.version, sc.suite)
+			l, err := tls.Listen("tcp", "127.0.0.1:0", scfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			served := make(chan tls.ConnectionState, 1)
+			go func() {
+				var st tls.ConnectionState
+				defer func() { served <- st }()
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				tc := c.(*tls.Conn)
+				tc.SetDeadline(time.Now().Add(30 * time.Second))
+				if tc.Handshake() == nil {
+					st = tc.ConnectionState()
+					tc.Read(make([]byte, 1))
+				}
+			}()
+			c, err := ktls.Dial("tcp", l.Addr().String(), ccfg)
+			if c != nil {
+				t.Errorf("Dial returned a connection with error %v", err)
+				c.Close()
+			}
+			st := <-served
+			txWhy, _ := platformProbe(t, st.Version, st.CipherSuite)
+			wantStrictError(t, err, txWhy)
+		})
+	}
+}
+
+// wantReason checks that a Backend().Reason contains each of wants.
+func wantReason(t *testing.T, reason string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(reason, want) {
+			t.Errorf("Backend().Reason = %q; want it to contain %q", reason, want)
+		}
+	}
+}
+
+// platformProbe returns what the kernel engine says for each direction, as
+// Backend().Reason and StrictError.Reason give it, checked to say why it
+// cannot serve; where kTLS serves, the test skips.
+func platformProbe(t *testing.T, version, suite uint16) (txWhy, rxWhy string) {
+	t.Helper()
+	txErr, rxErr := kernel.Probe(true, version, suite), kernel.Probe(false, version, suite)
+	if runtime.GOOS == "linux" && (txErr == nil || rxErr == nil) {
+		t.Skipf("kTLS serves %s %s here (tx: %v, rx: %v); the kernel tests cover it",
+			tls.VersionName(version), tls.CipherSuiteName(suite), txErr, rxErr)
+	}
+	for _, err := range []error{txErr, rxErr} {
+		if !errors.Is(err, backend.ErrNotSupported) {
+			t.Fatalf("kernel.Probe = %v; want an error wrapping backend.ErrNotSupported", err)
+		}
+	}
+	txWhy, rxWhy = kernelWhy(txErr), kernelWhy(rxErr)
+	if runtime.GOOS != "linux" {
+		// backend/kernel's stub names the platform, and so must the
+		// reason a connection gives.
+		want := "kTLS needs Linux; this is " + runtime.GOOS + "/" + runtime.GOARCH
+		for _, why := range []string{txWhy, rxWhy} {
+			if why != want {
+				t.Fatalf("the kernel engine's reason = %q; want %q", why, want)
+			}
+		}
+	}
+	return txWhy, rxWhy
+}
+
+// kernelWhy is the kernel engine's refusal as a connection's reason gives
+// it: without the engine's name in front and the ErrNotSupported sentinel at
+// the end (conn.whyNot).
+func kernelWhy(err error) string {
+	return strings.TrimSuffix(strings.TrimPrefix(err.Error(), "kernel: "), ": "+backend.ErrNotSupported.Error())
+}
+
+// wantStrictError checks that err is the documented *ktls.StrictError for
+// the kernel forced on TX (the first direction selected), with the kernel
+// engine's reason.
+func wantStrictError(t *testing.T, err error, txWhy string) {
+	t.Helper()
+	var se *ktls.StrictError
+	if !errors.As(err, &se) {
+		t.Fatalf("handshake error = %v (%T); want a *ktls.StrictError", err, err)
+	}
+	if se.Forced != "kernel" || se.Direction.String() != "tx" || se.Reason != txWhy {
+		t.Errorf("StrictError = %+v; want tx forced to kernel with reason %q", *se, txWhy)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "KTLS_STRICT") || !strings.Contains(msg, txWhy) {
+		t.Errorf("handshake error %q does not name KTLS_STRICT and the reason", msg)
+	}
+}
