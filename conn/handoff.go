@@ -59,18 +59,27 @@ func (c *Conn) renegotiates() bool {
 }
 
 func (c *Conn) facts(d selector.Direction, st tls.ConnectionState, unknown string) selector.Facts {
+	return c.opts.Facts(d, st.Version, st.CipherSuite, unknown)
+}
+
+// Facts are what the selector decides direction d of a connection with
+// version and suite from: the engines' Check answers (cached probes), the
+// CPU, and unknown, the reason keys or sequence numbers are not known ("":
+// they are). The root package's Candidates uses it too, so that what it
+// reports is what a connection's handoff decides.
+func (o Options) Facts(d selector.Direction, version, suite uint16, unknown string) selector.Facts {
 	f := selector.Facts{
 		Direction:   d,
-		Version:     st.Version,
-		CipherSuite: st.CipherSuite,
+		Version:     version,
+		CipherSuite: suite,
 		KeysKnown:   unknown == "",
 		Unknown:     unknown,
-		AESHardware: c.opts.AESHardware,
+		AESHardware: o.AESHardware,
 	}
-	for _, b := range c.opts.Backends {
+	for _, b := range o.Backends {
 		e := selector.Engine{Name: b.Name(), OK: true}
 		if ch, ok := b.(backend.Checker); ok {
-			if err := ch.Check(d == selector.TX, st.Version, st.CipherSuite); err != nil {
+			if err := ch.Check(d == selector.TX, version, suite); err != nil {
 				e.OK, e.Why = false, whyNot(b.Name(), err)
 			}
 		}

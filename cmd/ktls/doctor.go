@@ -1,0 +1,336 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+
+	"golang.org/x/sys/cpu"
+
+	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/backend/kernel"
+	"github.com/ktls-go/ktls/selector"
+)
+
+// suiteCase is one version and suite the doctor asks about.
+type suiteCase struct {
+	version, suite uint16
+	cipher         string
+}
+
+// aeadSuites are the suites every engine but stdlib serves: one per kernel
+// cipher and version (the ECDSA twins of the TLS 1.2 ones use the same
+// kernel cipher and get the same answers).
+var aeadSuites = []suiteCase{
+	{tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256, "AES-128-GCM"},
+	{tls.VersionTLS13, tls.TLS_AES_256_GCM_SHA384, "AES-256-GCM"},
+	{tls.VersionTLS13, tls.TLS_CHACHA20_POLY1305_SHA256, "ChaCha20-Poly1305"},
+	{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, "AES-128-GCM"},
+	{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, "AES-256-GCM"},
+	{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, "ChaCha20-Poly1305"},
+}
+
+// cbcSuite shows, in the choice table, where a suite without AEAD goes.
+var cbcSuite = suiteCase{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, "AES-128-CBC"}
+
+// collect runs every probe and fills the report. A section whose probe
+// fails, or even panics, says so in its Error; the others go on.
+func collect() Report {
+	r := Report{Schema: Schema}
+	guard(&r.Host.Error, func() { r.Host = hostReport() })
+	// kTLS before AF_ALG and the drivers: the probes load the tls module
+	// and instantiate the kernel's AEAD templates where the kernel can,
+	// and the driver list is read last, to see them.
+	guard(&r.KTLS.Error, func() { r.KTLS = ktlsReport() })
+	guard(&r.AFALG.Error, func() { r.AFALG = afalgReport() })
+	guard(&r.NIC.Error, func() { r.NIC = nicReport() })
+	var cpuErr string
+	guard(&cpuErr, func() { r.CPU = cpuReport() })
+	if cpuErr != "" {
+		r.CPU.Note = cpuErr
+	}
+	guard(&r.Policy.Error, func() { r.Policy = policyReport(os.Getenv) })
+	var autoErr string
+	guard(&autoErr, func() { r.Auto = withoutEnv(choices) })
+	if autoErr != "" {
+		r.Auto = append(r.Auto, Choice{Error: autoErr})
+	}
+	if r.Policy.Backend != "" || r.Policy.Strict != "" {
+		var effErr string
+		guard(&effErr, func() { r.Effective = choices() })
+		if effErr != "" {
+			r.Effective = append(r.Effective, Choice{Error: effErr})
+		}
+	}
+	return r
+}
+
+// guard runs f and turns a panic into *errField: the doctor's one promise is
+// to tell what it found, and a bug in one probe must not hide the others.
+func guard(errField *string, f func()) {
+	defer func() {
+		if p := recover(); p != nil {
+			*errField = fmt.Sprintf("internal error (please report): %v", p)
+		}
+	}()
+	f()
+}
+
+func hostReport() HostReport {
+	h := HostReport{OS: runtime.GOOS, Arch: runtime.GOARCH, Go: runtime.Version()}
+	var err error
+	h.Kernel, h.Machine, err = uname()
+	if err != nil {
+		h.Error = err.Error()
+	}
+	return h
+}
+
+// probeStatus turns an engine probe's three outcomes into a Status: nil,
+// an error wrapping backend.ErrNotSupported (conclusive), or another
+// (inconclusive). The engine's name in front and the sentinel at the end
+// say nothing the report does not say already.
+func probeStatus(err error) Status {
+	if err == nil {
+		return Status{State: stateAvailable}
+	}
+	msg := strings.TrimPrefix(err.Error(), backend.Kernel+": ")
+	msg = strings.TrimSuffix(msg, ": "+backend.ErrNotSupported.Error())
+	if errors.Is(err, backend.ErrNotSupported) {
+		return Status{State: stateUnavailable, Reason: msg}
+	}
+	return Status{State: stateError, Reason: msg}
+}
+
+func ktlsReport() KTLSReport {
+	var k KTLSReport
+	k.ULP = probeULP()
+	for _, s := range aeadSuites {
+		k.Suites = append(k.Suites, KTLSSuite{
+			Version: tls.VersionName(s.version),
+			Cipher:  s.cipher,
+			Suite:   tls.CipherSuiteName(s.suite),
+			SuiteID: s.suite,
+			TX:      probeStatus(kernel.Probe(true, s.version, s.suite)),
+			RX:      probeStatus(kernel.Probe(false, s.version, s.suite)),
+		})
+	}
+	k.Rekey = probeStatus(kernel.ProbeRekey())
+	if k.Rekey.State == stateAvailable {
+		k.Rekey.Reason = "the kernel takes new TLS 1.3 keys (KeyUpdate)"
+	}
+	k.AvailableULP = availableULP()
+	return k
+}
+
+func afalgReport() AFALGReport {
+	a := AFALGReport{
+		Engine: "not built yet (planned, issue 5): ktls has no afalg engine, so KTLS_BACKEND=afalg falls back " +
+			"(or fails under KTLS_STRICT=1); auto would take it only where a hardware engine serves, kTLS is missing " +
+			"and the CPU has no AES instructions",
+	}
+	a.Socket = afalgSocket()
+	a.Restrict, a.RestrictMeaning = afalgRestriction()
+	for _, n := range aeadNames {
+		ar := AEADReport{Name: n.name, Serves: n.serves, Bind: Status{State: stateNotChecked, Reason: "no AF_ALG socket"}}
+		if a.Socket.State == stateAvailable {
+			ar.Bind = afalgBind(n.name)
+		}
+		a.AEADs = append(a.AEADs, ar)
+	}
+	algs, source, note, err := cryptoAlgs()
+	a.DriverSource, a.DriverSourceNote = source, note
+	if err != nil {
+		a.Error = "reading the drivers: " + err.Error()
+	}
+	for k := range a.AEADs {
+		impls := implementations(algs, a.AEADs[k].Name)
+		for i, impl := range impls {
+			d := driverOf(impl)
+			if i == 0 {
+				a.AEADs[k].Driver = &d
+			} else {
+				a.AEADs[k].Others = append(a.AEADs[k].Others, d)
+			}
+		}
+	}
+	return a
+}
+
+func nicReport() NICReport {
+	n := NICReport{
+		Source: nicSource,
+		Engine: "not built yet (planned, issue 5): ktls has no nic engine; mainline kernels offload TLS 1.2 " +
+			"AES-GCM only, and only a socket-level check proves a connection was offloaded",
+	}
+	ifs, err := nicInterfaces()
+	n.Interfaces = ifs
+	if err != nil {
+		n.Error = err.Error()
+	}
+	if st := tlsStat(); st != nil {
+		n.TLSStat = make(map[string]int64)
+		for k, v := range st {
+			if strings.Contains(k, "Device") {
+				n.TLSStat[k] = v
+			}
+		}
+	}
+	return n
+}
+
+func cpuReport() CPUReport {
+	c := CPUReport{Arch: runtime.GOARCH, AESHardware: cpu.X86.HasAES || cpu.ARM64.HasAES}
+	add := func(name string, present bool) {
+		c.Features = append(c.Features, CPUFeature{Name: name, Present: present})
+	}
+	switch runtime.GOARCH {
+	case "amd64", "386":
+		add("AES-NI", cpu.X86.HasAES)
+		add("PCLMULQDQ", cpu.X86.HasPCLMULQDQ)
+		add("AVX", cpu.X86.HasAVX)
+		add("AVX2", cpu.X86.HasAVX2)
+		add("AVX-512F", cpu.X86.HasAVX512F)
+		add("VAES (AVX-512)", cpu.X86.HasAVX512VAES)
+		add("VPCLMULQDQ (AVX-512)", cpu.X86.HasAVX512VPCLMULQDQ)
+		// x/sys/cpu reports VAES and VPCLMULQDQ only with AVX-512; the
+		// kernel's flags have the bare bits (the VAES-AVX2 CPUs).
+		if flags := cpuinfoFlags(); flags != nil {
+			for _, f := range []struct{ flag, name string }{{"vaes", "VAES"}, {"vpclmulqdq", "VPCLMULQDQ"}} {
+				c.Features = append(c.Features, CPUFeature{Name: f.name, Present: flags[f.flag], Source: "/proc/cpuinfo"})
+			}
+		}
+	case "arm64":
+		add("AES", cpu.ARM64.HasAES)
+		add("PMULL", cpu.ARM64.HasPMULL)
+		add("SHA2", cpu.ARM64.HasSHA2)
+	case "s390x":
+		add("AES (KM)", cpu.S390X.HasAES)
+		add("AES-GCM (KMA)", cpu.S390X.HasAESGCM)
+		add("GHASH (KIMD)", cpu.S390X.HasGHASH)
+		c.Note = "ktls's selector counts x86 AES-NI and ARMv8 AES as AES instructions, not CPACF"
+	default:
+		c.Note = "golang.org/x/sys/cpu reports no AES instructions for " + runtime.GOARCH + "; ktls counts none"
+	}
+	return c
+}
+
+// cpuinfoFlags returns the first "flags" line of /proc/cpuinfo as a set;
+// nil where there is none.
+func cpuinfoFlags() map[string]bool {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return nil
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		key, value, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(key) != "flags" {
+			continue
+		}
+		set := make(map[string]bool)
+		for _, f := range strings.Fields(value) {
+			set[f] = true
+		}
+		return set
+	}
+	return nil
+}
+
+// policyReport is what KTLS_BACKEND and KTLS_STRICT make of a program
+// without options, by the selector's own Resolve.
+func policyReport(getenv func(string) string) PolicyReport {
+	p := PolicyReport{
+		Backend: strings.TrimSpace(getenv(selector.EnvBackend)),
+		Strict:  strings.TrimSpace(getenv(selector.EnvStrict)),
+	}
+	pol, err := selector.Resolve(selector.Spec{}, false, getenv)
+	if err != nil {
+		p.Error = err.Error()
+		p.Meaning = "every Dial and Listen fails with this error until the variable is fixed or unset"
+		return p
+	}
+	p.Spec, p.StrictMode, p.Source = pol.Spec.String(), pol.Strict, pol.Source
+	var parts []string
+	for _, d := range []selector.Direction{selector.TX, selector.RX} {
+		if name := pol.Spec.For(d); name == selector.Auto {
+			parts = append(parts, d.String()+": automatic")
+		} else {
+			parts = append(parts, d.String()+": forced to "+name)
+		}
+	}
+	p.Meaning = strings.Join(parts, ", ")
+	if pol.Spec == (selector.Spec{}) {
+		p.Meaning = "automatic for both directions: the best engine each direction can get"
+	} else {
+		if pol.Strict {
+			p.Meaning += "; a forced engine that cannot serve fails the handshake with *ktls.StrictError (KTLS_STRICT)"
+		} else {
+			p.Meaning += "; a forced engine that cannot serve falls back to the next, with the reason in Backend().Reason"
+		}
+		p.Meaning += "; the environment wins over the program's ktls.WithBackend"
+	}
+	if pol.Spec == (selector.Spec{}) && pol.Strict {
+		p.Meaning += "; KTLS_STRICT applies to engines a program forces with ktls.WithBackend"
+	}
+	return p
+}
+
+// withoutEnv runs f with KTLS_BACKEND and KTLS_STRICT unset, and sets them
+// back. ktls reads them from the environment (and they win over any
+// option), so the automatic choice under a forcing environment can only be
+// shown so. The doctor is a process of its own, and nothing else runs in
+// it meanwhile.
+func withoutEnv[T any](f func() T) T {
+	type saved struct {
+		name, value string
+		set         bool
+	}
+	var env []saved
+	for _, name := range []string{selector.EnvBackend, selector.EnvStrict} {
+		v, ok := os.LookupEnv(name)
+		env = append(env, saved{name, v, ok})
+		if ok {
+			os.Unsetenv(name)
+		}
+	}
+	defer func() {
+		for _, e := range env {
+			if e.set {
+				os.Setenv(e.name, e.value)
+			}
+		}
+	}()
+	return f()
+}
+
+// choices asks ktls.Candidates for every suite and direction.
+func choices() []Choice {
+	var out []Choice
+	for _, s := range append(aeadSuites[:len(aeadSuites):len(aeadSuites)], cbcSuite) {
+		for _, d := range []selector.Direction{selector.TX, selector.RX} {
+			c := Choice{
+				Version:   tls.VersionName(s.version),
+				Cipher:    s.cipher,
+				Suite:     tls.CipherSuiteName(s.suite),
+				SuiteID:   s.suite,
+				Direction: d.String(),
+			}
+			cands, err := ktls.Candidates(s.version, s.suite, d)
+			if err != nil {
+				c.Error = err.Error()
+			}
+			for _, cand := range cands {
+				c.Candidates = append(c.Candidates, Candidate{Engine: cand.Name, Reason: cand.Reason})
+			}
+			if len(c.Candidates) > 0 {
+				c.Engine = c.Candidates[0].Engine
+			}
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -1,0 +1,87 @@
+// Command ktls tells an operator what ktls can do on this host.
+//
+//	ktls doctor          # readable text
+//	ktls doctor -json    # the same as JSON (the schema is the Report type)
+//
+// doctor reports, each from a real attempt where one is possible: the kernel
+// release; whether the kernel's TLS module (kTLS) takes each TLS version,
+// cipher suite and direction, and new keys (KeyUpdate), by the kernel
+// engine's own probes; whether AF_ALG gives out the AEADs and which driver
+// serves each (a CPU implementation or a hardware engine, and what said so);
+// kTLS offload features of each network interface, over ethtool netlink; the
+// CPU's AES instructions; what KTLS_BACKEND and KTLS_STRICT make of a
+// program's choice; and which engine each direction of a connection would
+// get, with the reasons, by the selector ktls itself uses. A probe that
+// fails says why in its section; the others go on. The exit status is 0
+// unless the command line is wrong (2) or the report cannot be written (1).
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: ktls doctor [-json]
+
+doctor  describe what ktls can do on this host: kTLS, AF_ALG, NIC offload,
+        CPU, KTLS_BACKEND/KTLS_STRICT, and the engine each direction gets
+`
+
+// run is the command, for the tests: it returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "doctor":
+		return doctor(args[1:], stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "ktls: unknown command %q\n%s", args[0], usage)
+	return 2
+}
+
+func doctor(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ktls doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "write the report as JSON")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage+"\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "ktls doctor: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	r := collect()
+	var err error
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(r)
+	} else {
+		err = writeText(stdout, r)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "ktls doctor: writing the report: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,76 @@
+package ktls_test
+
+import (
+	"crypto/tls"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/selector"
+)
+
+// TestCandidatesMatchConnection checks that Candidates says what a real
+// connection gets: for each suite, a ktls server over loopback TCP against a
+// stock client reports, per direction, the first candidate and its reason.
+// (The server: a TLS 1.3 client installs RX later, with more to say.)
+func TestCandidatesMatchConnection(t *testing.T) {
+	for _, sc := range interopSuites {
+		t.Run(sc.String(), func(t *testing.T) {
+			ccfg, scfg := configs(t, sc.version, sc.suite)
+			k, s := pairWithStock(t, false, ccfg, scfg)
+			st := k.ConnectionState()
+			b := k.Backend()
+			for _, d := range []struct {
+				dir  selector.Direction
+				name string
+			}{{selector.TX, b.TX}, {selector.RX, b.RX}} {
+				cands, err := ktls.Candidates(st.Version, st.CipherSuite, d.dir)
+				if err != nil {
+					t.Fatalf("Candidates(%s): %v", d.dir, err)
+				}
+				if cands[0].Name != d.name {
+					t.Errorf("Candidates(%s)[0] = %s, the connection got %s (%s)", d.dir, cands[0], d.name, b.Reason)
+				}
+				if want := d.dir.String() + ": " + cands[0].String(); !strings.Contains(b.Reason, want) {
+					t.Errorf("Backend().Reason = %q, want it to contain %q", b.Reason, want)
+				}
+			}
+			closeBoth(t, k, s)
+		})
+	}
+}
+
+// TestCandidatesPolicy checks that Candidates applies the environment and
+// the options as Dial does: a malformed KTLS_BACKEND is the error Dial
+// returns, and an engine that is not wired in, forced under KTLS_STRICT,
+// is a *StrictError.
+func TestCandidatesPolicy(t *testing.T) {
+	const v, s = tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256
+
+	t.Setenv("KTLS_BACKEND", "kernal")
+	_, err := ktls.Candidates(v, s, selector.TX)
+	_, dialErr := ktls.Dial("tcp", "127.0.0.1:1", nil)
+	if err == nil || dialErr == nil || err.Error() != dialErr.Error() {
+		t.Errorf("KTLS_BACKEND=kernal: Candidates error %v, Dial error %v; want the same error", err, dialErr)
+	}
+
+	t.Setenv("KTLS_BACKEND", "afalg")
+	t.Setenv("KTLS_STRICT", "1")
+	_, err = ktls.Candidates(v, s, selector.TX)
+	var se *ktls.StrictError
+	if !errors.As(err, &se) || se.Forced != "afalg" {
+		t.Errorf("KTLS_BACKEND=afalg KTLS_STRICT=1: Candidates error %v, want a *StrictError for afalg", err)
+	}
+
+	t.Setenv("KTLS_BACKEND", "")
+	t.Setenv("KTLS_STRICT", "")
+	cands, err := ktls.Candidates(v, s, selector.RX, ktls.WithBackend("stdlib"))
+	if err != nil || len(cands) != 1 || cands[0].Name != "stdlib" {
+		t.Errorf("WithBackend(stdlib): Candidates = %v, %v; want [stdlib (forced)]", cands, err)
+	}
+	cands, err = ktls.Candidates(v, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, selector.TX)
+	if err != nil || cands[0].Name != "stdlib" {
+		t.Errorf("a CBC suite: Candidates = %v, %v; want stdlib", cands, err)
+	}
+}
