@@ -23,6 +23,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 
 	"golang.org/x/sys/cpu"
@@ -105,7 +106,7 @@ func connOptions(opts []Option) conn.Options {
 		kernel.New(kernel.Options{RXExpectNoPad: o.noPad}),
 		userspace.New(),
 	}
-	out.AESHardware = cpu.X86.HasAES || cpu.ARM64.HasAES
+	out.AESHardware = aesGCMHardware()
 	return out
 }
 
@@ -248,4 +249,24 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		return nil, err
 	}
 	return c, nil
+}
+
+// aesGCMHardware says whether Go's AES-GCM runs on instructions made for it
+// here, the condition crypto/tls itself uses to prefer AES-GCM over
+// ChaCha20-Poly1305 (crypto/tls/cipher_suites.go, hasAESGCMHardwareSupport):
+// AES-NI with PCLMULQDQ on amd64, AES with PMULL on arm64, CPACF's AES, CTR
+// and GHASH on s390x, and always on ppc64/ppc64le. 386 reports AES-NI but Go
+// has no assembly for it there.
+func aesGCMHardware() bool {
+	switch runtime.GOARCH {
+	case "amd64":
+		return cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ
+	case "arm64":
+		return cpu.ARM64.HasAES && cpu.ARM64.HasPMULL
+	case "s390x":
+		return cpu.S390X.HasAES && cpu.S390X.HasAESCTR && cpu.S390X.HasGHASH
+	case "ppc64", "ppc64le":
+		return true
+	}
+	return false
 }

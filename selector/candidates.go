@@ -37,7 +37,8 @@ type Facts struct {
 	// entry for it says. A name listed twice is OK only if every entry says
 	// so. Names that are not engines are ignored.
 	Engines []Engine
-	// AESHardware says the CPU has AES instructions (AES-NI, ARMv8 AES).
+	// AESHardware says Go's AES-GCM runs on instructions made for it (AES-NI
+	// with PCLMULQDQ, ARMv8 AES with PMULL, s390x CPACF), as crypto/tls decides.
 	AESHardware bool
 }
 
