@@ -104,9 +104,37 @@ func hostArchiveURI() (string, error) {
 }
 
 // apt runs apt-get and apt-cache against the private configuration under
-// dir.
+// dir, for one architecture: the lists it reads and the packages it
+// downloads are that architecture's, whatever the host's is (vm-recipe.md,
+// "arm64 too").
 type apt struct {
-	dir string
+	dir  string
+	arch *guestArch
+	// extra are suites listed besides debianSuites: the host's own release,
+	// from which a foreign architecture's peers come (peers.go).
+	extra []string
+}
+
+// newApt returns the private apt configuration of an architecture under the
+// cache: apt/ for amd64 (where it was before there were other
+// architectures), apt-<arch>/ for the others.
+func newApt(cacheDir string, ga *guestArch, extra ...string) apt {
+	dir := "apt"
+	if ga != archAMD64 {
+		dir = "apt-" + ga.name
+	}
+	return apt{dir: filepath.Join(cacheDir, dir), arch: ga, extra: extra}
+}
+
+// suites returns the suites of the private sources.
+func (a apt) suites() []string {
+	s := slices.Clone(debianSuites)
+	for _, e := range a.extra {
+		if !slices.Contains(s, e) {
+			s = append(s, e)
+		}
+	}
+	return s
 }
 
 func (a apt) sourcesDir() string { return filepath.Join(a.dir, "sources.list.d") }
@@ -127,6 +155,10 @@ func (a apt) opts() []string {
 		// The private directories belong to root; apt's _apt sandbox user
 		// could not write them.
 		"-o", "APT::Sandbox::User=root",
+		// The lists and packages of the guests' architecture only: this is
+		// how the arm64 kernels and peers come to an amd64 host.
+		"-o", "APT::Architecture=" + a.arch.name,
+		"-o", "APT::Architectures=" + a.arch.name,
 	}
 }
 
@@ -144,7 +176,7 @@ func (a apt) setup(uri string, force bool) error {
 		return fmt.Errorf("vmtest: Debian's archive keyring is missing (apt-get install debian-archive-keyring): %w", err)
 	}
 	sources := fmt.Sprintf("# Written by internal/vmtest: Debian kernels for the test VMs.\nTypes: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: %s\n",
-		uri, strings.Join(debianSuites, " "), debianKeyring)
+		uri, strings.Join(a.suites(), " "), debianKeyring)
 	sourcesFile := filepath.Join(a.sourcesDir(), "vmtest.sources")
 	if old, err := os.ReadFile(sourcesFile); err != nil || string(old) != sources {
 		if err := os.WriteFile(sourcesFile, []byte(sources), 0o644); err != nil {
@@ -156,7 +188,7 @@ func (a apt) setup(uri string, force bool) error {
 	if err == nil && !force && time.Since(st.ModTime()) < listsMaxAge {
 		return nil
 	}
-	logf("refreshing the private package lists (%s: %s)", uri, strings.Join(debianSuites, ", "))
+	logf("refreshing the private package lists (%s: %s, %s)", uri, strings.Join(a.suites(), ", "), a.arch.name)
 	args := append(a.opts(), "-q", "update")
 	if err := run("", nil, "apt-get", args...); err != nil {
 		if st != nil {

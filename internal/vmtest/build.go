@@ -5,6 +5,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -76,22 +77,31 @@ func listTestPackages(root string, patterns []string) ([]testPkg, error) {
 
 // goEnv is the environment of every build for the guests: static binaries
 // for the guests' architecture.
-var goEnv = []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64"}
+func goEnv(ga *guestArch) []string {
+	return []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=" + ga.name}
+}
 
-// buildAll builds the guest program and the test binaries into outDir.
-func buildAll(root, outDir string, pkgs []testPkg) (guest string, _ []testPkg, _ error) {
+// buildAll builds the guest program and the test binaries for the
+// architecture into outDir. It returns the packages with their binaries'
+// paths; pkgs is left as it was, for the next architecture.
+func buildAll(root, outDir string, pkgs []testPkg, ga *guestArch) (guest string, _ []testPkg, _ error) {
 	start := time.Now()
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return "", nil, fmt.Errorf("vmtest: %w", err)
+	}
+	env := goEnv(ga)
 	guest = filepath.Join(outDir, "guest")
-	if err := run(root, goEnv, "go", "build", "-o", guest, "./internal/vmtest/guest"); err != nil {
+	if err := run(root, env, "go", "build", "-o", guest, "./internal/vmtest/guest"); err != nil {
 		return "", nil, err
 	}
+	pkgs = slices.Clone(pkgs)
 	for i := range pkgs {
 		p := &pkgs[i]
-		p.binary = filepath.Join(outDir, p.binary)
+		p.binary = filepath.Join(outDir, filepath.Base(p.binary))
 		// -vet=off: vet is the host's job (go vet ./...), not the VM's.
 		// -s -w: smaller binaries, a smaller initramfs; panics still show
 		// function names and lines, which come from pclntab.
-		if err := run(root, goEnv, "go", "test", "-c", "-vet=off", "-ldflags=-s -w", "-o", p.binary, p.importPath); err != nil {
+		if err := run(root, env, "go", "test", "-c", "-vet=off", "-ldflags=-s -w", "-o", p.binary, p.importPath); err != nil {
 			return "", nil, err
 		}
 		// A package whose tests are all excluded by build tags gives no
@@ -100,7 +110,7 @@ func buildAll(root, outDir string, pkgs []testPkg) (guest string, _ []testPkg, _
 			return "", nil, fmt.Errorf("vmtest: go test -c %s wrote no binary: %w", p.importPath, err)
 		}
 	}
-	logf("built the guest program and %d test binaries in %.1fs", len(pkgs), time.Since(start).Seconds())
+	logf("built the guest program and %d test binaries for %s in %.1fs", len(pkgs), ga.name, time.Since(start).Seconds())
 	return guest, pkgs, nil
 }
 

@@ -107,82 +107,93 @@ func (a *archive) addFile(p, src string) error {
 // keeps the host's symbolic links as links: every link met on the way
 // (/lib -> usr/lib on a merged-/usr system, libssl.so.3 -> libssl.so.3.0.x)
 // is added, and so is what it points to. A directory is copied whole.
-func (a *archive) addHostPath(p string) error { return a.addHostPathN(p, 0) }
+func (a *archive) addHostPath(p string) error {
+	_, err := a.addRootedPath("/", p, 0)
+	return err
+}
 
-func (a *archive) addHostPathN(p string, links int) error {
+// addRootedPath copies the path p of the tree under root (the host's "/",
+// or a foreign architecture's unpacked packages) to p in the archive, the
+// way addHostPath does: links are kept, and an absolute link target is read
+// under root, as it will be in the guest. It returns the path, under root,
+// of the file or directory that p finally names.
+func (a *archive) addRootedPath(root, p string, links int) (string, error) {
 	if links > maxLink {
-		return fmt.Errorf("vmtest: initramfs: too many symbolic links under %s", p)
+		return "", fmt.Errorf("vmtest: initramfs: too many symbolic links under %s", p)
 	}
 	parts := strings.Split(key(p), "/")
 	cur := ""
 	for i, part := range parts {
 		cur += "/" + part
-		fi, err := os.Lstat(cur)
+		src := filepath.Join(root, cur)
+		fi, err := os.Lstat(src)
 		if err != nil {
-			return fmt.Errorf("vmtest: initramfs: %w", err)
+			return "", fmt.Errorf("vmtest: initramfs: %w", err)
 		}
 		last := i == len(parts)-1
 		switch {
 		case fi.Mode()&os.ModeSymlink != 0:
-			target, err := os.Readlink(cur)
+			target, err := os.Readlink(src)
 			if err != nil {
-				return fmt.Errorf("vmtest: initramfs: %w", err)
+				return "", fmt.Errorf("vmtest: initramfs: %w", err)
 			}
 			if err := a.addSymlink(cur, target); err != nil {
-				return err
+				return "", err
 			}
 			if !filepath.IsAbs(target) {
 				target = filepath.Join(filepath.Dir(cur), target)
 			}
-			return a.addHostPathN(filepath.Join(append([]string{target}, parts[i+1:]...)...), links+1)
+			return a.addRootedPath(root, filepath.Join(append([]string{target}, parts[i+1:]...)...), links+1)
 		case fi.IsDir() && last:
-			return a.addHostTree(cur, links)
+			return cur, a.addRootedTree(root, cur, links)
 		case fi.IsDir():
 			if err := a.addDir(cur, uint32(fi.Mode().Perm())); err != nil {
-				return err
+				return "", err
 			}
 		case fi.Mode().IsRegular() && last:
-			if e, ok := a.entries[key(cur)]; ok && e.src == cur {
-				return nil
+			if e, ok := a.entries[key(cur)]; ok && e.src == src {
+				return cur, nil
 			}
-			return a.addFile(cur, cur)
+			return cur, a.addFile(cur, src)
 		default:
-			return fmt.Errorf("vmtest: initramfs: %s is neither a directory, a file nor a link", cur)
+			return "", fmt.Errorf("vmtest: initramfs: %s is neither a directory, a file nor a link", src)
 		}
 	}
-	return nil
+	return cur, nil
 }
 
-// addHostTree copies a host directory with everything under it.
-func (a *archive) addHostTree(dir string, links int) error {
-	fi, err := os.Stat(dir)
+// addRootedTree copies the directory dir of the tree under root with
+// everything under it.
+func (a *archive) addRootedTree(root, dir string, links int) error {
+	src := filepath.Join(root, dir)
+	fi, err := os.Stat(src)
 	if err != nil {
 		return fmt.Errorf("vmtest: initramfs: %w", err)
 	}
-	if a.trees[dir] {
+	if a.trees[src] {
 		return nil
 	}
-	a.trees[dir] = true
+	a.trees[src] = true
 	if err := a.addDir(dir, uint32(fi.Mode().Perm())); err != nil {
 		return err
 	}
-	ents, err := os.ReadDir(dir)
+	ents, err := os.ReadDir(src)
 	if err != nil {
 		return fmt.Errorf("vmtest: initramfs: %w", err)
 	}
 	for _, e := range ents {
-		p := filepath.Join(dir, e.Name())
+		p := path.Join(dir, e.Name())
 		switch {
 		case e.Type()&os.ModeSymlink != 0:
-			if err := a.addHostPathN(p, links); err != nil {
+			if _, err := a.addRootedPath(root, p, links); err != nil {
 				return err
 			}
 		case e.IsDir():
-			if err := a.addHostTree(p, links); err != nil {
+			if err := a.addRootedTree(root, p, links); err != nil {
 				return err
 			}
 		case e.Type().IsRegular():
-			if err := a.addFile(p, p); err != nil {
+			if err := a.addFile(p, filepath.Join(root, p)); err != nil {
 				return err
 			}
 		}
@@ -233,6 +244,128 @@ func (a *archive) addProgram(p string) error {
 		}
 	}
 	return nil
+}
+
+// addForeignProgram copies a program or shared library of the tree under
+// root (another architecture's unpacked packages) to the same path in the
+// archive, with the shared libraries it needs and the dynamic loader: those
+// its ELF file names (PT_INTERP, DT_NEEDED), looked up in the tree's library
+// directories, and theirs in turn. ldd cannot do it: it runs the program's
+// own loader, which is not the host's architecture's.
+func (a *archive) addForeignProgram(root, p string, ga *guestArch) error {
+	done := map[string]bool{}
+	var add func(p, neededBy string) error
+	add = func(p, neededBy string) error {
+		real, err := a.addRootedPath(root, p, 0)
+		if err != nil {
+			if neededBy != "" {
+				return fmt.Errorf("%w (needed by %s)", err, neededBy)
+			}
+			return err
+		}
+		if done[real] {
+			return nil
+		}
+		done[real] = true
+		interp, needed, err := elfDeps(filepath.Join(root, real), ga.elfMachine)
+		if err != nil {
+			return err
+		}
+		if interp != "" {
+			if err := add(interp, p); err != nil {
+				return err
+			}
+		}
+		for _, lib := range needed {
+			file, ok := findLibrary(root, lib, ga.libDirs())
+			if !ok {
+				return fmt.Errorf("vmtest: initramfs: %s needs %s, which is in none of %s under %s",
+					p, lib, strings.Join(ga.libDirs(), ", "), root)
+			}
+			if err := add(file, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return add(p, "")
+}
+
+// elfDeps returns what an ELF file needs in order to run or load: its
+// interpreter (the dynamic loader) and the sonames of its DT_NEEDED
+// entries. It checks that the file is for the machine m, so that a package
+// of the wrong architecture fails here rather than in the guest.
+func elfDeps(file string, m elf.Machine) (interp string, needed []string, _ error) {
+	f, err := elf.Open(file)
+	if err != nil {
+		return "", nil, fmt.Errorf("vmtest: %w", err)
+	}
+	defer f.Close()
+	if f.Machine != m {
+		return "", nil, fmt.Errorf("vmtest: %s is for %v, not %v", file, f.Machine, m)
+	}
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			b, err := io.ReadAll(prog.Open())
+			if err != nil {
+				return "", nil, fmt.Errorf("vmtest: %s: reading PT_INTERP: %w", file, err)
+			}
+			interp = string(bytes.TrimRight(b, "\x00"))
+		}
+	}
+	needed, err = f.ImportedLibraries()
+	if err != nil {
+		return "", nil, fmt.Errorf("vmtest: %s: %w", file, err)
+	}
+	return interp, needed, nil
+}
+
+// findLibrary looks a soname up in the library directories of the tree
+// under root, in order, as the dynamic loader does without an ld.so.cache;
+// links in the tree are followed within it. It returns the path under root.
+func findLibrary(root, soname string, dirs []string) (string, bool) {
+	for _, d := range dirs {
+		p := path.Join(d, soname)
+		if _, err := resolveIn(root, p); err == nil {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// resolveIn follows the symbolic links of the path p in the tree under
+// root, reading absolute link targets under root, and returns the path
+// under root of what p names.
+func resolveIn(root, p string) (string, error) {
+	for links := 0; links <= maxLink; links++ {
+		parts := strings.Split(key(p), "/")
+		cur := ""
+		relinked := false
+		for i, part := range parts {
+			cur += "/" + part
+			fi, err := os.Lstat(filepath.Join(root, cur))
+			if err != nil {
+				return "", err
+			}
+			if fi.Mode()&os.ModeSymlink == 0 {
+				continue
+			}
+			target, err := os.Readlink(filepath.Join(root, cur))
+			if err != nil {
+				return "", err
+			}
+			if !path.IsAbs(target) {
+				target = path.Join(path.Dir(cur), target)
+			}
+			p = path.Join(append([]string{target}, parts[i+1:]...)...)
+			relinked = true
+			break
+		}
+		if !relinked {
+			return cur, nil
+		}
+	}
+	return "", fmt.Errorf("vmtest: too many symbolic links under %s", p)
 }
 
 // isDynamic reports whether an ELF file needs the dynamic loader or shared

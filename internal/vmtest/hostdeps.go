@@ -18,15 +18,27 @@ type hostNeed struct {
 	files []string
 }
 
-var hostNeeds = []hostNeed{
-	{"qemu-system-x86", []string{"qemu-system-x86_64"}},
-	{"busybox-static", []string{"/bin/busybox"}},
-	{"kmod", []string{"depmod"}},
-	{"xz-utils", []string{"xz"}},
-	{"openssl", []string{"openssl"}},
-	{"gnutls-bin", []string{"gnutls-cli", "gnutls-serv"}},
-	{"curl", []string{"curl"}},
-	// apt-get, apt-cache, dpkg-deb and ldd are part of every Debian system.
+// hostNeeds returns what the harness needs on the host to run guests of the
+// architectures: each one's qemu; busybox for the host's own architecture
+// (the others' comes from their Debian package, peers.go); and the peers,
+// which the host's architecture copies and the others take the packages of.
+func hostNeeds(arches []*guestArch) []hostNeed {
+	var needs []hostNeed
+	for _, ga := range arches {
+		needs = append(needs, hostNeed{ga.qemuPkg, []string{ga.qemu}})
+		if ga.native() {
+			needs = append(needs, hostNeed{"busybox-static", []string{"/bin/busybox"}})
+		}
+	}
+	return append(needs,
+		hostNeed{"kmod", []string{"depmod"}},
+		hostNeed{"xz-utils", []string{"xz"}},
+		hostNeed{"openssl", []string{"openssl"}},
+		hostNeed{"gnutls-bin", []string{"gnutls-cli", "gnutls-serv"}},
+		hostNeed{"curl", []string{"curl"}},
+		// apt-get, apt-cache, dpkg-deb, dpkg-query and ldd are part of every
+		// Debian system.
+	)
 }
 
 // missingPackages returns the packages of needs whose files are not found.
@@ -59,8 +71,8 @@ func haveFile(f string) bool {
 // ensureHostPackages installs what the harness needs and the host lacks.
 // apt-get update runs first only when apt knows no candidate for one of them:
 // on a machine whose lists are current it would only cost time.
-func ensureHostPackages() error {
-	missing := missingPackages(hostNeeds, haveFile)
+func ensureHostPackages(needs []hostNeed) error {
+	missing := missingPackages(needs, haveFile)
 	if len(missing) == 0 {
 		return nil
 	}
@@ -81,7 +93,7 @@ func ensureHostPackages() error {
 	if err := run("", env, "apt-get", args...); err != nil {
 		return err
 	}
-	if still := missingPackages(hostNeeds, haveFile); len(still) > 0 {
+	if still := missingPackages(needs, haveFile); len(still) > 0 {
 		return fmt.Errorf("vmtest: still missing after apt-get install: %s", strings.Join(still, " "))
 	}
 	return nil

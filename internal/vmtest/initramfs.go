@@ -9,20 +9,17 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/ktls-go/ktls/internal/vmtest/plan"
 )
 
-// peers are the real TLS programs the interop tests run against inside the
-// guests, copied from the host with their libraries.
-var peers = []string{"openssl", "gnutls-cli", "gnutls-serv", "curl"}
-
 // commonArchive builds the part of the initramfs that is the same for every
-// kernel: busybox, the peers, the guest program, the test binaries and their
-// package directories, and a minimal /etc and /dev.
-func commonArchive(guest string, pkgs []testPkg) (*archive, error) {
+// kernel of an architecture: busybox, the peers, the guest program, the
+// test binaries and their package directories, and a minimal /etc and /dev.
+// busybox and the peers are the host's on the host's architecture, and
+// come from the tree root (fetchForeignRoot) on the others.
+func commonArchive(guest string, pkgs []testPkg, ga *guestArch, root string) (*archive, error) {
 	a := newArchive()
 	// Without /dev/console in the initramfs the kernel starts /init with no
 	// stdin, stdout or stderr ("Warning: unable to open an initial
@@ -51,11 +48,20 @@ func commonArchive(guest string, pkgs []testPkg) (*archive, error) {
 			return nil, err
 		}
 	}
-	if err := a.addProgram("/bin/busybox"); err != nil {
-		return nil, err
-	}
-	if err := addPeers(a); err != nil {
-		return nil, err
+	if ga.native() {
+		if err := a.addProgram("/bin/busybox"); err != nil {
+			return nil, err
+		}
+		if err := addPeers(a); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := a.addForeignProgram(root, "/bin/busybox", ga); err != nil {
+			return nil, err
+		}
+		if err := addForeignPeers(a, root, ga); err != nil {
+			return nil, err
+		}
 	}
 	if err := a.addFile("vmtest/guest", guest); err != nil {
 		return nil, err
@@ -71,12 +77,8 @@ func commonArchive(guest string, pkgs []testPkg) (*archive, error) {
 	return a, nil
 }
 
-// opensslDirRE reads a directory from `openssl version -d -m -e`, e.g.
-// `OPENSSLDIR: "/usr/lib/ssl"`.
-var opensslDirRE = regexp.MustCompile(`(?m)^(OPENSSLDIR|MODULESDIR|ENGINESDIR): "([^"]*)"`)
-
-// addPeers copies the peers with their libraries, and what they read at run
-// time: OpenSSL's configuration directory (openssl.cnf, and the CA
+// addPeers copies the host's peers with their libraries, and what they read
+// at run time: OpenSSL's configuration directory (openssl.cnf, and the CA
 // certificates through its certs link) and its provider and engine modules,
 // which it loads with dlopen and ldd cannot see.
 func addPeers(a *archive) error {
@@ -89,19 +91,19 @@ func addPeers(a *archive) error {
 			return err
 		}
 	}
-	out, err := output("", "openssl", "version", "-d", "-m", "-e")
+	dirs, err := opensslDirs()
 	if err != nil {
 		return err
 	}
-	for _, m := range opensslDirRE.FindAllStringSubmatch(out, -1) {
-		dir := m[2]
-		if _, err := os.Stat(dir); err != nil {
+	for _, kind := range []string{"OPENSSLDIR", "MODULESDIR", "ENGINESDIR"} {
+		dir := dirs[kind]
+		if _, err := os.Stat(dir); dir == "" || err != nil {
 			continue // an engines directory, say, that the build names but does not ship
 		}
 		if err := a.addHostPath(dir); err != nil {
 			return err
 		}
-		if m[1] == "OPENSSLDIR" {
+		if kind == "OPENSSLDIR" {
 			continue
 		}
 		sos, _ := filepath.Glob(filepath.Join(dir, "*.so"))
@@ -111,6 +113,65 @@ func addPeers(a *archive) error {
 			}
 		}
 	}
+	return addHostConfig(a)
+}
+
+// addForeignPeers copies the peers of another architecture from the tree
+// under root, with their libraries and OpenSSL's modules, which lie where
+// the host's do with the host's multiarch triplet replaced by ga's. The
+// configuration files are the host's: they are the same on every
+// architecture.
+func addForeignPeers(a *archive, root string, ga *guestArch) error {
+	for _, name := range peers {
+		p := ""
+		for _, d := range []string{"/usr/bin", "/bin"} {
+			if _, err := os.Stat(filepath.Join(root, d, name)); err == nil {
+				p = path.Join(d, name)
+				break
+			}
+		}
+		if p == "" {
+			return fmt.Errorf("vmtest: peer %s: not in /usr/bin or /bin under %s", name, root)
+		}
+		if err := a.addForeignProgram(root, p, ga); err != nil {
+			return err
+		}
+	}
+	dirs, err := opensslDirs()
+	if err != nil {
+		return err
+	}
+	host := nativeArch()
+	if host == nil {
+		return fmt.Errorf("vmtest: the host's architecture is none of %s", strings.Join(archNames(allArches), ", "))
+	}
+	if dir := dirs["OPENSSLDIR"]; dir != "" {
+		if _, err := os.Stat(dir); err == nil {
+			if err := a.addHostPath(dir); err != nil {
+				return err
+			}
+		}
+	}
+	for _, kind := range []string{"MODULESDIR", "ENGINESDIR"} {
+		dir := strings.ReplaceAll(dirs[kind], "/"+host.triplet+"/", "/"+ga.triplet+"/")
+		if _, err := os.Stat(filepath.Join(root, dir)); dir == "" || err != nil {
+			continue
+		}
+		if _, err := a.addRootedPath(root, dir, 0); err != nil {
+			return err
+		}
+		sos, _ := filepath.Glob(filepath.Join(root, dir, "*.so"))
+		for _, so := range sos {
+			if err := a.addForeignProgram(root, path.Join(dir, filepath.Base(so)), ga); err != nil {
+				return err
+			}
+		}
+	}
+	return addHostConfig(a)
+}
+
+// addHostConfig copies the peers' configuration that is not OpenSSL's.
+func addHostConfig(a *archive) error {
 	// GnuTLS reads a system-wide priority file when there is one.
 	if _, err := os.Stat("/etc/gnutls"); err == nil {
 		if err := a.addHostPath("/etc/gnutls"); err != nil {

@@ -11,22 +11,23 @@ import (
 	"strings"
 )
 
-// flavour is the Debian kernel flavour the VMs boot: the cloud kernels are
-// small, and have kTLS and AF_ALG as modules (vm-recipe.md).
-const flavour = "cloud-amd64"
-
-// kernelSearch matches the names of the packages that carry a cloud kernel,
-// in both of Debian's layouts: linux-image-<release>[-unsigned] (bookworm,
-// trixie) and, from 7.x, linux-binary[-unsigned]-<release> plus
+// kernelSearch returns the regular expression that matches the names of the
+// packages that carry a kernel of the flavour (guestArch.flavour), in both
+// of Debian's layouts: linux-image-<release>[-unsigned] (bookworm, trixie)
+// and, from 7.x, linux-binary[-unsigned]-<release> plus
 // linux-modules-<release>.
-var kernelSearch = `^linux-(image|binary|binary-unsigned|modules)-[0-9].*-` + flavour + `(-unsigned)?$`
+func kernelSearch(flavour string) string {
+	return `^linux-(image|binary|binary-unsigned|modules)-[0-9].*-` + regexp.QuoteMeta(flavour) + `(-unsigned)?$`
+}
 
 // release is one kernel release that the archive offers, with the packages
 // to download for it.
 type release struct {
 	name string // as uname -r will say, e.g. "6.1.0-50-cloud-amd64"
-	nums []int  // the numbers in name, for ordering: 6 1 0 50
-	pkgs []string
+	// flavour is the Debian kernel flavour, the end of name: "cloud-amd64".
+	flavour string
+	nums    []int // the numbers in name, for ordering: 6 1 0 50
+	pkgs    []string
 }
 
 // series returns "major.minor", e.g. "6.1".
@@ -49,8 +50,9 @@ var (
 // too), else the image and modules packages of the split layout, else a
 // signed image package. The kernel image is the same code either way; the
 // signature only matters to a Secure Boot loader, which qemu's -kernel is
-// not. Debug-symbol packages are ignored.
-func parseReleases(names []string) []release {
+// not. Debug-symbol packages are ignored, and so are the packages of other
+// flavours.
+func parseReleases(names []string, flavour string) []release {
 	type has struct{ imageUnsigned, image, binaryUnsigned, binary, modules bool }
 	found := map[string]*has{}
 	get := func(rel string) *has {
@@ -80,7 +82,7 @@ func parseReleases(names []string) []release {
 		if !strings.HasSuffix(name, "-"+flavour) || name == flavour || !strings.ContainsAny(name[:1], "0123456789") {
 			continue
 		}
-		r := release{name: name, nums: releaseNums(name)}
+		r := release{name: name, flavour: flavour, nums: releaseNums(name, flavour)}
 		switch {
 		case h.imageUnsigned:
 			r.pkgs = []string{"linux-image-" + name + "-unsigned"}
@@ -102,9 +104,9 @@ func parseReleases(names []string) []release {
 	return rels
 }
 
-// releaseNums returns the numbers in a release name, for ordering:
-// "6.1.0-50-cloud-amd64" gives 6 1 0 50.
-func releaseNums(name string) []int {
+// releaseNums returns the numbers in a release name of the flavour, for
+// ordering: "6.1.0-50-cloud-amd64" gives 6 1 0 50.
+func releaseNums(name, flavour string) []int {
 	var nums []int
 	for _, d := range digits.FindAllString(strings.TrimSuffix(name, "-"+flavour), -1) {
 		n, _ := strconv.Atoi(d)
@@ -115,9 +117,11 @@ func releaseNums(name string) []int {
 
 // kernelSelectors expands the -kernel flag: a comma list of "major.minor"
 // series, "major.minor.patch" versions, exact release names such as
-// "6.12.94+deb13-cloud-amd64" (to pin one, e.g. to tell a kernel's bug from
-// the project's), and "newest"; "all" is the matrix of DESIGN.md (6.1 LTS,
-// 6.12, the newest).
+// "6.12.94+deb13-cloud-amd64" or "6.1.0-50-cloud-arm64" (to pin one, e.g.
+// to tell a kernel's bug from the project's; it applies to its own
+// architecture only, see selectorsFor), and "newest"; "all" is the matrix of
+// DESIGN.md (6.1 LTS, 6.12, the newest). The same selectors apply to every
+// architecture that -arch chooses.
 func kernelSelectors(flag string) ([]string, error) {
 	var sels []string
 	for _, s := range strings.Split(flag, ",") {
@@ -125,13 +129,21 @@ func kernelSelectors(flag string) ([]string, error) {
 		switch {
 		case s == "all":
 			sels = append(sels, "6.1", "6.12", "newest")
-		case s == "newest" || seriesRE.MatchString(s) || versionRE.MatchString(s) || strings.HasSuffix(s, "-"+flavour):
+		case s == "newest" || seriesRE.MatchString(s) || versionRE.MatchString(s) || isRelease(s):
 			sels = append(sels, s)
 		default:
 			return nil, fmt.Errorf("vmtest: -kernel %q: want 6.1, 6.12, newest, all or another major.minor, comma separated", s)
 		}
 	}
 	return sels, nil
+}
+
+// isRelease reports whether s is the exact release name of a kernel of one
+// of the guests' flavours.
+func isRelease(s string) bool {
+	return slices.ContainsFunc(allArches, func(a *guestArch) bool {
+		return strings.HasSuffix(s, "-"+a.flavour) && strings.ContainsAny(s[:1], "0123456789")
+	})
 }
 
 // selectRelease picks, among rels (sorted oldest first), the newest release
@@ -145,12 +157,17 @@ func selectRelease(rels []release, sel string) (release, error) {
 			return r, nil
 		}
 	}
-	return release{}, fmt.Errorf("vmtest: the archive has no %s kernel %s", flavour, sel)
+	what := "kernel"
+	if len(rels) > 0 {
+		what = rels[0].flavour + " kernel"
+	}
+	return release{}, fmt.Errorf("vmtest: the archive has no %s %s", what, sel)
 }
 
 // kernel is a kernel ready to boot.
 type kernel struct {
-	name    string // "linux-6.1": the name in output lines
+	arch    *guestArch
+	name    string // "linux-6.1", "linux-arm64-6.1": the name in output lines
 	release string // uname -r
 	image   string // the bzImage
 	modDir  string // lib/modules/<release>, with modules.dep
@@ -160,6 +177,7 @@ type kernel struct {
 // packages under cacheDir/kernels/<release> the first time. A stamp file
 // written last marks a complete unpacking, so an interrupted run is redone.
 func fetchKernel(a apt, cacheDir string, rel release) (kernel, error) {
+	ga := a.arch
 	dir := filepath.Join(cacheDir, "kernels", rel.name)
 	stamp := filepath.Join(dir, ".vmtest-complete")
 	if _, err := os.Stat(stamp); err != nil {
@@ -171,7 +189,7 @@ func fetchKernel(a apt, cacheDir string, rel release) (kernel, error) {
 		}
 		pruneSeries(filepath.Join(cacheDir, "kernels"), rel)
 	}
-	k := kernel{name: "linux-" + rel.series(), release: rel.name}
+	k := kernel{arch: ga, name: ga.kernelName(rel.series()), release: rel.name}
 	// bookworm and trixie ship boot/vmlinuz-<release>; the split packages of
 	// 7.x ship usr/lib/modules/<release>/vmlinuz (vmlinuz.unsigned in the
 	// unsigned one).
@@ -232,13 +250,17 @@ func unpackKernel(a apt, cacheDir, dir string, rel release) error {
 	return fmt.Errorf("vmtest: %s: the packages have no lib/modules/%s", rel.name, rel.name)
 }
 
-// pruneSeries removes the unpacked older releases of rel's series: when the
-// archive moves to a new ABI, the old one is of no further use. Newer ones
-// stay: rel may be an older release pinned with -kernel.
+// pruneSeries removes the unpacked older releases of rel's series and
+// flavour: when the archive moves to a new ABI, the old one is of no further
+// use. Newer ones stay: rel may be an older release pinned with -kernel; and
+// so do the other architectures' kernels.
 func pruneSeries(kernelsDir string, rel release) {
 	entries, _ := os.ReadDir(kernelsDir)
 	for _, e := range entries {
-		other := release{name: e.Name(), nums: releaseNums(e.Name())}
+		if !strings.HasSuffix(e.Name(), "-"+rel.flavour) {
+			continue
+		}
+		other := release{name: e.Name(), nums: releaseNums(e.Name(), rel.flavour)}
 		if other.series() == rel.series() && slices.Compare(other.nums, rel.nums) < 0 {
 			logf("removing %s, superseded by %s", e.Name(), rel.name)
 			os.RemoveAll(filepath.Join(kernelsDir, e.Name()))
@@ -259,17 +281,17 @@ func sbin(name string) string {
 
 var errNoKernels = errors.New("vmtest: no kernel selected")
 
-// resolveKernels turns the selectors into releases, newest release of each
-// series, each once.
+// resolveKernels turns the selectors into releases of a's architecture,
+// newest release of each series, each once.
 func resolveKernels(a apt, sels []string) ([]release, error) {
 	if len(sels) == 0 {
 		return nil, errNoKernels
 	}
-	names, err := a.search(kernelSearch)
+	names, err := a.search(kernelSearch(a.arch.flavour))
 	if err != nil {
 		return nil, err
 	}
-	rels := parseReleases(names)
+	rels := parseReleases(names, a.arch.flavour)
 	var picked []release
 	for _, s := range sels {
 		r, err := selectRelease(rels, s)

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -37,7 +40,7 @@ linux-modules-cloud-amd64 - Linux modules for x86-64 cloud (meta-package)
 `
 
 func TestParseReleases(t *testing.T) {
-	rels := parseReleases(parseSearch(strings.NewReader(searchOutput)))
+	rels := parseReleases(parseSearch(strings.NewReader(searchOutput)), "cloud-amd64")
 	got := map[string][]string{}
 	var order []string
 	for _, r := range rels {
@@ -97,10 +100,10 @@ func TestKernelSelectors(t *testing.T) {
 	if err != nil || !slices.Equal(got, []string{"6.12", "newest"}) {
 		t.Errorf("6.12,newest = %v, %v", got, err)
 	}
-	if got, err := kernelSelectors("6.12.94,6.1.0-47-cloud-amd64"); err != nil || len(got) != 2 {
+	if got, err := kernelSelectors("6.12.94,6.1.0-47-cloud-amd64,6.1.0-50-cloud-arm64"); err != nil || len(got) != 3 {
 		t.Errorf("versions and releases: %v, %v", got, err)
 	}
-	for _, bad := range []string{"", "6", "latest", "6.1.0.1", "6.1.0-47"} {
+	for _, bad := range []string{"", "6", "latest", "6.1.0.1", "6.1.0-47", "6.1.0-47-arm64", "cloud-arm64"} {
 		if _, err := kernelSelectors(bad); err == nil {
 			t.Errorf("kernelSelectors(%q) accepted", bad)
 		}
@@ -142,5 +145,94 @@ Components: main contrib
 		if got != tc.want || ok != (tc.want != "") {
 			t.Errorf("%s: archiveURIFrom = %q, %v; want %q", tc.name, got, ok, tc.want)
 		}
+	}
+}
+
+// Part of `apt-cache search --names-only` over the same suites for arm64
+// (APT::Architecture=arm64): the generic and realtime flavours share the
+// names' shape and must not be taken for the cloud one.
+const searchOutputARM64 = `linux-image-6.1.0-50-arm64-unsigned - Linux 6.1 for 64-bit ARMv8 machines
+linux-image-6.1.0-50-cloud-arm64-unsigned - Linux 6.1 for arm64 cloud
+linux-image-6.1.0-50-rt-arm64-unsigned - Linux 6.1 for 64-bit ARMv8 machines, PREEMPT_RT
+linux-image-6.1.0-47-cloud-arm64-unsigned - Linux 6.1 for arm64 cloud
+linux-image-6.1.0-50-cloud-arm64 - Linux 6.1 for arm64 cloud (signed)
+linux-image-6.12.107+deb13-cloud-arm64-unsigned - Linux 6.12 for arm64 cloud
+linux-image-6.12.107+deb13-cloud-arm64 - Linux 6.12 for arm64 cloud (signed)
+linux-binary-unsigned-7.3.4+deb13-arm64 - Linux 7.3.4 for 64-bit ARMv8 machines (unsigned kernel image)
+linux-binary-unsigned-7.3.4+deb13-cloud-arm64 - Linux 7.3.4 for arm64 cloud (unsigned kernel image)
+linux-binary-unsigned-7.3.4+deb13-rt-arm64 - Linux 7.3.4 for 64-bit ARMv8 machines (unsigned kernel image)
+linux-modules-7.3.4+deb13-cloud-arm64 - Linux 7.3.4 for arm64 cloud (modules)
+linux-modules-7.3.4+deb13-rt-arm64 - Linux 7.3.4 for 64-bit ARMv8 machines (modules)
+linux-binary-7.3.4+deb13-cloud-arm64 - Linux 7.3.4 for arm64 cloud (kernel image)
+linux-image-7.3.4+deb13-cloud-arm64 - Linux 7.3.4 for arm64 cloud
+linux-image-7.3.4+deb13-rt-arm64 - Linux 7.3.4 for 64-bit ARMv8 machines, PREEMPT_RT
+linux-image-cloud-arm64 - Linux for arm64 cloud (meta-package)
+linux-image-6.1.0-50-cloud-amd64-unsigned - Linux 6.1 for x86-64 cloud
+`
+
+func TestParseReleasesARM64(t *testing.T) {
+	rels := parseReleases(parseSearch(strings.NewReader(searchOutputARM64)), archARM64.flavour)
+	var names []string
+	for _, r := range rels {
+		names = append(names, r.name)
+	}
+	wantNames := []string{"6.1.0-47-cloud-arm64", "6.1.0-50-cloud-arm64", "6.12.107+deb13-cloud-arm64", "7.3.4+deb13-cloud-arm64"}
+	if !slices.Equal(names, wantNames) {
+		t.Fatalf("releases %v, want %v", names, wantNames)
+	}
+	for sel, want := range map[string][]string{
+		"6.1":                  {"linux-image-6.1.0-50-cloud-arm64-unsigned"},
+		"6.12":                 {"linux-image-6.12.107+deb13-cloud-arm64-unsigned"},
+		"newest":               {"linux-binary-unsigned-7.3.4+deb13-cloud-arm64", "linux-modules-7.3.4+deb13-cloud-arm64"},
+		"6.1.0-47-cloud-arm64": {"linux-image-6.1.0-47-cloud-arm64-unsigned"},
+	} {
+		r, err := selectRelease(rels, sel)
+		if err != nil || !slices.Equal(r.pkgs, want) {
+			t.Errorf("selectRelease(%s) = %v, %v; want %v", sel, r.pkgs, err, want)
+		}
+		if r.flavour != "cloud-arm64" || r.nums[0] < 6 {
+			t.Errorf("selectRelease(%s): flavour %q, numbers %v", sel, r.flavour, r.nums)
+		}
+	}
+	if _, err := selectRelease(rels, "6.1.0-50-cloud-amd64"); err == nil || !strings.Contains(err.Error(), "cloud-arm64") {
+		t.Errorf("an amd64 release among the arm64 ones: err = %v", err)
+	}
+	if got := (release{name: "6.1.0-50-cloud-arm64", flavour: "cloud-arm64", nums: releaseNums("6.1.0-50-cloud-arm64", "cloud-arm64")}); !slices.Equal(got.nums, []int{6, 1, 0, 50}) || got.series() != "6.1" {
+		t.Errorf("release numbers %v, series %s", got.nums, got.series())
+	}
+}
+
+func TestKernelSearch(t *testing.T) {
+	re := regexp.MustCompile(kernelSearch(archARM64.flavour))
+	for name, want := range map[string]bool{
+		"linux-image-6.1.0-50-cloud-arm64-unsigned":     true,
+		"linux-binary-unsigned-7.3.4+deb13-cloud-arm64": true,
+		"linux-modules-7.3.4+deb13-cloud-arm64":         true,
+		"linux-image-6.1.0-50-cloud-amd64-unsigned":     false,
+		"linux-image-cloud-arm64":                       false,
+		"linux-image-6.1.0-50-cloud-arm64-unsigned-dbg": false,
+		"linux-headers-6.1.0-50-cloud-arm64":            false,
+	} {
+		if got := re.MatchString(name); got != want {
+			t.Errorf("%s: match %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestPruneSeries(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"6.1.0-47-cloud-amd64", "6.1.0-47-cloud-arm64", "6.1.0-50-cloud-arm64", "6.1.0-51-cloud-arm64", "6.12.107+deb13-cloud-arm64"} {
+		must(t, os.MkdirAll(filepath.Join(dir, n), 0o755))
+	}
+	pruneSeries(dir, release{name: "6.1.0-50-cloud-arm64", flavour: "cloud-arm64", nums: []int{6, 1, 0, 50}})
+	var left []string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		left = append(left, e.Name())
+	}
+	// The older arm64 6.1 goes; the amd64 one, a newer pinned one and
+	// another series stay.
+	if want := []string{"6.1.0-47-cloud-amd64", "6.1.0-50-cloud-arm64", "6.1.0-51-cloud-arm64", "6.12.107+deb13-cloud-arm64"}; !slices.Equal(left, want) {
+		t.Errorf("left %v, want %v", left, want)
 	}
 }

@@ -1,9 +1,10 @@
 // Command vmtest runs the module's tests inside qemu VMs booted with real
 // Debian kernels, where kernel TLS and AF_ALG exist (the development hosts'
-// kernel has neither). Run it from the repository root:
+// kernel has neither), on amd64 and arm64 guests. Run it from the
+// repository root:
 //
-//	go run ./internal/vmtest                       # every package, 6.1, 6.12 and the newest kernel
-//	go run ./internal/vmtest -kernel 6.1 -pkg ./conn -run 'TestKernel'
+//	go run ./internal/vmtest                       # every package; 6.1, 6.12 and the newest kernel; amd64 and arm64
+//	go run ./internal/vmtest -arch arm64 -kernel 6.1 -pkg ./conn -run 'TestKernel'
 //
 // It installs the host packages it needs, downloads the kernels through a
 // private apt configuration into .cache/vmtest/, builds static test binaries
@@ -14,6 +15,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -62,6 +64,7 @@ func (s *sysctlFlags) Set(kv string) error {
 type config struct {
 	root        string
 	cache       string
+	arches      []*guestArch
 	kernels     []string
 	patterns    []string
 	run         string
@@ -85,7 +88,8 @@ func main() {
 
 func mainErr() int {
 	var c config
-	kernelFlag := flag.String("kernel", "all", "kernels to boot: 6.1, 6.12, newest, all, or any major.minor; comma separated")
+	archFlag := flag.String("arch", "amd64,arm64", "guest architectures: amd64, arm64 or all; comma separated")
+	kernelFlag := flag.String("kernel", "all", "kernels to boot on each architecture: 6.1, 6.12, newest, all, or any major.minor; comma separated")
 	pkgFlag := flag.String("pkg", "./...", "packages to test, as go list patterns; comma separated")
 	flag.StringVar(&c.run, "run", "", "run only the tests matching this regular expression (passed as -test.run)")
 	flag.StringVar(&c.bench, "bench", "", "also run the benchmarks matching this regular expression (passed as -test.bench, with -test.benchmem); pair it with -run '^$' to run benchmarks only")
@@ -93,11 +97,11 @@ func mainErr() int {
 	flag.BoolVar(&c.long, "long", false, "run the tests without -test.short (slow: crypto under TCG is ~385x slower)")
 	flag.Var(&c.env, "env", "set `KEY=VALUE` in the guests' tests (repeatable), e.g. -env KTLS_BACKEND=userspace")
 	flag.Var(&c.sysctls, "sysctl", "set `name=value` under /proc/sys in the guests before the self-check (repeatable), e.g. -sysctl crypto.af_alg_restrict=0")
-	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "limit for one guest, from boot to power-off")
-	flag.DurationVar(&c.testTimeout, "test-timeout", 4*time.Minute, "limit for one test binary (passed as -test.timeout)")
+	flag.DurationVar(&c.timeout, "timeout", 0, "limit for one guest, from boot to power-off (default 10m on amd64, 20m on arm64)")
+	flag.DurationVar(&c.testTimeout, "test-timeout", 0, "limit for one test binary, passed as -test.timeout (default 4m on amd64, 8m on arm64)")
 	flag.IntVar(&c.mem, "mem", 2048, "guest memory in MiB")
-	flag.StringVar(&c.accel, "accel", defaultAccel, "qemu -accel value (KVM does not work on the project's machines)")
-	flag.StringVar(&c.cpu, "cpu", defaultCPU, "qemu -cpu value")
+	flag.StringVar(&c.accel, "accel", "", "qemu -accel value for every chosen architecture (default "+defaultAccel+" on amd64, "+defaultAccelARM64+" on arm64; KVM does not work on the project's machines)")
+	flag.StringVar(&c.cpu, "cpu", "", "qemu -cpu value, with a single -arch (default "+defaultCPU+" on amd64, "+defaultCPUARM64+" on arm64)")
 	flag.StringVar(&c.cmdline, "append", "", "more kernel command line parameters for the guests")
 	flag.IntVar(&c.cpus, "smp", 2, "guest CPUs")
 	flag.BoolVar(&c.update, "update", false, "refresh the private package lists even if they are recent")
@@ -113,6 +117,14 @@ func mainErr() int {
 		return 2
 	}
 	var err error
+	if c.arches, err = archSelectors(*archFlag); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if c.cpu != "" && len(c.arches) > 1 {
+		fmt.Fprintln(os.Stderr, "vmtest: -cpu names one architecture's CPU model: choose that architecture with -arch")
+		return 2
+	}
 	if c.kernels, err = kernelSelectors(*kernelFlag); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -137,8 +149,9 @@ func mainErr() int {
 	return 0
 }
 
-// runAll prepares everything, then boots the kernels one after another: with
-// two cores, guests in parallel would only slow each other down.
+// runAll prepares everything, then boots the kernels one after another,
+// architecture by architecture: with two cores, guests in parallel would
+// only slow each other down.
 func runAll(ctx context.Context, c *config) ([]*kernelResult, error) {
 	start := time.Now()
 	var err error
@@ -155,7 +168,7 @@ func runAll(ctx context.Context, c *config) ([]*kernelResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	kernels, err := prepareKernels(c)
+	prepared, err := prepareKernels(c)
 	unlock()
 	if err != nil {
 		return nil, err
@@ -171,47 +184,43 @@ func runAll(ctx context.Context, c *config) ([]*kernelResult, error) {
 		return nil, fmt.Errorf("vmtest: %w", err)
 	}
 	defer os.RemoveAll(runDir)
-	guest, pkgs, err := buildAll(c.root, runDir, pkgs)
-	if err != nil {
-		return nil, err
+	// Everything is built before the first boot, so that a build error
+	// shows at once.
+	for i := range prepared {
+		pa := &prepared[i]
+		dir := filepath.Join(runDir, pa.arch.name)
+		guest, built, err := buildAll(c.root, dir, pkgs, pa.arch)
+		if err != nil {
+			return nil, err
+		}
+		ca, err := commonArchive(guest, built, pa.arch, pa.root)
+		if err != nil {
+			return nil, err
+		}
+		pa.pkgs = built
+		pa.common = filepath.Join(dir, "common.cpio")
+		if err := writeArchive(ca, pa.common); err != nil {
+			return nil, err
+		}
 	}
-	ca, err := commonArchive(guest, pkgs)
-	if err != nil {
-		return nil, err
-	}
-	common := filepath.Join(runDir, "common.cpio")
-	if err := writeArchive(ca, common); err != nil {
-		return nil, err
-	}
-	logf("ready in %.1fs: %d test binaries, kernels %s", time.Since(start).Seconds(), len(pkgs), kernelNames(kernels))
+	logf("ready in %.1fs: %d test binaries, kernels %s", time.Since(start).Seconds(), len(pkgs), kernelNames(prepared))
 
-	args := []string{"-test.v", fmt.Sprintf("-test.timeout=%v", c.testTimeout)}
-	if !c.long {
-		args = append(args, "-test.short")
-	}
-	if c.run != "" {
-		args = append(args, "-test.run="+c.run)
-	}
-	if c.bench != "" {
-		args = append(args, "-test.bench="+c.bench, "-test.benchmem")
-	}
-	if c.benchtime != "" {
-		args = append(args, "-test.benchtime="+c.benchtime)
-	}
 	if err := os.MkdirAll(filepath.Join(c.cache, "logs"), 0o755); err != nil {
 		return nil, fmt.Errorf("vmtest: %w", err)
 	}
 	var results []*kernelResult
-	for _, k := range kernels {
-		if ctx.Err() != nil {
-			break
+	for _, pa := range prepared {
+		for _, k := range pa.kernels {
+			if ctx.Err() != nil {
+				break
+			}
+			res, err := runKernel(ctx, c, k.kernel, k.modules, pa.common, pa.pkgs, runDir)
+			if err != nil {
+				return nil, err
+			}
+			results = append(results, res)
+			fmt.Println(res.closingLine())
 		}
-		res, err := runKernel(ctx, c, k.kernel, k.modules, common, pkgs, args, runDir)
-		if err != nil {
-			return nil, err
-		}
-		results = append(results, res)
-		fmt.Println(res.closingLine())
 	}
 	if ctx.Err() != nil {
 		return results, errors.New("vmtest: interrupted")
@@ -225,18 +234,33 @@ type preparedKernel struct {
 	modules []string // paths under the kernel's modules directory, in load order
 }
 
-func kernelNames(ks []preparedKernel) string {
+// preparedArch is what one architecture's guests need: its kernels, the
+// tree of its busybox and peers (empty for the host's architecture, whose
+// own are copied), and, once built, its test binaries and the common part
+// of its initramfs.
+type preparedArch struct {
+	arch    *guestArch
+	kernels []preparedKernel
+	root    string
+	pkgs    []testPkg
+	common  string
+}
+
+func kernelNames(pas []preparedArch) string {
 	var names []string
-	for _, k := range ks {
-		names = append(names, k.kernel.name+" ("+k.kernel.release+")")
+	for _, pa := range pas {
+		for _, k := range pa.kernels {
+			names = append(names, k.kernel.name+" ("+k.kernel.release+")")
+		}
 	}
 	return strings.Join(names, ", ")
 }
 
-// prepareKernels installs the host's tools, then resolves, downloads and
-// unpacks the kernels, and works out which modules each needs.
-func prepareKernels(c *config) ([]preparedKernel, error) {
-	if err := ensureHostPackages(); err != nil {
+// prepareKernels installs the host's tools, then, for each architecture,
+// resolves, downloads and unpacks the kernels, works out which modules each
+// needs, and fetches the busybox and peers of a foreign architecture.
+func prepareKernels(c *config) ([]preparedArch, error) {
+	if err := ensureHostPackages(hostNeeds(c.arches)); err != nil {
 		return nil, err
 	}
 	uri := c.mirror
@@ -246,29 +270,56 @@ func prepareKernels(c *config) ([]preparedKernel, error) {
 			return nil, err
 		}
 	}
-	a := apt{dir: filepath.Join(c.cache, "apt")}
-	if err := a.setup(uri, c.update); err != nil {
-		return nil, err
-	}
-	rels, err := resolveKernels(a, c.kernels)
-	if err != nil {
-		return nil, err
-	}
-	var out []preparedKernel
-	for _, rel := range rels {
-		k, err := fetchKernel(a, c.cache, rel)
+	var out []preparedArch
+	for _, ga := range c.arches {
+		sels := selectorsFor(ga, c.kernels)
+		if len(sels) == 0 {
+			logf("no kernel of -kernel %s is for %s: skipping it", strings.Join(c.kernels, ","), ga.name)
+			continue
+		}
+		pa := preparedArch{arch: ga}
+		var a apt
+		var suite string
+		if ga.native() {
+			a = newApt(c.cache, ga)
+		} else {
+			var err error
+			if suite, err = hostCodename(); err != nil {
+				return nil, err
+			}
+			a = newApt(c.cache, ga, suite)
+		}
+		if err := a.setup(uri, c.update); err != nil {
+			return nil, err
+		}
+		rels, err := resolveKernels(a, sels)
 		if err != nil {
 			return nil, err
 		}
-		mods, absent, err := moduleOrder(k)
-		if err != nil {
-			return nil, err
+		for _, rel := range rels {
+			k, err := fetchKernel(a, c.cache, rel)
+			if err != nil {
+				return nil, err
+			}
+			mods, absent, err := moduleOrder(k)
+			if err != nil {
+				return nil, err
+			}
+			if len(absent) == 0 {
+				absent = []string{"none"}
+			}
+			logf("%s is %s: %d modules to load; built in or absent: %s", k.name, k.release, len(mods), strings.Join(absent, " "))
+			pa.kernels = append(pa.kernels, preparedKernel{k, mods})
 		}
-		if len(absent) == 0 {
-			absent = []string{"none"}
+		if !ga.native() {
+			if pa.root, err = fetchForeignRoot(a, c.cache, suite); err != nil {
+				return nil, err
+			}
 		}
-		logf("%s is %s: %d modules to load; built in or absent: %s", k.name, k.release, len(mods), strings.Join(absent, " "))
-		out = append(out, preparedKernel{k, mods})
+		out = append(out, pa)
+	}
+	if len(out) == 0 {
+		return nil, errNoKernels
 	}
 	return out, nil
 }
@@ -294,7 +345,8 @@ func moduleOrder(k kernel) (order, absent []string, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	order, absent, err = md.closure(append(slices.Clone(wantedModules), byAlias...))
+	wanted := slices.Concat(wantedModules, k.arch.modules, byAlias)
+	order, absent, err = md.closure(wanted)
 	if err != nil {
 		return nil, nil, fmt.Errorf("vmtest: %s: %w", k.release, err)
 	}
@@ -302,19 +354,20 @@ func moduleOrder(k kernel) (order, absent []string, err error) {
 }
 
 // runKernel writes the kernel's initramfs and boots it.
-func runKernel(ctx context.Context, c *config, k kernel, modules []string, common string, pkgs []testPkg, args []string, runDir string) (*kernelResult, error) {
+func runKernel(ctx context.Context, c *config, k kernel, modules []string, common string, pkgs []testPkg, runDir string) (*kernelResult, error) {
 	nonce, err := newNonce()
 	if err != nil {
 		return nil, err
 	}
+	testTimeout := cmp.Or(c.testTimeout, k.arch.testTimeout)
 	p := &plan.Plan{
 		Kernel:         k.name,
 		Nonce:          nonce,
 		Tests:          planTests(pkgs),
-		Args:           args,
+		Args:           testArgs(c, testTimeout),
 		Env:            c.env,
 		Sysctls:        c.sysctls,
-		TimeoutSeconds: int((c.testTimeout + 30*time.Second).Seconds()),
+		TimeoutSeconds: int((testTimeout + 30*time.Second).Seconds()),
 	}
 	a, err := kernelArchive(k, modules, p)
 	if err != nil {
@@ -329,12 +382,12 @@ func runKernel(ctx context.Context, c *config, k kernel, modules []string, commo
 	}
 	res := newKernelResult(k, nonce, p.Tests)
 	bc := bootConfig{
-		accel:   c.accel,
-		cpu:     c.cpu,
+		accel:   cmp.Or(c.accel, k.arch.accel),
+		cpu:     cmp.Or(c.cpu, k.arch.cpu),
 		cmdline: c.cmdline,
 		memMiB:  c.mem,
 		cpus:    c.cpus,
-		timeout: c.timeout,
+		timeout: cmp.Or(c.timeout, k.arch.timeout),
 		logFile: filepath.Join(c.cache, "logs", k.name+".log"),
 	}
 	if err := boot(ctx, k, initrd, bc, res); err != nil {
@@ -342,6 +395,24 @@ func runKernel(ctx context.Context, c *config, k kernel, modules []string, commo
 	}
 	os.Remove(initrd)
 	return res, nil
+}
+
+// testArgs returns the command line of every test binary.
+func testArgs(c *config, testTimeout time.Duration) []string {
+	args := []string{"-test.v", fmt.Sprintf("-test.timeout=%v", testTimeout)}
+	if !c.long {
+		args = append(args, "-test.short")
+	}
+	if c.run != "" {
+		args = append(args, "-test.run="+c.run)
+	}
+	if c.bench != "" {
+		args = append(args, "-test.bench="+c.bench, "-test.benchmem")
+	}
+	if c.benchtime != "" {
+		args = append(args, "-test.benchtime="+c.benchtime)
+	}
+	return args
 }
 
 func newNonce() (string, error) {
@@ -389,8 +460,8 @@ func summarize(results []*kernelResult) bool {
 				gcm, _, _ = strings.Cut(i, " (")
 			}
 		}
-		fmt.Printf("%s\t%-11s %-28s %-36s %3d tests passed %3d failed %3d skipped  %6.1fs\n",
-			status, r.kernel.name, r.kernel.release, gcm, passed, failed, skipped, r.elapsed.Seconds())
+		fmt.Printf("%s\t%-5s  %-17s %-28s %-36s %3d tests passed %3d failed %3d skipped  %6.1fs\n",
+			status, r.kernel.arch.name, r.kernel.name, r.kernel.release, gcm, passed, failed, skipped, r.elapsed.Seconds())
 		for _, n := range r.failureNotes() {
 			fmt.Printf("\t    %s\n", n)
 		}

@@ -22,12 +22,12 @@ import (
 // up front; that also follows the modules as they move between kernel
 // versions (7.x folded chacha_generic and chacha-x86_64 into "chacha", and
 // the poly1305 and ghash drivers into libraries). A name or alias that a
-// kernel builds in, or lacks, is skipped.
+// kernel builds in, or lacks, is skipped. Each architecture adds its own
+// crypto drivers by name (guestArch.modules): the x86 AES-NI and AVX glue,
+// the arm64 Crypto Extensions and NEON glue.
 var wantedModules = []string{
 	"tls",                  // kTLS: TCP_ULP "tls", SOL_TLS
 	"af_alg", "algif_aead", // AF_ALG "aead" sockets
-	"aesni-intel", "ghash-clmulni-intel", // the x86 gcm(aes) drivers that kTLS picks
-	"chacha-x86_64", "poly1305-x86_64", // and the x86 ChaCha20-Poly1305 parts
 }
 
 var wantedAliases = []string{

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -71,6 +72,11 @@ func checkKernel(info func(key, value string)) error {
 		return errors.New("uname: no kernel release")
 	}
 	info("kernel", v.Release)
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return fmt.Errorf("uname: %w", err)
+	}
+	info("machine", fmt.Sprintf("%s (GOARCH %s)", unix.ByteSliceToString(u.Machine[:]), runtime.GOARCH))
 	mods, err := os.ReadFile("/proc/modules")
 	if err != nil {
 		return err
