@@ -274,29 +274,6 @@ func TestKernelKeyUpdate(t *testing.T) {
 		}
 		return false
 	}
-	// rekeyed waits until the kernel took n new RX keys in all.
-	rekeyed := func(t *testing.T, n int64) {
-		t.Helper()
-		for deadline := time.Now().Add(opensslTimeout); ; time.Sleep(5 * time.Millisecond) {
-			st, err := testenv.TLSStat()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if st["TlsRxRekeyOk"] >= n {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("TlsRxRekeyOk = %d, want %d", st["TlsRxRekeyOk"], n)
-			}
-		}
-	}
-	rxRekeys := func(t *testing.T) int64 {
-		st, err := testenv.TLSStat()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st["TlsRxRekeyOk"]
-	}
 
 	t.Run("from-server", func(t *testing.T) {
 		srv, addr := startSServer(t, true, "-naccept", "1", "-tls1_3")
@@ -321,7 +298,7 @@ func TestKernelKeyUpdate(t *testing.T) {
 			errc := readLine(c, line)
 			srv.send(t, cmd+"\n")
 			if rekeyErr == nil {
-				rekeyed(t, base+int64(i)+1)
+				waitRXRekeys(t, base+int64(i)+1)
 			}
 			srv.send(t, line)
 			if !after(t, <-errc) {
@@ -637,11 +614,7 @@ func TestKernelSpliceKeyUpdate(t *testing.T) {
 	}()
 	srv.send(t, "before the update\n")
 	out.waitCount(t, "the pipe", "before the update\n", 1)
-	st, err := testenv.TLSStat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := st["TlsRxRekeyOk"]
+	base := rxRekeys(t)
 	srv.send(t, "k\n")
 	if rekeyErr != nil {
 		select {
@@ -657,18 +630,7 @@ func TestKernelSpliceKeyUpdate(t *testing.T) {
 	// s_server takes a command letter only when it is alone in one read
 	// of its stdin: wait for the kernel to take the new key before the
 	// next line.
-	for deadline := time.Now().Add(opensslTimeout); ; time.Sleep(5 * time.Millisecond) {
-		st, err := testenv.TLSStat()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st["TlsRxRekeyOk"] > base {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("TlsRxRekeyOk = %d: the kernel did not take the peer's next key", st["TlsRxRekeyOk"])
-		}
-	}
+	waitRXRekeys(t, base+1)
 	srv.send(t, "after the update\n")
 	out.waitCount(t, "the pipe", "after the update\n", 1)
 	srv.send(t, "Q\n")
@@ -682,5 +644,29 @@ func TestKernelSpliceKeyUpdate(t *testing.T) {
 	}
 	if got := out.String(); got != "before the update\nafter the update\n" {
 		t.Fatalf("the pipe got %q", got)
+	}
+}
+
+// rxRekeys returns how many new RX keys kTLS has taken on this machine
+// (/proc/net/tls_stat, TlsRxRekeyOk).
+func rxRekeys(t *testing.T) int64 {
+	t.Helper()
+	st, err := testenv.TLSStat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st["TlsRxRekeyOk"]
+}
+
+// waitRXRekeys waits until kTLS has taken n new RX keys in all.
+func waitRXRekeys(t *testing.T, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(opensslTimeout); ; time.Sleep(5 * time.Millisecond) {
+		if got := rxRekeys(t); got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("TlsRxRekeyOk = %d, want %d", rxRekeys(t), n)
+		}
 	}
 }

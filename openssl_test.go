@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -67,24 +64,7 @@ func opensslBin(t testing.TB) string {
 // and returns their paths.
 func pkiFiles(t testing.TB) (certFile, keyFile string) {
 	t.Helper()
-	p := testpki.Get()
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "ecdsa.crt"), filepath.Join(dir, "ecdsa.key")
-	der, err := x509.MarshalPKCS8PrivateKey(p.ECDSA().PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var certs []byte
-	for _, c := range p.ECDSA().Certificate {
-		certs = append(certs, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c})...)
-	}
-	if err := os.WriteFile(certFile, certs, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
+	return testpki.Get().WriteECDSA(t.TempDir())
 }
 
 // watchBuffer is an output stream of a process that tests can wait on.

@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -320,8 +319,7 @@ func startSServer(b *testing.B, dir string) (addr string, stop func() time.Durat
 		b.Skipf("no openssl: %v", err)
 	}
 	conf := filepath.Join(b.TempDir(), "openssl.cnf")
-	certFile, keyFile := filepath.Join(b.TempDir(), "cert.pem"), filepath.Join(b.TempDir(), "key.pem")
-	writePKI(b, certFile, keyFile)
+	certFile, keyFile := testpki.Get().WriteECDSA(b.TempDir())
 	if err := os.WriteFile(conf, []byte("openssl_conf = openssl_init\n[openssl_init]\nssl_conf = ssl_sect\n[ssl_sect]\nsystem_default = system_default_sect\n[system_default_sect]\nOptions = KTLS\n"), 0o600); err != nil {
 		b.Fatal(err)
 	}
@@ -370,24 +368,4 @@ func startSServer(b *testing.B, dir string) (addr string, stop func() time.Durat
 		b.Fatal("s_server did not report its port")
 	}
 	return "", stop
-}
-
-// writePKI writes the test PKI's ECDSA server certificate chain and key as
-// PEM, the certificate the Go servers use.
-func writePKI(b *testing.B, certFile, keyFile string) {
-	p := testpki.Get()
-	der, err := x509.MarshalPKCS8PrivateKey(p.ECDSA().PrivateKey)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var certs []byte
-	for _, c := range p.ECDSA().Certificate {
-		certs = append(certs, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c})...)
-	}
-	if err := os.WriteFile(certFile, certs, 0o600); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		b.Fatal(err)
-	}
 }

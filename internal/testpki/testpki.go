@@ -16,8 +16,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 )
@@ -136,4 +139,24 @@ func must[T any](v T, err error) T {
 		panic("testpki: " + err.Error())
 	}
 	return v
+}
+
+// WriteECDSA writes the ECDSA server certificate chain and its key as PEM
+// files in dir, for peers that read files (openssl s_server, gnutls-serv),
+// and returns their paths.
+func (p *PKI) WriteECDSA(dir string) (certFile, keyFile string) {
+	c := p.ECDSA()
+	der := must(x509.MarshalPKCS8PrivateKey(c.PrivateKey))
+	var certs []byte
+	for _, b := range c.Certificate {
+		certs = append(certs, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: b})...)
+	}
+	certFile, keyFile = filepath.Join(dir, "ecdsa.crt"), filepath.Join(dir, "ecdsa.key")
+	if err := os.WriteFile(certFile, certs, 0o600); err != nil {
+		panic(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		panic(err)
+	}
+	return certFile, keyFile
 }
