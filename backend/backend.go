@@ -8,9 +8,9 @@
 // user-space Opener. Everything that is the same for every engine (alerts,
 // close_notify, KeyUpdate, limits) lives in package conn, not here.
 //
-// Optional capabilities (rekeying for TLS 1.3 KeyUpdate, sendfile, splice)
-// are separate interfaces that a half may implement and that the connection
-// finds by type assertion.
+// Optional capabilities (rekeying for TLS 1.3 KeyUpdate, sendfile, splice,
+// reading into the caller's buffer) are separate interfaces that a half may
+// implement and that the connection finds by type assertion.
 package backend
 
 import (
@@ -147,6 +147,16 @@ type FileSender interface {
 	// regular file, say); an error with handled true is permanent for the
 	// direction, as from WriteRecords.
 	SendFile(f File, off, n int64) (written int64, records uint64, handled bool, err error)
+}
+
+// IntoReader is implemented by an Opener that can read application data
+// straight into the caller's buffer (kTLS: recvmsg decrypts into it), which
+// saves copying it out of the engine's own buffer.
+type IntoReader interface {
+	// ReadRecordInto is ReadRecord with b, at least MaxPlaintext bytes,
+	// as the buffer: the plaintext of whatever comes next, of any type,
+	// is b[:n], under the same rules as ReadRecord's data.
+	ReadRecordInto(b []byte) (typ uint8, n int, err error)
 }
 
 // Splicer is implemented by an Opener that can move application data from

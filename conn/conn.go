@@ -160,8 +160,14 @@ func (c *Conn) Read(b []byte) (int, error) {
 		if c.rxErr != nil {
 			return 0, c.rxErr
 		}
-		if err := c.readRecordLocked(); err != nil {
+		// A buffer that holds a record lets the engine read into it
+		// (backend.IntoReader): one copy less.
+		n, err := c.readLocked(b)
+		if err != nil {
 			return 0, err
+		}
+		if n > 0 {
+			return n, nil
 		}
 	}
 	n := copy(b, c.input)

@@ -52,61 +52,88 @@ var ErrKeyUpdateUnsupported = errors.New("ktls: the peer sent a TLS 1.3 KeyUpdat
 // readRecordLocked reads one record and acts on it; application data lands
 // in c.input.
 func (c *Conn) readRecordLocked() error {
+	_, err := c.readLocked(nil)
+	return err
+}
+
+// readLocked reads one record and acts on it. Where the engine can read into
+// a buffer (backend.IntoReader) and into holds at least a record, the
+// record is read into into, and application data stays there: n says how
+// much. Otherwise application data lands in c.input and n is 0.
+func (c *Conn) readLocked(into []byte) (n int, err error) {
 	if c.rxPending {
 		if err := c.finishDrainLocked(); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	typ, data, err := c.opener.ReadRecord()
-	if err != nil {
-		return c.rxFailLocked(err)
+	var typ uint8
+	var data []byte
+	ir, direct := c.opener.(backend.IntoReader)
+	if direct = direct && len(into) >= backend.MaxPlaintext; direct {
+		var m int
+		typ, m, err = ir.ReadRecordInto(into)
+		data = into[:m]
+	} else {
+		typ, data, err = c.opener.ReadRecord()
 	}
+	if err != nil {
+		return 0, c.rxFailLocked(err)
+	}
+	return c.recordLocked(typ, data, direct)
+}
+
+// recordLocked acts on one record that came in; direct says that data is
+// the caller's buffer, which then keeps application data (n).
+func (c *Conn) recordLocked(typ uint8, data []byte, direct bool) (n int, err error) {
 	if len(data) > backend.MaxPlaintext && typ != backend.TypeApplicationData {
 		// Application data may be several records (see backend.Opener);
 		// anything else is one.
-		return c.rxFailLocked(alertf(alertRecordOverflow, "record of %d bytes", len(data)))
+		return 0, c.rxFailLocked(alertf(alertRecordOverflow, "record of %d bytes", len(data)))
 	}
 	if typ != backend.TypeHandshake && len(c.hand) > 0 {
 		// RFC 8446 §5.1: handshake messages must not be interleaved with
 		// other record types.
-		return c.rxFailLocked(alertf(alertUnexpectedMessage, "record of type %d inside a fragmented handshake message", typ))
+		return 0, c.rxFailLocked(alertf(alertUnexpectedMessage, "record of type %d inside a fragmented handshake message", typ))
 	}
 	switch typ {
 	case backend.TypeApplicationData:
 		if len(data) == 0 {
-			return c.uselessLocked()
+			return 0, c.uselessLocked()
 		}
 		c.useless = 0
+		if direct {
+			return len(data), nil
+		}
 		c.input = data
-		return nil
+		return 0, nil
 	case backend.TypeAlert:
-		return c.alertLocked(data)
+		return 0, c.alertLocked(data)
 	case backend.TypeHandshake:
 		if len(data) == 0 {
 			// RFC 8446 §5.1: zero-length handshake fragments are not allowed.
-			return c.rxFailLocked(alertf(alertUnexpectedMessage, "empty handshake record"))
+			return 0, c.rxFailLocked(alertf(alertUnexpectedMessage, "empty handshake record"))
 		}
 		c.hand = append(c.hand, data...)
 		for len(c.hand) >= 4 {
-			n := 4 + (int(c.hand[1])<<16 | int(c.hand[2])<<8 | int(c.hand[3]))
-			if n > maxHandshake {
-				return c.rxFailLocked(alertf(alertInternalError, "handshake message of %d bytes exceeds %d", n, maxHandshake))
+			size := 4 + (int(c.hand[1])<<16 | int(c.hand[2])<<8 | int(c.hand[3]))
+			if size > maxHandshake {
+				return 0, c.rxFailLocked(alertf(alertInternalError, "handshake message of %d bytes exceeds %d", size, maxHandshake))
 			}
-			if len(c.hand) < n {
+			if len(c.hand) < size {
 				break
 			}
-			msg := c.hand[:n]
-			c.hand = c.hand[n:]
+			msg := c.hand[:size]
+			c.hand = c.hand[size:]
 			if err := c.handshakeMessageLocked(msg); err != nil {
-				return err
+				return 0, err
 			}
 		}
 		if len(c.hand) == 0 {
 			c.hand = c.hand[:0:0]
 		}
-		return c.uselessLocked()
+		return 0, c.uselessLocked()
 	default:
-		return c.rxFailLocked(alertf(alertUnexpectedMessage, "record of type %d after the handshake", typ))
+		return 0, c.rxFailLocked(alertf(alertUnexpectedMessage, "record of type %d after the handshake", typ))
 	}
 }
 

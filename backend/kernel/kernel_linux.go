@@ -26,6 +26,7 @@ var (
 	_ backend.Rekeyer    = (*rekeyingSealer)(nil)
 	_ backend.Opener     = (*opener)(nil)
 	_ backend.Rekeyer    = (*opener)(nil)
+	_ backend.IntoReader = (*opener)(nil)
 )
 
 const (
@@ -390,34 +391,9 @@ func (o *opener) ReadRecord() (uint8, []byte, error) {
 		o.pending = nil
 		return backend.TypeApplicationData, data, nil
 	}
-	var n, oobn, flags int
-	var serr error
-	err := o.rc.Read(func(fd uintptr) bool {
-		for {
-			n, oobn, flags, _, serr = unix.Recvmsg(int(fd), o.buf, o.oob, 0)
-			if serr != unix.EINTR {
-				return serr != unix.EAGAIN
-			}
-		}
-	})
+	typ, n, err := o.recv(o.buf)
 	if err != nil {
-		return 0, nil, o.opError("read", "", err)
-	}
-	if serr != nil {
-		return 0, nil, o.recvError(serr)
-	}
-	typ, ok := recordType(o.oob[:oobn])
-	if !ok {
-		if n == 0 {
-			// TCP FIN. kTLS cannot say whether a partial record was
-			// pending; at a record boundary crypto/tls takes an EOF
-			// without close_notify as EOF too (conn.go, readRecordOrCCS).
-			return 0, nil, io.EOF
-		}
-		typ = backend.TypeApplicationData
-	}
-	if flags&unix.MSG_CTRUNC != 0 {
-		return 0, nil, fmt.Errorf("kernel: recvmsg truncated the record type: %w", tls.AlertError(80))
+		return 0, nil, err
 	}
 	data := o.buf[:n]
 	if typ == backend.TypeApplicationData && n == len(o.buf) && len(o.buf) < readBufSize {
@@ -427,6 +403,54 @@ func (o *opener) ReadRecord() (uint8, []byte, error) {
 		o.buf = make([]byte, readBufSize)
 	}
 	return typ, data, nil
+}
+
+// ReadRecordInto is ReadRecord with the caller's buffer: the kernel decrypts
+// into b itself, which saves the copy out of the engine's buffer.
+func (o *opener) ReadRecordInto(b []byte) (uint8, int, error) {
+	if len(o.pending) > 0 {
+		n := copy(b, o.pending)
+		if o.pending = o.pending[n:]; len(o.pending) == 0 {
+			o.pending = nil
+		}
+		return backend.TypeApplicationData, n, nil
+	}
+	return o.recv(b)
+}
+
+// recv reads what the kernel has opened into b with recvmsg and tells its
+// type from the cmsg.
+func (o *opener) recv(b []byte) (uint8, int, error) {
+	var n, oobn, flags int
+	var serr error
+	err := o.rc.Read(func(fd uintptr) bool {
+		for {
+			n, oobn, flags, _, serr = unix.Recvmsg(int(fd), b, o.oob, 0)
+			if serr != unix.EINTR {
+				return serr != unix.EAGAIN
+			}
+		}
+	})
+	if err != nil {
+		return 0, 0, o.opError("read", "", err)
+	}
+	if serr != nil {
+		return 0, 0, o.recvError(serr)
+	}
+	typ, ok := recordType(o.oob[:oobn])
+	if !ok {
+		if n == 0 {
+			// TCP FIN. kTLS cannot say whether a partial record was
+			// pending; at a record boundary crypto/tls takes an EOF
+			// without close_notify as EOF too (conn.go, readRecordOrCCS).
+			return 0, 0, io.EOF
+		}
+		typ = backend.TypeApplicationData
+	}
+	if flags&unix.MSG_CTRUNC != 0 {
+		return 0, 0, fmt.Errorf("kernel: recvmsg truncated the record type: %w", tls.AlertError(80))
+	}
+	return typ, n, nil
 }
 
 // recordType reads the TLS_GET_RECORD_TYPE cmsg, the only one the kernel

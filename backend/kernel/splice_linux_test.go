@@ -319,3 +319,48 @@ func TestSpliceToTampered(t *testing.T) {
 		})
 	}
 }
+
+// TestReadRecordInto reads the messages of TestSpliceTo with ReadRecordInto,
+// the kernel decrypting into the caller's buffer, for every suite: the data
+// and the control records between it arrive intact and in order.
+func TestReadRecordInto(t *testing.T) {
+	for _, s := range suites() {
+		t.Run(suiteName(s), func(t *testing.T) {
+			require(t, false, s)
+			a, b := testenv.TCPPair(t)
+			p := randomParams(s, 123)
+			us, err := newUserspaceSealer(a, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := kernel.New(kernel.Options{}).NewOpener(backend.Link{Conn: b}, clone(p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer o.Close()
+			ms := messages()
+			wantData, wantControls := splitMessages(ms)
+			wait := goWrite(t, us, ms, a)
+			defer wait()
+			b.SetReadDeadline(time.Now().Add(time.Minute))
+			buf := make([]byte, backend.MaxPlaintext)
+			var data []byte
+			var controls []msg
+			for len(data) < len(wantData) || len(controls) < len(wantControls) {
+				typ, n, err := o.(backend.IntoReader).ReadRecordInto(buf)
+				if err != nil {
+					t.Fatalf("ReadRecordInto after %d bytes and %d control records: %v", len(data), len(controls), err)
+				}
+				if typ == backend.TypeApplicationData {
+					data = append(data, buf[:n]...)
+				} else {
+					controls = append(controls, msg{typ, bytes.Clone(buf[:n])})
+				}
+			}
+			checkControls(t, controls, wantControls)
+			if !bytes.Equal(data, wantData) {
+				t.Fatalf("%d bytes of application data arrived, %d sent, or they differ", len(data), len(wantData))
+			}
+		})
+	}
+}
