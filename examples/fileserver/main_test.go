@@ -8,11 +8,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/ktls-go/ktls/internal/testenv"
 	"github.com/ktls-go/ktls/internal/testpki"
 	"github.com/ktls-go/ktls/ktlshttp"
 )
@@ -36,7 +38,8 @@ func (s *syncBuffer) String() string {
 }
 
 // The file server serves a file over HTTP/2 and HTTP/1.1, to net/http with
-// crypto/tls and to ktls's Transport, and logs one line per connection.
+// crypto/tls, to ktls's Transport and to curl, and logs one line per
+// connection.
 func TestFileServer(t *testing.T) {
 	dir := t.TempDir()
 	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16+3) // 1 MiB and a little
@@ -88,6 +91,37 @@ func TestFileServer(t *testing.T) {
 			}
 		}
 	}
+	// curl, with its own TLS stack and HTTP/2: required in the VM, whose
+	// harness packs one with HTTP/2; skipped here where there is none.
+	if bin, err := exec.LookPath("curl"); err != nil {
+		if testenv.InVM() {
+			t.Fatalf("curl is missing in the VM: %v", err)
+		}
+		t.Logf("no curl here: %v", err)
+	} else {
+		version, _ := exec.Command(bin, "-V").Output()
+		for _, p := range []struct{ flag, want string }{{"--http1.1", "1.1"}, {"--http2", "2"}} {
+			if p.want == "2" && !strings.Contains(string(version), "HTTP2") {
+				if testenv.InVM() {
+					t.Fatalf("the VM's curl lacks HTTP/2:\n%s", version)
+				}
+				continue
+			}
+			clients++
+			out := filepath.Join(t.TempDir(), "out")
+			cmd := exec.Command(bin, "-sS", "--fail", "-k", p.flag, "-o", out, "-w", "%{http_version}", url)
+			got, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("curl %s: %v", p.flag, err)
+			}
+			if string(got) != p.want {
+				t.Errorf("curl %s spoke HTTP/%s", p.flag, got)
+			}
+			if b, err := os.ReadFile(out); err != nil || sha256.Sum256(b) != sha256.Sum256(body) {
+				t.Errorf("curl %s: got %d bytes (%v) that are not the file", p.flag, len(b), err)
+			}
+		}
+	}
 	s.Close()
 	if err := <-served; err != http.ErrServerClosed {
 		t.Errorf("ServeTLS returned %v", err)
@@ -98,7 +132,7 @@ func TestFileServer(t *testing.T) {
 		t.Fatalf("%d log lines for %d connections:\n%s", len(lines), clients, logs.String())
 	}
 	for _, alpn := range []string{" h2: ", " http/1.1: "} {
-		if n := strings.Count(logs.String(), alpn); n != 2 {
+		if n := strings.Count(logs.String(), alpn); n < 2 {
 			t.Errorf("%d lines with %q, want 2:\n%s", n, alpn, logs.String())
 		}
 	}
