@@ -276,18 +276,7 @@ func TestKernelKeyUpdate(t *testing.T) {
 	}
 
 	t.Run("from-server", func(t *testing.T) {
-		srv, addr := startSServer(t, true, "-naccept", "1", "-tls1_3")
-		raw, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ccfg, _ := configs(t, tls.VersionTLS13, 0)
-		c := ktls.Client(raw, ccfg, kernelStrict()...)
-		defer c.Close()
-		if err := c.Handshake(); err != nil {
-			t.Fatal(err)
-		}
-		wantBackend(t, c, "kernel", "kernel")
+		srv, c := sserverKernelClient(t)
 		if _, err := c.Write([]byte("hello from ktls\n")); err != nil {
 			t.Fatal(err)
 		}
@@ -587,18 +576,7 @@ func TestKernelSpliceKeyUpdate(t *testing.T) {
 	if rekeyErr != nil && !errors.Is(rekeyErr, backend.ErrNotSupported) {
 		t.Fatalf("ProbeRekey: %v", rekeyErr)
 	}
-	srv, addr := startSServer(t, true, "-naccept", "1", "-tls1_3")
-	raw, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ccfg, _ := configs(t, tls.VersionTLS13, 0)
-	c := ktls.Client(raw, ccfg, kernelStrict()...)
-	defer c.Close()
-	if err := c.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	wantBackend(t, c, "kernel", "kernel")
+	srv, c := sserverKernelClient(t)
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -669,4 +647,24 @@ func waitRXRekeys(t *testing.T, n int64) {
 			t.Fatalf("TlsRxRekeyOk = %d, want %d", rxRekeys(t), n)
 		}
 	}
+}
+
+// sserverKernelClient starts an interactive TLS 1.3 s_server and returns it
+// with a handshaken ktls client whose both directions are in the kernel
+// (strict); the client is closed when the test ends.
+func sserverKernelClient(t *testing.T) (*opensslProc, *ktls.Conn) {
+	t.Helper()
+	srv, addr := startSServer(t, true, "-naccept", "1", "-tls1_3")
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ccfg, _ := configs(t, tls.VersionTLS13, 0)
+	c := ktls.Client(raw, ccfg, kernelStrict()...)
+	t.Cleanup(func() { c.Close() })
+	if err := c.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	wantBackend(t, c, "kernel", "kernel")
+	return srv, c
 }

@@ -79,7 +79,7 @@ type handshaker interface {
 }
 
 // requireKernel skips a ktls-kernel row where kTLS cannot serve the suite
-// (the host without the tls module; in the VM it always can).
+// (the host without the tls module) and fails it in the VM, where it must.
 func requireKernel(b *testing.B, conn string, version, suite uint16) {
 	if conn != "ktls-kernel" {
 		return
@@ -87,10 +87,9 @@ func requireKernel(b *testing.B, conn string, version, suite uint16) {
 	if suite == 0 {
 		suite = tls.TLS_AES_128_GCM_SHA256
 	}
+	// Skips on a host without kTLS; fails in the VMs, where it must serve.
 	for _, tx := range []bool{true, false} {
-		if err := kernel.Probe(tx, version, suite); err != nil {
-			b.Skipf("no kTLS here: %v", err)
-		}
+		testenv.RequireKernelFeature(b, testenv.KTLSFeature(version, suite), kernel.Probe(tx, version, suite))
 	}
 }
 

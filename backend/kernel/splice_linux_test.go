@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -57,6 +58,25 @@ func spliceAll(t *testing.T, o backend.Opener, dst syscall.RawConn) (spliced int
 	}
 }
 
+// userspaceToKernel connects a userspace sealer on one end of a TCP pair to
+// a kernel opener on the other, both keyed for s from sequence number seq;
+// the opener is closed when the test ends.
+func userspaceToKernel(t *testing.T, s keyschedule.Suite, seq uint64) (a, b net.Conn, us backend.Sealer, o backend.Opener) {
+	t.Helper()
+	a, b = testenv.TCPPair(t)
+	p := randomParams(s, seq)
+	us, err := newUserspaceSealer(a, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err = kernel.New(kernel.Options{}).NewOpener(backend.Link{Conn: b}, clone(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.Close() })
+	return a, b, us, o
+}
+
 // splitMessages returns the application data of ms, concatenated, and the
 // other messages in order.
 func splitMessages(ms []msg) (data []byte, controls []msg) {
@@ -98,17 +118,7 @@ func TestSpliceTo(t *testing.T) {
 }
 
 func testSpliceTo(t *testing.T, s keyschedule.Suite, dst string) {
-	a, b := testenv.TCPPair(t)
-	p := randomParams(s, 77)
-	us, err := newUserspaceSealer(a, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := kernel.New(kernel.Options{}).NewOpener(backend.Link{Conn: b}, clone(p))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
+	a, b, us, o := userspaceToKernel(t, s, 77)
 	ms := messages()
 	wantData, wantControls := splitMessages(ms)
 	go func() {
@@ -186,17 +196,7 @@ func spliceDst(t *testing.T, kind string) (syscall.RawConn, func() []byte) {
 func TestSpliceToStalled(t *testing.T) {
 	s, _ := keyschedule.Lookup(tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256)
 	require(t, false, s)
-	a, b := testenv.TCPPair(t)
-	p := randomParams(s, 5)
-	us, err := newUserspaceSealer(a, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := kernel.New(kernel.Options{}).NewOpener(backend.Link{Conn: b}, clone(p))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
+	a, b, us, o := userspaceToKernel(t, s, 5)
 	data := make([]byte, 1<<20)
 	rand.Read(data)
 	wait := goWrite(t, us, []msg{{backend.TypeApplicationData, data}}, a)
@@ -238,17 +238,7 @@ func TestSpliceToStalled(t *testing.T) {
 func TestSpliceToNotSupported(t *testing.T) {
 	s, _ := keyschedule.Lookup(tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)
 	require(t, false, s)
-	a, b := testenv.TCPPair(t)
-	p := randomParams(s, 9)
-	us, err := newUserspaceSealer(a, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := kernel.New(kernel.Options{}).NewOpener(backend.Link{Conn: b}, clone(p))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
+	a, b, us, o := userspaceToKernel(t, s, 9)
 	ms := []msg{{backend.TypeApplicationData, []byte("still here")}}
 	wait := goWrite(t, us, ms, a)
 	defer wait()
@@ -327,17 +317,7 @@ func TestReadRecordInto(t *testing.T) {
 	for _, s := range suites() {
 		t.Run(suiteName(s), func(t *testing.T) {
 			require(t, false, s)
-			a, b := testenv.TCPPair(t)
-			p := randomParams(s, 123)
-			us, err := newUserspaceSealer(a, p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			o, err := kernel.New(kernel.Options{}).NewOpener(backend.Link{Conn: b}, clone(p))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer o.Close()
+			a, b, us, o := userspaceToKernel(t, s, 123)
 			ms := messages()
 			wantData, wantControls := splitMessages(ms)
 			wait := goWrite(t, us, ms, a)
