@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ktls-go/ktls/internal/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -70,7 +71,7 @@ func afalgBind(name string) Status {
 // kernel does not offer it are conclusive (shared/reference/
 // afalg-and-nic-offload.md, A.6).
 func afalgStatus(what string, err error) Status {
-	reason := what + ": " + errnoText(err)
+	reason := what + ": " + netlink.ErrnoText(err)
 	switch {
 	case errors.Is(err, unix.EAFNOSUPPORT):
 		return Status{State: stateUnavailable, Reason: reason + ": the kernel has no AF_ALG (CONFIG_CRYPTO_USER_API), or a policy blocks it"}
@@ -107,7 +108,7 @@ func cryptoAlgs() (algs []cryptoAlg, source, note string, err error) {
 // cryptoNetlink dumps the registered algorithms with CRYPTO_MSG_GETALG on
 // NETLINK_CRYPTO (crypto/crypto_user.c; reading needs no capability).
 func cryptoNetlink() ([]cryptoAlg, error) {
-	c, err := dialNetlink(unix.NETLINK_CRYPTO, "NETLINK_CRYPTO")
+	c, err := netlink.Dial(unix.NETLINK_CRYPTO, "NETLINK_CRYPTO")
 	if err != nil {
 		if errors.Is(err, unix.EPROTONOSUPPORT) {
 			return nil, fmt.Errorf("%v: no CONFIG_CRYPTO_USER (module crypto_user)", err)
@@ -115,16 +116,16 @@ func cryptoNetlink() ([]cryptoAlg, error) {
 		return nil, err
 	}
 	defer c.Close()
-	msgs, err := c.execute(cryptoMsgGetAlg, nlmFDump, make([]byte, sizeofCryptoUser))
+	msgs, err := c.Execute(cryptoMsgGetAlg, netlink.FDump, make([]byte, sizeofCryptoUser))
 	if err != nil {
-		return nil, fmt.Errorf("CRYPTO_MSG_GETALG dump: %s", errnoText(err))
+		return nil, fmt.Errorf("CRYPTO_MSG_GETALG dump: %s", netlink.ErrnoText(err))
 	}
 	var algs []cryptoAlg
 	for _, m := range msgs {
-		if m.typ != cryptoMsgGetAlg {
+		if m.Type != cryptoMsgGetAlg {
 			continue
 		}
-		a, err := parseCryptoUserAlg(m.data)
+		a, err := parseCryptoUserAlg(m.Data)
 		if err != nil {
 			return nil, err
 		}

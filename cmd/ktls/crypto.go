@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/ktls-go/ktls/internal/netlink"
 )
 
 // The AEADs a TLS record layer would ask the kernel crypto API for
@@ -111,9 +113,9 @@ func parseCryptoUserAlg(b []byte) (cryptoAlg, error) {
 		return cryptoAlg{}, fmt.Errorf("crypto netlink: a reply of %d bytes, want at least %d", len(b), sizeofCryptoUser)
 	}
 	a := cryptoAlg{
-		name:     cString(b[0:cryptoMaxName]),
-		driver:   cString(b[cryptoMaxName : 2*cryptoMaxName]),
-		module:   cString(b[2*cryptoMaxName : 3*cryptoMaxName]),
+		name:     netlink.CString(b[0:cryptoMaxName]),
+		driver:   netlink.CString(b[cryptoMaxName : 2*cryptoMaxName]),
+		module:   netlink.CString(b[2*cryptoMaxName : 3*cryptoMaxName]),
 		flags:    binary.NativeEndian.Uint32(b[3*cryptoMaxName+12:]),
 		hasFlags: true,
 	}
@@ -130,13 +132,13 @@ func parseCryptoUserAlg(b []byte) (cryptoAlg, error) {
 	if a.flags&cryptoAlgDead != 0 {
 		a.typ = "dead"
 	}
-	attrs, err := parseAttrs(b[nlAlign(sizeofCryptoUser):])
+	attrs, err := netlink.ParseAttrs(b[netlink.Align(sizeofCryptoUser):])
 	if err != nil {
 		return a, err
 	}
 	for _, at := range attrs {
-		if at.typ == cryptocfgaPrioVal {
-			if p, ok := at.u32(); ok {
+		if at.Type == cryptocfgaPrioVal {
+			if p, ok := at.U32(); ok {
 				a.priority = int(p)
 			}
 		}

@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/ktls-go/ktls/internal/netlink"
 )
 
 func readProcCrypto(t *testing.T, name string) []cryptoAlg {
@@ -254,8 +256,8 @@ func TestParseCryptoUserAlg(t *testing.T) {
 	copy(b[128:], "caamalg")
 	flags := uint32(cryptoAlgTypeAEAD | cryptoAlgTested | cryptoAlgKernDriverOnly | 0x80)
 	binary.NativeEndian.PutUint32(b[3*64+12:], flags)
-	b = appendAttr(b, cryptocfgaPrioVal, binary.NativeEndian.AppendUint32(nil, 3000))
-	b = appendAttr(b, 5, make([]byte, 140)) // CRYPTOCFGA_REPORT_AEAD, ignored
+	b = netlink.AppendAttr(b, cryptocfgaPrioVal, binary.NativeEndian.AppendUint32(nil, 3000))
+	b = netlink.AppendAttr(b, 5, make([]byte, 140)) // CRYPTOCFGA_REPORT_AEAD, ignored
 	a, err := parseCryptoUserAlg(b)
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ktls-go/ktls/internal/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -56,9 +57,9 @@ func probeULP() Status {
 	case serr == nil:
 		return Status{State: stateAvailable, Reason: what + " on a loopback socket"}
 	case errors.Is(serr, unix.ENOENT):
-		return Status{State: stateUnavailable, Reason: what + ": " + errnoText(serr) + ": the kernel has no tls module (CONFIG_TLS) it can load"}
+		return Status{State: stateUnavailable, Reason: what + ": " + netlink.ErrnoText(serr) + ": the kernel has no tls module (CONFIG_TLS) it can load"}
 	}
-	return Status{State: stateError, Reason: what + ": " + errnoText(serr)}
+	return Status{State: stateError, Reason: what + ": " + netlink.ErrnoText(serr)}
 }
 
 // availableULP reads the ULPs the kernel has registered.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"strings"
+
+	"github.com/ktls-go/ktls/internal/netlink"
 )
 
 // The ethtool feature strings of kTLS device offload
@@ -37,18 +39,18 @@ const (
 // those that are on (active), by name. The request asked for verbose bitsets
 // (no ETHTOOL_FLAG_COMPACT_BITSETS), so every bit comes with its name.
 func parseFeatures(b []byte) (hw, active map[string]bool, err error) {
-	attrs, err := parseAttrs(b)
+	attrs, err := netlink.ParseAttrs(b)
 	if err != nil {
 		return nil, nil, err
 	}
 	for _, a := range attrs {
-		switch a.typ {
+		switch a.Type {
 		case ethtoolAFeaturesHW:
-			if hw, err = parseBitset(a.data); err != nil {
+			if hw, err = parseBitset(a.Data); err != nil {
 				return nil, nil, fmt.Errorf("ETHTOOL_A_FEATURES_HW: %w", err)
 			}
 		case ethtoolAFeaturesActive:
-			if active, err = parseBitset(a.data); err != nil {
+			if active, err = parseBitset(a.Data); err != nil {
 				return nil, nil, fmt.Errorf("ETHTOOL_A_FEATURES_ACTIVE: %w", err)
 			}
 		}
@@ -66,38 +68,38 @@ func parseFeatures(b []byte) (hw, active map[string]bool, err error) {
 // ETHTOOL_A_BITSET_BIT_VALUE. The result maps every listed name to whether
 // it is set.
 func parseBitset(b []byte) (map[string]bool, error) {
-	attrs, err := parseAttrs(b)
+	attrs, err := netlink.ParseAttrs(b)
 	if err != nil {
 		return nil, err
 	}
 	nomask := false
 	var bits []byte
 	for _, a := range attrs {
-		switch a.typ {
+		switch a.Type {
 		case ethtoolABitsetNomask:
 			nomask = true
 		case ethtoolABitsetBits:
-			bits = a.data
+			bits = a.Data
 		}
 	}
 	set := make(map[string]bool)
-	list, err := parseAttrs(bits)
+	list, err := netlink.ParseAttrs(bits)
 	if err != nil {
 		return nil, err
 	}
 	for _, bit := range list {
-		if bit.typ != ethtoolABitsetBitsBit {
+		if bit.Type != ethtoolABitsetBitsBit {
 			continue
 		}
-		fields, err := parseAttrs(bit.data)
+		fields, err := netlink.ParseAttrs(bit.Data)
 		if err != nil {
 			return nil, err
 		}
 		name, value := "", false
 		for _, f := range fields {
-			switch f.typ {
+			switch f.Type {
 			case ethtoolABitsetBitName:
-				name = f.str()
+				name = f.Str()
 			case ethtoolABitsetBitValue:
 				value = true
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/ktls-go/ktls/internal/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,12 +25,12 @@ func nicInterfaces() ([]NICInterface, error) {
 		ifc.Up, ifc.Loopback = interfaceFlags(i.Flags)
 		out = append(out, ifc)
 	}
-	c, err := dialNetlink(unix.NETLINK_GENERIC, "NETLINK_GENERIC")
+	c, err := netlink.Dial(unix.NETLINK_GENERIC, "NETLINK_GENERIC")
 	if err != nil {
 		return out, err
 	}
 	defer c.Close()
-	family, err := c.genlFamily(unix.ETHTOOL_GENL_NAME)
+	family, err := c.GenlFamily(unix.ETHTOOL_GENL_NAME)
 	if err != nil {
 		return out, fmt.Errorf("%v: the kernel has no ethtool netlink (CONFIG_ETHTOOL_NETLINK, Linux 5.6)", err)
 	}
@@ -47,17 +48,17 @@ func nicInterfaces() ([]NICInterface, error) {
 }
 
 // ethtoolFeatures asks for one device's features, with verbose bitsets.
-func ethtoolFeatures(c *nlConn, family uint16, index int) (hw, active map[string]bool, err error) {
-	header := appendAttr(nil, ethtoolAHeaderDevIndex, binary.NativeEndian.AppendUint32(nil, uint32(index)))
+func ethtoolFeatures(c *netlink.Conn, family uint16, index int) (hw, active map[string]bool, err error) {
+	header := netlink.AppendAttr(nil, ethtoolAHeaderDevIndex, binary.NativeEndian.AppendUint32(nil, uint32(index)))
 	payload := []byte{ethtoolMsgFeaturesGet, unix.ETHTOOL_GENL_VERSION, 0, 0}
-	payload = appendAttr(payload, ethtoolAFeaturesHeader|nlaFNested, header)
-	msgs, err := c.execute(family, 0, payload)
+	payload = netlink.AppendAttr(payload, ethtoolAFeaturesHeader|netlink.FNested, header)
+	msgs, err := c.Execute(family, 0, payload)
 	if err != nil {
-		return nil, nil, fmt.Errorf("ETHTOOL_MSG_FEATURES_GET: %s", errnoText(err))
+		return nil, nil, fmt.Errorf("ETHTOOL_MSG_FEATURES_GET: %s", netlink.ErrnoText(err))
 	}
 	for _, m := range msgs {
-		if m.typ == family && len(m.data) >= genlHdrLen {
-			return parseFeatures(m.data[genlHdrLen:])
+		if m.Type == family && len(m.Data) >= netlink.GenlHdrLen {
+			return parseFeatures(m.Data[netlink.GenlHdrLen:])
 		}
 	}
 	return nil, nil, fmt.Errorf("ETHTOOL_MSG_FEATURES_GET: no reply")

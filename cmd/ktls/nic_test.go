@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/ktls-go/ktls/internal/netlink"
 )
 
 // littleEndian says whether the captured netlink messages, which are in the
@@ -43,10 +45,10 @@ func TestParseFeaturesCaptured(t *testing.T) {
 		{"ethtool-features-eth0.hex", "eth0", []string{"rx-gro-hw", "tx-checksum-ip-generic"}, []string{"loopback"}},
 	} {
 		b := readCapture(t, tc.file)
-		if len(b) < genlHdrLen || b[0] != ethtoolMsgFeaturesGet {
+		if len(b) < netlink.GenlHdrLen || b[0] != ethtoolMsgFeaturesGet {
 			t.Fatalf("%s: not a FEATURES_GET reply", tc.file)
 		}
-		hw, active, err := parseFeatures(b[genlHdrLen:])
+		hw, active, err := parseFeatures(b[netlink.GenlHdrLen:])
 		if err != nil {
 			t.Fatalf("%s: %v", tc.file, err)
 		}
@@ -80,17 +82,17 @@ func bitset(nomask bool, bits map[string]bool) []byte {
 	var list []byte
 	for name, value := range bits {
 		var bit []byte
-		bit = appendAttr(bit, ethtoolABitsetBitName, append([]byte(name), 0))
+		bit = netlink.AppendAttr(bit, ethtoolABitsetBitName, append([]byte(name), 0))
 		if value {
-			bit = appendAttr(bit, ethtoolABitsetBitValue, nil)
+			bit = netlink.AppendAttr(bit, ethtoolABitsetBitValue, nil)
 		}
-		list = appendAttr(list, ethtoolABitsetBitsBit|nlaFNested, bit)
+		list = netlink.AppendAttr(list, ethtoolABitsetBitsBit|netlink.FNested, bit)
 	}
 	var b []byte
 	if nomask {
-		b = appendAttr(b, ethtoolABitsetNomask, nil)
+		b = netlink.AppendAttr(b, ethtoolABitsetNomask, nil)
 	}
-	return appendAttr(b, ethtoolABitsetBits|nlaFNested, list)
+	return netlink.AppendAttr(b, ethtoolABitsetBits|netlink.FNested, list)
 }
 
 // TestNICOffload checks the reading of a device that offers kTLS, as mlx5
@@ -98,11 +100,11 @@ func bitset(nomask bool, bits map[string]bool) []byte {
 // B.2).
 func TestNICOffload(t *testing.T) {
 	var reply []byte
-	reply = appendAttr(reply, ethtoolAFeaturesHW|nlaFNested, bitset(false, map[string]bool{
+	reply = netlink.AppendAttr(reply, ethtoolAFeaturesHW|netlink.FNested, bitset(false, map[string]bool{
 		featTLSTX: true, featTLSRX: true, featTLSRecord: false, "rx-gro": true,
 	}))
-	reply = appendAttr(reply, 3|nlaFNested, bitset(true, map[string]bool{featTLSTX: true})) // WANTED, ignored
-	reply = appendAttr(reply, ethtoolAFeaturesActive|nlaFNested, bitset(true, map[string]bool{featTLSTX: true, "rx-gro": true}))
+	reply = netlink.AppendAttr(reply, 3|netlink.FNested, bitset(true, map[string]bool{featTLSTX: true})) // WANTED, ignored
+	reply = netlink.AppendAttr(reply, ethtoolAFeaturesActive|netlink.FNested, bitset(true, map[string]bool{featTLSTX: true, "rx-gro": true}))
 	hw, active, err := parseFeatures(reply)
 	if err != nil {
 		t.Fatal(err)
@@ -122,42 +124,18 @@ func TestNICOffload(t *testing.T) {
 	}
 }
 
-func TestParseMessages(t *testing.T) {
-	ack := newMessage(nlmsgError, 0, 7, make([]byte, 20))
-	nack := newMessage(nlmsgError, 0, 8, binary.NativeEndian.AppendUint32(make([]byte, 0, 20), uint32(0xfffffffe))) // -ENOENT
-	msgs, err := parseMessages(append(ack, nack...))
-	if err != nil || len(msgs) != 2 || msgs[0].seq != 7 || msgs[1].seq != 8 {
-		t.Fatalf("parseMessages = %+v, %v", msgs, err)
-	}
-	if e, err := errnoOf(msgs[0]); e != 0 || err != nil {
-		t.Errorf("ack: %d, %v", e, err)
-	}
-	if e, err := errnoOf(msgs[1]); e != 2 || err != nil {
-		t.Errorf("ENOENT: %d, %v", e, err)
-	}
-	if _, err := parseMessages(ack[:len(ack)-1]); err == nil {
-		t.Error("a truncated message: no error")
-	}
-	if _, err := parseAttrs([]byte{3, 0, 1, 0}); err == nil {
-		t.Error("an attribute shorter than its header: no error")
-	}
-	if _, err := parseAttrs([]byte{9, 0, 1, 0, 1}); err == nil {
-		t.Error("an attribute longer than its buffer: no error")
-	}
-}
-
 // FuzzParseFeatures: whatever the kernel sends, the parsers return, with an
 // error or without, and never panic.
 func FuzzParseFeatures(f *testing.F) {
 	var reply []byte
-	reply = appendAttr(reply, ethtoolAFeaturesHW|nlaFNested, bitset(false, map[string]bool{featTLSTX: true}))
-	reply = appendAttr(reply, ethtoolAFeaturesActive|nlaFNested, bitset(true, map[string]bool{featTLSTX: true}))
+	reply = netlink.AppendAttr(reply, ethtoolAFeaturesHW|netlink.FNested, bitset(false, map[string]bool{featTLSTX: true}))
+	reply = netlink.AppendAttr(reply, ethtoolAFeaturesActive|netlink.FNested, bitset(true, map[string]bool{featTLSTX: true}))
 	f.Add(reply)
 	f.Add([]byte{})
 	f.Add([]byte{4, 0, 2, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		parseFeatures(b)
-		parseMessages(b)
+		netlink.ParseMessages(b)
 		parseCryptoUserAlg(b)
 	})
 }

@@ -1,4 +1,4 @@
-package main
+package netlink
 
 import (
 	"encoding/binary"
@@ -8,20 +8,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// nlConn is a netlink socket for one request at a time. The doctor is a
+// Conn is a netlink socket for one request at a time. The doctor is a
 // command, not the library: its few requests block their thread, with a
 // receive timeout so that a kernel that never answers cannot hang it.
-type nlConn struct {
+type Conn struct {
 	fd  int
 	seq uint32
 }
 
-func dialNetlink(proto int, name string) (*nlConn, error) {
+func Dial(proto int, name string) (*Conn, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
 	if err != nil {
-		return nil, fmt.Errorf("socket(AF_NETLINK, %s): %w", name, errnoError{err})
+		return nil, fmt.Errorf("socket(AF_NETLINK, %s): %w", name, ErrnoError{err})
 	}
-	c := &nlConn{fd: fd}
+	c := &Conn{fd: fd}
 	tv := unix.Timeval{Sec: 2}
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		c.Close()
@@ -29,25 +29,25 @@ func dialNetlink(proto int, name string) (*nlConn, error) {
 	}
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("bind(AF_NETLINK, %s): %w", name, errnoError{err})
+		return nil, fmt.Errorf("bind(AF_NETLINK, %s): %w", name, ErrnoError{err})
 	}
 	return c, nil
 }
 
-func (c *nlConn) Close() error { return unix.Close(c.fd) }
+func (c *Conn) Close() error { return unix.Close(c.fd) }
 
 // execute sends one request and returns the messages of its answer: one
 // message, or with NLM_F_DUMP in flags every message up to NLMSG_DONE. An
 // NLMSG_ERROR with an errno is returned as a unix.Errno.
-func (c *nlConn) execute(typ, flags uint16, payload []byte) ([]nlMsg, error) {
+func (c *Conn) Execute(typ, flags uint16, payload []byte) ([]Msg, error) {
 	c.seq++
-	req := newMessage(typ, flags|nlmFRequest, c.seq, payload)
+	req := NewMessage(typ, flags|FRequest, c.seq, payload)
 	if err := unix.Sendto(c.fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return nil, fmt.Errorf("sendto: %w", err)
 	}
-	dump := flags&nlmFDump == nlmFDump
+	dump := flags&FDump == FDump
 	buf := make([]byte, 256<<10)
-	var out []nlMsg
+	var out []Msg
 	for {
 		n, _, err := unix.Recvfrom(c.fd, buf, unix.MSG_TRUNC)
 		if errors.Is(err, unix.EINTR) {
@@ -62,17 +62,17 @@ func (c *nlConn) execute(typ, flags uint16, payload []byte) ([]nlMsg, error) {
 		if n > len(buf) {
 			return out, fmt.Errorf("a reply of %d bytes does not fit in %d", n, len(buf))
 		}
-		msgs, err := parseMessages(append([]byte(nil), buf[:n]...))
+		msgs, err := ParseMessages(append([]byte(nil), buf[:n]...))
 		if err != nil {
 			return out, err
 		}
 		for _, m := range msgs {
-			if m.seq != c.seq {
+			if m.Seq != c.seq {
 				continue
 			}
-			switch m.typ {
-			case nlmsgError:
-				errno, err := errnoOf(m)
+			switch m.Type {
+			case MsgError:
+				errno, err := ErrnoOf(m)
 				if err != nil {
 					return out, err
 				}
@@ -80,31 +80,31 @@ func (c *nlConn) execute(typ, flags uint16, payload []byte) ([]nlMsg, error) {
 					return out, unix.Errno(errno)
 				}
 				return out, nil // an acknowledgement
-			case nlmsgDone:
-				if len(m.data) >= 4 {
-					if e := int32(binary.NativeEndian.Uint32(m.data)); e < 0 {
+			case MsgDone:
+				if len(m.Data) >= 4 {
+					if e := int32(binary.NativeEndian.Uint32(m.Data)); e < 0 {
 						return out, unix.Errno(-e)
 					}
 				}
 				return out, nil
 			}
 			out = append(out, m)
-			if !dump && m.flags&nlmFMulti == 0 {
+			if !dump && m.Flags&FMulti == 0 {
 				return out, nil
 			}
-			if len(out) > nlmsgMaxReply {
+			if len(out) > maxReply {
 				return out, errors.New("too many messages in the reply")
 			}
 		}
 	}
 }
 
-// genlFamily resolves a generic netlink family's id by name
+// GenlFamily resolves a generic netlink family's id by name
 // (CTRL_CMD_GETFAMILY).
-func (c *nlConn) genlFamily(name string) (uint16, error) {
+func (c *Conn) GenlFamily(name string) (uint16, error) {
 	payload := []byte{unix.CTRL_CMD_GETFAMILY, 1, 0, 0}
-	payload = appendAttr(payload, unix.CTRL_ATTR_FAMILY_NAME, append([]byte(name), 0))
-	msgs, err := c.execute(unix.GENL_ID_CTRL, 0, payload)
+	payload = AppendAttr(payload, unix.CTRL_ATTR_FAMILY_NAME, append([]byte(name), 0))
+	msgs, err := c.Execute(unix.GENL_ID_CTRL, 0, payload)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return 0, fmt.Errorf("generic netlink has no %q family (ENOENT)", name)
@@ -112,16 +112,16 @@ func (c *nlConn) genlFamily(name string) (uint16, error) {
 		return 0, fmt.Errorf("generic netlink family %q: %w", name, err)
 	}
 	for _, m := range msgs {
-		if len(m.data) < genlHdrLen {
+		if len(m.Data) < GenlHdrLen {
 			continue
 		}
-		attrs, err := parseAttrs(m.data[genlHdrLen:])
+		attrs, err := ParseAttrs(m.Data[GenlHdrLen:])
 		if err != nil {
 			return 0, err
 		}
 		for _, a := range attrs {
-			if a.typ == unix.CTRL_ATTR_FAMILY_ID {
-				if id, ok := a.u16(); ok {
+			if a.Type == unix.CTRL_ATTR_FAMILY_ID {
+				if id, ok := a.U16(); ok {
 					return id, nil
 				}
 			}
@@ -130,15 +130,15 @@ func (c *nlConn) genlFamily(name string) (uint16, error) {
 	return 0, fmt.Errorf("generic netlink family %q: no id in the reply", name)
 }
 
-// errnoError shows an errno as errnoText does and still wraps it.
-type errnoError struct{ err error }
+// ErrnoError shows an errno as ErrnoText does and still wraps it.
+type ErrnoError struct{ err error }
 
-func (e errnoError) Error() string { return errnoText(e.err) }
-func (e errnoError) Unwrap() error { return e.err }
+func (e ErrnoError) Error() string { return ErrnoText(e.err) }
+func (e ErrnoError) Unwrap() error { return e.err }
 
-// errnoText spells an errno as its name and message, "ENOENT (no such file
+// ErrnoText spells an errno as its name and message, "ENOENT (no such file
 // or directory)"; other errors as they are.
-func errnoText(err error) string {
+func ErrnoText(err error) string {
 	var errno unix.Errno
 	if errors.As(err, &errno) {
 		if name := unix.ErrnoName(errno); name != "" {

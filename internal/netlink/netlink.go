@@ -1,0 +1,144 @@
+// Package netlink frames netlink messages and attributes
+// (include/uapi/linux/netlink.h) by hand with golang.org/x/sys/unix rather
+// than with a netlink library: ktls needs a handful of requests (ethtool's
+// FEATURES_GET over generic netlink, the crypto API's GETALG dump, a route
+// lookup, a sock_diag query), and a dependency for them would be more code
+// than this package. Parsing is in this file, without a build tag, so that
+// tests run on every platform against captured messages; the socket is in
+// conn_linux.go.
+//
+// Netlink is in the host's byte order.
+package netlink
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+const (
+	HdrLen       = 16     // struct nlmsghdr
+	AttrHdrLen   = 4      // struct nlattr
+	attrTypeMask = 0x3fff // ~(NLA_F_NESTED | NLA_F_NET_BYTEORDER)
+	FNested      = 0x8000 // NLA_F_NESTED
+	MsgError     = 2      // NLMSG_ERROR
+	MsgDone      = 3      // NLMSG_DONE
+	GenlHdrLen   = 4      // struct genlmsghdr {u8 cmd; u8 version; u16 reserved}
+	FRequest     = 0x1    // NLM_F_REQUEST
+	FDump        = 0x300  // NLM_F_DUMP (ROOT|MATCH)
+	FMulti       = 0x2    // NLM_F_MULTI
+	alignTo      = 4      // NLMSG_ALIGNTO
+	maxReply     = 1 << 20
+)
+
+func Align(n int) int { return (n + alignTo - 1) &^ (alignTo - 1) }
+
+// Msg is one netlink message: its header fields and its payload.
+type Msg struct {
+	Type, Flags uint16
+	Seq         uint32
+	Data        []byte
+}
+
+// ParseMessages splits a buffer read from a netlink socket into messages.
+func ParseMessages(b []byte) ([]Msg, error) {
+	var msgs []Msg
+	for len(b) >= HdrLen {
+		n := int(binary.NativeEndian.Uint32(b[0:4]))
+		if n < HdrLen || n > len(b) {
+			return msgs, fmt.Errorf("netlink: message of %d bytes in a buffer of %d", n, len(b))
+		}
+		msgs = append(msgs, Msg{
+			Type:  binary.NativeEndian.Uint16(b[4:6]),
+			Flags: binary.NativeEndian.Uint16(b[6:8]),
+			Seq:   binary.NativeEndian.Uint32(b[8:12]),
+			Data:  b[HdrLen:n],
+		})
+		b = b[min(Align(n), len(b)):]
+	}
+	return msgs, nil
+}
+
+// ErrnoOf returns the error of an NLMSG_ERROR message: nil for an
+// acknowledgement (error 0), else the errno (struct nlmsgerr starts with a
+// negative errno).
+func ErrnoOf(m Msg) (int, error) {
+	if len(m.Data) < 4 {
+		return 0, errors.New("netlink: short NLMSG_ERROR")
+	}
+	return -int(int32(binary.NativeEndian.Uint32(m.Data[0:4]))), nil
+}
+
+// Attr is one attribute: its type without the flag bits, whether it says it
+// is nested, and its payload.
+type Attr struct {
+	Type   uint16
+	Nested bool
+	Data   []byte
+}
+
+// ParseAttrs splits a run of attributes.
+func ParseAttrs(b []byte) ([]Attr, error) {
+	var attrs []Attr
+	for len(b) >= AttrHdrLen {
+		n := int(binary.NativeEndian.Uint16(b[0:2]))
+		if n < AttrHdrLen || n > len(b) {
+			return attrs, fmt.Errorf("netlink: attribute of %d bytes in %d", n, len(b))
+		}
+		t := binary.NativeEndian.Uint16(b[2:4])
+		attrs = append(attrs, Attr{Type: t & attrTypeMask, Nested: t&FNested != 0, Data: b[AttrHdrLen:n]})
+		b = b[min(Align(n), len(b)):]
+	}
+	return attrs, nil
+}
+
+func (a Attr) U32() (uint32, bool) {
+	if len(a.Data) < 4 {
+		return 0, false
+	}
+	return binary.NativeEndian.Uint32(a.Data), true
+}
+
+func (a Attr) U16() (uint16, bool) {
+	if len(a.Data) < 2 {
+		return 0, false
+	}
+	return binary.NativeEndian.Uint16(a.Data), true
+}
+
+// str returns a NUL-terminated string attribute.
+func (a Attr) Str() string { return CString(a.Data) }
+
+// CString returns b up to its first NUL.
+func CString(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}
+
+// AppendAttr appends one attribute, padded.
+func AppendAttr(b []byte, typ uint16, data []byte) []byte {
+	n := AttrHdrLen + len(data)
+	b = binary.NativeEndian.AppendUint16(b, uint16(n))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = append(b, data...)
+	for range Align(n) - n {
+		b = append(b, 0)
+	}
+	return b
+}
+
+// NewMessage returns a netlink message with a header for typ, flags and seq
+// and the payload.
+func NewMessage(typ, flags uint16, seq uint32, payload []byte) []byte {
+	b := make([]byte, 0, HdrLen+len(payload))
+	b = binary.NativeEndian.AppendUint32(b, uint32(HdrLen+len(payload)))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = binary.NativeEndian.AppendUint16(b, flags)
+	b = binary.NativeEndian.AppendUint32(b, seq)
+	b = binary.NativeEndian.AppendUint32(b, 0) // port id: the kernel fills it
+	return append(b, payload...)
+}
