@@ -184,6 +184,25 @@ type Checker interface {
 	Check(tx bool, version, suite uint16) error
 }
 
+// Reporter is implemented by a half whose engine can turn out to be another
+// than the one that installed it: the nic engine installs kTLS and then asks
+// the kernel whether the device took the socket; when it did not, the half
+// is plain kernel kTLS and says so (DESIGN.md, the backend table: "verified
+// per socket, else it is plain kernel"). The connection reports Engine's
+// name, and its reason after the candidate's.
+type Reporter interface {
+	Engine() (name, reason string)
+}
+
+// Accelerator is implemented by an engine that is worth choosing only where
+// a hardware engine does its crypto (afalg: DESIGN.md, "only where a
+// hardware crypto engine serves gcm(aes) and kTLS is missing"). Hardware
+// says, from cached facts and without side effects, whether one serves the
+// suite, and names it ("gcm-aes-caam") or says why not.
+type Accelerator interface {
+	Hardware(version, suite uint16) (ok bool, what string)
+}
+
 // Backend is one engine.
 type Backend interface {
 	// Name is one of the names above.
