@@ -78,3 +78,33 @@ func TestKeyUpdateAtLimit(t *testing.T) {
 		s.Close()
 	}
 }
+
+// reporter is a half that says which engine it ended up as, as the nic
+// engine's halves do when the kernel keeps the socket in software.
+type reporter struct{ name, why string }
+
+func (r reporter) Engine() (string, string) { return r.name, r.why }
+
+var _ backend.Reporter = reporter{}
+
+func TestReported(t *testing.T) {
+	cand := selector.Candidate{Name: backend.NIC, Reason: "auto"}
+	for _, tc := range []struct {
+		half         any
+		name, reason string
+	}{
+		{struct{}{}, backend.NIC, "auto"},
+		{reporter{backend.NIC, "offloaded to eth0"}, backend.NIC, "auto"},
+		{reporter{"", ""}, backend.NIC, "auto"},
+		{reporter{backend.Kernel, "nic: eth0 kept in software"}, backend.Kernel, "auto; nic: eth0 kept in software"},
+		{reporter{backend.Kernel, ""}, backend.Kernel, "auto"},
+	} {
+		name, reason := reported(tc.half, cand)
+		if name != tc.name || reason != tc.reason {
+			t.Errorf("reported(%#v) = %q, %q; want %q, %q", tc.half, name, reason, tc.name, tc.reason)
+		}
+	}
+	if _, reason := reported(reporter{backend.Kernel, "why"}, selector.Candidate{Name: backend.NIC}); reason != "why" {
+		t.Errorf("empty candidate reason: %q, want %q", reason, "why")
+	}
+}

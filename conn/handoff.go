@@ -139,7 +139,8 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 		}
 		s, err := c.engine(cand.Name).NewSealer(link, tx.params)
 		if err == nil {
-			c.sealer, txName, txWhy = s, cand.Name, cand.Reason
+			c.sealer = s
+			txName, txWhy = reported(s, cand)
 			break
 		}
 		if !errors.Is(err, backend.ErrNotSupported) {
@@ -191,6 +192,25 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 	return c.installRXLocked(rx.params.Seq, nil)
 }
 
+// reported returns the engine a half says it is and the reason: the
+// candidate's, unless the half is a backend.Reporter that ended up another
+// engine (nic kept in software by the kernel is kernel), whose reason then
+// follows the candidate's.
+func reported(half any, cand selector.Candidate) (name, reason string) {
+	r, ok := half.(backend.Reporter)
+	if !ok {
+		return cand.Name, cand.Reason
+	}
+	name, why := r.Engine()
+	if name == "" || name == cand.Name {
+		return cand.Name, cand.Reason
+	}
+	if why == "" {
+		return name, cand.Reason
+	}
+	return name, strings.TrimPrefix(cand.Reason+"; "+why, "; ")
+}
+
 // wantsTickets reports whether crypto/tls would keep a TLS 1.3 ticket.
 func (c *Conn) wantsTickets() bool {
 	return c.cfg != nil && c.cfg.ClientSessionCache != nil && !c.cfg.SessionTicketsDisabled
@@ -211,16 +231,16 @@ func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 		o, err := c.engine(cand.Name).NewOpener(link, rx.params)
 		if err == nil {
 			c.opener = o
-			why := cand.Reason
+			name, why := reported(o, cand)
 			if len(passed) > 0 {
 				why = strings.TrimPrefix(why+"; passed over "+strings.Join(passed, ", "), "; ")
 			}
 			if !c.rxPending {
-				c.info.Reason += "; " + describe("rx", selector.Candidate{Name: cand.Name, Reason: why})
-			} else if cand.Name != c.info.RX {
-				c.info.Reason += "; rx: " + cand.Name + " (" + why + ")"
+				c.info.Reason += "; " + describe("rx", selector.Candidate{Name: name, Reason: why})
+			} else if name != c.info.RX {
+				c.info.Reason += "; rx: " + name + " (" + why + ")"
 			}
-			c.info.RX = cand.Name
+			c.info.RX = name
 			break
 		}
 		if !errors.Is(err, backend.ErrNotSupported) {
