@@ -23,15 +23,13 @@ import (
 	"errors"
 	"net"
 	"os"
-	"runtime"
 	"strings"
-
-	"golang.org/x/sys/cpu"
 
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/backend/kernel"
 	"github.com/ktls-go/ktls/backend/userspace"
 	"github.com/ktls-go/ktls/conn"
+	"github.com/ktls-go/ktls/internal/cpufacts"
 	"github.com/ktls-go/ktls/selector"
 )
 
@@ -106,7 +104,7 @@ func connOptions(opts []Option) conn.Options {
 		kernel.New(kernel.Options{RXExpectNoPad: o.noPad}),
 		userspace.New(),
 	}
-	out.AESHardware = aesGCMHardware()
+	out.CPU = cpufacts.Detect()
 	return out
 }
 
@@ -249,24 +247,4 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		return nil, err
 	}
 	return c, nil
-}
-
-// aesGCMHardware says whether Go's AES-GCM runs on instructions made for it
-// here, the condition crypto/tls itself uses to prefer AES-GCM over
-// ChaCha20-Poly1305 (crypto/tls/cipher_suites.go, hasAESGCMHardwareSupport):
-// AES-NI with PCLMULQDQ on amd64, AES with PMULL on arm64, CPACF's AES, CTR
-// and GHASH on s390x, and always on ppc64/ppc64le. 386 reports AES-NI but Go
-// has no assembly for it there.
-func aesGCMHardware() bool {
-	switch runtime.GOARCH {
-	case "amd64":
-		return cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ
-	case "arm64":
-		return cpu.ARM64.HasAES && cpu.ARM64.HasPMULL
-	case "s390x":
-		return cpu.S390X.HasAES && cpu.S390X.HasAESCTR && cpu.S390X.HasGHASH
-	case "ppc64", "ppc64le":
-		return true
-	}
-	return false
 }

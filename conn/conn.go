@@ -34,8 +34,8 @@ type Options struct {
 	// PolicyErr, when set, is returned by the handshake: the policy could
 	// not be resolved (a malformed KTLS_BACKEND, say).
 	PolicyErr error
-	// AESHardware says the CPU has AES instructions.
-	AESHardware bool
+	// CPU is what the processor offers AES-GCM (selector.CPU).
+	CPU selector.CPU
 }
 
 // BackendInfo says which engine protects each direction of a connection, and

@@ -63,8 +63,8 @@ func (c *Conn) facts(d selector.Direction, st tls.ConnectionState, unknown strin
 }
 
 // Facts are what the selector decides direction d of a connection with
-// version and suite from: the engines' Check answers (cached probes), the
-// CPU, and unknown, the reason keys or sequence numbers are not known ("":
+// version and suite from: the engines' Check and Hardware answers (cached
+// probes), the CPU, and unknown, the reason keys or sequence numbers are not known ("":
 // they are). The root package's Candidates uses it too, so that what it
 // reports is what a connection's handoff decides.
 func (o Options) Facts(d selector.Direction, version, suite uint16, unknown string) selector.Facts {
@@ -74,7 +74,7 @@ func (o Options) Facts(d selector.Direction, version, suite uint16, unknown stri
 		CipherSuite: suite,
 		KeysKnown:   unknown == "",
 		Unknown:     unknown,
-		AESHardware: o.AESHardware,
+		CPU:         o.CPU,
 	}
 	for _, b := range o.Backends {
 		e := selector.Engine{Name: b.Name(), OK: true}
@@ -82,6 +82,9 @@ func (o Options) Facts(d selector.Direction, version, suite uint16, unknown stri
 			if err := ch.Check(d == selector.TX, version, suite); err != nil {
 				e.OK, e.Why = false, whyNot(b.Name(), err)
 			}
+		}
+		if a, ok := b.(backend.Accelerator); ok {
+			e.Hardware, e.HardwareWhat = a.Hardware(version, suite)
 		}
 		f.Engines = append(f.Engines, e)
 	}

@@ -3,6 +3,7 @@ package selector
 import (
 	"crypto/tls"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/ktls-go/ktls/backend"
@@ -20,6 +21,12 @@ type Engine struct {
 	// supported by the kernel". It goes into Candidate.Reason and must not
 	// carry secrets.
 	Why string
+	// Hardware says a hardware crypto engine, not the CPU, does this
+	// engine's crypto for the suite (a backend.Accelerator's answer; afalg
+	// joins the automatic order only then), and HardwareWhat names it or
+	// says why not.
+	Hardware     bool
+	HardwareWhat string
 }
 
 // Facts are what the selector knows about one direction of one connection.
@@ -37,9 +44,54 @@ type Facts struct {
 	// entry for it says. A name listed twice is OK only if every entry says
 	// so. Names that are not engines are ignored.
 	Engines []Engine
-	// AESHardware says Go's AES-GCM runs on instructions made for it (AES-NI
-	// with PCLMULQDQ, ARMv8 AES with PMULL, s390x CPACF), as crypto/tls decides.
-	AESHardware bool
+	// CPU is what the processor offers the engines' AES-GCM.
+	CPU CPU
+}
+
+// CPU is what the selector knows of the processor. Two facts, because the
+// kernel and Go decide apart: the kernel's AES-GCM drivers (aesni_intel on
+// x86, aes-ce and ghash-ce on arm64) use the instructions whenever the CPU
+// has them, while Go's own AES-GCM, which the userspace and stdlib engines
+// run, uses them only where it has assembly for them and GODEBUG does not
+// turn them off (crypto/tls's hasAESGCMHardwareSupport: not on 386, not
+// with GODEBUG=cpu.aes=off).
+type CPU struct {
+	// Arch is the GOARCH the program runs as.
+	Arch string
+	// AESGCM says the CPU has the instructions AES-GCM needs to be fast and
+	// constant-time, as cpuid reports them: AES-NI and PCLMULQDQ on x86, the
+	// ARMv8 AES and PMULL instructions on arm64, CPACF's AES and GHASH on
+	// s390x.
+	AESGCM bool
+	// GoAESGCM says Go's AES-GCM runs on them here.
+	GoAESGCM bool
+}
+
+// cpuNote says, for an AES-GCM suite, what the CPU means for engine name's
+// AES where Go's AES-GCM does not run on AES instructions here, or "".
+func cpuNote(f Facts, name string) string {
+	if !aesSuite(f.CipherSuite) || f.CPU.GoAESGCM {
+		return ""
+	}
+	switch name {
+	case backend.Kernel:
+		if f.CPU.AESGCM {
+			return "the kernel's AES-GCM uses this " + f.CPU.arch() + " CPU's AES instructions, Go's does not here"
+		}
+	case backend.Userspace, backend.Stdlib:
+		if f.CPU.AESGCM {
+			return "Go's AES-GCM does not use this " + f.CPU.arch() + " CPU's AES instructions here"
+		}
+		return "this " + f.CPU.arch() + " CPU has no AES-GCM instructions: Go's AES is table-based"
+	}
+	return ""
+}
+
+func (c CPU) arch() string {
+	if c.Arch == "" {
+		return "unknown"
+	}
+	return c.Arch
 }
 
 // Candidate is one engine to try.
@@ -225,17 +277,27 @@ func (p Policy) Candidates(f Facts) ([]Candidate, error) {
 func autoCandidates(f Facts, exclude, prefix string) []Candidate {
 	var list []Candidate
 	var notes []string
-	reason := func() string {
-		if len(notes) == 0 {
+	reason := func(name string) string {
+		all := notes
+		if note := cpuNote(f, name); note != "" {
+			all = append(slices.Clip(notes), note)
+		}
+		if name == backend.AFALG {
+			if e, _ := find(f.Engines, backend.AFALG); e.HardwareWhat != "" {
+				all = append(slices.Clip(all), "hardware engine "+e.HardwareWhat)
+			}
+		}
+		if len(all) == 0 {
 			return prefix
 		}
-		return prefix + "; " + strings.Join(notes, "; ")
+		return prefix + "; " + strings.Join(all, "; ")
 	}
 	if userspaceFirst(f) {
 		if wired, ok, _ := lookup(f.Engines, backend.Kernel); wired && ok && exclude != backend.Kernel {
 			notes = append(notes, "userspace before kernel: it receives ChaCha20-Poly1305 faster")
 		}
 	}
+
 	for _, name := range autoOrder(f) {
 		if name == exclude {
 			continue
@@ -255,10 +317,10 @@ func autoCandidates(f Facts, exclude, prefix string) []Candidate {
 			notes = append(notes, name+": "+why)
 			continue
 		}
-		list = append(list, Candidate{Name: name, Reason: reason()})
+		list = append(list, Candidate{Name: name, Reason: reason(name)})
 		notes = append(notes, name+" did not install")
 	}
-	return append(list, Candidate{Name: backend.Stdlib, Reason: reason()})
+	return append(list, Candidate{Name: backend.Stdlib, Reason: reason(backend.Stdlib)})
 }
 
 // afalgAuto reports whether afalg joins the automatic order. DESIGN.md's
@@ -271,9 +333,47 @@ func autoCandidates(f Facts, exclude, prefix string) []Candidate {
 // engine says whether a hardware gcm(aes) serves this suite), the CPU has no
 // AES instructions, and kernel kTLS cannot serve.
 func afalgAuto(f Facts) bool {
-	_, afalgOK, _ := lookup(f.Engines, backend.AFALG)
+	e, wired := find(f.Engines, backend.AFALG)
 	_, kernelOK, _ := lookup(f.Engines, backend.Kernel)
-	return afalgOK && !f.AESHardware && !kernelOK
+	if !wired || !e.OK || !e.Hardware || kernelOK {
+		return false
+	}
+	return !aesSuite(f.CipherSuite) || !f.CPU.GoAESGCM
+}
+
+// find returns the entry for name, merged as lookup merges them: OK and
+// Hardware only if every entry says so.
+func find(engines []Engine, name string) (Engine, bool) {
+	var out Engine
+	wired := false
+	for _, e := range engines {
+		if e.Name != name {
+			continue
+		}
+		if !wired {
+			out, wired = e, true
+			continue
+		}
+		out.OK = out.OK && e.OK
+		out.Hardware = out.Hardware && e.Hardware
+	}
+	return out, wired
+}
+
+// aesSuite reports whether suite is an AES-GCM suite (of either version).
+func aesSuite(suite uint16) bool {
+	switch suite {
+	case tls.TLS_AES_128_GCM_SHA256,
+		tls.TLS_AES_256_GCM_SHA384,
+		tls.TLS_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384:
+		return true
+	}
+	return false
 }
 
 // lookup returns whether name is wired in, whether it can serve, and why not.

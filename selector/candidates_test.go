@@ -14,10 +14,15 @@ import (
 func yes(name string) Engine     { return Engine{Name: name, OK: true} }
 func no(name, why string) Engine { return Engine{Name: name, Why: why} }
 
+// hw describes an engine that can serve, on a hardware crypto engine.
+func hw(name string) Engine {
+	return Engine{Name: name, OK: true, Hardware: true, HardwareWhat: "gcm-aes-caam"}
+}
+
 // Engine sets for the tables; tests only read them.
 var (
-	allOK   = []Engine{yes("userspace"), yes("afalg"), yes("kernel"), yes("nic")}
-	noKTLS  = []Engine{no("nic", "tls module not loaded"), no("kernel", "tls module not loaded"), yes("afalg"), yes("userspace")}
+	allOK   = []Engine{yes("userspace"), hw("afalg"), yes("kernel"), yes("nic")}
+	noKTLS  = []Engine{no("nic", "tls module not loaded"), no("kernel", "tls module not loaded"), hw("afalg"), yes("userspace")}
 	noNIC   = []Engine{no("nic", "no offload on the egress device"), yes("kernel"), yes("userspace")}
 	onlyUS  = []Engine{yes("userspace")}
 	noKTLS2 = []Engine{no("kernel", "tls module not loaded"), yes("userspace")}
@@ -32,9 +37,18 @@ func facts(d Direction, engines ...Engine) Facts {
 		CipherSuite: tls.TLS_AES_128_GCM_SHA256,
 		KeysKnown:   true,
 		Engines:     engines,
-		AESHardware: true,
+		CPU:         amd64AES,
 	}
 }
+
+// The CPUs of the tables: an x86 server, a Raspberry Pi 4 (Cortex-A72
+// without the crypto extension), and an arm64 server run with
+// GODEBUG=cpu.aes=off.
+var (
+	amd64AES    = CPU{Arch: "amd64", AESGCM: true, GoAESGCM: true}
+	arm64NoAES  = CPU{Arch: "arm64"}
+	arm64GoSoft = CPU{Arch: "arm64", AESGCM: true}
+)
 
 func with(f Facts, change func(*Facts)) Facts {
 	change(&f)
@@ -50,7 +64,7 @@ func policy(spec string, strict bool) Policy {
 }
 
 func TestCandidates(t *testing.T) {
-	noAES := func(f *Facts) { f.AESHardware = false }
+	noAES := func(f *Facts) { f.CPU = arm64NoAES }
 	tests := []struct {
 		name   string
 		policy Policy
@@ -189,29 +203,29 @@ func TestCandidates(t *testing.T) {
 			policy: policy("auto", false),
 			facts:  with(facts(TX, noKTLS...), noAES),
 			want: []Candidate{
-				{"afalg", "auto; nic: tls module not loaded; kernel: tls module not loaded"},
-				{"userspace", "auto; nic: tls module not loaded; kernel: tls module not loaded; afalg did not install"},
-				{"stdlib", "auto; nic: tls module not loaded; kernel: tls module not loaded; afalg did not install; userspace did not install"},
+				{"afalg", "auto; nic: tls module not loaded; kernel: tls module not loaded; hardware engine gcm-aes-caam"},
+				{"userspace", "auto; nic: tls module not loaded; kernel: tls module not loaded; afalg did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{"stdlib", "auto; nic: tls module not loaded; kernel: tls module not loaded; afalg did not install; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
 			},
 		},
 		{
 			name:   "afalg: OK, no AES instructions, kernel not wired in",
 			policy: policy("auto", false),
-			facts:  with(facts(TX, yes("afalg"), yes("userspace")), noAES),
+			facts:  with(facts(TX, hw("afalg"), yes("userspace")), noAES),
 			want: []Candidate{
-				{"afalg", "auto"},
-				{"userspace", "auto; afalg did not install"},
-				{"stdlib", "auto; afalg did not install; userspace did not install"},
+				{"afalg", "auto; hardware engine gcm-aes-caam"},
+				{"userspace", "auto; afalg did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{"stdlib", "auto; afalg did not install; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
 			},
 		},
 		{
 			name:   "afalg: OK, no AES instructions, kernel OK: not chosen",
 			policy: policy("auto", false),
-			facts:  with(facts(TX, yes("kernel"), yes("afalg"), yes("userspace")), noAES),
+			facts:  with(facts(TX, yes("kernel"), hw("afalg"), yes("userspace")), noAES),
 			want: []Candidate{
 				{"kernel", "auto"},
-				{"userspace", "auto; kernel did not install"},
-				{"stdlib", "auto; kernel did not install; userspace did not install"},
+				{"userspace", "auto; kernel did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{"stdlib", "auto; kernel did not install; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
 			},
 		},
 		{
@@ -219,15 +233,60 @@ func TestCandidates(t *testing.T) {
 			policy: policy("auto", false),
 			facts:  with(facts(TX, no("kernel", "tls module not loaded"), no("afalg", "no gcm(aes)"), yes("userspace")), noAES),
 			want: []Candidate{
-				{"userspace", "auto; kernel: tls module not loaded"},
-				{"stdlib", "auto; kernel: tls module not loaded; userspace did not install"},
+				{"userspace", "auto; kernel: tls module not loaded; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{"stdlib", "auto; kernel: tls module not loaded; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
 			},
 		},
 		{
 			name:   "afalg: OK, AES instructions, nothing else: not chosen",
 			policy: policy("auto", false),
-			facts:  facts(TX, yes("afalg")),
+			facts:  facts(TX, hw("afalg")),
 			want:   []Candidate{{"stdlib", "auto"}},
+		},
+		{
+			name:   "afalg: OK but on the CPU, no AES instructions, no kTLS: not chosen",
+			policy: policy("auto", false),
+			facts:  with(facts(TX, no("kernel", "tls module not loaded"), yes("afalg"), yes("userspace")), noAES),
+			want: []Candidate{
+				{"userspace", "auto; kernel: tls module not loaded; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{"stdlib", "auto; kernel: tls module not loaded; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+			},
+		},
+		{
+			name:   "afalg: hardware ChaCha20-Poly1305, AES instructions, no kTLS: before userspace",
+			policy: policy("auto", false),
+			facts: with(facts(TX, no("kernel", "tls module not loaded"), hw("afalg"), yes("userspace")), func(f *Facts) {
+				f.Version, f.CipherSuite = tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+			}),
+			want: []Candidate{
+				{"afalg", "auto; kernel: tls module not loaded; hardware engine gcm-aes-caam"},
+				{"userspace", "auto; kernel: tls module not loaded; afalg did not install"},
+				{"stdlib", "auto; kernel: tls module not loaded; afalg did not install; userspace did not install"},
+			},
+		},
+
+		// What the CPU says in the reasons of AES-GCM candidates.
+		{
+			name:   "Go's AES-GCM in software, the kernel's on the CPU's instructions",
+			policy: policy("auto", false),
+			facts:  with(facts(RX, yes("kernel"), yes("userspace")), func(f *Facts) { f.CPU = arm64GoSoft }),
+			want: []Candidate{
+				{"kernel", "auto; the kernel's AES-GCM uses this arm64 CPU's AES instructions, Go's does not here"},
+				{"userspace", "auto; kernel did not install; Go's AES-GCM does not use this arm64 CPU's AES instructions here"},
+				{"stdlib", "auto; kernel did not install; userspace did not install; Go's AES-GCM does not use this arm64 CPU's AES instructions here"},
+			},
+		},
+		{
+			name:   "no AES instructions, ChaCha20-Poly1305: nothing to say",
+			policy: policy("auto", false),
+			facts: with(facts(TX, yes("kernel"), yes("userspace")), func(f *Facts) {
+				f.CPU, f.CipherSuite = arm64NoAES, tls.TLS_CHACHA20_POLY1305_SHA256
+			}),
+			want: []Candidate{
+				{"kernel", "auto"},
+				{"userspace", "auto; kernel did not install"},
+				{"stdlib", "auto; kernel did not install; userspace did not install"},
+			},
 		},
 
 		// Rule 4: a forced engine that can serve.
@@ -302,11 +361,11 @@ func TestCandidates(t *testing.T) {
 		{
 			name:   "forced kernel, not OK, no AES instructions: afalg joins the fallback",
 			policy: policy("kernel", false),
-			facts:  with(facts(TX, no("kernel", "tls module not loaded"), yes("afalg"), yes("userspace")), noAES),
+			facts:  with(facts(TX, no("kernel", "tls module not loaded"), hw("afalg"), yes("userspace")), noAES),
 			want: []Candidate{
-				{"afalg", "forced kernel unavailable: tls module not loaded"},
-				{"userspace", "forced kernel unavailable: tls module not loaded; afalg did not install"},
-				{"stdlib", "forced kernel unavailable: tls module not loaded; afalg did not install; userspace did not install"},
+				{"afalg", "forced kernel unavailable: tls module not loaded; hardware engine gcm-aes-caam"},
+				{"userspace", "forced kernel unavailable: tls module not loaded; afalg did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{"stdlib", "forced kernel unavailable: tls module not loaded; afalg did not install; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
 			},
 		},
 
@@ -530,7 +589,7 @@ func TestCandidatesInvariants(t *testing.T) {
 						for _, d := range []Direction{TX, RX} {
 							n++
 							f := Facts{Direction: d, Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_256_GCM_SHA384,
-								KeysKnown: keys, Unknown: "x", Engines: list, AESHardware: aes}
+								KeysKnown: keys, Unknown: "x", Engines: list, CPU: CPU{Arch: "amd64", AESGCM: aes, GoAESGCM: aes}}
 							p := Policy{Spec: Spec{TX: forced, RX: forced}, Strict: strict}
 							label := fmt.Sprintf("state=%v aes=%v keys=%v forced=%s strict=%v %s", state, aes, keys, forced, strict, d)
 							checkInvariants(t, label, p, f, forced, state[forced] == isOK, state)
@@ -580,7 +639,7 @@ func checkInvariants(t *testing.T, label string, p Policy, f Facts, forced strin
 			t.Fatalf("%s: %s listed with keys unknown: %v", label, c.Name, got)
 		}
 		if c.Name == "afalg" && !(forced == "afalg" && i == 0) &&
-			(f.AESHardware || state["kernel"] == isOK) {
+			(f.CPU.GoAESGCM || state["kernel"] == isOK) {
 			t.Fatalf("%s: afalg chosen automatically against the rule: %v", label, got)
 		}
 	}

@@ -8,11 +8,10 @@ import (
 	"runtime"
 	"strings"
 
-	"golang.org/x/sys/cpu"
-
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/backend/kernel"
+	"github.com/ktls-go/ktls/internal/cpufacts"
 	"github.com/ktls-go/ktls/selector"
 )
 
@@ -184,60 +183,18 @@ func nicReport() NICReport {
 }
 
 func cpuReport() CPUReport {
-	c := CPUReport{Arch: runtime.GOARCH, AESHardware: cpu.X86.HasAES || cpu.ARM64.HasAES}
-	add := func(name string, present bool) {
-		c.Features = append(c.Features, CPUFeature{Name: name, Present: present})
+	f := cpufacts.Detect()
+	c := CPUReport{Arch: f.Arch, AESGCM: f.AESGCM, GoAESGCM: f.GoAESGCM}
+	for _, x := range cpufacts.Features() {
+		c.Features = append(c.Features, CPUFeature{Name: x.Name, Present: x.Present})
 	}
-	switch runtime.GOARCH {
-	case "amd64", "386":
-		add("AES-NI", cpu.X86.HasAES)
-		add("PCLMULQDQ", cpu.X86.HasPCLMULQDQ)
-		add("AVX", cpu.X86.HasAVX)
-		add("AVX2", cpu.X86.HasAVX2)
-		add("AVX-512F", cpu.X86.HasAVX512F)
-		add("VAES (AVX-512)", cpu.X86.HasAVX512VAES)
-		add("VPCLMULQDQ (AVX-512)", cpu.X86.HasAVX512VPCLMULQDQ)
-		// x/sys/cpu reports VAES and VPCLMULQDQ only with AVX-512; the
-		// kernel's flags have the bare bits (the VAES-AVX2 CPUs).
-		if flags := cpuinfoFlags(); flags != nil {
-			for _, f := range []struct{ flag, name string }{{"vaes", "VAES"}, {"vpclmulqdq", "VPCLMULQDQ"}} {
-				c.Features = append(c.Features, CPUFeature{Name: f.name, Present: flags[f.flag], Source: "/proc/cpuinfo"})
-			}
-		}
-	case "arm64":
-		add("AES", cpu.ARM64.HasAES)
-		add("PMULL", cpu.ARM64.HasPMULL)
-		add("SHA2", cpu.ARM64.HasSHA2)
-	case "s390x":
-		add("AES (KM)", cpu.S390X.HasAES)
-		add("AES-GCM (KMA)", cpu.S390X.HasAESGCM)
-		add("GHASH (KIMD)", cpu.S390X.HasGHASH)
-		c.Note = "ktls's selector counts x86 AES-NI and ARMv8 AES as AES instructions, not CPACF"
-	default:
-		c.Note = "golang.org/x/sys/cpu reports no AES instructions for " + runtime.GOARCH + "; ktls counts none"
+	switch {
+	case c.Features == nil:
+		c.Note = "ktls reads no crypto instructions on " + f.Arch + " and counts none"
+	case f.AESGCM && !f.GoAESGCM:
+		c.Note = "Go's AES-GCM does not use the AES instructions here (no assembly for " + f.Arch + ", or GODEBUG=cpu.aes=off): auto prefers the kernel's AES-GCM"
 	}
 	return c
-}
-
-// cpuinfoFlags returns the first "flags" line of /proc/cpuinfo as a set;
-// nil where there is none.
-func cpuinfoFlags() map[string]bool {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return nil
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		key, value, ok := strings.Cut(line, ":")
-		if !ok || strings.TrimSpace(key) != "flags" {
-			continue
-		}
-		set := make(map[string]bool)
-		for _, f := range strings.Fields(value) {
-			set[f] = true
-		}
-		return set
-	}
-	return nil
 }
 
 // policyReport is what KTLS_BACKEND and KTLS_STRICT make of a program

@@ -333,7 +333,7 @@ func TestJSONShape(t *testing.T) {
 		{"nic", m["nic"], "engine interfaces source tls_stat"},
 		{"nic.interfaces[0]", first(obj(m["nic"], "interfaces")), "index loopback name summary tls_hw_record tls_hw_rx_offload tls_hw_tx_offload up"},
 		{"nic.interfaces[0].tls_hw_tx_offload", obj(first(obj(m["nic"], "interfaces")), "tls_hw_tx_offload"), "active supported"},
-		{"cpu", m["cpu"], "aes_hardware arch features"},
+		{"cpu", m["cpu"], "aes_gcm arch features go_aes_gcm"},
 		{"cpu.features[0]", first(obj(m["cpu"], "features")), "name present"},
 		{"policy", m["policy"], "KTLS_BACKEND KTLS_STRICT meaning source spec strict"},
 		{"auto[0]", first(m["auto"]), "candidates cipher direction engine suite suite_id version"},

@@ -175,22 +175,24 @@ type NICFeature struct {
 	Active    bool `json:"active"`    // in its features: on now
 }
 
-// CPUReport is the CPU's crypto instructions, from golang.org/x/sys/cpu.
+// CPUReport is the CPU's crypto instructions, as the selector sees them
+// (internal/cpufacts: cpuid for the CPU, golang.org/x/sys/cpu for Go).
 type CPUReport struct {
 	Arch     string       `json:"arch"`
 	Features []CPUFeature `json:"features"`
-	// AESHardware is what ktls tells its selector: AES instructions
-	// (x86 AES-NI or ARMv8 AES).
-	AESHardware bool   `json:"aes_hardware"`
-	Note        string `json:"note,omitempty"`
+	// AESGCM says the CPU has the instructions AES-GCM needs (AES and a
+	// carry-less multiply), which the kernel's AES-GCM uses; GoAESGCM says
+	// Go's AES-GCM, that of the userspace and stdlib engines, runs on them
+	// here (not on 386, not with GODEBUG=cpu.aes=off).
+	AESGCM   bool   `json:"aes_gcm"`
+	GoAESGCM bool   `json:"go_aes_gcm"`
+	Note     string `json:"note,omitempty"`
 }
 
 // CPUFeature is one instruction set extension.
 type CPUFeature struct {
 	Name    string `json:"name"`
 	Present bool   `json:"present"`
-	// Source is where it was read, when not golang.org/x/sys/cpu.
-	Source string `json:"source,omitempty"`
 }
 
 // PolicyReport is what the environment makes of the choice.

@@ -108,15 +108,13 @@ func writeText(w io.Writer, r Report) error {
 	sectionError(p, r.NIC.Error)
 
 	p("")
-	p("CPU (golang.org/x/sys/cpu)")
+	p("CPU (cpuid; Go's own view from golang.org/x/sys/cpu)")
 	for _, f := range r.CPU.Features {
 		v := yesNo(f.Present)
-		if f.Source != "" {
-			v += "\t(" + f.Source + ")"
-		}
 		p("  %s\t%s", f.Name, v)
 	}
-	p("  AES instructions for ktls\t%s", yesNo(r.CPU.AESHardware))
+	p("  AES-GCM instructions\t%s", yesNo(r.CPU.AESGCM))
+	p("  used by Go's AES-GCM\t%s", yesNo(r.CPU.GoAESGCM))
 	if r.CPU.Note != "" {
 		p("  note\t%s", r.CPU.Note)
 	}
