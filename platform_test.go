@@ -11,6 +11,7 @@ import (
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/backend/kernel"
+	"github.com/ktls-go/ktls/internal/cpufacts"
 	"github.com/ktls-go/ktls/internal/testenv"
 )
 
@@ -41,11 +42,12 @@ func TestPlatformAuto(t *testing.T) {
 			// the kernel (selector.autoOrder), so the kernel is not
 			// passed over and the rx reason is plain "auto"; the tx
 			// reason still names the platform for the connection.
-			wantRX := "rx: userspace (auto; kernel: " + rxWhy + ")"
+			note := goAESNote(st.CipherSuite)
+			wantRX := "rx: userspace (auto; kernel: " + rxWhy + note + ")"
 			if isChaCha(st.CipherSuite) {
 				wantRX = "rx: userspace (auto)"
 			}
-			wantReason(t, reason, "tx: userspace (auto; kernel: "+txWhy+")", wantRX)
+			wantReason(t, reason, "tx: userspace (auto; kernel: "+txWhy+note+")", wantRX)
 			t.Logf("%s", reason)
 			exchange(t, k, s, 64<<10)
 			closeBoth(t, k, s)
@@ -72,9 +74,10 @@ func TestPlatformForcedKernel(t *testing.T) {
 			st := k.ConnectionState()
 			txWhy, rxWhy := platformProbe(t, st.Version, st.CipherSuite)
 			wantBackend(t, k, "userspace", "userspace")
+			note := goAESNote(st.CipherSuite)
 			wantReason(t, k.Backend().Reason,
-				"tx: userspace (forced kernel unavailable: "+txWhy+")",
-				"rx: userspace (forced kernel unavailable: "+rxWhy+")")
+				"tx: userspace (forced kernel unavailable: "+txWhy+note+")",
+				"rx: userspace (forced kernel unavailable: "+rxWhy+note+")")
 			exchange(t, k, s, 64<<10)
 			closeBoth(t, k, s)
 		}))
@@ -186,6 +189,22 @@ func TestPlatformStrict(t *testing.T) {
 			wantStrictError(t, err, txWhy)
 		})
 	}
+}
+
+// goAESNote is what the reason of a userspace direction adds about the CPU
+// (selector's table): nothing where Go's AES-GCM runs on the CPU's AES
+// instructions or the suite is ChaCha20-Poly1305; else that Go's does not
+// use them (386 on an x86 CPU with AES-NI) or that there are none (qemu-user's
+// s390x and riscv64).
+func goAESNote(suite uint16) string {
+	f := cpufacts.Detect()
+	switch {
+	case isChaCha(suite) || f.GoAESGCM:
+		return ""
+	case f.AESGCM:
+		return "; Go's AES-GCM does not use this " + runtime.GOARCH + " CPU's AES instructions here"
+	}
+	return "; this " + runtime.GOARCH + " CPU has no AES-GCM instructions: Go's AES is table-based"
 }
 
 // wantReason checks that a Backend().Reason contains each of wants.
