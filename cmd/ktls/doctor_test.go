@@ -45,6 +45,7 @@ func TestDoctorHere(t *testing.T) {
 	checkAFALG(t, r)
 	checkNIC(t, r)
 	checkAuto(t, r)
+	checkCPU(t, r)
 	if t.Failed() || testenv.InVM() {
 		var buf bytes.Buffer
 		writeText(&buf, r)
@@ -210,6 +211,29 @@ func checkNIC(t *testing.T, r Report) {
 	// No virtual device offloads kTLS (afalg-and-nic-offload.md, B.6).
 	if lo.Error != "" || lo.TLSTX == nil || lo.TLSTX.Supported || lo.Summary != "no kTLS offload" {
 		t.Errorf("lo: %+v", *lo)
+	}
+}
+
+// checkCPU compares the CPU section with /proc/cpuinfo, the kernel's view,
+// which the doctor does not read: on the host and in both VM architectures
+// (the amd64 guest's AES-NI, the arm64 guest's AES and PMULL).
+func checkCPU(t *testing.T, r Report) {
+	t.Helper()
+	if r.CPU.Arch != runtime.GOARCH {
+		t.Errorf("CPU arch %q, want %q", r.CPU.Arch, runtime.GOARCH)
+	}
+	if runtime.GOOS != "linux" || (runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64") {
+		return
+	}
+	want, err := testenv.CPUInfoAESGCM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.CPU.AESGCM != want || r.CPU.GoAESGCM != want {
+		t.Errorf("CPU: AES-GCM instructions %v, used by Go %v; /proc/cpuinfo says %v", r.CPU.AESGCM, r.CPU.GoAESGCM, want)
+	}
+	if len(r.CPU.Features) == 0 || r.CPU.Note != "" {
+		t.Errorf("CPU: features %+v, note %q", r.CPU.Features, r.CPU.Note)
 	}
 }
 
