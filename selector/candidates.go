@@ -218,7 +218,7 @@ func userspaceFirst(f Facts) bool {
 // Apart from rule 4 in strict mode, the list always ends with stdlib, which
 // is always possible. The reason of each automatic candidate also names the
 // engines ahead of it in the order that were wired in but not OK, with their
-// Why, and the ones earlier in the list, which did not install if this one is
+// Why (except nic, whose refusal is the rule rather than news), and the ones earlier in the list, which did not install if this one is
 // reached. An invalid direction or a Policy whose Spec names no engine (one
 // built by hand) is an error.
 func (p Policy) Candidates(f Facts) ([]Candidate, error) {
@@ -314,7 +314,14 @@ func autoCandidates(f Facts, exclude, prefix string) []Candidate {
 			continue
 		}
 		if !ok {
-			notes = append(notes, name+": "+why)
+			if name != backend.NIC {
+				notes = append(notes, name+": "+why)
+			}
+			// nic refuses on nearly every host (no device offloads
+			// kTLS, or not this suite): like an engine not wired in,
+			// that is no news for the reason of every connection.
+			// ktls doctor says why per host, and a forced nic's reason
+			// says why per connection.
 			continue
 		}
 		list = append(list, Candidate{Name: name, Reason: reason(name)})

@@ -88,9 +88,9 @@ func TestCandidates(t *testing.T) {
 			policy: policy("", false),
 			facts:  facts(RX, noNIC...),
 			want: []Candidate{
-				{"kernel", "auto; nic: no offload on the egress device"},
-				{"userspace", "auto; nic: no offload on the egress device; kernel did not install"},
-				{"stdlib", "auto; nic: no offload on the egress device; kernel did not install; userspace did not install"},
+				{"kernel", "auto"},
+				{"userspace", "auto; kernel did not install"},
+				{"stdlib", "auto; kernel did not install; userspace did not install"},
 			},
 		},
 		{
@@ -98,9 +98,9 @@ func TestCandidates(t *testing.T) {
 			policy: policy("auto", false),
 			facts:  with(facts(RX, noNIC...), func(f *Facts) { f.CipherSuite = tls.TLS_CHACHA20_POLY1305_SHA256 }),
 			want: []Candidate{
-				{"userspace", "auto; userspace before kernel: it receives ChaCha20-Poly1305 faster; nic: no offload on the egress device"},
-				{"kernel", "auto; userspace before kernel: it receives ChaCha20-Poly1305 faster; nic: no offload on the egress device; userspace did not install"},
-				{"stdlib", "auto; userspace before kernel: it receives ChaCha20-Poly1305 faster; nic: no offload on the egress device; userspace did not install; kernel did not install"},
+				{"userspace", "auto; userspace before kernel: it receives ChaCha20-Poly1305 faster"},
+				{"kernel", "auto; userspace before kernel: it receives ChaCha20-Poly1305 faster; userspace did not install"},
+				{"stdlib", "auto; userspace before kernel: it receives ChaCha20-Poly1305 faster; userspace did not install; kernel did not install"},
 			},
 		},
 		{
@@ -110,9 +110,9 @@ func TestCandidates(t *testing.T) {
 				f.Version, f.CipherSuite = tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
 			}),
 			want: []Candidate{
-				{"kernel", "auto; nic: no offload on the egress device"},
-				{"userspace", "auto; nic: no offload on the egress device; kernel did not install"},
-				{"stdlib", "auto; nic: no offload on the egress device; kernel did not install; userspace did not install"},
+				{"kernel", "auto"},
+				{"userspace", "auto; kernel did not install"},
+				{"stdlib", "auto; kernel did not install; userspace did not install"},
 			},
 		},
 		{
@@ -129,8 +129,8 @@ func TestCandidates(t *testing.T) {
 			policy: policy("auto", false),
 			facts:  facts(TX, noKTLS...),
 			want: []Candidate{
-				{"userspace", "auto; nic: tls module not loaded; kernel: tls module not loaded"},
-				{"stdlib", "auto; nic: tls module not loaded; kernel: tls module not loaded; userspace did not install"},
+				{"userspace", "auto; kernel: tls module not loaded"},
+				{"stdlib", "auto; kernel: tls module not loaded; userspace did not install"},
 			},
 		},
 		{
@@ -191,9 +191,9 @@ func TestCandidates(t *testing.T) {
 				f.Version, f.CipherSuite = tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
 			}),
 			want: []Candidate{
-				{"kernel", "auto; nic: no offload on the egress device"},
-				{"userspace", "auto; nic: no offload on the egress device; kernel did not install"},
-				{"stdlib", "auto; nic: no offload on the egress device; kernel did not install; userspace did not install"},
+				{"kernel", "auto"},
+				{"userspace", "auto; kernel did not install"},
+				{"stdlib", "auto; kernel did not install; userspace did not install"},
 			},
 		},
 
@@ -203,9 +203,9 @@ func TestCandidates(t *testing.T) {
 			policy: policy("auto", false),
 			facts:  with(facts(TX, noKTLS...), noAES),
 			want: []Candidate{
-				{"afalg", "auto; nic: tls module not loaded; kernel: tls module not loaded; hardware engine gcm-aes-caam"},
-				{"userspace", "auto; nic: tls module not loaded; kernel: tls module not loaded; afalg did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
-				{"stdlib", "auto; nic: tls module not loaded; kernel: tls module not loaded; afalg did not install; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{"afalg", "auto; kernel: tls module not loaded; hardware engine gcm-aes-caam"},
+				{"userspace", "auto; kernel: tls module not loaded; afalg did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{"stdlib", "auto; kernel: tls module not loaded; afalg did not install; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
 			},
 		},
 		{
@@ -325,8 +325,8 @@ func TestCandidates(t *testing.T) {
 			facts:  facts(RX, noNIC...),
 			want: []Candidate{
 				{"userspace", "forced"},
-				{"kernel", "forced userspace did not install; nic: no offload on the egress device"},
-				{"stdlib", "forced userspace did not install; nic: no offload on the egress device; kernel did not install"},
+				{"kernel", "forced userspace did not install"},
+				{"stdlib", "forced userspace did not install; kernel did not install"},
 			},
 		},
 
@@ -345,8 +345,8 @@ func TestCandidates(t *testing.T) {
 			policy: policy("kernel", false),
 			facts:  facts(TX, noKTLS...),
 			want: []Candidate{
-				{"userspace", "forced kernel unavailable: tls module not loaded; nic: tls module not loaded"},
-				{"stdlib", "forced kernel unavailable: tls module not loaded; nic: tls module not loaded; userspace did not install"},
+				{"userspace", "forced kernel unavailable: tls module not loaded"},
+				{"stdlib", "forced kernel unavailable: tls module not loaded; userspace did not install"},
 			},
 		},
 		{
