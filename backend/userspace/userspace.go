@@ -13,6 +13,7 @@
 package userspace
 
 import (
+	"crypto/cipher"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -59,13 +60,49 @@ var errSeqExhausted = errors.New("userspace: sequence number exhausted; the conn
 
 var errClosed = fmt.Errorf("userspace: half closed: %w", net.ErrClosed)
 
-type engine struct{}
+// engine is the userspace engine, or with newAEAD set another engine's
+// AEAD under this package's record layer (NewWithAEAD).
+type engine struct {
+	name    string
+	newAEAD func(backend.Params) (AEAD, error)
+}
 
 // New returns the userspace engine.
 func New() backend.Backend { return engine{} }
 
-// Name returns backend.Userspace.
-func (engine) Name() string { return backend.Userspace }
+// AEAD is an AEAD that another engine brings to this package's record layer
+// (NewWithAEAD): the afalg engine's, whose seal and open run in the kernel
+// crypto API. Unlike crypto/cipher's, its Seal and Open can fail for a reason
+// other than a forged record (a system call): Err then returns that failure,
+// a Seal's output must not be sent, and the half stops with that error. Open
+// failing with Err nil is an authentication failure (bad_record_mac).
+type AEAD interface {
+	cipher.AEAD
+	// Err returns what broke the last Seal or Open; nil if nothing did.
+	Err() error
+	// Close releases what the AEAD holds. The half calls it once, when it
+	// is closed or has switched to a new AEAD.
+	Close() error
+}
+
+// NewWithAEAD returns an engine called name that runs this package's record
+// layer (framing, batching, read-ahead, sequence numbers, sticky errors) over
+// the AEADs newAEAD makes: one per half and key, asked for by NewSealer,
+// NewOpener and Rekey, after the version and suite were checked, and closed
+// when the half closes or rekeys. An error from newAEAD is returned as it is
+// (wrapping backend.ErrNotSupported from NewSealer or NewOpener means that
+// nothing was done).
+func NewWithAEAD(name string, newAEAD func(p backend.Params) (AEAD, error)) backend.Backend {
+	return engine{name: name, newAEAD: newAEAD}
+}
+
+// Name returns backend.Userspace, or NewWithAEAD's name.
+func (e engine) Name() string {
+	if e.name != "" {
+		return e.name
+	}
+	return backend.Userspace
+}
 
 // Check reports whether the engine serves a version and suite: every AEAD
 // suite of TLS 1.2 and 1.3, in either direction. It has no side effects.
@@ -100,29 +137,57 @@ func newProtector(p backend.Params) (*record.Protector, error) {
 	return prot, nil
 }
 
+// newProtectorWith is newProtector with an AEAD from newAEAD, when it is not
+// nil; the AEAD is returned too, for the half to check and close.
+func newProtectorWith(p backend.Params, newAEAD func(backend.Params) (AEAD, error)) (*record.Protector, AEAD, error) {
+	if newAEAD == nil {
+		prot, err := newProtector(p)
+		return prot, nil, err
+	}
+	if err := check(p.Version, p.CipherSuite); err != nil {
+		return nil, nil, err
+	}
+	a, err := newAEAD(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	prot, err := record.NewProtectorWithAEAD(p.Version, p.CipherSuite, a, p.IV)
+	if err != nil {
+		a.Close()
+		return nil, nil, fmt.Errorf("userspace: %w", err)
+	}
+	return prot, a, nil
+}
+
 // NewSealer installs the engine on the TX direction of l. It does no I/O.
-func (engine) NewSealer(l backend.Link, p backend.Params) (backend.Sealer, error) {
-	prot, err := newProtector(p)
+func (e engine) NewSealer(l backend.Link, p backend.Params) (backend.Sealer, error) {
+	prot, aead, err := newProtectorWith(p, e.newAEAD)
 	if err != nil {
 		return nil, err
 	}
 	if l.Conn == nil {
+		if aead != nil {
+			aead.Close()
+		}
 		return nil, errors.New("userspace: NewSealer with a nil Link.Conn")
 	}
-	return &sealer{half: half{conn: l.Conn, version: p.Version, prot: prot, seq: p.Seq}}, nil
+	return &sealer{half: half{conn: l.Conn, version: p.Version, prot: prot, seq: p.Seq, newAEAD: e.newAEAD, aead: aead}}, nil
 }
 
 // NewOpener installs the engine on the RX direction of l. The bytes of
 // l.Buffered are copied and read before anything from l.Conn. It does no I/O.
-func (engine) NewOpener(l backend.Link, p backend.Params) (backend.Opener, error) {
-	prot, err := newProtector(p)
+func (e engine) NewOpener(l backend.Link, p backend.Params) (backend.Opener, error) {
+	prot, aead, err := newProtectorWith(p, e.newAEAD)
 	if err != nil {
 		return nil, err
 	}
 	if l.Conn == nil {
+		if aead != nil {
+			aead.Close()
+		}
 		return nil, errors.New("userspace: NewOpener with a nil Link.Conn")
 	}
-	o := &opener{half: half{conn: l.Conn, version: p.Version, prot: prot, seq: p.Seq}}
+	o := &opener{half: half{conn: l.Conn, version: p.Version, prot: prot, seq: p.Seq, newAEAD: e.newAEAD, aead: aead}}
 	o.buf = make([]byte, max(smallReadBuf, len(l.Buffered)))
 	o.w = copy(o.buf, l.Buffered)
 	return o, nil
@@ -142,6 +207,41 @@ type half struct {
 	prot *record.Protector
 	seq  uint64 // of the next record
 	err  error  // sticky: once set, every call returns it
+	// newAEAD is NewWithAEAD's, and aead is prot's AEAD when newAEAD
+	// made it; both nil for the userspace engine.
+	newAEAD func(backend.Params) (AEAD, error)
+	aead    AEAD
+}
+
+// unlock ends every method. An AEAD from NewWithAEAD may hold file
+// descriptors, so a Close that found the half busy is finished here rather
+// than at the next call, which may never come.
+func (h *half) unlock(release func()) {
+	if h.aead != nil && h.closed.Load() {
+		release()
+	}
+	h.mu.Unlock()
+}
+
+// aeadErrLocked returns what broke the last Seal or Open of an AEAD from
+// NewWithAEAD, made sticky; nil for crypto/cipher's, which cannot fail so.
+func (h *half) aeadErrLocked() error {
+	if h.aead == nil {
+		return nil
+	}
+	if err := h.aead.Err(); err != nil {
+		h.err = err
+		return err
+	}
+	return nil
+}
+
+// closeAEADLocked closes the AEAD from NewWithAEAD, if any.
+func (h *half) closeAEADLocked() {
+	if h.aead != nil {
+		h.aead.Close()
+		h.aead = nil
+	}
 }
 
 // beginLocked starts every method: a Close that found the half busy left the
@@ -159,11 +259,12 @@ func (h *half) rekeyLocked(p backend.Params) error {
 	if p.Version != h.version {
 		return fmt.Errorf("userspace: Rekey from %s to %s", tls.VersionName(h.version), tls.VersionName(p.Version))
 	}
-	prot, err := newProtector(p)
+	prot, aead, err := newProtectorWith(p, h.newAEAD)
 	if err != nil {
 		return err
 	}
-	h.prot, h.seq = prot, p.Seq
+	h.closeAEADLocked()
+	h.prot, h.seq, h.aead = prot, p.Seq, aead
 	return nil
 }
 
@@ -195,7 +296,7 @@ type sealer struct {
 // empty handshake and alert records).
 func (s *sealer) WriteRecords(typ uint8, data []byte) (int, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock(s.releaseLocked)
 	if err := s.beginLocked(s.releaseLocked); err != nil {
 		return 0, err
 	}
@@ -209,6 +310,9 @@ func (s *sealer) WriteRecords(typ uint8, data []byte) (int, error) {
 		}
 		s.buf = s.prot.Seal(s.buf[:0], s.seq, typ, nil)
 		s.seq++
+		if err := s.aeadErrLocked(); err != nil {
+			return 0, err
+		}
 		if _, err := s.conn.Write(s.buf); err != nil {
 			s.err = err
 			return 0, err
@@ -235,6 +339,10 @@ func (s *sealer) WriteRecords(typ uint8, data []byte) (int, error) {
 			n := min(chunk-sealed, backend.MaxPlaintext)
 			buf = s.prot.Seal(buf, s.seq, typ, data[sealed:sealed+n])
 			s.seq++
+			if err := s.aeadErrLocked(); err != nil {
+				// Nothing of this batch goes out.
+				return sent, err
+			}
 			sealed += n
 		}
 		s.buf = buf
@@ -274,7 +382,7 @@ func (s *sealer) wholeRecords(w, sealed int) int {
 // KeyUpdate (RFC 8446 §4.6.3). Records already written stay as they were.
 func (s *sealer) Rekey(p backend.Params) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.unlock(s.releaseLocked)
 	if err := s.beginLocked(s.releaseLocked); err != nil {
 		return err
 	}
@@ -290,6 +398,7 @@ func (s *sealer) Close() error {
 }
 
 func (s *sealer) releaseLocked() {
+	s.closeAEADLocked()
 	s.prot, s.buf = nil, nil
 	s.err = errClosed
 }
@@ -318,7 +427,7 @@ type opener struct {
 // any other error from the link, are permanent.
 func (o *opener) ReadRecord() (typ uint8, data []byte, err error) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
+	defer o.unlock(o.releaseLocked)
 	if err := o.beginLocked(o.releaseLocked); err != nil {
 		return 0, nil, err
 	}
@@ -345,6 +454,10 @@ func (o *opener) ReadRecord() (typ uint8, data []byte, err error) {
 	}
 	typ, data, err = o.prot.Open(o.seq, o.buf[o.r:o.r+n])
 	if err != nil {
+		if aerr := o.aeadErrLocked(); aerr != nil {
+			// Not the record's fault: the AEAD broke.
+			return 0, nil, aerr
+		}
 		o.err = err
 		return 0, nil, err
 	}
@@ -417,7 +530,7 @@ func isTimeout(err error) bool {
 // new key: they were sent after the KeyUpdate.
 func (o *opener) Rekey(p backend.Params) error {
 	o.mu.Lock()
-	defer o.mu.Unlock()
+	defer o.unlock(o.releaseLocked)
 	if err := o.beginLocked(o.releaseLocked); err != nil {
 		return err
 	}
@@ -433,6 +546,7 @@ func (o *opener) Close() error {
 }
 
 func (o *opener) releaseLocked() {
+	o.closeAEADLocked()
 	o.prot, o.buf, o.r, o.w = nil, nil, 0, 0
 	o.err = errClosed
 }

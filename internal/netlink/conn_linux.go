@@ -4,65 +4,115 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// Conn is a netlink socket for one request at a time. The doctor is a
-// command, not the library: its few requests block their thread, with a
-// receive timeout so that a kernel that never answers cannot hang it.
+// DefaultTimeout bounds one request of a [Conn] unless SetTimeout says
+// otherwise: a kernel that never answers cannot hang the caller.
+const DefaultTimeout = 2 * time.Second
+
+// Conn is a netlink socket for one request at a time (not safe for
+// concurrent use). The socket is non-blocking and parked on the Go netpoller
+// through an *os.File's syscall.RawConn (STYLE.md rule 7, the model being
+// mdlayher/socket): waiting for the kernel's answer parks the goroutine, not
+// its thread, and each request has a deadline.
+//
+// A netlink socket talks to the network namespace of the thread that created
+// it: Dial from the namespace whose routes, links and sockets are meant.
 type Conn struct {
-	fd  int
-	seq uint32
+	f       *os.File
+	rc      syscall.RawConn
+	seq     uint32
+	timeout time.Duration
+	buf     []byte
 }
 
+// Dial opens a netlink socket of protocol proto (unix.NETLINK_ROUTE, ...);
+// name spells proto in errors.
 func Dial(proto int, name string) (*Conn, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, proto)
 	if err != nil {
-		return nil, fmt.Errorf("socket(AF_NETLINK, %s): %w", name, ErrnoError{err})
-	}
-	c := &Conn{fd: fd}
-	tv := unix.Timeval{Sec: 2}
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("setsockopt(SO_RCVTIMEO): %w", err)
+		return nil, fmt.Errorf("netlink: socket(AF_NETLINK, %s): %w", name, ErrnoError{err})
 	}
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("bind(AF_NETLINK, %s): %w", name, ErrnoError{err})
+		unix.Close(fd)
+		return nil, fmt.Errorf("netlink: bind(AF_NETLINK, %s): %w", name, ErrnoError{err})
 	}
-	return c, nil
+	// os.NewFile sees O_NONBLOCK and registers the fd with the netpoller,
+	// which is what makes SetDeadline and RawConn.Read park.
+	f := os.NewFile(uintptr(fd), "netlink:"+name)
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("netlink: %s: %w", name, err)
+	}
+	return &Conn{f: f, rc: rc, timeout: DefaultTimeout}, nil
 }
 
-func (c *Conn) Close() error { return unix.Close(c.fd) }
+// Close closes the socket.
+func (c *Conn) Close() error { return c.f.Close() }
 
-// execute sends one request and returns the messages of its answer: one
+// SetTimeout sets the limit of each later request (d <= 0: none).
+func (c *Conn) SetTimeout(d time.Duration) { c.timeout = d }
+
+// Execute sends one request and returns the messages of its answer: one
 // message, or with NLM_F_DUMP in flags every message up to NLMSG_DONE. An
-// NLMSG_ERROR with an errno is returned as a unix.Errno.
+// NLMSG_ERROR with an errno is returned as a unix.Errno; an acknowledgement
+// (asked for with NLM_F_ACK) ends the answer without an error.
 func (c *Conn) Execute(typ, flags uint16, payload []byte) ([]Msg, error) {
 	c.seq++
+	if c.timeout > 0 {
+		if err := c.f.SetDeadline(time.Now().Add(c.timeout)); err != nil {
+			return nil, fmt.Errorf("netlink: %w", err)
+		}
+	} else {
+		c.f.SetDeadline(time.Time{})
+	}
 	req := NewMessage(typ, flags|FRequest, c.seq, payload)
-	if err := unix.Sendto(c.fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, fmt.Errorf("sendto: %w", err)
+	var serr error
+	err := c.rc.Write(func(fd uintptr) bool {
+		for {
+			serr = unix.Sendto(int(fd), req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+			if serr != unix.EINTR {
+				return serr != unix.EAGAIN
+			}
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return nil, c.ioError("sendto", err)
 	}
 	dump := flags&FDump == FDump
-	buf := make([]byte, 256<<10)
+	if c.buf == nil {
+		c.buf = make([]byte, 256<<10)
+	}
 	var out []Msg
 	for {
-		n, _, err := unix.Recvfrom(c.fd, buf, unix.MSG_TRUNC)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if errors.Is(err, unix.EAGAIN) {
-			return out, errors.New("no answer from the kernel within 2s")
+		var n int
+		err := c.rc.Read(func(fd uintptr) bool {
+			for {
+				n, _, serr = unix.Recvfrom(int(fd), c.buf, unix.MSG_TRUNC)
+				if serr != unix.EINTR {
+					return serr != unix.EAGAIN
+				}
+			}
+		})
+		if err == nil {
+			err = serr
 		}
 		if err != nil {
-			return out, fmt.Errorf("recvfrom: %w", err)
+			return out, c.ioError("recvfrom", err)
 		}
-		if n > len(buf) {
-			return out, fmt.Errorf("a reply of %d bytes does not fit in %d", n, len(buf))
+		if n > len(c.buf) {
+			return out, fmt.Errorf("netlink: a reply of %d bytes does not fit in %d", n, len(c.buf))
 		}
-		msgs, err := ParseMessages(append([]byte(nil), buf[:n]...))
+		msgs, err := ParseMessages(append([]byte(nil), c.buf[:n]...))
 		if err != nil {
 			return out, err
 		}
@@ -93,10 +143,18 @@ func (c *Conn) Execute(typ, flags uint16, payload []byte) ([]Msg, error) {
 				return out, nil
 			}
 			if len(out) > maxReply {
-				return out, errors.New("too many messages in the reply")
+				return out, errors.New("netlink: too many messages in the reply")
 			}
 		}
 	}
+}
+
+// ioError says what a send or receive returned; a deadline names the limit.
+func (c *Conn) ioError(op string, err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("netlink: no answer from the kernel within %v: %w", c.timeout, err)
+	}
+	return fmt.Errorf("netlink: %s: %w", op, ErrnoError{err})
 }
 
 // GenlFamily resolves a generic netlink family's id by name

@@ -142,3 +142,30 @@ func NewMessage(typ, flags uint16, seq uint32, payload []byte) []byte {
 	b = binary.NativeEndian.AppendUint32(b, 0) // port id: the kernel fills it
 	return append(b, payload...)
 }
+
+// AppendU32 appends a u32 attribute in the host's byte order.
+func AppendU32(b []byte, typ uint16, v uint32) []byte {
+	return AppendAttr(b, typ, binary.NativeEndian.AppendUint32(nil, v))
+}
+
+// AppendString appends a NUL-terminated string attribute (NLA_NUL_STRING,
+// and what the kernel accepts for NLA_STRING).
+func AppendString(b []byte, typ uint16, s string) []byte {
+	return AppendAttr(b, typ, append([]byte(s), 0))
+}
+
+// AppendNested appends attribute typ, flagged NLA_F_NESTED, holding the
+// attributes in inner.
+func AppendNested(b []byte, typ uint16, inner []byte) []byte {
+	return AppendAttr(b, typ|FNested, inner)
+}
+
+// Find returns the first attribute of type typ.
+func Find(attrs []Attr, typ uint16) (Attr, bool) {
+	for _, a := range attrs {
+		if a.Type == typ {
+			return a, true
+		}
+	}
+	return Attr{}, false
+}

@@ -28,3 +28,48 @@ func TestParseMessages(t *testing.T) {
 		t.Error("an attribute longer than its buffer: no error")
 	}
 }
+
+func TestAppendHelpers(t *testing.T) {
+	var b []byte
+	b = AppendU32(b, 4, 7)
+	b = AppendString(b, 3, "lo")
+	b = AppendNested(b, 18, AppendString(nil, 1, "veth"))
+	attrs, err := ParseAttrs(b)
+	if err != nil || len(attrs) != 3 {
+		t.Fatalf("ParseAttrs = %+v, %v", attrs, err)
+	}
+	if a, ok := Find(attrs, 4); !ok {
+		t.Error("no attribute 4")
+	} else if v, ok := a.U32(); !ok || v != 7 {
+		t.Errorf("u32 = %d, %v", v, ok)
+	}
+	if a, _ := Find(attrs, 3); a.Str() != "lo" {
+		t.Errorf("string = %q", a.Str())
+	}
+	a, _ := Find(attrs, 18)
+	inner, err := ParseAttrs(a.Data)
+	if !a.Nested || err != nil || len(inner) != 1 || inner[0].Str() != "veth" {
+		t.Errorf("nested = %+v, %+v, %v", a, inner, err)
+	}
+	if _, ok := Find(attrs, 99); ok {
+		t.Error("found an attribute that is not there")
+	}
+}
+
+// FuzzParse: whatever a socket returns, the parsers return and never panic.
+func FuzzParse(f *testing.F) {
+	f.Add(NewMessage(MsgError, 0, 1, make([]byte, 20)))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		msgs, _ := ParseMessages(b)
+		for _, m := range msgs {
+			ErrnoOf(m)
+			attrs, _ := ParseAttrs(m.Data)
+			for _, a := range attrs {
+				a.U16()
+				a.U32()
+				a.Str()
+			}
+		}
+	})
+}

@@ -122,26 +122,48 @@ func NewProtector(version, suite uint16, key, iv []byte) (*Protector, error) {
 	if len(iv) != s.IVLen {
 		return nil, fmt.Errorf("record: %s IV of %d bytes, want %d", s.Name(), len(iv), s.IVLen)
 	}
-	p := &Protector{version: version, suite: s}
+	var aead cipher.AEAD
 	var err error
 	if s.AES {
 		var block cipher.Block
 		if block, err = aes.NewCipher(key); err == nil {
-			p.aead, err = cipher.NewGCM(block)
+			aead, err = cipher.NewGCM(block)
 		}
 	} else {
-		p.aead, err = chacha20poly1305.New(key)
+		aead, err = chacha20poly1305.New(key)
 	}
 	if err != nil {
 		// Not the key's bytes (their length was checked above): a
 		// construction the running mode refuses, such as FIPS 140-only.
 		return nil, fmt.Errorf("%w: %s: %v", ErrUnsupported, s.Name(), err)
 	}
+	return NewProtectorWithAEAD(version, suite, aead, iv)
+}
+
+// NewProtectorWithAEAD is NewProtector with the AEAD supplied by the caller
+// instead of built from a key: an engine whose AEAD is not crypto/cipher's
+// (the afalg engine's, whose seal and open run in the kernel crypto API)
+// keeps this package's framing, nonces and additional data. aead must take
+// the whole 12-byte nonce (NonceSize 12) and give a 16-byte tag (Overhead
+// 16), as crypto/cipher's GCM and x/crypto's ChaCha20-Poly1305 do; iv is
+// copied as by NewProtector.
+func NewProtectorWithAEAD(version, suite uint16, aead cipher.AEAD, iv []byte) (*Protector, error) {
+	s, ok := keyschedule.Lookup(version, suite)
+	if !ok {
+		return nil, fmt.Errorf("%w: version %#04x, suite %#04x", ErrUnsupported, version, suite)
+	}
+	if len(iv) != s.IVLen {
+		return nil, fmt.Errorf("record: %s IV of %d bytes, want %d", s.Name(), len(iv), s.IVLen)
+	}
+	if aead == nil || aead.NonceSize() != keyschedule.NonceLen || aead.Overhead() != keyschedule.TagLen {
+		return nil, fmt.Errorf("record: %s needs an AEAD with a %d-byte nonce and a %d-byte tag", s.Name(), keyschedule.NonceLen, keyschedule.TagLen)
+	}
+	p := &Protector{version: version, suite: s, aead: aead}
 	copy(p.iv[:], iv)
 	if version == tls.VersionTLS12 && s.AES {
 		p.explicit = keyschedule.ExplicitNonceLen
 	}
-	p.overhead = p.explicit + p.aead.Overhead()
+	p.overhead = p.explicit + aead.Overhead()
 	if version == tls.VersionTLS13 {
 		p.overhead++ // the inner content type (RFC 8446 §5.2); ktls never pads
 	}

@@ -1,0 +1,59 @@
+package netlink
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestConn resolves generic netlink families over a real socket, which is
+// non-blocking on the netpoller and close-on-exec (STYLE.md rule 7).
+func TestConn(t *testing.T) {
+	c, err := Dial(unix.NETLINK_GENERIC, "NETLINK_GENERIC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.rc.Control(func(fd uintptr) {
+		fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
+		if err != nil || fl&unix.O_NONBLOCK == 0 {
+			t.Errorf("F_GETFL = %#x, %v; want O_NONBLOCK", fl, err)
+		}
+		fd2, err := unix.FcntlInt(fd, unix.F_GETFD, 0)
+		if err != nil || fd2&unix.FD_CLOEXEC == 0 {
+			t.Errorf("F_GETFD = %#x, %v; want FD_CLOEXEC", fd2, err)
+		}
+	})
+	if id, err := c.GenlFamily("nlctrl"); err != nil || id != unix.GENL_ID_CTRL {
+		t.Errorf("GenlFamily(nlctrl) = %d, %v", id, err)
+	}
+	if _, err := c.GenlFamily("no-such-family"); err == nil || !strings.Contains(err.Error(), "ENOENT") {
+		t.Errorf("GenlFamily(no-such-family) = %v", err)
+	}
+}
+
+// TestConnDeadline: a kernel that does not answer parks the goroutine until
+// the request's deadline, and the error says so. The kernel answers nothing
+// to NLMSG_NOOP unless asked for an acknowledgement (net/netlink/af_netlink.c,
+// netlink_rcv_skb: control types below NLMSG_MIN_TYPE go to "ack", which
+// acknowledges only with NLM_F_ACK or an error).
+func TestConnDeadline(t *testing.T) {
+	c, err := Dial(unix.NETLINK_ROUTE, "NETLINK_ROUTE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetTimeout(100 * time.Millisecond)
+	start := time.Now()
+	_, err = c.Execute(unix.NLMSG_NOOP, 0, nil)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "no answer from the kernel within 100ms") {
+		t.Errorf("Execute to nobody = %v", err)
+	}
+	if d := time.Since(start); d < 90*time.Millisecond || d > 5*time.Second {
+		t.Errorf("Execute gave up after %v", d)
+	}
+}
