@@ -26,7 +26,9 @@ import (
 	"strings"
 
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/backend/afalg"
 	"github.com/ktls-go/ktls/backend/kernel"
+	"github.com/ktls-go/ktls/backend/nicoffload"
 	"github.com/ktls-go/ktls/backend/userspace"
 	"github.com/ktls-go/ktls/conn"
 	"github.com/ktls-go/ktls/internal/cpufacts"
@@ -102,6 +104,8 @@ func connOptions(opts []Option) conn.Options {
 	out.Policy, out.PolicyErr = selector.Resolve(prog, o.strict, os.Getenv)
 	out.Backends = []backend.Backend{
 		kernel.New(kernel.Options{RXExpectNoPad: o.noPad}),
+		nicoffload.New(nicoffload.Options{}),
+		afalg.New(),
 		userspace.New(),
 	}
 	out.CPU = cpufacts.Detect()

@@ -10,7 +10,9 @@ import (
 
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/backend/afalg"
 	"github.com/ktls-go/ktls/backend/kernel"
+	"github.com/ktls-go/ktls/backend/nicoffload"
 	"github.com/ktls-go/ktls/internal/cpufacts"
 	"github.com/ktls-go/ktls/selector"
 )
@@ -127,28 +129,32 @@ func ktlsReport() KTLSReport {
 }
 
 func afalgReport() AFALGReport {
-	a := AFALGReport{
-		Engine: "not built yet (planned, issue 5): ktls has no afalg engine, so KTLS_BACKEND=afalg falls back " +
-			"(or fails under KTLS_STRICT=1); auto would take it only where a hardware engine serves, kTLS is missing " +
-			"and the CPU has no AES instructions",
+	var a AFALGReport
+	a.Socket = afalgStatus(afalg.ProbeSocket())
+	if n, ok, err := afalg.Restriction(); err != nil {
+		a.RestrictMeaning = strings.TrimPrefix(err.Error(), backend.AFALG+": ")
+	} else if ok {
+		a.Restrict, a.RestrictMeaning = &n, afalg.RestrictMeaning(n)
 	}
-	a.Socket = afalgSocket()
-	a.Restrict, a.RestrictMeaning = afalgRestriction()
-	for _, n := range aeadNames {
-		ar := AEADReport{Name: n.name, Serves: n.serves, Bind: Status{State: stateNotChecked, Reason: "no AF_ALG socket"}}
+	for _, n := range afalg.AEADs {
+		ar := AEADReport{Name: n.Name, Serves: n.Serves, Bind: Status{State: stateNotChecked, Reason: "no AF_ALG socket"}}
 		if a.Socket.State == stateAvailable {
-			ar.Bind = afalgBind(n.name)
+			// The engine's own probe (cached): bind, key, and one
+			// record sealed and opened, compared with Go's AEAD.
+			ar.Bind = afalgStatus(afalg.Probe(n.Name))
+			if ar.Bind.State == stateAvailable {
+				ar.Bind.Reason = "bound an AF_ALG aead socket, set a key, sealed and opened a record as Go's own AEAD does"
+			}
 		}
 		a.AEADs = append(a.AEADs, ar)
 	}
-	algs, source, note, err := cryptoAlgs()
-	a.DriverSource, a.DriverSourceNote = source, note
+	reg, err := afalg.ReadRegistry()
+	a.DriverSource, a.DriverSourceNote = reg.Source, reg.Note
 	if err != nil {
-		a.Error = "reading the drivers: " + err.Error()
+		a.Error = "reading the drivers: " + strings.TrimPrefix(err.Error(), backend.AFALG+": ")
 	}
 	for k := range a.AEADs {
-		impls := implementations(algs, a.AEADs[k].Name)
-		for i, impl := range impls {
+		for i, impl := range reg.Implementations(a.AEADs[k].Name) {
 			d := driverOf(impl)
 			if i == 0 {
 				a.AEADs[k].Driver = &d
@@ -157,14 +163,44 @@ func afalgReport() AFALGReport {
 			}
 		}
 	}
+	// What the engine's Hardware says, which is what decides whether the
+	// automatic choice may take it.
+	acc := afalg.New().(backend.Accelerator)
+	var hw []string
+	for _, c := range []suiteCase{aeadSuites[0], aeadSuites[2]} {
+		ok, what := acc.Hardware(c.version, c.suite)
+		if ok {
+			what = "a hardware engine serves it, " + what
+		} else {
+			what = "no hardware engine: " + what
+		}
+		hw = append(hw, c.cipher+": "+what)
+	}
+	a.Engine = "KTLS_BACKEND=afalg forces it; the automatic choice takes it only where a hardware engine serves the suite, " +
+		"kTLS is missing and the CPU has no AES instructions (AF_ALG is deprecated upstream, and slower than " +
+		"in-process AES on CPUs with AES instructions). Here, " + strings.Join(hw, "; ")
 	return a
 }
 
 func nicReport() NICReport {
 	n := NICReport{
 		Source: nicSource,
-		Engine: "not built yet (planned, issue 5): ktls has no nic engine; mainline kernels offload TLS 1.2 " +
-			"AES-GCM only, and only a socket-level check proves a connection was offloaded",
+		Engine: "nic installs kTLS for TLS 1.2 AES-GCM where the egress device has the feature on, then asks the " +
+			"kernel per socket whether the device took it (sock_diag TLS_INFO_TXCONF/RXCONF, else " +
+			"/proc/net/tls_stat); a socket kept in software reports kernel, with the reason",
+	}
+	// What the engine's Checker says for the suite devices take: the
+	// selector tries nic only when it says yes.
+	nic := nicoffload.New(nicoffload.Options{}).(backend.Checker)
+	for _, d := range []struct {
+		name string
+		tx   bool
+	}{{"tx", true}, {"rx", false}} {
+		if err := nic.Check(d.tx, tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256); err != nil {
+			n.Engine += "; " + d.name + " here: not tried (" + strings.TrimPrefix(strings.TrimSuffix(err.Error(), ": "+backend.ErrNotSupported.Error()), "nic: ") + ")"
+		} else {
+			n.Engine += "; " + d.name + " here: tried first, verified per connection"
+		}
 	}
 	ifs, err := nicInterfaces()
 	n.Interfaces = ifs

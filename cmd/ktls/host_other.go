@@ -8,7 +8,8 @@ import (
 )
 
 // Everything the doctor asks the kernel is Linux's: kTLS, AF_ALG, ethtool
-// netlink. Elsewhere each probe says so.
+// netlink. Elsewhere each probe says so (AF_ALG's through backend/afalg's
+// own stub, which names the platform).
 
 var errPlatform = errors.New("needs Linux; this is " + runtime.GOOS + "/" + runtime.GOARCH)
 
@@ -23,19 +24,3 @@ func probeULP() Status {
 func availableULP() []string { return nil }
 
 func tlsStat() map[string]int64 { return nil }
-
-func afalgRestriction() (*int, string) { return nil, "" }
-
-func afalgSocket() Status {
-	return Status{State: stateUnavailable, Reason: "AF_ALG " + errPlatform.Error()}
-}
-
-func afalgBind(name string) Status { return afalgSocket() }
-
-func cryptoAlgs() (algs []cryptoAlg, source, note string, err error) {
-	return nil, "none", "", errors.New("the kernel crypto API " + errPlatform.Error())
-}
-
-func nicInterfaces() ([]NICInterface, error) {
-	return nil, errors.New("kTLS device offload " + errPlatform.Error())
-}

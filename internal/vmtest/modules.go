@@ -35,6 +35,11 @@ var wantedAliases = []string{
 	"crypto-gcm", "crypto-ghash", "crypto-ctr", "crypto-aes",
 	"crypto-rfc7539", "crypto-chacha20", "crypto-poly1305",
 	"crypto-ccm", // kTLS takes AES-128-CCM too
+	// backend/nicoffload: veth (RTM_NEWLINK of kind "veth" asks for
+	// rtnl-link-veth) and sock_diag of TCP sockets, IPv4 and IPv6 alike
+	// (inet_diag asks for the protocol's handler as AF_INET-IPPROTO_TCP,
+	// tcp_diag, which needs inet_diag).
+	"rtnl-link-veth", "net-pf-16-proto-4-type-2-6",
 }
 
 // modulesForAliases reads modules.alias ("alias <alias> <module>" lines,

@@ -1,0 +1,105 @@
+package ktls_test
+
+import (
+	"crypto/tls"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/backend/nicoffload"
+	"github.com/ktls-go/ktls/internal/testenv"
+)
+
+// nicSuite is a suite every mainline offloading device takes: TLS 1.2
+// AES-GCM (backend/nicoffload).
+var nicSuite = suiteCase{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
+
+// nicCheck is the nic engine's answer for nicSuite, both directions, which
+// must be a refusal here: no machine the tests run on (the VM's virtio and
+// loopback devices, a development host) has a NIC that offloads kTLS. A
+// machine that has one says so by skipping.
+func nicCheck(t *testing.T) (txWhy, rxWhy string) {
+	t.Helper()
+	ch := nicoffload.New(nicoffload.Options{}).(backend.Checker)
+	var whys [2]string
+	for i, tx := range []bool{true, false} {
+		err := ch.Check(tx, nicSuite.version, nicSuite.suite)
+		if err == nil {
+			t.Skip("a NIC here offloads kTLS; this test covers hosts without one")
+		}
+		if !errors.Is(err, backend.ErrNotSupported) {
+			t.Fatalf("the nic engine's Check is inconclusive: %v", err)
+		}
+		whys[i] = strings.TrimSuffix(strings.TrimPrefix(err.Error(), "nic: "), ": "+backend.ErrNotSupported.Error())
+	}
+	return whys[0], whys[1]
+}
+
+// TestNICFallsBack: with KTLS_BACKEND=nic, a TLS 1.2 AES-GCM connection over
+// loopback, whose device (lo) offloads nothing, gets plain kernel kTLS on
+// both directions, and BackendInfo says why, naming the feature and the
+// interfaces (DESIGN.md: "verified per socket, else it is plain kernel").
+func TestNICFallsBack(t *testing.T) {
+	requireKTLS(t, nicSuite.version, nicSuite.suite)
+	txWhy, rxWhy := nicCheck(t)
+	for _, want := range []string{txWhy, rxWhy} {
+		if !strings.Contains(want, "tls-hw-") || !strings.Contains(want, "lo") {
+			t.Errorf("the nic engine's reason %q names neither the feature nor the device", want)
+		}
+	}
+	t.Run("fallback", roles(func(t *testing.T, ktlsClient bool) {
+		t.Setenv("KTLS_BACKEND", "nic")
+		t.Setenv("KTLS_STRICT", "")
+		ccfg, scfg := configs(t, nicSuite.version, nicSuite.suite)
+		k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+		wantBackend(t, k, "kernel", "kernel")
+		wantReason(t, k.Backend().Reason,
+			"tx: kernel (forced nic unavailable: "+txWhy,
+			"rx: kernel (forced nic unavailable: "+rxWhy,
+			"tls-hw-tx-offload", "tls-hw-rx-offload")
+		exchange(t, k, s, 256<<10)
+		closeBoth(t, k, s)
+	}))
+}
+
+// TestNICStrict: KTLS_BACKEND=nic with KTLS_STRICT=1 fails the handshake
+// with *ktls.StrictError where nic cannot serve (everywhere the tests run:
+// no offloading NIC, or not Linux), naming the engine's reason.
+func TestNICStrict(t *testing.T) {
+	txWhy, _ := nicCheck(t)
+	t.Run("strict", roles(func(t *testing.T, ktlsClient bool) {
+		t.Setenv("KTLS_BACKEND", "nic")
+		t.Setenv("KTLS_STRICT", "1")
+		ccfg, scfg := configs(t, nicSuite.version, nicSuite.suite)
+		rc, rs := testenv.TCPPair(t)
+		var k *ktls.Conn
+		var peer *tls.Conn
+		if ktlsClient {
+			k, peer = ktls.Client(rc, ccfg), tls.Server(rs, scfg)
+		} else {
+			k, peer = ktls.Server(rs, scfg), tls.Client(rc, ccfg)
+		}
+		peerDone := make(chan struct{})
+		go func() {
+			defer close(peerDone)
+			peer.SetDeadline(time.Now().Add(30 * time.Second))
+			if peer.Handshake() == nil {
+				peer.Read(make([]byte, 1))
+			}
+		}()
+		herr := k.Handshake()
+		k.Close()
+		<-peerDone
+		peer.Close()
+		var se *ktls.StrictError
+		if !errors.As(herr, &se) {
+			t.Fatalf("handshake error = %v (%T); want a *ktls.StrictError", herr, herr)
+		}
+		if se.Forced != "nic" || se.Direction.String() != "tx" || se.Reason != txWhy {
+			t.Errorf("StrictError = %+v; want tx forced to nic with reason %q", *se, txWhy)
+		}
+	}))
+}
