@@ -283,7 +283,7 @@ func autoCandidates(f Facts, exclude, prefix string) []Candidate {
 			all = append(slices.Clip(notes), note)
 		}
 		if name == backend.AFALG {
-			if e, _ := find(f.Engines, backend.AFALG); e.HardwareWhat != "" {
+			if e, _ := find(f.Engines, backend.AFALG); e.Hardware && e.HardwareWhat != "" {
 				all = append(slices.Clip(all), "hardware engine "+e.HardwareWhat)
 			}
 		}

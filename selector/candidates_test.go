@@ -265,6 +265,17 @@ func TestCandidates(t *testing.T) {
 			},
 		},
 
+		{
+			name:   "forced afalg on the CPU: no hardware note",
+			policy: policy("afalg", false),
+			facts:  facts(TX, Engine{Name: "afalg", OK: true, HardwareWhat: "gcm(aes) is served by generic-gcm-aesni"}, yes("userspace")),
+			want: []Candidate{
+				{"afalg", "forced"},
+				{"userspace", "forced afalg did not install"},
+				{"stdlib", "forced afalg did not install; userspace did not install"},
+			},
+		},
+
 		// What the CPU says in the reasons of AES-GCM candidates.
 		{
 			name:   "Go's AES-GCM in software, the kernel's on the CPU's instructions",
