@@ -211,26 +211,8 @@ func TestAFALGStrict(t *testing.T) {
 	t.Run("strict", roles(func(t *testing.T, ktlsClient bool) {
 		forceAFALG(t)
 		ccfg, scfg := configs(t, sc.version, sc.suite)
-		rc, rs := testenv.TCPPair(t)
-		var k *ktls.Conn
-		var peer *tls.Conn
-		if ktlsClient {
-			k, peer = ktls.Client(rc, ccfg), tls.Server(rs, scfg)
-		} else {
-			k, peer = ktls.Server(rs, scfg), tls.Client(rc, ccfg)
-		}
-		peerDone := make(chan struct{})
-		go func() {
-			defer close(peerDone)
-			peer.SetDeadline(time.Now().Add(30 * time.Second))
-			if peer.Handshake() == nil {
-				peer.Read(make([]byte, 1))
-			}
-		}()
-		herr := k.Handshake()
-		k.Close()
-		<-peerDone
-		peer.Close()
+		_, herr, finish := strictHandshake(t, ktlsClient, ccfg, scfg)
+		finish()
 		var se *ktls.StrictError
 		if !errors.As(herr, &se) {
 			t.Fatalf("handshake error = %v (%T); want a *ktls.StrictError", herr, herr)

@@ -5,7 +5,10 @@ import (
 	"crypto/tls"
 	"io"
 	"testing"
+	"time"
 
+	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/internal/testenv"
 	"github.com/ktls-go/ktls/internal/testpki"
 )
 
@@ -73,3 +76,34 @@ type mismatchError struct{}
 func (mismatchError) Error() string { return "received bytes differ from those sent" }
 
 var errMismatch error = mismatchError{}
+
+// strictHandshake runs the handshake of a ktls Conn that is expected to
+// fail (a strict policy that cannot be met) against a stock peer in the
+// other role, and returns the Conn, its handshake error and a finish that
+// closes both ends. The peer's handshake may succeed (crypto/tls finished
+// before the handoff refused) or fail; either way it must end, and a read
+// must then see the connection closed.
+func strictHandshake(t *testing.T, ktlsClient bool, ccfg, scfg *tls.Config, opts ...ktls.Option) (k *ktls.Conn, err error, finish func()) {
+	t.Helper()
+	rc, rs := testenv.TCPPair(t)
+	var peer *tls.Conn
+	if ktlsClient {
+		k, peer = ktls.Client(rc, ccfg, opts...), tls.Server(rs, scfg)
+	} else {
+		k, peer = ktls.Server(rs, scfg, opts...), tls.Client(rc, ccfg)
+	}
+	peerDone := make(chan struct{})
+	go func() {
+		defer close(peerDone)
+		peer.SetDeadline(time.Now().Add(30 * time.Second))
+		if peer.Handshake() == nil {
+			peer.Read(make([]byte, 1))
+		}
+	}()
+	err = k.Handshake()
+	return k, err, func() {
+		k.Close()
+		<-peerDone
+		peer.Close()
+	}
+}

@@ -5,12 +5,10 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/backend/nicoffload"
-	"github.com/ktls-go/ktls/internal/testenv"
 )
 
 // nicSuite is a suite every mainline offloading device takes: TLS 1.2
@@ -74,26 +72,8 @@ func TestNICStrict(t *testing.T) {
 		t.Setenv("KTLS_BACKEND", "nic")
 		t.Setenv("KTLS_STRICT", "1")
 		ccfg, scfg := configs(t, nicSuite.version, nicSuite.suite)
-		rc, rs := testenv.TCPPair(t)
-		var k *ktls.Conn
-		var peer *tls.Conn
-		if ktlsClient {
-			k, peer = ktls.Client(rc, ccfg), tls.Server(rs, scfg)
-		} else {
-			k, peer = ktls.Server(rs, scfg), tls.Client(rc, ccfg)
-		}
-		peerDone := make(chan struct{})
-		go func() {
-			defer close(peerDone)
-			peer.SetDeadline(time.Now().Add(30 * time.Second))
-			if peer.Handshake() == nil {
-				peer.Read(make([]byte, 1))
-			}
-		}()
-		herr := k.Handshake()
-		k.Close()
-		<-peerDone
-		peer.Close()
+		_, herr, finish := strictHandshake(t, ktlsClient, ccfg, scfg)
+		finish()
 		var se *ktls.StrictError
 		if !errors.As(herr, &se) {
 			t.Fatalf("handshake error = %v (%T); want a *ktls.StrictError", herr, herr)

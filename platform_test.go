@@ -12,7 +12,6 @@ import (
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/backend/kernel"
 	"github.com/ktls-go/ktls/internal/cpufacts"
-	"github.com/ktls-go/ktls/internal/testenv"
 )
 
 // The TestPlatform tests check what a connection says where the kernel
@@ -107,26 +106,7 @@ func TestPlatformStrict(t *testing.T) {
 			t.Run(sc.String()+"/"+how.name, roles(func(t *testing.T, ktlsClient bool) {
 				opts := how.setup(t)
 				ccfg, scfg := configs(t, sc.version, sc.suite)
-				rc, rs := testenv.TCPPair(t)
-				var k *ktls.Conn
-				var peer *tls.Conn
-				if ktlsClient {
-					k, peer = ktls.Client(rc, ccfg, opts...), tls.Server(rs, scfg)
-				} else {
-					k, peer = ktls.Server(rs, scfg, opts...), tls.Client(rc, ccfg)
-				}
-				// The peer's handshake may succeed (crypto/tls finished
-				// before the handoff refused) or fail; either way it must
-				// end, and a read must then see the connection closed.
-				peerDone := make(chan struct{})
-				go func() {
-					defer close(peerDone)
-					peer.SetDeadline(time.Now().Add(30 * time.Second))
-					if peer.Handshake() == nil {
-						peer.Read(make([]byte, 1))
-					}
-				}()
-				err := k.Handshake()
+				k, err, finish := strictHandshake(t, ktlsClient, ccfg, scfg, opts...)
 				var werr error
 				if err != nil {
 					_, werr = k.Write([]byte("x"))
@@ -135,9 +115,7 @@ func TestPlatformStrict(t *testing.T) {
 				// refused, so the state names the suite it chose (TLS
 				// 1.3's is not configurable).
 				st := k.ConnectionState()
-				k.Close()
-				<-peerDone
-				peer.Close()
+				finish()
 				txWhy, _ := platformProbe(t, st.Version, st.CipherSuite)
 				wantStrictError(t, err, txWhy)
 				if werr == nil {
