@@ -199,7 +199,7 @@ func TestVeth(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the server namespace did not open its listener")
 	}
-	c, srv := pairOn(t, l, l.Addr().String())
+	c, srv := testenv.PairOn(t, l)
 
 	s, err := socketOf(c.(*net.TCPConn))
 	if err != nil {

@@ -79,7 +79,7 @@ func TestEgressLoopback(t *testing.T) {
 				t.Skipf("no %s here: %v", addr, err)
 			}
 			l.Close()
-			c, _ := tcpPair(t, addr)
+			c, _ := testenv.TCPPairAt(t, addr)
 			s, err := socketOf(c.(*net.TCPConn))
 			if err != nil {
 				t.Fatal(err)
@@ -153,7 +153,7 @@ func TestInterfaces(t *testing.T) {
 // the device and the feature, and leaves the socket as it was: no ULP, so
 // the kernel engine can still take it.
 func TestRefusedBeforeTouching(t *testing.T) {
-	c, _ := tcpPair(t, "127.0.0.1:0")
+	c, _ := testenv.TCPPairAt(t, "127.0.0.1:0")
 	e := New(Options{})
 	p := tls12Params(t)
 	if _, err := e.NewSealer(backend.Link{Conn: c}, p); !errors.Is(err, backend.ErrNotSupported) || !strings.Contains(err.Error(), "nic: lo: no tls-hw-tx-offload") {
@@ -210,7 +210,7 @@ func TestCheck(t *testing.T) {
 func TestSoftwareReportsKernel(t *testing.T) {
 	testenv.RequireKernelFeature(t, testenv.FeatureKTLS, kernel.Probe(true, tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256))
 	testenv.RequireKernelFeature(t, testenv.FeatureKTLS, kernel.Probe(false, tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256))
-	c, srv := tcpPair(t, "127.0.0.1:0")
+	c, srv := testenv.TCPPairAt(t, "127.0.0.1:0")
 	softwareOn(t, c, srv, "lo")
 }
 
@@ -313,42 +313,4 @@ func softwareOn(t *testing.T, c, srv net.Conn, dev string) {
 	if u, _, err := sockDiag(s); err != nil || u.zeroCopyRO {
 		t.Errorf("sock_diag after TLS_TX_ZEROCOPY_RO = %+v, %v", u, err)
 	}
-}
-
-// tcpPair is testenv.TCPPair on any loopback address.
-func tcpPair(t *testing.T, addr string) (client, server net.Conn) {
-	t.Helper()
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pairOn(t, l, l.Addr().String())
-}
-
-// pairOn accepts one connection on l, dialed to addr, and closes l.
-func pairOn(t *testing.T, l net.Listener, addr string) (client, server net.Conn) {
-	t.Helper()
-	defer l.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			close(ch)
-			return
-		}
-		ch <- c
-	}()
-	client, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		l.Close()
-		<-ch
-		t.Fatal(err)
-	}
-	server, ok := <-ch
-	if !ok {
-		client.Close()
-		t.Fatal("accepting failed")
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
 }

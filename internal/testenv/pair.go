@@ -3,16 +3,32 @@ package testenv
 import (
 	"net"
 	"testing"
+	"time"
 )
 
 // TCPPair returns both ends of a connected loopback TCP connection (a real
 // socket, as the kernel engines need); both are closed when the test ends.
 func TCPPair(t testing.TB) (client, server net.Conn) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return TCPPairAt(t, "127.0.0.1:0")
+}
+
+// TCPPairAt is TCPPair with the listener on addr: another loopback address,
+// or an address inside a network namespace the test made.
+func TCPPairAt(t testing.TB, addr string) (client, server net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return PairOn(t, l)
+}
+
+// PairOn dials l, accepts that one connection and closes l: for a listener
+// made where net.Listen cannot reach (a socket opened on a thread inside
+// another network namespace). Both ends are closed when the test ends.
+func PairOn(t testing.TB, l net.Listener) (client, server net.Conn) {
+	t.Helper()
 	defer l.Close()
 	ch := make(chan net.Conn, 1)
 	go func() {
@@ -23,8 +39,10 @@ func TCPPair(t testing.TB) (client, server net.Conn) {
 		}
 		ch <- c
 	}()
-	client, err = net.Dial("tcp", l.Addr().String())
+	client, err := net.DialTimeout("tcp", l.Addr().String(), 5*time.Second)
 	if err != nil {
+		l.Close()
+		<-ch
 		t.Fatal(err)
 	}
 	server, ok := <-ch
