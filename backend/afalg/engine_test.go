@@ -32,25 +32,8 @@ var (
 	clone        = testenv.CloneParams
 )
 
-// suites are one suite per algorithm, key size and version.
-func suites() []keyschedule.Suite {
-	var out []keyschedule.Suite
-	for _, id := range []struct{ v, s uint16 }{
-		{tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256},
-		{tls.VersionTLS13, tls.TLS_AES_256_GCM_SHA384},
-		{tls.VersionTLS13, tls.TLS_CHACHA20_POLY1305_SHA256},
-		{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256},
-		{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384},
-		{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256},
-	} {
-		s, ok := keyschedule.Lookup(id.v, id.s)
-		if !ok {
-			panic("unknown suite")
-		}
-		out = append(out, s)
-	}
-	return out
-}
+// suites are the suites the engine takes: one per AEAD, key size and version.
+var suites = testenv.EngineSuites
 
 // require makes the test depend on AF_ALG serving s: it fails in the VM,
 // where the harness loads algif_aead and the AEADs' modules (unless Linux

@@ -26,26 +26,8 @@ import (
 
 func TestMain(m *testing.M) { testenv.MainWithLeakCheck(m) }
 
-// suites are the suites the kernel engine takes: one of each kernel cipher
-// per version.
-func suites() []keyschedule.Suite {
-	var out []keyschedule.Suite
-	for _, id := range []struct{ v, s uint16 }{
-		{tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256},
-		{tls.VersionTLS13, tls.TLS_AES_256_GCM_SHA384},
-		{tls.VersionTLS13, tls.TLS_CHACHA20_POLY1305_SHA256},
-		{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256},
-		{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384},
-		{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256},
-	} {
-		s, ok := keyschedule.Lookup(id.v, id.s)
-		if !ok {
-			panic("unknown suite")
-		}
-		out = append(out, s)
-	}
-	return out
-}
+// suites are the suites the engine takes: one per AEAD, key size and version.
+var suites = testenv.EngineSuites
 
 var (
 	suiteName    = testenv.SuiteName
