@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/backend"
@@ -146,17 +145,7 @@ func TestAFALGKeyUpdate(t *testing.T) {
 		wantBackend(t, c, "afalg", "afalg")
 	})
 	t.Run("from-client", func(t *testing.T) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		cli := startOpenSSL(t, true, nil, "s_client", "-connect", l.Addr().String(), "-tls1_3")
-		l.(*net.TCPListener).SetDeadline(time.Now().Add(opensslTimeout))
-		raw, err := l.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
+		raw, cli := acceptSClient(t)
 		_, scfg := configs(t, tls.VersionTLS13, 0)
 		c := ktls.Server(raw, scfg)
 		defer c.Close()

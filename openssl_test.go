@@ -490,10 +490,11 @@ func TestOpenSSLKeyUpdateFromServer(t *testing.T) {
 	srv.wait(t)
 }
 
-// TestOpenSSLKeyUpdateFromClient: s_client sends KeyUpdates (its k and K
-// commands, sent with the next line it writes) to a ktls server, which must
-// follow them and answer update_requested.
-func TestOpenSSLKeyUpdateFromClient(t *testing.T) {
+// acceptSClient starts an interactive TLS 1.3 s_client against a fresh
+// loopback listener and returns the accepted raw connection, for a ktls
+// server the test builds on it.
+func acceptSClient(t *testing.T) (net.Conn, *opensslProc) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -505,6 +506,14 @@ func TestOpenSSLKeyUpdateFromClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return raw, cli
+}
+
+// TestOpenSSLKeyUpdateFromClient: s_client sends KeyUpdates (its k and K
+// commands, sent with the next line it writes) to a ktls server, which must
+// follow them and answer update_requested.
+func TestOpenSSLKeyUpdateFromClient(t *testing.T) {
+	raw, cli := acceptSClient(t)
 	cc := &countConn{tapConn: &tapConn{Conn: raw}}
 	_, scfg := configs(t, tls.VersionTLS13, 0)
 	c := ktls.Server(cc, scfg)
