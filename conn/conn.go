@@ -36,6 +36,8 @@ type Options struct {
 	PolicyErr error
 	// CPU is what the processor offers AES-GCM (selector.CPU).
 	CPU selector.CPU
+	// FIPS is crypto/fips140.Enabled() for this program (selector.Facts.FIPS).
+	FIPS bool
 }
 
 // BackendInfo says which engine protects each direction of a connection, and

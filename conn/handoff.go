@@ -75,6 +75,7 @@ func (o Options) Facts(d selector.Direction, version, suite uint16, unknown stri
 		KeysKnown:   unknown == "",
 		Unknown:     unknown,
 		CPU:         o.CPU,
+		FIPS:        o.FIPS,
 	}
 	for _, b := range o.Backends {
 		e := selector.Engine{Name: b.Name(), OK: true}

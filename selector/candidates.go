@@ -46,6 +46,10 @@ type Facts struct {
 	Engines []Engine
 	// CPU is what the processor offers the engines' AES-GCM.
 	CPU CPU
+	// FIPS says the program runs in FIPS 140-3 mode (crypto/fips140.Enabled):
+	// only crypto/tls's own record layer is inside the Go Cryptographic
+	// Module's boundary.
+	FIPS bool
 }
 
 // CPU is what the selector knows of the processor. Two facts, because the
