@@ -95,7 +95,11 @@ type Sealer interface {
 	// data were sent. An error from WriteRecords is permanent for the
 	// direction: a record may have been half written.
 	WriteRecords(typ uint8, data []byte) (int, error)
-	// Close releases what the half holds (not Link.Conn).
+	// Close releases what the half holds (not Link.Conn). The connection
+	// calls it exactly once, possibly while another call of the half is
+	// blocked on Link.Conn (Close of a connection does not wait for a Write
+	// in flight): it must not wait for that call, and every later call
+	// fails.
 	Close() error
 }
 
@@ -112,7 +116,8 @@ type Opener interface {
 	// wraps the tls.AlertError the connection must send (bad_record_mac,
 	// record_overflow, decode_error, unexpected_message).
 	ReadRecord() (typ uint8, data []byte, err error)
-	// Close releases what the half holds (not Link.Conn).
+	// Close releases what the half holds (not Link.Conn), under the same
+	// rules as Sealer.Close.
 	Close() error
 }
 

@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/tls"
@@ -477,9 +478,11 @@ func TestAdversarialEmptyRecordsThenData(t *testing.T) {
 	})
 }
 
+// TestAdversarialKeyUpdateFlood sends one KeyUpdate more than the cap on
+// KeyUpdates without application data.
 func TestAdversarialKeyUpdateFlood(t *testing.T) {
 	forVariants(t, tls.VersionTLS13, func(t *testing.T, p *advPair) {
-		for range 100 {
+		for range maxKeyUpdates + 1 {
 			p.keyUpdate(t, 0)
 		}
 		p.victimFails(t, 10) // unexpected_message
@@ -490,7 +493,7 @@ func TestAdversarialKeyUpdateFlood(t *testing.T) {
 // KeyUpdate: the victim must stop, not answer forever.
 func TestAdversarialKeyUpdateRequestFlood(t *testing.T) {
 	forVariants(t, tls.VersionTLS13, func(t *testing.T, p *advPair) {
-		for range 100 {
+		for range maxKeyUpdates + 1 {
 			p.keyUpdate(t, 1)
 		}
 		got, err := p.victimRead(t)
@@ -517,8 +520,40 @@ func TestAdversarialKeyUpdates(t *testing.T) {
 			if got, err := p.victimRead(t); err != nil || got != "after update" {
 				t.Fatalf("update %d: victim Read = %q, %v", i, got, err)
 			}
+			if _, err := p.victim.Write([]byte("reply")); err != nil {
+				t.Fatal(err)
+			}
+			// The answer goes out before the victim's next data.
 			if answered := txSecret() != before; answered != (i%2 == 1) {
 				t.Fatalf("update %d (request_update=%d): victim updated its own key: %v", i, i%2, answered)
+			}
+			p.attacker.SetReadDeadline(time.Now().Add(advTimeout))
+			buf := make([]byte, 5)
+			if _, err := io.ReadFull(p.attacker, buf); err != nil || string(buf) != "reply" {
+				t.Fatalf("update %d: attacker Read = %q, %v", i, buf, err)
+			}
+		}
+	})
+}
+
+// TestAdversarialKeyUpdateBurst is issue 13's item 6: a peer that sends 32
+// KeyUpdates with update_requested in a row before its next data (RFC 8446
+// allows it) is followed through every one, and answered with a single
+// KeyUpdate before the victim's next data (RFC 8446 §4.6.3). 32 used to end
+// the connection at the cap on records without data.
+func TestAdversarialKeyUpdateBurst(t *testing.T) {
+	forVariants(t, tls.VersionTLS13, func(t *testing.T, p *advPair) {
+		for round := range 2 {
+			p.victim.outMu.Lock()
+			victimTX := bytes.Clone(p.victim.tx.secret)
+			p.victim.outMu.Unlock()
+			const burst = 32
+			for range burst {
+				p.keyUpdate(t, 1)
+			}
+			p.seal(t, backend.TypeApplicationData, []byte("after the burst"))
+			if got, err := p.victimRead(t); err != nil || got != "after the burst" {
+				t.Fatalf("round %d: victim Read = %q, %v", round, got, err)
 			}
 			if _, err := p.victim.Write([]byte("reply")); err != nil {
 				t.Fatal(err)
@@ -526,7 +561,22 @@ func TestAdversarialKeyUpdates(t *testing.T) {
 			p.attacker.SetReadDeadline(time.Now().Add(advTimeout))
 			buf := make([]byte, 5)
 			if _, err := io.ReadFull(p.attacker, buf); err != nil || string(buf) != "reply" {
-				t.Fatalf("update %d: attacker Read = %q, %v", i, buf, err)
+				t.Fatalf("round %d: attacker Read = %q, %v", round, buf, err)
+			}
+			// One update: the victim's key is the next one after where it
+			// was, and the attacker followed it there.
+			want := keyschedule.NextTrafficSecret(p.victim.tx.suite, victimTX)
+			p.victim.outMu.Lock()
+			got := bytes.Clone(p.victim.tx.secret)
+			p.victim.outMu.Unlock()
+			if !bytes.Equal(got, want) {
+				t.Fatalf("round %d: the victim did not answer %d requests with exactly one KeyUpdate", round, burst)
+			}
+			p.attacker.inMu.Lock()
+			followed := bytes.Equal(p.attacker.rx.secret, want)
+			p.attacker.inMu.Unlock()
+			if !followed {
+				t.Fatalf("round %d: the attacker's RX key is not the victim's TX key", round)
 			}
 		}
 	})

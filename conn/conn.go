@@ -67,7 +67,11 @@ type Conn struct {
 	handshakeDone atomic.Bool
 	handshakeErr  error
 	moved         bool // the record layer left crypto/tls (both directions)
-	info          BackendInfo
+
+	// infoMu protects info: the TLS 1.3 client's RX engine is named at the
+	// end of the ticket drain, under inMu, while Backend may be reading.
+	infoMu sync.Mutex
+	info   BackendInfo
 
 	// out is the TX direction, protected by outMu.
 	outMu           sync.Mutex
@@ -77,19 +81,31 @@ type Conn struct {
 	keyUpdateAfter  uint64   // records under one key before we update it
 	txErr           error
 	closeNotifySent bool
+	keyUpdateDue    bool // the peer asked for a KeyUpdate not sent yet
 
 	// in is the RX direction, protected by inMu.
-	inMu      sync.Mutex
-	opener    backend.Opener
-	rx        *dirKeys // TLS 1.3: for KeyUpdate; also the pending install
-	rxPending bool     // TLS 1.3 client: crypto/tls still drains tickets
-	rxCands   []selector.Candidate
-	rxErr     error
-	input     []byte // plaintext of the last record not yet returned
-	hand      []byte // post-handshake handshake bytes not yet a whole message
-	useless   int    // consecutive records that returned no data
+	inMu       sync.Mutex
+	opener     backend.Opener
+	rx         *dirKeys // TLS 1.3: for KeyUpdate; also the pending install
+	rxPending  bool     // TLS 1.3 client: crypto/tls still drains tickets
+	rxCands    []selector.Candidate
+	rxErr      error
+	input      []byte // plaintext of the last record not yet returned
+	hand       []byte // post-handshake handshake bytes not yet a whole message
+	useless    int    // consecutive records that returned no data, KeyUpdates aside
+	keyUpdates int    // consecutive KeyUpdates without application data
 
+	// closed is set by the first Close. Close does not wait for a Read or
+	// Write in flight: whoever holds inMu or outMu last once closed is set
+	// ends that direction (unlockIn, unlockOut).
 	closed atomic.Bool
+
+	// closeMu protects halves: every engine half installed, so that each is
+	// closed exactly once, by Close or by a handshake that failed, whichever
+	// comes first; a half installed after that is closed at once.
+	closeMu      sync.Mutex
+	halves       []io.Closer
+	halvesClosed bool
 }
 
 // Client returns a client-side connection over raw, which runs its handshake
@@ -122,7 +138,9 @@ func (c *Conn) Handshake() error { return c.HandshakeContext(context.Background(
 
 // HandshakeContext runs the crypto/tls handshake, then moves the record layer
 // to the engines the policy picks. Cancelling ctx before the handshake ends
-// aborts it and closes the connection, as crypto/tls does.
+// aborts it and closes the connection, as crypto/tls does. A handshake that
+// a Close overtook fails with net.ErrClosed, even if crypto/tls's part of it
+// succeeded.
 func (c *Conn) HandshakeContext(ctx context.Context) error {
 	if c.handshakeDone.Load() {
 		return c.handshakeErr
@@ -133,16 +151,37 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		return c.handshakeErr
 	}
 	err := c.opts.PolicyErr
+	if err == nil && c.closed.Load() {
+		err = net.ErrClosed
+	}
 	if err == nil {
 		err = c.tls.HandshakeContext(ctx)
 		if err == nil {
 			err = c.handoff()
 		}
 	}
+	// The key log's copies of the secrets are parsed and used by now, or
+	// never will be (issue 13, item 4).
+	c.keyLog.wipe()
+	c.sessions.forget()
+	// Close reads handshakeDone after it sets closed, and this reads closed
+	// before it sets handshakeDone: at least one of the two sees the other.
+	// A Close that saw the handshake unfinished closed only the raw conn, so
+	// the handshake must fail here and let nothing be written after it.
+	if err == nil && c.closed.Load() {
+		err = net.ErrClosed
+	}
 	// Like crypto/tls, a failed handshake stays failed.
 	c.handshakeErr = err
 	c.handshakeDone.Store(true)
-	return c.handshakeErr
+	if err != nil {
+		// Read and Write wait on handshakeMu and then see handshakeErr, so
+		// nothing else holds the directions' state now.
+		c.closeHalves()
+		c.tx.wipeIfSet()
+		c.rx.wipeIfSet()
+	}
+	return err
 }
 
 // Read reads application data, as crypto/tls.Conn.Read.
@@ -157,7 +196,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		return c.tls.Read(b)
 	}
 	c.inMu.Lock()
-	defer c.inMu.Unlock()
+	defer c.unlockIn()
 	for len(c.input) == 0 {
 		if c.rxErr != nil {
 			return 0, c.rxErr
@@ -187,7 +226,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		return c.tls.Write(b)
 	}
 	c.outMu.Lock()
-	defer c.outMu.Unlock()
+	defer c.unlockOut()
 	if c.txErr != nil {
 		return 0, c.txErr
 	}
@@ -228,37 +267,116 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 type writerOnly struct{ io.Writer }
 
 // Close sends close_notify when it can and closes the connection, as
-// crypto/tls.Conn.Close.
+// crypto/tls.Conn.Close. It does not wait for a Read or Write in flight: it
+// closes the raw connection under them, and they return with an error.
+//
+// During the handshake nothing is written: crypto/tls's records are being
+// counted (or were), and a close_notify from crypto/tls would go out at the
+// sequence number the engine installed next starts from, a nonce reuse
+// (DESIGN.md, invariants). The raw connection is closed, the handshake fails
+// with net.ErrClosed, and it closes what it installed.
 func (c *Conn) Close() error {
 	if c.closed.Swap(true) {
 		return net.ErrClosed
 	}
-	if !c.handshakeDone.Load() || !c.moved {
-		// crypto/tls sends close_notify itself after a completed handshake,
-		// and closes the raw conn through rc.
+	if !c.handshakeDone.Load() || c.handshakeErr != nil {
+		err := c.raw.Close()
+		c.closeHalves()
+		return err
+	}
+	if !c.moved {
+		// crypto/tls still has the record layer: it sends close_notify
+		// itself, and closes the raw conn through rc.
 		return c.tls.Close()
 	}
 	var alertErr error
 	// As crypto/tls: a Write in flight means Close is used to break it; do
-	// not wait for it to send close_notify.
+	// not wait for it to send close_notify. The writer ends TX when it
+	// lets go of outMu.
 	if c.outMu.TryLock() {
 		alertErr = c.closeNotifyLocked()
+		c.endOutLocked()
 		c.outMu.Unlock()
 	}
 	err := c.raw.Close()
-	if c.sealer != nil {
-		c.sealer.Close()
-	}
+	c.closeHalves()
 	if c.inMu.TryLock() {
-		if c.opener != nil {
-			c.opener.Close()
-		}
+		c.endInLocked()
 		c.inMu.Unlock()
 	}
 	if err != nil {
 		return err
 	}
 	return alertErr
+}
+
+// unlockOut releases outMu. Once the connection is closed, whoever releases
+// it last ends TX (Close's TryLock may have found it held): Close sets closed
+// before its TryLock, so a holder that Close missed sees closed here.
+func (c *Conn) unlockOut() {
+	c.outMu.Unlock()
+	if c.closed.Load() && c.outMu.TryLock() {
+		c.endOutLocked()
+		c.outMu.Unlock()
+	}
+}
+
+// unlockIn is unlockOut for RX.
+func (c *Conn) unlockIn() {
+	c.inMu.Unlock()
+	if c.closed.Load() && c.inMu.TryLock() {
+		c.endInLocked()
+		c.inMu.Unlock()
+	}
+}
+
+// endOutLocked ends TX after Close: the traffic secret is zeroed and later
+// writes fail. It may run more than once.
+func (c *Conn) endOutLocked() {
+	c.tx.wipeIfSet()
+	if c.txErr == nil {
+		c.txErr = net.ErrClosed
+	}
+}
+
+// endInLocked ends RX after Close: the traffic secret, and during a TLS 1.3
+// client's ticket drain the pending key and IV, are zeroed, and later reads
+// fail. It may run more than once.
+func (c *Conn) endInLocked() {
+	c.rx.wipeIfSet()
+	if d := c.rc.drain; d != nil {
+		// Only crypto/tls's reads, under inMu, use the drain.
+		d.prot = nil
+		clear(d.scratch)
+	}
+	if c.rxErr == nil {
+		c.rxErr = net.ErrClosed
+	}
+}
+
+// track records an installed half, for closeHalves; after closeHalves it
+// closes the half at once.
+func (c *Conn) track(h io.Closer) {
+	c.closeMu.Lock()
+	if c.halvesClosed {
+		c.closeMu.Unlock()
+		h.Close()
+		return
+	}
+	c.halves = append(c.halves, h)
+	c.closeMu.Unlock()
+}
+
+// closeHalves closes every installed half, once. A half may be in use by a
+// Read or Write: backend.Sealer and backend.Opener allow Close during a call.
+func (c *Conn) closeHalves() {
+	c.closeMu.Lock()
+	hs := c.halves
+	c.halves, c.halvesClosed = nil, true
+	c.closeMu.Unlock()
+	for _, h := range hs {
+		h.Close()
+	}
 }
 
 // CloseWrite sends close_notify; the connection can still read. As in
@@ -271,7 +389,7 @@ func (c *Conn) CloseWrite() error {
 		return c.tls.CloseWrite()
 	}
 	c.outMu.Lock()
-	defer c.outMu.Unlock()
+	defer c.unlockOut()
 	return c.closeNotifyLocked()
 }
 
@@ -324,6 +442,8 @@ func (c *Conn) Backend() BackendInfo {
 	if !c.handshakeDone.Load() {
 		return BackendInfo{}
 	}
+	c.infoMu.Lock()
+	defer c.infoMu.Unlock()
 	return c.info
 }
 

@@ -16,6 +16,11 @@ import (
 // is uncertain the connection stays on crypto/tls's record layer, with the
 // reason in BackendInfo.
 func (c *Conn) handoff() error {
+	// crypto/tls may not write from here on: a record it wrote after the
+	// count below would carry a sequence number the engine then uses again.
+	// Nothing in ktls makes it write now (Close does not call it during the
+	// handshake); this makes sure of it, and waits for a write in flight.
+	c.rc.refuseWrites()
 	st := c.tls.ConnectionState()
 	tx, rx, unknown := c.handoffKeys(st)
 	c.keyLog.wipe()
@@ -111,11 +116,13 @@ func (c *Conn) stayStdlib(tx, rx *dirKeys, txc, rxc selector.Candidate) {
 	c.rc.stopRecording()
 	c.rc.mode = modePassthrough
 	c.rc.release()
+	// crypto/tls keeps its record layer: its sequence numbers stay its own.
+	c.rc.allowWrites()
 	reason := describe("tx", txc) + "; " + describe("rx", rxc)
 	if txc.Name != rxc.Name {
 		reason += "; both stay on stdlib: crypto/tls cannot share a connection with another engine"
 	}
-	c.info = BackendInfo{TX: backend.Stdlib, RX: backend.Stdlib, Reason: reason}
+	c.setInfo(BackendInfo{TX: backend.Stdlib, RX: backend.Stdlib, Reason: reason})
 }
 
 func describe(dir string, c selector.Candidate) string {
@@ -144,6 +151,7 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 		s, err := c.engine(cand.Name).NewSealer(link, tx.params)
 		if err == nil {
 			c.sealer = s
+			c.track(s)
 			txName, txWhy = reported(s, cand)
 			break
 		}
@@ -180,17 +188,19 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 	c.tx = tx
 	c.moved = true
 	c.rc.stopRecording()
-	c.info = BackendInfo{TX: txName, Reason: describe("tx", selector.Candidate{Name: txName, Reason: txWhy})}
+	info := BackendInfo{TX: txName, Reason: describe("tx", selector.Candidate{Name: txName, Reason: txWhy})}
 
 	c.rx, c.rxCands = rx, rxC
 	if drain {
 		c.rc.drain = &drainState{prot: rx.prot, seq: rx.params.Seq, peek: newPeeker(c.raw)}
 		c.rc.mode = modeDrain
 		c.rxPending = true
-		c.info.RX = rxC[0].Name
-		c.info.Reason += "; " + describe("rx", rxC[0]) + ", after crypto/tls has read the session tickets"
+		info.RX = rxC[0].Name
+		info.Reason += "; " + describe("rx", rxC[0]) + ", after crypto/tls has read the session tickets"
+		c.setInfo(info)
 		return nil
 	}
+	c.setInfo(info)
 	c.rc.mode = modePassthrough
 	c.rc.release()
 	return c.installRXLocked(rx.params.Seq, nil)
@@ -235,16 +245,19 @@ func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 		o, err := c.engine(cand.Name).NewOpener(link, rx.params)
 		if err == nil {
 			c.opener = o
+			c.track(o)
 			name, why := reported(o, cand)
 			if len(passed) > 0 {
 				why = strings.TrimPrefix(why+"; passed over "+strings.Join(passed, ", "), "; ")
 			}
+			c.infoMu.Lock()
 			if !c.rxPending {
 				c.info.Reason += "; " + describe("rx", selector.Candidate{Name: name, Reason: why})
 			} else if name != c.info.RX {
 				c.info.Reason += "; rx: " + name + " (" + why + ")"
 			}
 			c.info.RX = name
+			c.infoMu.Unlock()
 			break
 		}
 		if !errors.Is(err, backend.ErrNotSupported) {
@@ -262,6 +275,12 @@ func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 		return fmt.Errorf("ktls: no engine took rx after tx moved (%s)", strings.Join(passed, "; "))
 	}
 	return nil
+}
+
+func (c *Conn) setInfo(info BackendInfo) {
+	c.infoMu.Lock()
+	c.info = info
+	c.infoMu.Unlock()
 }
 
 // engine returns the wired engine called name.

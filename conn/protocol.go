@@ -35,6 +35,13 @@ const (
 	// same cap as crypto/tls (conn.go), against floods that would keep a
 	// reader busy forever.
 	maxUselessRecords = 16
+	// maxKeyUpdates caps consecutive KeyUpdate messages without application
+	// data. RFC 8446 §4.6.3 sets no limit, and a peer may update many times
+	// while this side is silent (it is answered once, see keyUpdateDue), so
+	// KeyUpdates do not count against maxUselessRecords; this cap is far
+	// above any conforming burst and still bounds the key derivations one
+	// silent peer can cause (issue 13, item 6).
+	maxKeyUpdates = 1024
 	// maxHandshake caps a post-handshake message, as crypto/tls does.
 	maxHandshake = 65536
 	// defaultKeyUpdateAfter is when ktls updates its TLS 1.3 sending key:
@@ -100,7 +107,7 @@ func (c *Conn) recordLocked(typ uint8, data []byte, direct bool) (n int, err err
 		if len(data) == 0 {
 			return 0, c.uselessLocked()
 		}
-		c.useless = 0
+		c.useless, c.keyUpdates = 0, 0
 		if direct {
 			return len(data), nil
 		}
@@ -114,6 +121,7 @@ func (c *Conn) recordLocked(typ uint8, data []byte, direct bool) (n int, err err
 			return 0, c.rxFailLocked(alertf(alertUnexpectedMessage, "empty handshake record"))
 		}
 		c.hand = append(c.hand, data...)
+		keyUpdate := false
 		for len(c.hand) >= 4 {
 			size := 4 + (int(c.hand[1])<<16 | int(c.hand[2])<<8 | int(c.hand[3]))
 			if size > maxHandshake {
@@ -124,12 +132,16 @@ func (c *Conn) recordLocked(typ uint8, data []byte, direct bool) (n int, err err
 			}
 			msg := c.hand[:size]
 			c.hand = c.hand[size:]
+			keyUpdate = keyUpdate || msg[0] == typeKeyUpdate
 			if err := c.handshakeMessageLocked(msg); err != nil {
 				return 0, err
 			}
 		}
 		if len(c.hand) == 0 {
 			c.hand = c.hand[:0:0]
+		}
+		if keyUpdate {
+			return 0, c.keyUpdateSeenLocked()
 		}
 		return 0, c.uselessLocked()
 	default:
@@ -142,6 +154,15 @@ func (c *Conn) uselessLocked() error {
 	c.useless++
 	if c.useless > maxUselessRecords {
 		return c.rxFailLocked(alertf(alertUnexpectedMessage, "more than %d records in a row without application data", maxUselessRecords))
+	}
+	return nil
+}
+
+// keyUpdateSeenLocked counts a record that ended with a KeyUpdate.
+func (c *Conn) keyUpdateSeenLocked() error {
+	c.keyUpdates++
+	if c.keyUpdates > maxKeyUpdates {
+		return c.rxFailLocked(alertf(alertUnexpectedMessage, "more than %d KeyUpdates in a row without application data", maxKeyUpdates))
 	}
 	return nil
 }
@@ -209,12 +230,13 @@ func (c *Conn) handshakeMessageLocked(msg []byte) error {
 		}
 		if body[0] == 1 {
 			// RFC 8446 §4.6.3: answer update_requested with our own
-			// KeyUpdate before any more application data.
+			// KeyUpdate before our next application data. It is sent
+			// then (beforeDataLocked), so that a burst of requests
+			// while this side is silent is answered with one update,
+			// as the RFC describes.
 			c.outMu.Lock()
-			defer c.outMu.Unlock()
-			if c.txErr == nil && !c.closeNotifySent {
-				return c.updateTXKeyLocked()
-			}
+			c.keyUpdateDue = true
+			c.unlockOut()
 		}
 		return nil
 	default:
@@ -263,7 +285,7 @@ func rekey(rk backend.Rekeyer, d *dirKeys) error {
 func (c *Conn) updateTXKeyLocked() error {
 	rk, ok := c.sealer.(backend.Rekeyer)
 	if !ok {
-		c.txErr = fmt.Errorf("ktls: the tx engine %s cannot update its TLS 1.3 key", c.info.TX)
+		c.txErr = fmt.Errorf("ktls: the tx engine %s cannot update its TLS 1.3 key", c.Backend().TX)
 		return c.txErr
 	}
 	msg := []byte{typeKeyUpdate, 0, 0, 1, 0}
@@ -276,6 +298,21 @@ func (c *Conn) updateTXKeyLocked() error {
 		return err
 	}
 	c.txRecords = 0
+	c.keyUpdateDue = false
+	return nil
+}
+
+// beforeDataLocked runs before every batch of application data records, on
+// every path that sends them (Write, sendfile): a TLS 1.3 key is updated when
+// the peer asked for it (RFC 8446 §4.6.3) or when it is about to wear out
+// (§5.5).
+func (c *Conn) beforeDataLocked() error {
+	if c.tx.suite.Version != tls.VersionTLS13 {
+		return nil
+	}
+	if c.keyUpdateDue || c.txRecords >= c.keyUpdateAfter {
+		return c.updateTXKeyLocked()
+	}
 	return nil
 }
 
@@ -285,12 +322,12 @@ func (c *Conn) writeRecordsLocked(typ uint8, b []byte) (int, error) {
 	n := 0
 	for len(b) > 0 {
 		chunk := b
-		if c.tx.suite.Version == tls.VersionTLS13 {
-			if c.txRecords >= c.keyUpdateAfter {
-				if err := c.updateTXKeyLocked(); err != nil {
-					return n, err
-				}
+		if typ == backend.TypeApplicationData {
+			if err := c.beforeDataLocked(); err != nil {
+				return n, err
 			}
+		}
+		if c.tx.suite.Version == tls.VersionTLS13 {
 			if room := (c.keyUpdateAfter - c.txRecords) * backend.MaxPlaintext; uint64(len(chunk)) > room {
 				chunk = chunk[:room]
 			}
@@ -344,7 +381,7 @@ func (c *Conn) rxFailLocked(err error) error {
 		if c.txErr == nil {
 			c.sendAlertLocked(uint8(a))
 		}
-		c.outMu.Unlock()
+		c.unlockOut()
 		err = &net.OpError{Op: "local error", Err: err}
 	}
 	c.rxErr = err
@@ -380,7 +417,7 @@ func (c *Conn) finishDrainLocked() error {
 			if c.txErr == nil {
 				c.sendAlertLocked(a)
 			}
-			c.outMu.Unlock()
+			c.unlockOut()
 		}
 		c.rxErr = err
 		return err

@@ -42,8 +42,11 @@ type recordConn struct {
 	drain  *drainState
 	record bool // keep copies of records (the handshake)
 
-	// Write side, used by crypto/tls's writing goroutine only, except that
-	// the handoff reads txLog after the handshake returned.
+	// Write side. wmu is held by Write from its check of txMoved to the end
+	// of the write, so that once refuseWrites returned no write of crypto/tls
+	// is in flight or still to come: the records the handoff counts are all
+	// that crypto/tls ever sent. It protects wpartial and txLog.
+	wmu      sync.Mutex
 	wpartial []byte
 	txLog    [][]byte
 
@@ -273,6 +276,8 @@ func (r *recordConn) cutShort() bool {
 func (r *recordConn) buffered() []byte { return r.rbuf[r.rOff:] }
 
 func (r *recordConn) Write(p []byte) (int, error) {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
 	if r.txMoved.Load() {
 		r.noteRefused(p)
 		return 0, errTXMoved
@@ -281,6 +286,23 @@ func (r *recordConn) Write(p []byte) (int, error) {
 		r.logWrite(p)
 	}
 	return r.Conn.Write(p)
+}
+
+// refuseWrites makes every later crypto/tls write fail, once a write in
+// flight has ended. The handoff calls it before it counts crypto/tls's
+// records (issue 13, item 1: a close_notify written after the count went out
+// at the sequence number the engine then started from).
+func (r *recordConn) refuseWrites() {
+	r.wmu.Lock()
+	r.txMoved.Store(true)
+	r.wmu.Unlock()
+}
+
+// allowWrites undoes refuseWrites when crypto/tls keeps the record layer.
+func (r *recordConn) allowWrites() {
+	r.wmu.Lock()
+	r.txMoved.Store(false)
+	r.wmu.Unlock()
 }
 
 // logWrite splits what crypto/tls writes into records and keeps a copy of
@@ -344,6 +366,9 @@ func (r *recordConn) release() {
 
 // stopRecording drops the logs: they are only needed until the handoff.
 func (r *recordConn) stopRecording() {
+	r.wmu.Lock()
 	r.record = false
-	r.rxLog, r.txLog, r.wpartial = nil, nil, nil
+	r.txLog, r.wpartial = nil, nil
+	r.wmu.Unlock()
+	r.rxLog = nil
 }

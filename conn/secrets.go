@@ -83,6 +83,15 @@ type sessions struct {
 	server *tls.SessionState
 }
 
+// forget drops the resumed session once the handoff no longer needs it. The
+// session objects are crypto/tls's (a client's is in the user's cache), so
+// they are not zeroed, only no longer held by the connection.
+func (s *sessions) forget() {
+	s.mu.Lock()
+	s.client, s.server = nil, nil
+	s.mu.Unlock()
+}
+
 // cacheCapture wraps the user's ClientSessionCache to see which session the
 // client offers; tickets still go to, and come from, the user's cache.
 type cacheCapture struct {

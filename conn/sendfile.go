@@ -1,7 +1,6 @@
 package conn
 
 import (
-	"crypto/tls"
 	"io"
 
 	"github.com/ktls-go/ktls/backend"
@@ -69,7 +68,7 @@ func (c *Conn) sendFile(fs backend.FileSender, r io.Reader) (int64, bool, error)
 		return 0, false, nil
 	}
 	c.outMu.Lock()
-	defer c.outMu.Unlock()
+	defer c.unlockOut()
 	if c.txErr != nil {
 		return 0, true, c.txErr
 	}
@@ -82,10 +81,8 @@ func (c *Conn) sendFile(fs backend.FileSender, r io.Reader) (int64, bool, error)
 		if src.n > 0 {
 			want = min(want, src.n)
 		}
-		if c.tx.suite.Version == tls.VersionTLS13 && c.txRecords >= c.keyUpdateAfter {
-			if err := c.updateTXKeyLocked(); err != nil {
-				return total, true, err
-			}
+		if err := c.beforeDataLocked(); err != nil {
+			return total, true, err
 		}
 		off := src.off
 		if off >= 0 {

@@ -55,8 +55,11 @@ const (
 
 // errSeqExhausted: RFC 8446 §5.3 and RFC 5246 §6.1 forbid wrapping the
 // sequence number. ktls stops one short of 2^64-1 so that no counter ever
-// has to represent "past the end".
-var errSeqExhausted = errors.New("userspace: sequence number exhausted; the connection must rekey or close")
+// has to represent "past the end". A TLS 1.3 connection updates its key long
+// before (conn, RFC 8446 §5.5); a TLS 1.2 one cannot (ktls refuses
+// renegotiation), so it ends here, as the kernel's TX does (send fails with
+// EBADMSG; tools/testing/selftests/net/tls.c, recseq_wrap).
+var errSeqExhausted = errors.New("userspace: sequence number exhausted (2^64-1 records under one key): a TLS 1.2 connection cannot rekey and must end here")
 
 var errClosed = fmt.Errorf("userspace: half closed: %w", net.ErrClosed)
 
