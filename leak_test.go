@@ -3,8 +3,10 @@ package ktls_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"runtime"
 	"strings"
@@ -13,6 +15,8 @@ import (
 	"time"
 
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/backend/kernel"
+	"github.com/ktls-go/ktls/internal/testenv"
 )
 
 // Leak discipline (STYLE.md 13): connections opened, used and closed, in
@@ -74,11 +78,45 @@ func leakPair(t *testing.T, keep func(...any), ktlsClient bool, ccfg, scfg *tls.
 	return k, s
 }
 
-func leakScenarios() []leakScenario {
+// leakEngines are the engines the scenarios force: userspace and stdlib
+// everywhere, and kernel and afalg where they serve TLS 1.3 and 1.2
+// AES-128-GCM (the scenarios' suite), which inside the VMs they must
+// (testenv): their halves hold sockets and AF_ALG descriptors of their own.
+func leakEngines(t *testing.T) []string {
+	engines := []string{"userspace", "stdlib"}
+	for _, e := range []struct {
+		name, feature string
+		check         func(version, suite uint16) error
+	}{
+		{"kernel", testenv.FeatureKTLS13, func(v, s uint16) error {
+			if err := kernel.Probe(true, v, s); err != nil {
+				return err
+			}
+			return kernel.Probe(false, v, s)
+		}},
+		{"afalg", testenv.FeatureAFALG, afalgCheck},
+	} {
+		err := e.check(tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256)
+		if err == nil {
+			err = e.check(tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+		}
+		switch {
+		case err == nil:
+			engines = append(engines, e.name)
+		case testenv.InVM() && testenv.ExpectedInVM(e.feature):
+			t.Errorf("the %s engine does not serve inside the VM, where it must: %v", e.name, err)
+		default:
+			t.Logf("the %s engine does not serve here: %v", e.name, err)
+		}
+	}
+	return engines
+}
+
+func leakScenarios(engines []string) []leakScenario {
 	var ss []leakScenario
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		vn := tls.VersionName(v)
-		for _, be := range []string{"userspace", "stdlib"} {
+		for _, be := range engines {
 			opt := ktls.WithBackend(be)
 			ss = append(ss,
 				leakScenario{vn + "/" + be + "/ktls-both-dial-listen", func(t *testing.T, keep func(...any)) {
@@ -134,6 +172,27 @@ func leakScenarios() []leakScenario {
 					exchange(t, k, s, 10<<10)
 					closeBoth(t, k, s)
 				}},
+				leakScenario{vn + "/" + be + "/close-during-read", func(t *testing.T, keep func(...any)) {
+					// Issue 13, item 2a: the reader still holds the
+					// read lock when Close runs.
+					ccfg, scfg := configs(t, v, 0)
+					ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+					k, s := leakPair(t, keep, true, ccfg, scfg, opt)
+					exchange(t, k, s, 1<<10)
+					errc := make(chan error, 1)
+					go func() {
+						_, err := k.Read(make([]byte, 10))
+						errc <- err
+					}()
+					time.Sleep(5 * time.Millisecond)
+					k.Close()
+					select {
+					case <-errc:
+					case <-time.After(prompt):
+						t.Fatal("Close did not end the Read")
+					}
+					s.Close()
+				}},
 			)
 		}
 		ss = append(ss,
@@ -170,6 +229,32 @@ func leakScenarios() []leakScenario {
 					t.Fatal("handshake with a silent peer succeeded")
 				}
 				k.Close()
+			}},
+			leakScenario{vn + "/close-during-handshake", func(t *testing.T, keep func(...any)) {
+				// Close from another goroutine while the handshake waits
+				// for a peer that never answers.
+				ccfg, _ := configs(t, v, 0)
+				rc, rs, err := loopback()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer rs.Close()
+				k := ktls.Client(rc, ccfg)
+				keep(k)
+				errc := make(chan error, 1)
+				go func() { errc <- k.Handshake() }()
+				time.Sleep(5 * time.Millisecond)
+				if err := k.Close(); err != nil {
+					t.Fatalf("Close during the handshake: %v", err)
+				}
+				select {
+				case err := <-errc:
+					if !errors.Is(err, net.ErrClosed) {
+						t.Fatalf("handshake after Close: %v; want net.ErrClosed", err)
+					}
+				case <-time.After(prompt):
+					t.Fatal("Close did not end the handshake")
+				}
 			}},
 			leakScenario{vn + "/peer-gone", func(t *testing.T, keep func(...any)) {
 				for _, ktlsClient := range []bool{true, false} {
@@ -231,9 +316,10 @@ func TestNoLeaks(t *testing.T) {
 	defer runtime.KeepAlive(&kept)
 	// One connection first, so that what the runtime and the test helpers
 	// set up once (the network poller, the test PKI) is in the baseline.
-	leakScenarios()[0].run(t, keep)
+	engines := leakEngines(t)
+	leakScenarios(engines)[0].run(t, keep)
 	baseG, baseFD := runtime.NumGoroutine(), fdCount(t)
-	for _, sc := range leakScenarios() {
+	for _, sc := range leakScenarios(engines) {
 		t.Run(sc.name, func(t *testing.T) {
 			for range rounds {
 				sc.run(t, keep)
@@ -253,7 +339,7 @@ func TestNoLeaks(t *testing.T) {
 			buf := make([]byte, 1<<20)
 			buf = buf[:runtime.Stack(buf, true)]
 			t.Fatalf("after %d rounds of %d scenarios: %d goroutines (baseline %d), %d fds (baseline %d)\nfds:\n%s\ngoroutines:\n%s",
-				rounds, len(leakScenarios()), g, baseG, fd, baseFD, fdList(), buf)
+				rounds, len(leakScenarios(engines)), g, baseG, fd, baseFD, fdList(), buf)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

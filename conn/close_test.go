@@ -406,3 +406,38 @@ func TestBackendDuringDrain(t *testing.T) {
 		t.Fatalf("Backend() = %+v", b)
 	}
 }
+
+// brokenRX is the userspace engine whose openers fail after doing something,
+// as an engine that changed the socket and then failed would.
+type brokenRX struct{ *gateEngine }
+
+func (b brokenRX) NewOpener(backend.Link, backend.Params) (backend.Opener, error) {
+	return nil, errors.New("brokenRX: the socket is in a state nothing can use")
+}
+
+// TestFailedRXInstallClosesTX is item 2b: a handshake that fails after TX
+// moved (the RX install failed) closes the sealer it installed, and Close
+// afterwards does not close it again.
+func TestFailedRXInstallClosesTX(t *testing.T) {
+	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		t.Run(tls.VersionName(v), func(t *testing.T) {
+			ccfg, scfg := testConfigs(t, v)
+			rc, rs := testenv.TCPPair(t)
+			g := newGateEngine()
+			close(g.release)
+			k, peer := Server(rs, scfg, Options{Backends: []backend.Backend{brokenRX{g}}}), tls.Client(rc, ccfg)
+			defer peer.Close()
+			go peer.Handshake()
+			if err := k.Handshake(); err == nil {
+				t.Fatal("handshake succeeded with an RX engine that fails")
+			}
+			if opened, closed := g.counts(); opened != 1 || closed != 1 {
+				t.Fatalf("%d halves installed, %d closed; want 1 and 1", opened, closed)
+			}
+			k.Close()
+			if _, closed := g.counts(); closed != 1 {
+				t.Fatalf("Close closed the sealer again (%d closes)", closed)
+			}
+		})
+	}
+}
