@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestArchSelectors(t *testing.T) {
@@ -265,5 +266,27 @@ func TestElfDepsMachine(t *testing.T) {
 	}
 	if _, _, err := elfDeps(exe, other); err == nil || !strings.Contains(err.Error(), "is for") {
 		t.Errorf("elfDeps of the test binary as %v: err = %v, want a wrong-machine error", other, err)
+	}
+}
+
+// TestPackageTimeout: the root package gets twice its measured time, the
+// others the architecture's default, and a guest can hold the longest.
+func TestPackageTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		a    *guestArch
+		want time.Duration
+	}{
+		{".", archAMD64, 8 * time.Minute},
+		{".", archARM64, 8 * time.Minute},
+		{"conn", archAMD64, 4 * time.Minute},
+		{"conn", archARM64, 8 * time.Minute},
+	} {
+		if got := packageTimeout(tc.name, tc.a); got != tc.want {
+			t.Errorf("packageTimeout(%q, %s) = %v, want %v", tc.name, tc.a.name, got, tc.want)
+		}
+		if got := packageTimeout(tc.name, tc.a); got < 2*measured[tc.name] {
+			t.Errorf("%q on %s: %v is less than twice the measured %v", tc.name, tc.a.name, got, measured[tc.name])
+		}
 	}
 }

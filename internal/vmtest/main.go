@@ -98,7 +98,7 @@ func mainErr() int {
 	flag.Var(&c.env, "env", "set `KEY=VALUE` in the guests' tests (repeatable), e.g. -env KTLS_BACKEND=userspace")
 	flag.Var(&c.sysctls, "sysctl", "set `name=value` under /proc/sys in the guests before the self-check (repeatable), e.g. -sysctl crypto.af_alg_restrict=0")
 	flag.DurationVar(&c.timeout, "timeout", 0, "limit for one guest, from boot to power-off (default 10m on amd64, 20m on arm64)")
-	flag.DurationVar(&c.testTimeout, "test-timeout", 0, "limit for one test binary, passed as -test.timeout (default 4m on amd64, 8m on arm64)")
+	flag.DurationVar(&c.testTimeout, "test-timeout", 0, "limit for every test binary, passed as -test.timeout (default 4m on amd64, 8m on arm64, and more for the packages measured to need it: packageTimeout)")
 	flag.IntVar(&c.mem, "mem", 2048, "guest memory in MiB")
 	flag.StringVar(&c.accel, "accel", "", "qemu -accel value for every chosen architecture (default "+defaultAccel+" on amd64, "+defaultAccelARM64+" on arm64; KVM does not work on the project's machines)")
 	flag.StringVar(&c.cpu, "cpu", "", "qemu -cpu value, with a single -arch (default "+defaultCPU+" on amd64, "+defaultCPUARM64+" on arm64)")
@@ -360,10 +360,27 @@ func runKernel(ctx context.Context, c *config, k kernel, modules []string, commo
 		return nil, err
 	}
 	testTimeout := cmp.Or(c.testTimeout, k.arch.testTimeout)
+	tests := planTests(pkgs)
+	guestTimeout := cmp.Or(c.timeout, k.arch.timeout)
+	if c.testTimeout == 0 {
+		longest := testTimeout
+		for i := range tests {
+			limit := packageTimeout(tests[i].Name, k.arch)
+			if limit > testTimeout {
+				tests[i].TimeoutSeconds = int((limit + 30*time.Second).Seconds())
+			}
+			longest = max(longest, limit)
+		}
+		if c.timeout == 0 {
+			// A binary given more time than the default must be able to
+			// use it: the guest gets it and otherBinaries for the rest.
+			guestTimeout = max(guestTimeout, longest+otherBinaries)
+		}
+	}
 	p := &plan.Plan{
 		Kernel:         k.name,
 		Nonce:          nonce,
-		Tests:          planTests(pkgs),
+		Tests:          tests,
 		Args:           testArgs(c, testTimeout),
 		Env:            c.env,
 		Sysctls:        c.sysctls,
@@ -387,7 +404,7 @@ func runKernel(ctx context.Context, c *config, k kernel, modules []string, commo
 		cmdline: c.cmdline,
 		memMiB:  c.mem,
 		cpus:    c.cpus,
-		timeout: cmp.Or(c.timeout, k.arch.timeout),
+		timeout: guestTimeout,
 		logFile: filepath.Join(c.cache, "logs", k.name+".log"),
 	}
 	if err := boot(ctx, k, initrd, bc, res); err != nil {

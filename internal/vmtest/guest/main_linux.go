@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,7 +34,14 @@ func main() {
 	sysctlErr := applySysctls(p.Sysctls)
 	run(p.Nonce, plan.SelfCheck, func() int { return selfCheck(p.Nonce, p.Env, sysctlErr) })
 	for _, t := range p.Tests {
-		run(p.Nonce, t.Name, func() int { return runTest(t, p.Args, env, time.Duration(p.TimeoutSeconds)*time.Second) })
+		args, limit := p.Args, time.Duration(p.TimeoutSeconds)*time.Second
+		if t.TimeoutSeconds > 0 {
+			// The binary's own -test.timeout fires first and prints the
+			// goroutines; a later flag wins over one in p.Args.
+			limit = time.Duration(t.TimeoutSeconds) * time.Second
+			args = append(slices.Clip(args), fmt.Sprintf("-test.timeout=%v", limit-30*time.Second))
+		}
+		run(p.Nonce, t.Name, func() int { return runTest(t, args, env, limit) })
 	}
 	fmt.Println(plan.DoneLine(p.Nonce))
 }

@@ -53,6 +53,10 @@ type Test struct {
 	// Dir is the working directory: a copy of the package's directory, so
 	// that testdata/ is found where `go test` would find it.
 	Dir string
+	// TimeoutSeconds, when not 0, bounds this binary instead of the plan's
+	// TimeoutSeconds; the guest then passes it -test.timeout itself, 30 s
+	// shorter, after the plan's Args.
+	TimeoutSeconds int
 }
 
 // The kinds of marker.
