@@ -298,11 +298,25 @@ func closeDuringHandoff(t *testing.T, version uint16, ktlsClient bool) {
 
 // TestCloseDuringRead is item 2a: Close while a Read is blocked closes the
 // opener, whoever still holds the read lock when Close runs.
+// The TLS 1.3 client that still drains tickets holds RX's key and IV for
+// the install after the drain: they are zeroed too (item 4).
 func TestCloseDuringRead(t *testing.T) {
-	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
-		t.Run(tls.VersionName(v), func(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		version uint16
+		drain   bool
+	}{
+		{"TLS13", tls.VersionTLS13, false},
+		{"TLS13-drain", tls.VersionTLS13, true},
+		{"TLS12", tls.VersionTLS12, false},
+	} {
+		v := tc.version
+		t.Run(tc.name, func(t *testing.T) {
 			for range 20 {
 				ccfg, scfg := testConfigs(t, v)
+				if tc.drain {
+					ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+				}
 				rc, rs := testenv.TCPPair(t)
 				g := newGateEngine()
 				close(g.release)
@@ -314,6 +328,9 @@ func TestCloseDuringRead(t *testing.T) {
 				}
 				if err := <-errc; err != nil {
 					t.Fatal(err)
+				}
+				if k.rxPending != tc.drain {
+					t.Fatalf("rxPending = %v, want %v", k.rxPending, tc.drain)
 				}
 				rerr := make(chan error, 1)
 				go func() {
@@ -328,12 +345,19 @@ func TestCloseDuringRead(t *testing.T) {
 					t.Fatal("Close did not end the Read")
 				}
 				peer.Close()
-				if opened, closed := g.counts(); opened != 2 || closed != 2 {
-					t.Fatalf("%d halves installed, %d closed; want 2 and 2", opened, closed)
+				want := 2
+				if tc.drain {
+					want = 1 // RX was to be installed after the drain
+				}
+				if opened, closed := g.counts(); opened != want || closed != want {
+					t.Fatalf("%d halves installed, %d closed; want %d and %d", opened, closed, want, want)
 				}
 				k.inMu.Lock()
 				if k.rx != nil && !allZero(k.rx.secret) {
 					t.Error("the RX traffic secret outlived Close")
+				}
+				if k.rx != nil && (!allZero(k.rx.params.Key) || !allZero(k.rx.params.IV)) {
+					t.Error("the pending RX key or IV outlived Close")
 				}
 				k.inMu.Unlock()
 				k.outMu.Lock()
