@@ -17,9 +17,13 @@ var _ io.WriterTo = (*Conn)(nil)
 // can splice (kTLS) and w is a *net.TCPConn, a *net.UnixConn, or an *os.File
 // that is a regular file or a pipe, the data moves with splice(2) and never
 // enters the process; control records in between (session tickets,
-// KeyUpdate, alerts) are read and handled as Read handles them. Anything
-// else is copied through Read. As io.Copy, it returns nil at the end of the
-// stream.
+// KeyUpdate, alerts) are read and handled as Read handles them. A blocking
+// destination that Go does not poll (an inherited stdout that is a pipe,
+// os.NewFile on a descriptor without O_NONBLOCK) is spliced into too, the
+// thread waiting in splice(2) while it is full as it would in w.Write's
+// write(2); the connection is still waited for on the netpoller (the kernel
+// engine's spliceTarget says why). Anything else is copied through Read. As
+// io.Copy, it returns nil at the end of the stream.
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err

@@ -40,11 +40,15 @@ var errNotData = errors.New("kernel: the next record is not application data")
 // and leaves that record for recvmsg (tls_sw_splice_read, "splice does not
 // support reading control messages"). The pipe lives for one call: bytes dst
 // did not take are read back into memory and ReadRecord returns them first.
+// The socket is only ever waited for on the netpoller; dst too, unless it is
+// a blocking descriptor (see spliceTarget), which drain waits for in the
+// kernel.
 func (o *opener) SpliceTo(dst syscall.RawConn) (n int64, readErr, writeErr error) {
 	if len(o.pending) > 0 {
 		return 0, nil, nil // ReadRecord returns them first, in order
 	}
-	if err := spliceTarget(dst); err != nil {
+	blocking, err := spliceTarget(dst)
+	if err != nil {
 		return 0, nil, err
 	}
 	var p [2]int
@@ -54,6 +58,16 @@ func (o *opener) SpliceTo(dst syscall.RawConn) (n int64, readErr, writeErr error
 	defer unix.Close(p[0])
 	defer unix.Close(p[1])
 	unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, pipeSize) // best effort, see pipeSize
+	if blocking {
+		// Between two pipes the kernel adds SPLICE_F_NONBLOCK when either
+		// file is O_NONBLOCK (fs/splice.c, do_splice), so a splice from a
+		// non-blocking read end into a full blocking pipe would answer
+		// EAGAIN all the same. Only the read end changes: fill passes
+		// SPLICE_F_NONBLOCK itself, and keep makes it non-blocking again.
+		if err := unix.SetNonblock(p[0], false); err != nil {
+			return 0, nil, fmt.Errorf("kernel: splice pipe: %w: %w", err, backend.ErrNotSupported)
+		}
+	}
 
 	for {
 		filled, stop, err := o.fill(p[1])
@@ -64,7 +78,7 @@ func (o *opener) SpliceTo(dst syscall.RawConn) (n int64, readErr, writeErr error
 			return n, o.opError("read", "", err), nil
 		}
 		if filled > 0 {
-			drained, err := drain(p[0], dst, filled)
+			drained, err := drain(p[0], dst, filled, blocking)
 			n += int64(drained)
 			if err != nil {
 				if kerr := o.keep(p[0], filled-drained); kerr != nil {
@@ -143,13 +157,25 @@ func (o *opener) controlNext(fd int) bool {
 	}
 }
 
-// drain moves n bytes from the pipe's read end r to dst, waiting on the
-// netpoller while dst is full.
-func drain(r int, dst syscall.RawConn, n int) (drained int, err error) {
+// drain moves n bytes from the pipe's read end r to dst. A non-blocking dst
+// is waited for on the netpoller while it is full. A blocking one (see
+// spliceTarget) is waited for in the kernel: splice without
+// SPLICE_F_NONBLOCK, r made blocking by SpliceTo, so this goroutine's thread
+// sleeps in splice(2) as it would in the write(2) of os.File.Write on that
+// file. It never waits for input: r holds the n-drained bytes asked for, and
+// splice waits on an empty pipe only while it has moved nothing (fs/splice.c,
+// splice_from_pipe_next and splice_pipe_to_pipe). An EAGAIN there (dst made
+// non-blocking since spliceTarget looked) goes to dst.Write's wait, as in
+// the other case.
+func drain(r int, dst syscall.RawConn, n int, blocking bool) (drained int, err error) {
+	flags := unix.SPLICE_F_MOVE
+	if !blocking {
+		flags |= unix.SPLICE_F_NONBLOCK
+	}
 	var serr error
 	werr := dst.Write(func(fd uintptr) bool {
 		for drained < n {
-			m, e := unix.Splice(r, nil, int(fd), nil, n-drained, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+			m, e := unix.Splice(r, nil, int(fd), nil, n-drained, flags)
 			switch {
 			case e == unix.EINTR:
 				continue
@@ -173,8 +199,13 @@ func drain(r int, dst syscall.RawConn, n int) (drained int, err error) {
 }
 
 // keep reads back the n bytes the destination did not take, so that the next
-// ReadRecord returns them: data the kernel opened is never dropped.
+// ReadRecord returns them: data the kernel opened is never dropped. It never
+// waits: r is made non-blocking again (SpliceTo may have made it blocking),
+// so a pipe holding less than n answers EAGAIN, an error, and not a hang.
 func (o *opener) keep(r int, n int) error {
+	if err := unix.SetNonblock(r, true); err != nil {
+		return fmt.Errorf("kernel: reading back %d bytes from the splice pipe: %v: %w", n, err, backend.ErrNotSupported)
+	}
 	buf := make([]byte, n)
 	for got := 0; got < n; {
 		m, err := unix.Read(r, buf[got:])
@@ -193,7 +224,27 @@ func (o *opener) keep(r int, n int) error {
 // spliceTarget checks that splice(2) can write to dst as a stream: a stream
 // socket, a regular file not opened with O_APPEND (splice refuses those with
 // EINVAL), or a pipe. Anything else wraps backend.ErrNotSupported.
-func spliceTarget(dst syscall.RawConn) error {
+//
+// blocking reports a descriptor without O_NONBLOCK: a file Go writes to by
+// blocking a thread in write(2), which splice must wait for the same way.
+// os.NewFile keeps a blocking descriptor (an inherited stdout that is a
+// pipe) blocking and out of the netpoller, a regular file gets its blocking
+// mode back when the netpoller refuses it (src/os/file_unix.go,
+// newFileFromNewFile and newFile), and (*os.File).Fd makes a file blocking,
+// after which "any blocking operation will tie up a thread" (file_unix.go,
+// fd). (*poll.FD).Write waits on the netpoller only for a pollable file
+// (src/internal/poll/fd_unix.go), so on these it is write(2) that waits.
+// splice cannot wait for them on the netpoller: RawConn.Write's wait answers
+// "waiting for unsupported file type" for a file outside it
+// (src/internal/poll/fd_poll_runtime.go, pollDesc.wait), which is what
+// WriteTo into a full blocking pipe used to return. The standard library's
+// own splice into a file it does not poll retries at once instead, a busy
+// loop while the file is full (src/internal/poll/splice_linux.go,
+// splicePump); drain blocks in the kernel, as Go's write would. The flag is
+// read because a RawConn does not show whether the netpoller has the file:
+// a non-blocking file outside it stays on the non-blocking path and fails as
+// its own Write does (EAGAIN, here that error), with nothing lost.
+func spliceTarget(dst syscall.RawConn) (blocking bool, err error) {
 	var ok bool
 	var why string
 	cerr := dst.Control(func(fd uintptr) {
@@ -202,14 +253,19 @@ func spliceTarget(dst syscall.RawConn) error {
 			why = err.Error()
 			return
 		}
+		fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
+		if err != nil {
+			why = err.Error()
+			return
+		}
+		blocking = fl&unix.O_NONBLOCK == 0
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFSOCK:
 			typ, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE)
 			ok = err == nil && typ == unix.SOCK_STREAM
 			why = "not a stream socket"
 		case unix.S_IFREG:
-			fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
-			ok = err == nil && fl&unix.O_APPEND == 0
+			ok = fl&unix.O_APPEND == 0
 			why = "a file opened for appending"
 		case unix.S_IFIFO:
 			ok = true
@@ -218,10 +274,10 @@ func spliceTarget(dst syscall.RawConn) error {
 		}
 	})
 	if cerr != nil {
-		return fmt.Errorf("kernel: splice destination: %w: %w", cerr, backend.ErrNotSupported)
+		return false, fmt.Errorf("kernel: splice destination: %w: %w", cerr, backend.ErrNotSupported)
 	}
 	if !ok {
-		return fmt.Errorf("kernel: splice destination: %s: %w", why, backend.ErrNotSupported)
+		return false, fmt.Errorf("kernel: splice destination: %s: %w", why, backend.ErrNotSupported)
 	}
-	return nil
+	return blocking, nil
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/backend/kernel"
 	"github.com/ktls-go/ktls/internal/keyschedule"
@@ -104,13 +106,14 @@ func checkControls(t *testing.T, got, want []msg) {
 
 // TestSpliceTo has the userspace engine seal data with control records in
 // between (a ticket-shaped handshake message, a warning alert) for every
-// suite, and the kernel engine splice the data into a regular file, a pipe
-// and a TCP socket, handing the control records to ReadRecord.
+// suite, and the kernel engine splice the data into a regular file, a pipe,
+// a blocking pipe that Go does not poll (see blockingPipe) and a TCP socket,
+// handing the control records to ReadRecord.
 func TestSpliceTo(t *testing.T) {
 	for _, s := range suites() {
 		t.Run(suiteName(s), func(t *testing.T) {
 			require(t, false, s)
-			for _, dst := range []string{"file", "pipe", "tcp"} {
+			for _, dst := range []string{"file", "pipe", "blocking-pipe", "tcp"} {
 				t.Run(dst, func(t *testing.T) { testSpliceTo(t, s, dst) })
 			}
 		})
@@ -183,10 +186,48 @@ func spliceDst(t *testing.T, kind string) (syscall.RawConn, func() []byte) {
 		}
 		t.Cleanup(func() { r.Close(); w.Close() })
 		return rawConn(t, w), reader(r, w)
+	case "blocking-pipe":
+		r, w := blockingPipe(t)
+		return rawConn(t, w), reader(slowReader{r}, w)
 	default:
 		c, d := testenv.TCPPair(t)
 		return rawConn(t, c.(syscall.Conn)), reader(d, c)
 	}
+}
+
+// blockingPipe returns a pipe whose write end Go does not poll, as an
+// inherited stdout that is a blocking pipe: os.NewFile leaves a descriptor
+// without O_NONBLOCK blocking and out of the netpoller (src/os/file_unix.go,
+// newFileFromNewFile and newFile: kindNewFile is pollable only when already
+// non-blocking). It holds one page (F_SETPIPE_SZ), so that a writer finds it
+// full. Both ends are closed when the test ends, the write end first: a read
+// blocked in read(2) ends only at the EOF that gives.
+func blockingPipe(t *testing.T) (r, w *os.File) {
+	t.Helper()
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	r, w = os.NewFile(uintptr(p[0]), "|0"), os.NewFile(uintptr(p[1]), "|1")
+	t.Cleanup(func() { w.Close(); r.Close() })
+	if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, 4096); err != nil {
+		t.Fatal(err)
+	}
+	// Only a file outside the netpoller answers ErrNoDeadline
+	// (src/internal/poll/fd_poll_runtime.go, setDeadlineImpl).
+	if err := w.SetWriteDeadline(time.Now().Add(time.Hour)); !errors.Is(err, os.ErrNoDeadline) {
+		t.Fatalf("SetWriteDeadline on the blocking pipe = %v; want ErrNoDeadline: the test needs a file Go does not poll", err)
+	}
+	return r, w
+}
+
+// slowReader sleeps before each read, so that a small pipe is full whenever
+// its writer comes back.
+type slowReader struct{ io.ReadCloser }
+
+func (s slowReader) Read(p []byte) (int, error) {
+	time.Sleep(time.Millisecond)
+	return s.ReadCloser.Read(p)
 }
 
 // TestSpliceToStalled lets the destination stop taking bytes (a pipe nobody
