@@ -71,7 +71,7 @@ func spliceDestination(w io.Writer) (syscall.RawConn, bool) {
 // cannot splice into dst and nothing was read.
 func (c *Conn) splice(dst syscall.RawConn, w io.Writer) (n int64, handled bool, err error) {
 	c.inMu.Lock()
-	defer c.inMu.Unlock()
+	defer c.unlockIn()
 	canSplice := true
 	for {
 		if len(c.input) > 0 {
@@ -98,7 +98,7 @@ func (c *Conn) splice(dst syscall.RawConn, w io.Writer) (n int64, handled bool, 
 			m, readErr, writeErr := sp.SpliceTo(dst)
 			n += m
 			if m > 0 {
-				c.useless = 0
+				c.useless, c.keyUpdates = 0, 0
 			}
 			if readErr != nil {
 				err := c.rxFailLocked(readErr)
