@@ -1,0 +1,5 @@
+//go:build !race
+
+package ktls_test
+
+const raceEnabled = false
