@@ -81,7 +81,6 @@ type Conn struct {
 	keyUpdateAfter  uint64   // records under one key before we update it
 	txErr           error
 	closeNotifySent bool
-	keyUpdateDue    bool // the peer asked for a KeyUpdate not sent yet
 
 	// in is the RX direction, protected by inMu.
 	inMu       sync.Mutex

@@ -37,10 +37,10 @@ const (
 	maxUselessRecords = 16
 	// maxKeyUpdates caps consecutive KeyUpdate messages without application
 	// data. RFC 8446 §4.6.3 sets no limit, and a peer may update many times
-	// while this side is silent (it is answered once, see keyUpdateDue), so
-	// KeyUpdates do not count against maxUselessRecords; this cap is far
-	// above any conforming burst and still bounds the key derivations one
-	// silent peer can cause (issue 13, item 6).
+	// before its next data, so KeyUpdates do not count against
+	// maxUselessRecords; this cap is far above any conforming burst and
+	// still bounds the key derivations (and answers) one peer can cause
+	// without sending data (issue 13, item 6).
 	maxKeyUpdates = 1024
 	// maxHandshake caps a post-handshake message, as crypto/tls does.
 	maxHandshake = 65536
@@ -230,13 +230,14 @@ func (c *Conn) handshakeMessageLocked(msg []byte) error {
 		}
 		if body[0] == 1 {
 			// RFC 8446 §4.6.3: answer update_requested with our own
-			// KeyUpdate before our next application data. It is sent
-			// then (beforeDataLocked), so that a burst of requests
-			// while this side is silent is answered with one update,
-			// as the RFC describes.
+			// KeyUpdate before any more application data. ktls answers
+			// at once, as crypto/tls does; a burst of requests gets one
+			// answer each, bounded by maxKeyUpdates.
 			c.outMu.Lock()
-			c.keyUpdateDue = true
-			c.unlockOut()
+			defer c.unlockOut()
+			if c.txErr == nil && !c.closeNotifySent {
+				return c.updateTXKeyLocked()
+			}
 		}
 		return nil
 	default:
@@ -298,19 +299,14 @@ func (c *Conn) updateTXKeyLocked() error {
 		return err
 	}
 	c.txRecords = 0
-	c.keyUpdateDue = false
 	return nil
 }
 
 // beforeDataLocked runs before every batch of application data records, on
-// every path that sends them (Write, sendfile): a TLS 1.3 key is updated when
-// the peer asked for it (RFC 8446 §4.6.3) or when it is about to wear out
-// (§5.5).
+// every path that sends them (Write, sendfile): a TLS 1.3 key about to wear
+// out is updated first (RFC 8446 §5.5).
 func (c *Conn) beforeDataLocked() error {
-	if c.tx.suite.Version != tls.VersionTLS13 {
-		return nil
-	}
-	if c.keyUpdateDue || c.txRecords >= c.keyUpdateAfter {
+	if c.tx.suite.Version == tls.VersionTLS13 && c.txRecords >= c.keyUpdateAfter {
 		return c.updateTXKeyLocked()
 	}
 	return nil
