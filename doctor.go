@@ -6,8 +6,11 @@ import "github.com/ktls-go/ktls/selector"
 // for direction d of a TLS version and crypto/tls cipher suite, best first,
 // each with its reason: the same policy (opts, KTLS_BACKEND, KTLS_STRICT) over
 // the same facts (the wired engines' cached probes, the CPU's AES
-// instructions) that a connection's handoff uses, for a connection whose keys
-// and sequence numbers are known. The first candidate is what such a
+// instructions, FIPS 140-3 mode) that a connection's handoff uses, for a
+// connection whose keys and sequence numbers are known. In FIPS 140-3 mode
+// (crypto/fips140.Enabled) that is stdlib alone, with the reason, for every
+// version, suite and direction, or a *StrictError where an engine is forced in
+// strict mode, as a connection's handoff decides. The first candidate is what such a
 // connection gets unless its install is refused at run time; Conn.Backend
 // tells what a real connection got.
 //

@@ -15,10 +15,17 @@
 // KTLS_STRICT=1 (or WithStrict), a forced engine that cannot serve fails the
 // handshake instead of falling back. Conn.Backend says what a connection got
 // and why.
+//
+// In FIPS 140-3 mode (crypto/fips140.Enabled: GODEBUG=fips140=on or only, or
+// a program built with GOFIPS140) every connection stays on crypto/tls's own
+// record layer, the only one inside the Go Cryptographic Module: auto chooses
+// stdlib, and a forced engine falls back to stdlib, or fails the handshake
+// with a *StrictError in strict mode, with the reason in Conn.Backend.
 package ktls
 
 import (
 	"context"
+	"crypto/fips140"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -102,13 +109,25 @@ func connOptions(opts []Option) conn.Options {
 		}
 	}
 	out.Policy, out.PolicyErr = selector.Resolve(prog, o.strict, os.Getenv)
-	out.Backends = []backend.Backend{
-		kernel.New(kernel.Options{RXExpectNoPad: o.noPad}),
-		nicoffload.New(nicoffload.Options{}),
-		afalg.New(),
-		userspace.New(),
-	}
 	out.CPU = cpufacts.Detect()
+	// FIPS 140-3 mode (GODEBUG=fips140=on or only, or a binary built with
+	// GOFIPS140; https://go.dev/doc/security/fips140) is set at start-up and
+	// "can't be changed after the program has started" (crypto/fips140.Enabled),
+	// so reading it per connection costs a load and can never disagree with
+	// an earlier read. In it only crypto/tls's own record layer is inside the
+	// Go Cryptographic Module, and the selector keeps every direction on
+	// stdlib (selector.Facts.FIPS). The engines are then not wired in at all:
+	// none could be chosen, and each handoff would otherwise ask their probes
+	// for nothing.
+	out.FIPS = fips140.Enabled()
+	if !out.FIPS {
+		out.Backends = []backend.Backend{
+			kernel.New(kernel.Options{RXExpectNoPad: o.noPad}),
+			nicoffload.New(nicoffload.Options{}),
+			afalg.New(),
+			userspace.New(),
+		}
+	}
 	return out
 }
 
@@ -215,7 +234,9 @@ func dial(ctx context.Context, nd *net.Dialer, network, addr string, config *tls
 	}
 	c := clientConn(raw, config, o)
 	if err := c.HandshakeContext(ctx); err != nil {
-		raw.Close()
+		// The Conn, not only raw: what the handshake installed is closed
+		// with it.
+		c.Close()
 		return nil, err
 	}
 	return c, nil

@@ -120,7 +120,7 @@ func Server(raw net.Conn, config *tls.Config, o Options) *Conn {
 }
 
 func newConn(raw net.Conn, config *tls.Config, o Options, isClient bool) *Conn {
-	c := &Conn{raw: raw, isClient: isClient, opts: o, keyLog: &keyLog{}, sessions: &sessions{}}
+	c := &Conn{raw: raw, isClient: isClient, opts: o, keyLog: &keyLog{discard: o.FIPS}, sessions: &sessions{}}
 	c.keyUpdateAfter = defaultKeyUpdateAfter
 	c.rc = newRecordConn(raw)
 	c.cfg = prepareConfig(config, isClient, c.keyLog, c.sessions)

@@ -22,7 +22,14 @@ func (c *Conn) handoff() error {
 	// handshake); this makes sure of it, and waits for a write in flight.
 	c.rc.refuseWrites()
 	st := c.tls.ConnectionState()
-	tx, rx, unknown := c.handoffKeys(st)
+	var tx, rx *dirKeys
+	unknown := ""
+	if !c.opts.FIPS {
+		tx, rx, unknown = c.handoffKeys(st)
+	}
+	// In FIPS 140-3 mode no engine may take the records (selector.Facts.FIPS),
+	// so keys are neither kept (keyLog.discard) nor derived: that would be
+	// key material handled outside the Go Cryptographic Module for nothing.
 	c.keyLog.wipe()
 	if unknown == "" && len(c.rc.buffered()) != 0 {
 		// Cannot happen by construction of recordConn; checked because a

@@ -27,16 +27,21 @@ type keyLog struct {
 	mu      sync.Mutex
 	user    io.Writer
 	entries map[string]keyschedule.KeyLogEntry
+	// discard keeps nothing, only forwards (FIPS 140-3 mode: see handoff).
+	discard bool
 }
 
 func (k *keyLog) Write(p []byte) (int, error) {
-	if e, err := keyschedule.ParseKeyLogLine(p); err == nil {
+	// discard is set before the handshake and never changed.
+	if e, err := keyschedule.ParseKeyLogLine(p); err == nil && !k.discard {
 		k.mu.Lock()
 		if k.entries == nil {
 			k.entries = make(map[string]keyschedule.KeyLogEntry)
 		}
 		k.entries[e.Label] = e
 		k.mu.Unlock()
+	} else if err == nil {
+		clear(e.Secret)
 	}
 	k.mu.Lock()
 	user := k.user

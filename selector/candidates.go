@@ -48,9 +48,33 @@ type Facts struct {
 	CPU CPU
 	// FIPS says the program runs in FIPS 140-3 mode (crypto/fips140.Enabled):
 	// only crypto/tls's own record layer is inside the Go Cryptographic
-	// Module's boundary.
+	// Module's boundary, so every direction stays stdlib (see fipsReason).
 	FIPS bool
 }
+
+// fipsReason is why every direction stays stdlib in FIPS 140-3 mode.
+//
+// The Go FIPS 140-3 documentation (https://go.dev/doc/security/fips140)
+// defines the Go Cryptographic Module as the standard library packages under
+// crypto/internal/fips140/..., and in FIPS 140-3 mode crypto/tls negotiates
+// only approved versions, suites and key exchanges. Of the engines:
+//
+//   - kernel, nic and afalg hand the keys to Linux (kTLS, a NIC, the kernel
+//     crypto API): outside the module's boundary, whatever validation the
+//     kernel's own crypto may have;
+//   - userspace seals ChaCha20-Poly1305 with golang.org/x/crypto, which is
+//     not part of the module (nor approved), and AES-GCM with
+//     crypto/cipher.NewGCM and nonces it builds itself. crypto/tls instead
+//     seals its GCM records with the module's own TLS 1.2 and 1.3 GCM, which
+//     checks the nonce sequence itself (FIPS 140-3 Implementation Guidance
+//     C.H, scenario 1: the IV built inside TLS), and crypto/cipher.NewGCM
+//     with nonces the caller chooses is what GODEBUG=fips140=only refuses
+//     ("use of GCM with arbitrary IVs is not allowed in FIPS 140-only
+//     mode"). Moving the keys there would take away a guarantee crypto/tls
+//     gives in this mode.
+//
+// So only stdlib, crypto/tls's own record layer, may protect the records.
+const fipsReason = "FIPS 140-3 mode: only crypto/tls's record layer is inside the Go Cryptographic Module"
 
 // CPU is what the selector knows of the processor. Two facts, because the
 // kernel and Go decide apart: the kernel's AES-GCM drivers (aesni_intel on
@@ -195,12 +219,15 @@ func userspaceFirst(f Facts) bool {
 // The rules, in order:
 //
 //  1. A direction forced to stdlib gets [stdlib].
-//  2. A version other than TLS 1.2 and 1.3, a suite that is not an AEAD
-//     suite of that version (DESIGN.md step 3: "CBC suites stay stdlib"), or
-//     keys or sequence numbers not known with certainty (DESIGN.md step 4: "if
-//     anything is uncertain, that connection stays stdlib") leave only stdlib;
-//     a direction forced to another engine then gets a *StrictError in strict
-//     mode, or [stdlib] with the reason "forced X unavailable: why".
+//  2. FIPS 140-3 mode (Facts.FIPS: see fipsReason), a version other than
+//     TLS 1.2 and 1.3, a suite that is not an AEAD suite of that version
+//     (DESIGN.md step 3: "CBC suites stay stdlib"), or keys or sequence
+//     numbers not known with certainty (DESIGN.md step 4: "if anything is
+//     uncertain, that connection stays stdlib") leave only stdlib, whatever
+//     the engines say; a direction forced to another engine then gets a
+//     *StrictError in strict mode, or [stdlib] with the reason "forced X
+//     unavailable: why". FIPS 140-3 mode is checked first, so that its
+//     reason is the one given: in it no other fact could matter.
 //  3. A direction forced to an engine that is not wired in or not OK gets a
 //     *StrictError in strict mode, else the automatic order without that
 //     engine, each reason starting "forced X unavailable: why".
@@ -411,6 +438,9 @@ func lookup(engines []Engine, name string) (wired, ok bool, why string) {
 
 // stdlibOnly returns why no engine but stdlib may take this direction, or "".
 func stdlibOnly(f Facts) string {
+	if f.FIPS {
+		return fipsReason
+	}
 	switch f.Version {
 	case tls.VersionTLS12, tls.VersionTLS13:
 	default:

@@ -453,6 +453,86 @@ func TestCandidates(t *testing.T) {
 			facts:  with(facts(TX, allOK...), func(f *Facts) { f.Version = 0 }),
 			want:   []Candidate{{"stdlib", "0x0000 is not served by any engine"}},
 		},
+
+		// Rule 2, FIPS 140-3 mode: stdlib whatever the engines say.
+		{
+			name:   "FIPS, auto, every engine OK",
+			policy: policy("auto", false),
+			facts:  with(facts(TX, allOK...), fipsOn),
+			want:   []Candidate{{"stdlib", fips}},
+		},
+		{
+			name:   "FIPS, auto, RX, TLS 1.2 AES-256-GCM",
+			policy: policy("", false),
+			facts: with(facts(RX, noNIC...), func(f *Facts) {
+				f.FIPS, f.Version, f.CipherSuite = true, tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+			}),
+			want: []Candidate{{"stdlib", fips}},
+		},
+		{
+			name:   "FIPS, auto, no AES instructions: no CPU note, afalg not chosen",
+			policy: policy("auto", false),
+			facts:  with(with(facts(TX, noKTLS...), noAES), fipsOn),
+			want:   []Candidate{{"stdlib", fips}},
+		},
+		{
+			name:   "FIPS, auto, nothing wired in",
+			policy: policy("auto", false),
+			facts:  with(facts(TX), fipsOn),
+			want:   []Candidate{{"stdlib", fips}},
+		},
+		{
+			name:   "FIPS, auto, strict changes nothing for an automatic direction",
+			policy: policy("tx=kernel", true),
+			facts:  with(facts(RX, allOK...), fipsOn),
+			want:   []Candidate{{"stdlib", fips}},
+		},
+		{
+			name:   "FIPS, forced kernel, OK: falls back to stdlib, not to userspace",
+			policy: policy("kernel", false),
+			facts:  with(facts(TX, allOK...), fipsOn),
+			want:   []Candidate{{"stdlib", "forced kernel unavailable: " + fips}},
+		},
+		{
+			name:   "FIPS, forced userspace, per direction",
+			policy: policy("tx=auto,rx=userspace", false),
+			facts:  with(facts(RX, allOK...), fipsOn),
+			want:   []Candidate{{"stdlib", "forced userspace unavailable: " + fips}},
+		},
+		{
+			name:   "FIPS, forced afalg on a hardware engine",
+			policy: policy("afalg", false),
+			facts:  with(with(facts(TX, noKTLS...), noAES), fipsOn),
+			want:   []Candidate{{"stdlib", "forced afalg unavailable: " + fips}},
+		},
+		{
+			name:   "FIPS, forced nic, not wired in: FIPS is the reason",
+			policy: policy("nic", false),
+			facts:  with(facts(TX, onlyUS...), fipsOn),
+			want:   []Candidate{{"stdlib", "forced nic unavailable: " + fips}},
+		},
+		{
+			name:   "FIPS, keys unknown: FIPS is the reason",
+			policy: policy("auto", false),
+			facts: with(facts(RX, allOK...), func(f *Facts) {
+				f.FIPS, f.KeysKnown, f.Unknown = true, false, "records buffered"
+			}),
+			want: []Candidate{{"stdlib", fips}},
+		},
+		{
+			name:   "FIPS, TLS 1.2 CBC suite that FIPS allows: FIPS is the reason",
+			policy: policy("auto", false),
+			facts: with(facts(TX, allOK...), func(f *Facts) {
+				f.FIPS, f.Version, f.CipherSuite = true, tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256
+			}),
+			want: []Candidate{{"stdlib", fips}},
+		},
+		{
+			name:   "FIPS, forced stdlib",
+			policy: policy("stdlib", true),
+			facts:  with(facts(TX, allOK...), fipsOn),
+			want:   []Candidate{{"stdlib", "forced"}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -466,6 +546,12 @@ func TestCandidates(t *testing.T) {
 		})
 	}
 }
+
+// fips is the reason of a direction in FIPS 140-3 mode, and fipsOn sets the
+// fact.
+const fips = "FIPS 140-3 mode: only crypto/tls's record layer is inside the Go Cryptographic Module"
+
+func fipsOn(f *Facts) { f.FIPS = true }
 
 func TestCandidatesStrictError(t *testing.T) {
 	tests := []struct {
@@ -511,6 +597,27 @@ func TestCandidatesStrictError(t *testing.T) {
 			facts:  facts(TX, no("afalg", "no gcm(aes) driver"), yes("userspace")),
 			want:   StrictError{TX, "afalg", "no gcm(aes) driver"},
 			msg:    "selector: KTLS_STRICT: tx forced to afalg, which cannot serve: no gcm(aes) driver",
+		},
+		{
+			name:   "FIPS, forced userspace, OK",
+			policy: policy("userspace", true),
+			facts:  with(facts(TX, allOK...), fipsOn),
+			want:   StrictError{TX, "userspace", fips},
+			msg:    "selector: KTLS_STRICT: tx forced to userspace, which cannot serve: " + fips,
+		},
+		{
+			name:   "FIPS, forced kernel on rx, OK",
+			policy: policy("rx=kernel", true),
+			facts:  with(facts(RX, allOK...), fipsOn),
+			want:   StrictError{RX, "kernel", fips},
+			msg:    "selector: KTLS_STRICT: rx forced to kernel, which cannot serve: " + fips,
+		},
+		{
+			name:   "FIPS, forced nic, not wired in: FIPS is the reason",
+			policy: policy("nic", true),
+			facts:  with(facts(TX, onlyUS...), fipsOn),
+			want:   StrictError{TX, "nic", fips},
+			msg:    "selector: KTLS_STRICT: tx forced to nic, which cannot serve: " + fips,
 		},
 	}
 	for _, tt := range tests {
@@ -595,22 +702,24 @@ func TestCandidatesInvariants(t *testing.T) {
 		}
 		for _, aes := range []bool{false, true} {
 			for _, keys := range []bool{false, true} {
-				for _, forced := range specs {
-					for _, strict := range []bool{false, true} {
-						for _, d := range []Direction{TX, RX} {
-							n++
-							f := Facts{Direction: d, Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_256_GCM_SHA384,
-								KeysKnown: keys, Unknown: "x", Engines: list, CPU: CPU{Arch: "amd64", AESGCM: aes, GoAESGCM: aes}}
-							p := Policy{Spec: Spec{TX: forced, RX: forced}, Strict: strict}
-							label := fmt.Sprintf("state=%v aes=%v keys=%v forced=%s strict=%v %s", state, aes, keys, forced, strict, d)
-							checkInvariants(t, label, p, f, forced, state[forced] == isOK, state)
+				for _, fips := range []bool{false, true} {
+					for _, forced := range specs {
+						for _, strict := range []bool{false, true} {
+							for _, d := range []Direction{TX, RX} {
+								n++
+								f := Facts{Direction: d, Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_256_GCM_SHA384,
+									KeysKnown: keys, Unknown: "x", Engines: list, CPU: CPU{Arch: "amd64", AESGCM: aes, GoAESGCM: aes}, FIPS: fips}
+								p := Policy{Spec: Spec{TX: forced, RX: forced}, Strict: strict}
+								label := fmt.Sprintf("state=%v aes=%v keys=%v fips=%v forced=%s strict=%v %s", state, aes, keys, fips, forced, strict, d)
+								checkInvariants(t, label, p, f, forced, state[forced] == isOK, state)
+							}
 						}
 					}
 				}
 			}
 		}
 	}
-	if n != 81*2*2*6*2*2 {
+	if n != 81*2*2*2*6*2*2 {
 		t.Fatalf("ran %d cases", n)
 	}
 }
@@ -620,7 +729,7 @@ func checkInvariants(t *testing.T, label string, p Policy, f Facts, forced strin
 	const isOK = 2
 	got, err := p.Candidates(f)
 	isForced := forced != "auto" && forced != "stdlib"
-	canServe := forced == "stdlib" || (forcedOK && f.KeysKnown)
+	canServe := forced == "stdlib" || (forcedOK && f.KeysKnown && !f.FIPS)
 	if p.Strict && isForced && !canServe {
 		var se *StrictError
 		if !errors.As(err, &se) || se.Direction != f.Direction || se.Forced != forced || se.Reason == "" {
@@ -648,6 +757,12 @@ func checkInvariants(t *testing.T, label string, p Policy, f Facts, forced strin
 		}
 		if c.Name != "stdlib" && !f.KeysKnown {
 			t.Fatalf("%s: %s listed with keys unknown: %v", label, c.Name, got)
+		}
+		if c.Name != "stdlib" && f.FIPS {
+			t.Fatalf("%s: %s listed in FIPS 140-3 mode: %v", label, c.Name, got)
+		}
+		if f.FIPS && forced != "stdlib" && !strings.Contains(c.Reason, "FIPS 140-3 mode") {
+			t.Fatalf("%s: %v: the reason does not name FIPS 140-3 mode", label, got)
 		}
 		if c.Name == "afalg" && !(forced == "afalg" && i == 0) &&
 			(f.CPU.GoAESGCM || state["kernel"] == isOK) {

@@ -15,7 +15,12 @@
 // kernel each verify per socket, so the next one is tried when an install
 // refuses); stdlib always ends the list. CBC suites, versions before TLS 1.2
 // and connections whose keys or sequence numbers are not known with
-// certainty stay on stdlib whatever the table says.
+// certainty stay on stdlib whatever the table says, and so does every
+// connection of a program in FIPS 140-3 mode (Facts.FIPS, from
+// crypto/fips140.Enabled): only crypto/tls's own record layer is inside the
+// Go Cryptographic Module (https://go.dev/doc/security/fips140). There a
+// forced engine falls back to stdlib, or is a *StrictError in strict mode,
+// as for any other fact that rules it out.
 //
 //	suite             direction  CPU (Facts.CPU)                        order
 //	AES-GCM           tx, rx     any                                    nic, kernel, [afalg], userspace

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"crypto/fips140"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 
 	"github.com/ktls-go/ktls"
@@ -47,13 +49,18 @@ func collect() Report {
 	// and instantiate the kernel's AEAD templates where the kernel can,
 	// and the driver list is read last, to see them.
 	guard(&r.KTLS.Error, func() { r.KTLS = ktlsReport() })
-	guard(&r.AFALG.Error, func() { r.AFALG = afalgReport() })
+	// AF_ALG's probe compares the kernel's AEAD with Go's, built as
+	// crypto/cipher.NewGCM, which GODEBUG=fips140=only refuses; the probe
+	// protects no data, and the report says what the host offers whatever
+	// the mode (the FIPS section says the mode keeps every engine out).
+	guard(&r.AFALG.Error, func() { fips140.WithoutEnforcement(func() { r.AFALG = afalgReport() }) })
 	guard(&r.NIC.Error, func() { r.NIC = nicReport() })
 	var cpuErr string
 	guard(&cpuErr, func() { r.CPU = cpuReport() })
 	if cpuErr != "" {
 		r.CPU.Note = cpuErr
 	}
+	guard(&r.FIPS.Error, func() { r.FIPS = fipsReport(os.Getenv) })
 	guard(&r.Policy.Error, func() { r.Policy = policyReport(os.Getenv) })
 	var autoErr string
 	guard(&autoErr, func() { r.Auto = withoutEnv(choices) })
@@ -231,6 +238,54 @@ func cpuReport() CPUReport {
 		c.Note = "Go's AES-GCM does not use the AES instructions here (no assembly for " + f.Arch + ", or GODEBUG=cpu.aes=off): auto prefers the kernel's AES-GCM"
 	}
 	return c
+}
+
+// fipsReport is the doctor's FIPS 140-3 mode, from crypto/fips140 (the
+// mode is set at start-up and "can't be changed after the program has
+// started"), with where it came from: the GOFIPS140 build setting and the
+// environment's GODEBUG (https://go.dev/doc/security/fips140, "The fips140
+// GODEBUG option": it defaults to off unless GOFIPS140 is set at build time).
+func fipsReport(getenv func(string) string) FIPSReport {
+	f := FIPSReport{Mode: "off", Module: fips140.Version(), GODEBUG: godebugSetting(getenv("GODEBUG"), "fips140")}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "GOFIPS140" {
+				f.GOFIPS140 = s.Value
+			}
+		}
+	}
+	switch {
+	case fips140.Enabled() && fips140.Enforced():
+		f.Mode = "only"
+	case fips140.Enabled():
+		f.Mode = "on"
+	}
+	if f.Mode == "off" {
+		f.Meaning = "engines are chosen as below; with GODEBUG=fips140=on or only, or built with GOFIPS140, " +
+			"every connection would stay on stdlib, crypto/tls's own record layer"
+	} else {
+		f.Meaning = "only crypto/tls's record layer is inside the Go Cryptographic Module: every connection stays on " +
+			"stdlib; auto chooses it, and a forced engine falls back to it, or fails the handshake with " +
+			"*ktls.StrictError under KTLS_STRICT"
+		if f.Mode == "only" {
+			f.Meaning += "; fips140=only also makes non-approved algorithms fail (for testing, not production, says the Go documentation)"
+		}
+	}
+	f.Meaning += "; this is the doctor's own mode: a program gets the same from the same GODEBUG or GOFIPS140"
+	return f
+}
+
+// godebugSetting returns the value of key in a GODEBUG string
+// ("k=v,k2=v2"), the last one where it is repeated, as the runtime reads it;
+// "" where it is absent.
+func godebugSetting(godebug, key string) string {
+	var v string
+	for kv := range strings.SplitSeq(godebug, ",") {
+		if k, val, ok := strings.Cut(strings.TrimSpace(kv), "="); ok && k == key {
+			v = val
+		}
+	}
+	return v
 }
 
 // policyReport is what KTLS_BACKEND and KTLS_STRICT make of a program

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"crypto/fips140"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"regexp"
 	"runtime"
 	"slices"
@@ -248,6 +250,14 @@ func checkAuto(t *testing.T, r Report) {
 			t.Errorf("%s %s %s: %+v", c.Version, c.Cipher, c.Direction, c)
 			continue
 		}
+		if fips140.Enabled() {
+			// The whole choice, whatever the host offers
+			// (TestDoctorFIPS runs this).
+			if want := []Candidate{{"stdlib", fipsReason}}; !slices.Equal(c.Candidates, want) {
+				t.Errorf("%s %s %s in FIPS 140-3 mode: %+v, want %+v", c.Version, c.Cipher, c.Direction, c.Candidates, want)
+			}
+			continue
+		}
 		kernelOK := false
 		for _, s := range r.KTLS.Suites {
 			if s.SuiteID == c.SuiteID {
@@ -341,13 +351,15 @@ func TestJSONShape(t *testing.T) {
 		return o[k]
 	}
 	// Keys that are there only when they say something (omitempty).
-	optional := []string{"error", "note", "others", "af_alg_restrict_meaning", "driver_source_note", "flags", "source", "reason", "machine"}
+	optional := []string{"error", "note", "others", "af_alg_restrict_meaning", "driver_source_note", "flags", "source", "reason", "machine",
+		"GOFIPS140", "GODEBUG"}
 	for _, tc := range []struct {
 		what string
 		v    any
 		want string // the keys that are always there, sorted
 	}{
-		{"report", m, "afalg auto cpu effective host ktls nic policy schema"},
+		{"report", m, "afalg auto cpu effective fips140 host ktls nic policy schema"},
+		{"fips140", m["fips140"], "meaning mode module"},
 		{"host", m["host"], "arch go kernel os"},
 		{"ktls", m["ktls"], "rekey suites tcp_available_ulp ulp"},
 		{"ktls.suites[0]", first(obj(m["ktls"], "suites")), "cipher rx suite suite_id tx version"},
@@ -457,6 +469,104 @@ func TestDoctorEnvironment(t *testing.T) {
 	r = collect()
 	if !strings.Contains(r.Policy.Error, "kernal") || r.Effective[0].Error == "" || r.Auto[0].Error != "" {
 		t.Errorf("KTLS_BACKEND=kernal: policy %+v, effective %+v, auto %+v", r.Policy, r.Effective[0], r.Auto[0])
+	}
+}
+
+// fipsReason is the reason of every direction in FIPS 140-3 mode, as the
+// selector gives it.
+const fipsReason = "FIPS 140-3 mode: only crypto/tls's record layer is inside the Go Cryptographic Module"
+
+// fipsChildEnv marks the child runs of TestDoctorFIPS, and names the mode
+// the child was started in.
+const fipsChildEnv = "KTLS_TEST_DOCTOR_FIPS"
+
+// TestDoctorFIPS runs the doctor in child processes of this test binary, one
+// per fips140 GODEBUG setting (off, on, only): the mode is set at start-up
+// and "can't be changed after the program has started" (crypto/fips140), so
+// a child is the only way to see each.
+func TestDoctorFIPS(t *testing.T) {
+	if os.Getenv(fipsChildEnv) != "" {
+		t.Skip("the child run")
+	}
+	for _, mode := range []string{"off", "on", "only"} {
+		t.Run(mode, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestDoctorFIPSChild$", "-test.v")
+			cmd.Env = append(os.Environ(), fipsChildEnv+"="+mode, "GODEBUG=fips140="+mode, "KTLS_BACKEND=", "KTLS_STRICT=")
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "--- PASS: TestDoctorFIPSChild ") {
+				t.Fatalf("child with GODEBUG=fips140=%s: %v\n%s", mode, err, out)
+			}
+		})
+	}
+}
+
+// TestDoctorFIPSChild is TestDoctorFIPS's child: the report's FIPS section,
+// the automatic choice and, with an engine forced, the effective one.
+func TestDoctorFIPSChild(t *testing.T) {
+	mode := os.Getenv(fipsChildEnv)
+	if mode == "" {
+		t.Skip("run by TestDoctorFIPS in a child process")
+	}
+	if on := mode != "off"; fips140.Enabled() != on || fips140.Enforced() != (mode == "only") {
+		t.Fatalf("GODEBUG=%s: fips140.Enabled() = %v, Enforced() = %v", os.Getenv("GODEBUG"), fips140.Enabled(), fips140.Enforced())
+	}
+	r := collect()
+	if r.FIPS.Mode != mode || r.FIPS.GODEBUG != mode || r.FIPS.Module == "" || r.FIPS.Error != "" {
+		t.Errorf("FIPS = %+v, want mode and GODEBUG %s", r.FIPS, mode)
+	}
+	if stays := strings.Contains(r.FIPS.Meaning, "every connection stays on stdlib"); stays != (mode != "off") {
+		t.Errorf("mode %s: meaning %q", mode, r.FIPS.Meaning)
+	}
+	for _, e := range []string{r.Host.Error, r.KTLS.Error, r.Policy.Error, r.CPU.Note} {
+		if strings.Contains(e, "internal error") {
+			t.Errorf("a section panicked: %s", e)
+		}
+	}
+	checkAuto(t, r)
+
+	var text bytes.Buffer
+	if err := writeText(&text, r); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^FIPS 140-3 mode \(crypto/fips140\)\n  mode +` + mode + `$`).MatchString(text.String()) {
+		t.Errorf("the text lacks the FIPS section with mode %s:\n%s", mode, text.String())
+	}
+
+	// A forced engine, strict: in FIPS 140-3 mode a StrictError for every
+	// suite and direction, whatever the host offers.
+	t.Setenv("KTLS_BACKEND", "userspace")
+	t.Setenv("KTLS_STRICT", "1")
+	r = collect()
+	for _, c := range r.Effective {
+		switch {
+		case mode != "off":
+			if want := "selector: KTLS_STRICT: " + c.Direction + " forced to userspace, which cannot serve: " + fipsReason; c.Error != want {
+				t.Errorf("KTLS_BACKEND=userspace KTLS_STRICT=1, %s %s %s: %+v, want the error %q", c.Version, c.Cipher, c.Direction, c, want)
+			}
+		case c.Cipher == "AES-128-CBC":
+			if c.Error == "" {
+				t.Errorf("KTLS_BACKEND=userspace KTLS_STRICT=1, %s %s: %+v, want a StrictError", c.Cipher, c.Direction, c)
+			}
+		default:
+			if c.Error != "" || c.Engine != "userspace" {
+				t.Errorf("KTLS_BACKEND=userspace KTLS_STRICT=1, %s %s %s: %+v, want userspace", c.Version, c.Cipher, c.Direction, c)
+			}
+		}
+	}
+}
+
+func TestGodebugSetting(t *testing.T) {
+	for _, tc := range []struct{ godebug, want string }{
+		{"", ""},
+		{"fips140=on", "on"},
+		{"http2client=0,fips140=only", "only"},
+		{"fips140=on, fips140=only", "only"},
+		{"fips1400=on,xfips140=on", ""},
+		{"fips140", ""},
+	} {
+		if got := godebugSetting(tc.godebug, "fips140"); got != tc.want {
+			t.Errorf("godebugSetting(%q) = %q, want %q", tc.godebug, got, tc.want)
+		}
 	}
 }
 

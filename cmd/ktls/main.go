@@ -9,11 +9,13 @@
 // engine's own probes; whether AF_ALG gives out the AEADs and which driver
 // serves each (a CPU implementation or a hardware engine, and what said so);
 // kTLS offload features of each network interface, over ethtool netlink; the
-// CPU's AES instructions; what KTLS_BACKEND and KTLS_STRICT make of a
-// program's choice; and which engine each direction of a connection would
-// get, with the reasons, by the selector ktls itself uses. A probe that
-// fails says why in its section; the others go on. The exit status is 0
-// unless the command line is wrong (2) or the report cannot be written (1).
+// CPU's AES instructions; the FIPS 140-3 mode (crypto/fips140), in which
+// every connection stays on crypto/tls's own record layer; what KTLS_BACKEND
+// and KTLS_STRICT make of a program's choice; and which engine each
+// direction of a connection would get, with the reasons, by the selector
+// ktls itself uses. A probe that fails says why in its section; the others
+// go on. The exit status is 0 unless the command line is wrong (2) or the
+// report cannot be written (1).
 package main
 
 import (
@@ -31,7 +33,8 @@ func main() {
 const usage = `usage: ktls doctor [-json]
 
 doctor  describe what ktls can do on this host: kTLS, AF_ALG, NIC offload,
-        CPU, KTLS_BACKEND/KTLS_STRICT, and the engine each direction gets
+        CPU, FIPS 140-3 mode, KTLS_BACKEND/KTLS_STRICT, and the engine each
+        direction gets
 `
 
 // run is the command, for the tests: it returns the exit status.

@@ -17,6 +17,7 @@ type Report struct {
 	AFALG  AFALGReport  `json:"afalg"`
 	NIC    NICReport    `json:"nic"`
 	CPU    CPUReport    `json:"cpu"`
+	FIPS   FIPSReport   `json:"fips140"`
 	Policy PolicyReport `json:"policy"`
 	// Auto is what the automatic choice gives each version, suite and
 	// direction here, with KTLS_BACKEND and KTLS_STRICT unset.
@@ -193,6 +194,32 @@ type CPUReport struct {
 type CPUFeature struct {
 	Name    string `json:"name"`
 	Present bool   `json:"present"`
+}
+
+// FIPSReport is the doctor's own FIPS 140-3 mode (crypto/fips140;
+// https://go.dev/doc/security/fips140), which decides before any engine: in
+// it every connection stays on stdlib, crypto/tls's own record layer, the
+// only one inside the Go Cryptographic Module. A program's mode is its own:
+// the same GODEBUG in its environment, or the same GOFIPS140 at its build,
+// gives it the same.
+type FIPSReport struct {
+	// Mode is "off", "on" (crypto/fips140.Enabled) or "only" (Enabled and
+	// Enforced: GODEBUG=fips140=only, where non-approved algorithms also
+	// fail).
+	Mode string `json:"mode"`
+	// Module is crypto/fips140.Version: the Go Cryptographic Module's
+	// version, "latest" unless built against a frozen one with GOFIPS140.
+	Module string `json:"module"`
+	// GOFIPS140 is the binary's GOFIPS140 build setting
+	// (runtime/debug.BuildInfo), which turns the mode on by default; empty
+	// when the build recorded none (GOFIPS140=off).
+	GOFIPS140 string `json:"GOFIPS140,omitempty"`
+	// GODEBUG is the fips140 setting of the environment's GODEBUG, which
+	// wins over the build's default; empty when it sets none.
+	GODEBUG string `json:"GODEBUG,omitempty"`
+	// Meaning says what the mode does to the choice, in words.
+	Meaning string `json:"meaning"`
+	Error   string `json:"error,omitempty"`
 }
 
 // PolicyReport is what the environment makes of the choice.

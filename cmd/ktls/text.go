@@ -120,6 +120,15 @@ func writeText(w io.Writer, r Report) error {
 	}
 
 	p("")
+	p("FIPS 140-3 mode (crypto/fips140)")
+	p("  mode\t%s", r.FIPS.Mode)
+	p("  module\t%s", r.FIPS.Module)
+	p("  GOFIPS140 (build)\t%s", orUnset(r.FIPS.GOFIPS140))
+	p("  GODEBUG fips140\t%s", orUnset(r.FIPS.GODEBUG))
+	p("  meaning\t%s", r.FIPS.Meaning)
+	sectionError(p, r.FIPS.Error)
+
+	p("")
 	p("Environment")
 	p("  KTLS_BACKEND\t%s", orUnset(r.Policy.Backend))
 	p("  KTLS_STRICT\t%s", orUnset(r.Policy.Strict))
