@@ -94,6 +94,10 @@ type Conn struct {
 	useless    int    // consecutive records that returned no data, KeyUpdates aside
 	keyUpdates int    // consecutive KeyUpdates without application data
 
+	// peerReset is the error a read saw when the peer reset the TCP
+	// connection; TX fails with it from then on (beforeDataLocked).
+	peerReset atomic.Pointer[error]
+
 	// closed is set by the first Close. Close does not wait for a Read or
 	// Write in flight: whoever holds inMu or outMu last once closed is set
 	// ends that direction (unlockIn, unlockOut).

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
+	"time"
 
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/internal/keyschedule"
@@ -302,10 +304,26 @@ func (c *Conn) updateTXKeyLocked() error {
 	return nil
 }
 
+// resetOr returns the error of the peer's reset that RX saw, if any, in
+// place of err: a Write it woke (rxFailLocked) fails with a timeout that is
+// not one.
+func (c *Conn) resetOr(err error) error {
+	if r := c.peerReset.Load(); r != nil {
+		return *r
+	}
+	return err
+}
+
 // beforeDataLocked runs before every batch of application data records, on
-// every path that sends them (Write, sendfile): a TLS 1.3 key about to wear
-// out is updated first (RFC 8446 §5.5).
+// every path that sends them (Write, sendfile): it fails a connection the
+// peer reset, and updates a TLS 1.3 key about to wear out first (RFC 8446
+// §5.5).
 func (c *Conn) beforeDataLocked() error {
+	if err := c.peerReset.Load(); err != nil {
+		// RX saw the peer reset the connection (rxFailLocked).
+		c.txErr = *err
+		return c.txErr
+	}
 	if c.tx.suite.Version == tls.VersionTLS13 && c.txRecords >= c.keyUpdateAfter {
 		return c.updateTXKeyLocked()
 	}
@@ -333,8 +351,8 @@ func (c *Conn) writeRecordsLocked(typ uint8, b []byte) (int, error) {
 		n += m
 		b = b[m:]
 		if err != nil {
-			c.txErr = err
-			return n, err
+			c.txErr = c.resetOr(err)
+			return n, c.txErr
 		}
 	}
 	return n, nil
@@ -379,6 +397,22 @@ func (c *Conn) rxFailLocked(err error) error {
 		}
 		c.unlockOut()
 		err = &net.OpError{Op: "local error", Err: err}
+	}
+	if errors.Is(err, syscall.ECONNRESET) {
+		// The peer reset the TCP connection, and a socket error is
+		// reported to one call only (sock_error): this read took it. A
+		// plain TCP send would still fail (SEND_SHUTDOWN), but kTLS's TX
+		// takes data into its open record before it pushes, and when
+		// the push fails with EPIPE it returns what it copied, so Write
+		// after Write would succeed into a connection that is gone
+		// (tls_sw_sendmsg_locked, tls_push_sg; TestWriteAfterPeerReset).
+		// TX fails from here on, on every engine.
+		// A Write parked on the netpoller (kTLS answers EAGAIN while
+		// its unsendable records fill the buffer, and no new event
+		// comes) is woken now, and fails with this error (resetOr).
+		if c.peerReset.CompareAndSwap(nil, &err) {
+			c.raw.SetWriteDeadline(time.Now())
+		}
 	}
 	c.rxErr = err
 	return err

@@ -100,8 +100,8 @@ func (c *Conn) sendFile(fs backend.FileSender, r io.Reader) (int64, bool, error)
 			src.n -= w
 		}
 		if err != nil {
-			c.txErr = err
-			return total, true, err
+			c.txErr = c.resetOr(err)
+			return total, true, c.txErr
 		}
 		if w < want {
 			break // end of file
