@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/internal/testenv"
 )
 
 // Faults under load (issue 13): many connections at once against stock
@@ -36,7 +37,7 @@ import (
 
 var faultOnly = flag.String("ktls.faultkind", "", "run only this kind of connection in TestFaultsUnderLoad (none, sendfile, splice, deadline, reset, close-read, close-write, close-handshake, tamper)")
 
-var faultConns = flag.Int("ktls.faults", 0, "connections per engine in TestFaultsUnderLoad (0: 1000 for auto and 200 per forced engine, 100 with -short)")
+var faultConns = flag.Int("ktls.faults", 0, "connections per engine in TestFaultsUnderLoad (0: 1000 for auto and 200 per forced engine, 100 with -short; a quarter of that with -short outside the VMs)")
 
 type faultKind int
 
@@ -88,6 +89,10 @@ func TestFaultsUnderLoad(t *testing.T) {
 			}
 			if eng == "auto" {
 				n = 1000
+			}
+			if testing.Short() && !testenv.InVM() {
+				// scripts/test-cross: CPUs emulated by qemu-user.
+				n /= 4
 			}
 		}
 		if raceEnabled {
