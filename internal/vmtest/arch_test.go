@@ -277,8 +277,8 @@ func TestPackageTimeout(t *testing.T) {
 		a    *guestArch
 		want time.Duration
 	}{
-		{".", archAMD64, 820 * time.Second},
-		{".", archARM64, 820 * time.Second},
+		{".", archAMD64, 980 * time.Second},
+		{".", archARM64, 980 * time.Second},
 		{"conn", archAMD64, 4 * time.Minute},
 		{"conn", archARM64, 8 * time.Minute},
 	} {
