@@ -468,13 +468,17 @@ func recordType(oob []byte) (uint8, bool) {
 	return oob[hdrLen], true
 }
 
-// recvError maps what kTLS's recvmsg reports (tls.rst, "Integrating in to
-// userspace TLS library"; the selftests bad_rec, bad_auth) to the alert the
-// connection sends, as OpenSSL's ktls_read_record does.
+// recvError maps what kTLS's recvmsg or splice reports (tls.rst,
+// "Integrating in to userspace TLS library"; the selftests bad_rec,
+// bad_auth) to the alert the connection sends, as OpenSSL's
+// ktls_read_record does. It may run inside a RawConn callback (SpliceTo's).
 func (o *opener) recvError(errno error) error {
 	switch errno {
 	case unix.EBADMSG:
-		// Authentication failed; sticky in the kernel.
+		// Authentication failed. The kernel keeps the record and fails
+		// it again on every read, so the failure is sticky without
+		// sk_err; the socket error it also set would stop the alert.
+		o.takeDecryptError()
 		return fmt.Errorf("kernel: record authentication failed: %w", tls.AlertError(20)) // bad_record_mac
 	case unix.EMSGSIZE:
 		return fmt.Errorf("kernel: record too long: %w", tls.AlertError(22)) // record_overflow
@@ -488,6 +492,48 @@ func (o *opener) recvError(errno error) error {
 		return fmt.Errorf("kernel: control record read without a cmsg buffer (EIO): %w", tls.AlertError(80))
 	}
 	return o.opError("read", "recvmsg", errno)
+}
+
+// takeDecryptError clears the socket error kTLS sets when a record fails to
+// decrypt, so that the alert RFC 8446 §5.2 and RFC 5246 §7.2.2 require
+// (bad_record_mac) can still be sent, by the kernel's TX or by any other
+// sealer writing to the socket.
+//
+// On every kernel of the matrix (net/tls/tls_sw.c of Linux 6.1.176, 6.12.107
+// and 7.2.6, as Debian ships them) a failed decryption calls
+// tls_err_abort(sk, -EBADMSG), which sets sk->sk_err = EBADMSG: from
+// tls_sw_recvmsg and tls_sw_splice_read in 6.1 and 6.12, from
+// tls_rx_one_record in 7.x; with an asynchronous AEAD, tls_decrypt_done does
+// it and also sets the RX context's async_wait.err, before tls_sw_recvmsg
+// returns. Nothing on the RX side takes it back: tls_rx_rec_wait reads
+// sk_err with sock_error() only while no record is ready, and the refused
+// record stays ready (it is not consumed, and the next read decrypts it
+// again and fails again), or async_wait.err fails every later read.
+// Meanwhile every send fails with it: tls_sw_sendmsg (6.1) and
+// tls_sw_sendmsg_locked (6.12, 7.x) return -sk->sk_err before building a
+// record, and sk_stream_error leaves it set since it is not EPIPE; a sealer
+// that writes to the socket itself (the ULP's base TX, tcp_sendmsg_locked)
+// gets it through sk_stream_error once. The TX key and sequence number are
+// untouched (the RX failure touches only tls_sw_context_rx), so once sk_err
+// is 0 the alert goes out as the next record under the current TX key.
+//
+// getsockopt(SO_ERROR) is the way to clear it: sk_getsockopt's SO_ERROR case
+// (net/core/sock.c) is -sock_error(sk), an xchg of sk_err with 0, and
+// SOL_SOCKET options never reach tls_getsockopt. Errors kTLS's framing
+// reports (EMSGSIZE, EINVAL: tls_strp_abort_strp) need nothing here:
+// tls_rx_rec_wait already returned them through sock_error(), since no
+// record was ready. Should a TCP error (a reset) have landed in sk_err in
+// the meantime, it is taken too; TCP's own state (sk_shutdown) still refuses
+// the send with EPIPE then, and RX has failed anyway.
+//
+// One race is left that no process can win: a send whose asynchronous
+// encryption completes between the failed read and this call finds sk_err
+// set in tls_encrypt_done, which drops the record and stores the error in
+// the TX context's async_wait.err for good. That send fails, the
+// connection's TX fails with it, and no alert follows.
+func (o *opener) takeDecryptError() {
+	var v [4]byte
+	o.getsockopt(unix.SOL_SOCKET, unix.SO_ERROR, v[:])
 }
 
 // Rekey installs the peer's next TLS 1.3 key after ReadRecord returned its

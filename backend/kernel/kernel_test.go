@@ -468,3 +468,86 @@ func TestOpenerTampered(t *testing.T) {
 		})
 	}
 }
+
+// TestAlertAfterRefusedRecord checks that the alert for a record the kernel
+// refused still goes out (RFC 8446 §5.2, §6), through the kernel's TX and
+// through a user-space sealer on the same socket: a failed decryption marks
+// the socket with an error (tls_err_abort sets sk_err) that would refuse
+// every later send (tls_sw_sendmsg_locked, tcp_sendmsg_locked), so the
+// opener takes it back. The peer opens the alert under the connection's TX
+// key, and the refused record stays refused.
+func TestAlertAfterRefusedRecord(t *testing.T) {
+	for _, s := range suites() {
+		t.Run(suiteName(s), func(t *testing.T) {
+			require(t, false, s)
+			require(t, true, s)
+			rx, tx := randomParams(s, 1000), randomParams(s, 50)
+			prot, err := record.NewProtector(rx.Version, rx.CipherSuite, rx.Key, rx.IV)
+			if err != nil {
+				t.Fatal(err)
+			}
+			good := prot.Seal(nil, 1000, backend.TypeApplicationData, []byte("genuine"))
+			mut := func(f func(r []byte) []byte) []byte { return f(bytes.Clone(good)) }
+			for _, tc := range []struct {
+				name   string
+				stream []byte
+				want   tls.AlertError
+			}{
+				{"tampered tag", mut(func(r []byte) []byte { r[len(r)-1] ^= 1; return r }), 20},
+				{"tampered body", mut(func(r []byte) []byte { r[record.HeaderLen+prot.Overhead()-16] ^= 0x40; return r }), 20},
+				{"wrong sequence number", prot.Seal(nil, 999, backend.TypeApplicationData, []byte("replayed")), 20},
+				{"oversized", mut(func(r []byte) []byte { r[3], r[4] = 0x48, 0x01; return r }), 22},
+				{"wrong version", mut(func(r []byte) []byte { r[2] = 1; return r }), 70},
+			} {
+				for _, sealer := range []string{"kernel", "userspace"} {
+					t.Run(tc.name+"/tx="+sealer, func(t *testing.T) {
+						a, b := testenv.TCPPair(t)
+						o, err := kernel.New(kernel.Options{}).NewOpener(backend.Link{Conn: b}, clone(rx))
+						if err != nil {
+							t.Fatal(err)
+						}
+						defer o.Close()
+						var sl backend.Sealer
+						if sealer == "kernel" {
+							sl, err = kernel.New(kernel.Options{}).NewSealer(backend.Link{Conn: b}, clone(tx))
+						} else {
+							sl, err = newUserspaceSealer(b, tx)
+						}
+						if err != nil {
+							t.Fatal(err)
+						}
+						defer sl.Close()
+						peer, err := userspace.New().NewOpener(backend.Link{Conn: a}, clone(tx))
+						if err != nil {
+							t.Fatal(err)
+						}
+						defer peer.Close()
+						if _, err := a.Write(tc.stream); err != nil {
+							t.Fatal(err)
+						}
+						b.SetDeadline(time.Now().Add(30 * time.Second))
+						if _, _, err := o.ReadRecord(); !errors.Is(err, tc.want) {
+							t.Fatalf("ReadRecord = %v, want %v", err, tc.want)
+						}
+						alert := []byte{2, byte(tc.want)}
+						if n, err := sl.WriteRecords(backend.TypeAlert, alert); err != nil || n != len(alert) {
+							t.Fatalf("WriteRecords of the alert after the refused record = %d, %v", n, err)
+						}
+						a.SetReadDeadline(time.Now().Add(30 * time.Second))
+						typ, data, err := peer.ReadRecord()
+						if err != nil || typ != backend.TypeAlert || !bytes.Equal(data, alert) {
+							t.Fatalf("the peer read type %d %x, %v; want the alert %x", typ, data, err, alert)
+						}
+						if tc.want == 20 {
+							// The kernel keeps the record and fails it
+							// again (tls_sw_recvmsg).
+							if _, _, err := o.ReadRecord(); !errors.Is(err, tc.want) {
+								t.Fatalf("second ReadRecord = %v, want %v", err, tc.want)
+							}
+						}
+					})
+				}
+			}
+		})
+	}
+}
