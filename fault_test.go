@@ -193,7 +193,7 @@ type fault struct {
 	file       *os.File
 	off, n     int64         // the file section
 	delay      time.Duration // before the Close or the reset
-	tamperAt   int           // the peer's write, after the handshake, to flip a bit in
+	tamperAt   int           // records the peer writes intact before the flipped one
 }
 
 var tls12Suites = []uint16{
@@ -241,14 +241,14 @@ func (f *fault) run(keep func(...any), opts []ktls.Option) error {
 		return err
 	}
 	ccfg, scfg := configs(nil, f.version, f.suite)
-	var flip *faultFlipConn
+	var flip *flipConn
 	var k *ktls.Conn
 	var p *tls.Conn
 	if f.ktlsClient {
-		flip = &faultFlipConn{Conn: rs, at: -1}
+		flip = &flipConn{Conn: rs}
 		k, p = ktls.Client(rc, ccfg, opts...), tls.Server(flip, scfg)
 	} else {
-		flip = &faultFlipConn{Conn: rc, at: -1}
+		flip = &flipConn{Conn: rc}
 		k, p = ktls.Server(rs, scfg, opts...), tls.Client(flip, ccfg)
 	}
 	keep(k, p)
@@ -370,10 +370,15 @@ func (f *fault) run(keep func(...any), opts []ktls.Option) error {
 		check("peer after Close", peerAccepts(perr))
 		return errors.Join(errs...)
 	case faultTamper:
-		// Records of 4 KiB, more of them than tamperAt.
+		// Records of 4 KiB: tamperAt of them intact (the socket buffers
+		// take them), then the flipped one and the rest.
 		f.toKTLS, f.chunks = pattern(64<<10, 3), []int{4 << 10}
-		flip.arm(f.tamperAt)
-		go f.write(p, f.toKTLS)
+		intact := f.toKTLS[:f.tamperAt*4<<10]
+		if err := f.write(p, intact); err != nil {
+			return fmt.Errorf("peer write: %w", err)
+		}
+		flip.armFlip()
+		go f.write(p, f.toKTLS[len(intact):])
 		err := readAll(k, f.toKTLS, 0)
 		if err == nil {
 			check("read of a tampered stream", errors.New("succeeded"))
@@ -551,30 +556,4 @@ func peerAccepts(err error) error {
 		return fmt.Errorf("the stock peer rejected what ktls sent: %w", err)
 	}
 	return notHang(err)
-}
-
-// faultFlipConn flips one bit in the payload of the at'th Write after arm.
-type faultFlipConn struct {
-	net.Conn
-	mu sync.Mutex
-	at int // -1: disarmed
-}
-
-func (c *faultFlipConn) arm(at int) {
-	c.mu.Lock()
-	c.at = at
-	c.mu.Unlock()
-}
-
-func (c *faultFlipConn) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	if c.at == 0 && len(b) > 5+8+16 {
-		b = bytes.Clone(b)
-		b[5+8+(len(b)-5-8-16)/2] ^= 0x10 // the ciphertext, past the TLS 1.2 explicit nonce
-	}
-	if c.at >= 0 {
-		c.at--
-	}
-	c.mu.Unlock()
-	return c.Conn.Write(b)
 }
