@@ -140,19 +140,7 @@ func TestFaultsUnderLoad(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		g, fd := runtime.NumGoroutine(), fdCount(t)
-		if g <= baseG && fd <= baseFD {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("after the faults: %d goroutines (baseline %d), %d fds (baseline %d)\nfds:\n%s\ngoroutines:\n%s", g, baseG, fd, baseFD, fdList(), buf)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitBaseline(t, baseG, baseFD, 20*time.Second, "after the faults")
 }
 
 func faultKindNamed(t *testing.T, name string) faultKind {

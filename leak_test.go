@@ -329,7 +329,15 @@ func TestNoLeaks(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	waitBaseline(t, baseG, baseFD, 10*time.Second, fmt.Sprintf("after %d rounds of %d scenarios", rounds, len(leakScenarios(engines))))
+}
+
+// waitBaseline waits up to limit for the goroutine and file descriptor
+// counts to come back to baseG and baseFD, and fails the test with both
+// lists if they do not.
+func waitBaseline(t *testing.T, baseG, baseFD int, limit time.Duration, after string) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
 	for {
 		g, fd := runtime.NumGoroutine(), fdCount(t)
 		if g <= baseG && fd <= baseFD {
@@ -338,8 +346,8 @@ func TestNoLeaks(t *testing.T) {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
 			buf = buf[:runtime.Stack(buf, true)]
-			t.Fatalf("after %d rounds of %d scenarios: %d goroutines (baseline %d), %d fds (baseline %d)\nfds:\n%s\ngoroutines:\n%s",
-				rounds, len(leakScenarios(engines)), g, baseG, fd, baseFD, fdList(), buf)
+			t.Fatalf("%s: %d goroutines (baseline %d), %d fds (baseline %d)\nfds:\n%s\ngoroutines:\n%s",
+				after, g, baseG, fd, baseFD, fdList(), buf)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
