@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -428,6 +429,11 @@ func TestBackendDuringDrain(t *testing.T) {
 	}
 	if b := k.Backend(); b.RX != backend.Userspace {
 		t.Fatalf("Backend() = %+v", b)
+	}
+	// The drain's reason names RX once (issue 14: it used to be repeated
+	// when the install after the drain found the same engine).
+	if r := k.Backend().Reason; strings.Count(r, "rx: ") != 1 {
+		t.Errorf("Backend().Reason names rx %d times: %s", strings.Count(r, "rx: "), r)
 	}
 }
 

@@ -210,7 +210,7 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 	c.setInfo(info)
 	c.rc.mode = modePassthrough
 	c.rc.release()
-	return c.installRXLocked(rx.params.Seq, nil)
+	return c.installRXLocked(rx.params.Seq, nil, false)
 }
 
 // reported returns the engine a half says it is and the reason: the
@@ -239,8 +239,9 @@ func (c *Conn) wantsTickets() bool {
 
 // installRXLocked puts RX into the first engine that takes it. TX has moved
 // already, so there is no way back to crypto/tls: failing here fails the
-// connection.
-func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
+// connection. afterDrain says the TLS 1.3 client's ticket drain ended, whose
+// reason already names the RX engine expected.
+func (c *Conn) installRXLocked(seq uint64, buffered []byte, afterDrain bool) error {
 	rx := c.rx
 	rx.params.Seq = seq
 	link := backend.Link{Conn: c.raw, Buffered: buffered}
@@ -258,7 +259,7 @@ func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 				why = strings.TrimPrefix(why+"; passed over "+strings.Join(passed, ", "), "; ")
 			}
 			c.infoMu.Lock()
-			if !c.rxPending {
+			if !afterDrain {
 				c.info.Reason += "; " + describe("rx", selector.Candidate{Name: name, Reason: why})
 			} else if name != c.info.RX {
 				c.info.Reason += "; rx: " + name + " (" + why + ")"
