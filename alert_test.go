@@ -74,7 +74,7 @@ type alertMode struct {
 	name string
 	// first: the bad record is the peer's first after the handshake, which
 	// a TLS 1.3 ktls client looks at before RX leaves crypto/tls (the
-	// ticket drain, DESIGN.md step 7); otherwise the peer sent one good
+	// ticket drain, docs/ARCHITECTURE.md step 7); otherwise the peer sent one good
 	// record first, which ktls read.
 	first bool
 	// readLen is the size of ktls's Read buffer: from backend.MaxPlaintext

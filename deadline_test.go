@@ -17,7 +17,7 @@ import (
 )
 
 // Deadlines, context cancellation and Close behave as in crypto/tls on every
-// engine (DESIGN.md, invariants).
+// engine (docs/ARCHITECTURE.md, invariants).
 
 // prompt is how long an operation that must return "promptly" may take:
 // generous, for emulated kernels under load, and still far below a hang.

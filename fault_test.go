@@ -22,7 +22,7 @@ import (
 	"github.com/ktls-go/ktls/internal/testenv"
 )
 
-// Faults under load (issue 13): many connections at once against stock
+// Faults under load (docs/ARCHITECTURE.md, test layer 5): many connections at once against stock
 // crypto/tls, on every engine that serves here (inside the VMs: kernel and
 // afalg too, see leakEngines), mixed versions and suites, random write
 // sizes, sendfile and splice, and injected faults: the peer resets the

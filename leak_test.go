@@ -19,7 +19,7 @@ import (
 	"github.com/ktls-go/ktls/internal/testenv"
 )
 
-// Leak discipline (STYLE.md 13): connections opened, used and closed, in
+// Leak discipline (docs/ARCHITECTURE.md, house rule 13): connections opened, used and closed, in
 // every role and on every path that ends one (clean close, failed
 // handshake, cancelled handshake, peer gone, Close during I/O), leave no
 // goroutine and no file descriptor behind.
@@ -173,8 +173,7 @@ func leakScenarios(engines []string) []leakScenario {
 					closeBoth(t, k, s)
 				}},
 				leakScenario{vn + "/" + be + "/close-during-read", func(t *testing.T, keep func(...any)) {
-					// Issue 13, item 2a: the reader still holds the
-					// read lock when Close runs.
+					// The reader holds the read lock when Close runs.
 					ccfg, scfg := configs(t, v, 0)
 					ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 					k, s := leakPair(t, keep, true, ccfg, scfg, opt)

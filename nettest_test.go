@@ -20,7 +20,7 @@ import (
 	"github.com/ktls-go/ktls/internal/testenv"
 )
 
-// golang.org/x/net/nettest.TestConn over ktls connections (DESIGN.md, tests
+// golang.org/x/net/nettest.TestConn over ktls connections (docs/ARCHITECTURE.md, tests
 // layer 3): deadlines, concurrent Read and Write, Close unblocking, racy
 // buffers, for every pairing of ktls with itself and with crypto/tls, both
 // versions, both engines.

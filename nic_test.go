@@ -39,7 +39,7 @@ func nicCheck(t *testing.T) (txWhy, rxWhy string) {
 // TestNICFallsBack: with KTLS_BACKEND=nic, a TLS 1.2 AES-GCM connection over
 // loopback, whose device (lo) offloads nothing, gets plain kernel kTLS on
 // both directions, and BackendInfo says why, naming the feature and the
-// interfaces (DESIGN.md: "verified per socket, else it is plain kernel").
+// interfaces (docs/ARCHITECTURE.md: "verified per socket, else it is plain kernel").
 func TestNICFallsBack(t *testing.T) {
 	requireKTLS(t, nicSuite.version, nicSuite.suite)
 	txWhy, rxWhy := nicCheck(t)

@@ -20,7 +20,7 @@ import (
 	"github.com/ktls-go/ktls/internal/testpki"
 )
 
-// Interop with OpenSSL's s_server and s_client (DESIGN.md, tests layer 3):
+// Interop with OpenSSL's s_server and s_client (docs/ARCHITECTURE.md, tests layer 3):
 // the TLS 1.3 suites crypto/tls never picks on its own, TLS 1.2 suites,
 // KeyUpdate sent by a real peer, and resumption. The openssl binary is
 // required: a missing one fails the tests, it does not skip them.

@@ -23,7 +23,7 @@ import (
 	"github.com/ktls-go/ktls/internal/testpki"
 )
 
-// Interop with GnuTLS's gnutls-cli and with curl (DESIGN.md, tests layer 3):
+// Interop with GnuTLS's gnutls-cli and with curl (docs/ARCHITECTURE.md, tests layer 3):
 // two more real peers with their own TLS stacks. Both binaries are required;
 // the test command installs them (gnutls-bin, curl).
 

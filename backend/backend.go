@@ -142,7 +142,7 @@ type File interface {
 // FileSender is implemented by a Sealer that can send a file's bytes
 // without them passing through user space: sendfile(2) into a kTLS socket,
 // where the kernel reads the page cache and seals the records itself
-// (DESIGN.md step 8).
+// (docs/ARCHITECTURE.md step 8).
 type FileSender interface {
 	// SendFile sends up to n bytes of f (n < 0: up to end of file) as
 	// application data records, starting at offset off, or, when off < 0,
@@ -192,7 +192,7 @@ type Checker interface {
 // Reporter is implemented by a half whose engine can turn out to be another
 // than the one that installed it: the nic engine installs kTLS and then asks
 // the kernel whether the device took the socket; when it did not, the half
-// is plain kernel kTLS and says so (DESIGN.md, the backend table: "verified
+// is plain kernel kTLS and says so (docs/ARCHITECTURE.md, the engine table: "verified
 // per socket, else it is plain kernel"). The connection reports Engine's
 // name, and its reason after the candidate's.
 type Reporter interface {
@@ -200,7 +200,7 @@ type Reporter interface {
 }
 
 // Accelerator is implemented by an engine that is worth choosing only where
-// a hardware engine does its crypto (afalg: DESIGN.md, "only where a
+// a hardware engine does its crypto (afalg: docs/ARCHITECTURE.md, "only where a
 // hardware crypto engine serves gcm(aes) and kTLS is missing"). Hardware
 // says, from cached facts and without side effects, whether one serves the
 // suite, and names it ("gcm-aes-caam") or says why not.

@@ -21,7 +21,7 @@ import (
 	"github.com/ktls-go/ktls/internal/record"
 )
 
-// Adversarial input (DESIGN.md, tests layer 5). The attacker is a ktls Conn
+// Adversarial input (docs/ARCHITECTURE.md, tests layer 5). The attacker is a ktls Conn
 // on the userspace engine whose records the test writes itself: through its
 // sealer (right key, right sequence number, any content), as raw bytes on
 // its socket, or tampered on the wire. The victim is a ktls Conn in the other
@@ -62,7 +62,7 @@ func (c *tamperConn) Write(p []byte) (int, error) {
 
 // advVariant is one victim: role, version, and whether a TLS 1.3 client
 // still reads session tickets through crypto/tls when the attack arrives
-// (the drain of DESIGN.md step 7).
+// (the drain of docs/ARCHITECTURE.md step 7).
 type advVariant struct {
 	name         string
 	version      uint16
@@ -535,7 +535,7 @@ func TestAdversarialKeyUpdates(t *testing.T) {
 	})
 }
 
-// TestAdversarialKeyUpdateBurst is issue 13's item 6: a peer that sends 32
+// TestAdversarialKeyUpdateBurst: a peer that sends 32
 // KeyUpdates with update_requested in a row before its next data (RFC 8446
 // allows it) is followed through every one and answered (RFC 8446 §4.6.3).
 // 32 used to end the connection at the cap on records without data.

@@ -18,8 +18,8 @@ import (
 	"github.com/ktls-go/ktls/internal/testenv"
 )
 
-// The races of Close against the handshake and the handoff (issue 13, items
-// 1 to 3). An engine whose Check blocks holds the handoff at the point where
+// The races of Close against the handshake and the handoff
+// (docs/ARCHITECTURE.md, Close). An engine whose Check blocks holds the handoff at the point where
 // crypto/tls's records are counted and no engine is installed yet; a raw conn
 // that holds its Close lets what Close wrote (or did not) reach the wire
 // before the connection goes on.
@@ -191,12 +191,12 @@ func checkSequence(t *testing.T, isClient bool, version uint16, suiteID uint16, 
 	return d.params.Seq
 }
 
-// TestCloseDuringHandoff is issue 13's item 1: Close while the handoff holds
+// TestCloseDuringHandoff: Close while the handoff holds
 // crypto/tls's counted records. Before the fix crypto/tls wrote close_notify
 // at sequence number N under the traffic key, the engine then sealed its
 // first record at N too, and the handshake succeeded on a closed connection.
 // Now nothing is written, the handshake fails with net.ErrClosed, and every
-// half it installed is closed exactly once (item 2c), also by a second Close.
+// half it installed is closed exactly once, also by a second Close.
 func TestCloseDuringHandoff(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		for _, ktlsClient := range []bool{true, false} {
@@ -297,10 +297,10 @@ func closeDuringHandoff(t *testing.T, version uint16, ktlsClient bool) {
 	}
 }
 
-// TestCloseDuringRead is item 2a: Close while a Read is blocked closes the
+// TestCloseDuringRead: Close while a Read is blocked closes the
 // opener, whoever still holds the read lock when Close runs.
 // The TLS 1.3 client that still drains tickets holds RX's key and IV for
-// the install after the drain: they are zeroed too (item 4).
+// the install after the drain: they are zeroed too.
 func TestCloseDuringRead(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -380,7 +380,7 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// TestBackendDuringDrain is item 3: a TLS 1.3 client names its RX engine at
+// TestBackendDuringDrain: a TLS 1.3 client names its RX engine at
 // the end of the ticket drain, under the read lock, while Backend may be
 // called from anywhere (a data race the race detector reported).
 func TestBackendDuringDrain(t *testing.T) {
@@ -430,7 +430,7 @@ func TestBackendDuringDrain(t *testing.T) {
 	if b := k.Backend(); b.RX != backend.Userspace {
 		t.Fatalf("Backend() = %+v", b)
 	}
-	// The drain's reason names RX once (issue 14: it used to be repeated
+	// The drain's reason names RX once (it used to be repeated
 	// when the install after the drain found the same engine).
 	if r := k.Backend().Reason; strings.Count(r, "rx: ") != 1 {
 		t.Errorf("Backend().Reason names rx %d times: %s", strings.Count(r, "rx: "), r)
@@ -445,7 +445,7 @@ func (b brokenRX) NewOpener(backend.Link, backend.Params) (backend.Opener, error
 	return nil, errors.New("brokenRX: the socket is in a state nothing can use")
 }
 
-// TestFailedRXInstallClosesTX is item 2b: a handshake that fails after TX
+// TestFailedRXInstallClosesTX: a handshake that fails after TX
 // moved (the RX install failed) closes the sealer it installed, and Close
 // afterwards does not close it again.
 func TestFailedRXInstallClosesTX(t *testing.T) {

@@ -164,7 +164,7 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		}
 	}
 	// The key log's copies of the secrets are parsed and used by now, or
-	// never will be (issue 13, item 4).
+	// never will be.
 	c.keyLog.wipe()
 	c.sessions.forget()
 	// Close reads handshakeDone after it sets closed, and this reads closed
@@ -276,7 +276,7 @@ type writerOnly struct{ io.Writer }
 // During the handshake nothing is written: crypto/tls's records are being
 // counted (or were), and a close_notify from crypto/tls would go out at the
 // sequence number the engine installed next starts from, a nonce reuse
-// (DESIGN.md, invariants). The raw connection is closed, the handshake fails
+// (docs/ARCHITECTURE.md, invariants). The raw connection is closed, the handshake fails
 // with net.ErrClosed, and it closes what it installed.
 func (c *Conn) Close() error {
 	if c.closed.Swap(true) {

@@ -12,7 +12,7 @@ import (
 
 // handoff runs once, right after crypto/tls's handshake succeeded, under
 // handshakeMu. It finds the keys and sequence numbers, asks the policy for
-// candidates, and installs the engines (DESIGN.md steps 3-6). When anything
+// candidates, and installs the engines (docs/ARCHITECTURE.md steps 3-6). When anything
 // is uncertain the connection stays on crypto/tls's record layer, with the
 // reason in BackendInfo.
 func (c *Conn) handoff() error {
@@ -105,8 +105,8 @@ func (o Options) Facts(d selector.Direction, version, suite uint16, unknown stri
 }
 
 // whyNot is an engine's refusal as a short reason for BackendInfo.Reason:
-// the engine's own name in front of its message ("kernel: ...", STYLE.md
-// rule 8) and the ErrNotSupported sentinel at its end say nothing the reason
+// the engine's own name in front of its message ("kernel: ...", docs/ARCHITECTURE.md,
+// house rule 8) and the ErrNotSupported sentinel at its end say nothing the reason
 // does not already say.
 func whyNot(name string, err error) string {
 	msg := strings.TrimPrefix(err.Error(), name+": ")
@@ -181,7 +181,7 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 	}
 	// RFC 8446 §4.6.1: a TLS 1.3 server's tickets follow its Finished,
 	// under its application key. Only crypto/tls can turn them into
-	// sessions, so it reads them before RX moves (DESIGN.md step 7); while
+	// sessions, so it reads them before RX moves (docs/ARCHITECTURE.md step 7); while
 	// it does, a write it attempts is decoded with its stale TX key.
 	drain := c.isClient && st.Version == tls.VersionTLS13 && c.wantsTickets()
 	if drain {

@@ -13,7 +13,7 @@ import (
 	"github.com/ktls-go/ktls/internal/keyschedule"
 )
 
-// The TLS protocol around the records, once for every engine (DESIGN.md step
+// The TLS protocol around the records, once for every engine (docs/ARCHITECTURE.md step
 // 7). Engines seal and open; this file decides what records mean.
 
 // Alert levels and descriptions, RFC 8446 §6 and RFC 5246 §7.2.
@@ -42,7 +42,7 @@ const (
 	// before its next data, so KeyUpdates do not count against
 	// maxUselessRecords; this cap is far above any conforming burst and
 	// still bounds the key derivations (and answers) one peer can cause
-	// without sending data (issue 13, item 6).
+	// without sending data.
 	maxKeyUpdates = 1024
 	// maxHandshake caps a post-handshake message, as crypto/tls does.
 	maxHandshake = 65536

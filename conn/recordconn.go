@@ -14,7 +14,7 @@ import (
 
 // recordConn is the net.Conn that crypto/tls runs over. It exists so that the
 // record layer can leave crypto/tls with nothing lost and nothing guessed
-// (DESIGN.md step 2):
+// (docs/ARCHITECTURE.md step 2):
 //
 //   - On read it never takes a byte from the socket past the end of the record
 //     crypto/tls is reading (header first, then exactly the body), so when the
@@ -290,8 +290,8 @@ func (r *recordConn) Write(p []byte) (int, error) {
 
 // refuseWrites makes every later crypto/tls write fail, once a write in
 // flight has ended. The handoff calls it before it counts crypto/tls's
-// records (issue 13, item 1: a close_notify written after the count went out
-// at the sequence number the engine then started from).
+// records: a close_notify written after the count would go out at the
+// sequence number the engine then starts from (docs/ARCHITECTURE.md, step 4).
 func (r *recordConn) refuseWrites() {
 	r.wmu.Lock()
 	r.txMoved.Store(true)

@@ -14,7 +14,7 @@ import (
 	"github.com/ktls-go/ktls/internal/record"
 )
 
-// Secrets come from crypto/tls's public API only (DESIGN.md step 3): the key
+// Secrets come from crypto/tls's public API only (docs/ARCHITECTURE.md step 3): the key
 // log lines it writes to Config.KeyLogWriter, and, for a resumed TLS 1.2
 // session (for which crypto/tls logs no line), the master secret of the
 // session it resumed, from SessionState.Bytes. Every key found this way is

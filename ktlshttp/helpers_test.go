@@ -26,8 +26,8 @@ import (
 func TestMain(m *testing.M) { testenv.MainWithLeakCheck(m) }
 
 // checkLeaks fails t if, once its cleanups ran, the process has more file
-// descriptors or goroutines than when checkLeaks was called (STYLE.md,
-// leak discipline). Call it first, so that its cleanup runs last. The tests
+// descriptors or goroutines than when checkLeaks was called (docs/ARCHITECTURE.md,
+// house rule 13). Call it first, so that its cleanup runs last. The tests
 // of this package do not run in parallel, so the counts are the test's.
 func checkLeaks(t *testing.T) {
 	t.Helper()

@@ -35,7 +35,7 @@ type Facts struct {
 	Version     uint16 // tls.VersionTLS12 or tls.VersionTLS13
 	CipherSuite uint16 // a crypto/tls cipher suite ID
 	// KeysKnown says the connection knows this direction's keys and sequence
-	// number with certainty (DESIGN.md step 4). When it does not, Unknown
+	// number with certainty (docs/ARCHITECTURE.md step 4). When it does not, Unknown
 	// says why; it goes into the reason.
 	KeysKnown bool
 	Unknown   string
@@ -146,7 +146,7 @@ func Describe(tx, rx Candidate) string {
 }
 
 // StrictError is returned, in strict mode, when the engine forced on a
-// direction cannot serve it (DESIGN.md, "Forcing a backend": with
+// direction cannot serve it (docs/ARCHITECTURE.md, "Forcing an engine": with
 // KTLS_STRICT=1 the handshake fails with a typed error instead of falling
 // back).
 //
@@ -165,13 +165,13 @@ func (e *StrictError) Error() string {
 }
 
 // autoOrder returns the automatic order of preference for the direction
-// and suite of f, best first (DESIGN.md, the backend table):
+// and suite of f, best first (docs/ARCHITECTURE.md, the engine table):
 //
 //   - nic first: kTLS with device offload takes the crypto off the CPU
 //     altogether; its engine verifies the offload per socket and reports
 //     !OK otherwise ("verified per socket, else it is plain kernel");
 //   - kernel next: the records never cross into user space, and it is what
-//     makes sendfile/splice zero-copy (DESIGN.md step 8);
+//     makes sendfile/splice zero-copy (docs/ARCHITECTURE.md step 8);
 //   - afalg only under the conditions of afalgAuto, and then before
 //     userspace, since the one case it exists for (a hardware crypto engine,
 //     no kTLS, no AES instructions) is exactly where it beats userspace; after
@@ -213,7 +213,7 @@ func userspaceFirst(f Facts) bool {
 
 // Candidates returns the engines to try, in order, for the direction of f.
 // The caller installs the first one that takes the direction; one that
-// reports backend.ErrNotSupported is passed over for the next (DESIGN.md
+// reports backend.ErrNotSupported is passed over for the next (docs/ARCHITECTURE.md
 // step 6).
 //
 // The rules, in order:
@@ -221,8 +221,8 @@ func userspaceFirst(f Facts) bool {
 //  1. A direction forced to stdlib gets [stdlib].
 //  2. FIPS 140-3 mode (Facts.FIPS: see fipsReason), a version other than
 //     TLS 1.2 and 1.3, a suite that is not an AEAD suite of that version
-//     (DESIGN.md step 3: "CBC suites stay stdlib"), or keys or sequence
-//     numbers not known with certainty (DESIGN.md step 4: "if anything is
+//     (docs/ARCHITECTURE.md step 3: "CBC suites stay stdlib"), or keys or sequence
+//     numbers not known with certainty (docs/ARCHITECTURE.md step 4: "if anything is
 //     uncertain, that connection stays stdlib") leave only stdlib, whatever
 //     the engines say; a direction forced to another engine then gets a
 //     *StrictError in strict mode, or [stdlib] with the reason "forced X
@@ -361,8 +361,8 @@ func autoCandidates(f Facts, exclude, prefix string) []Candidate {
 	return append(list, Candidate{Name: backend.Stdlib, Reason: reason(backend.Stdlib)})
 }
 
-// afalgAuto reports whether afalg joins the automatic order. DESIGN.md's
-// table: afalg is the choice "only where a hardware crypto engine serves
+// afalgAuto reports whether afalg joins the automatic order. docs/ARCHITECTURE.md's
+// engine table: afalg is the choice "only where a hardware crypto engine serves
 // gcm(aes) and kTLS is missing; opt-in otherwise", because AF_ALG is
 // deprecated upstream, slower than in-process AES on any CPU with AES
 // instructions (a syscall and a copy per record against a few cycles per
@@ -459,7 +459,7 @@ func stdlibOnly(f Facts) string {
 }
 
 // aeadSuite reports whether suite is an AEAD suite that crypto/tls negotiates
-// under version: the only suites any engine but stdlib can take (DESIGN.md
+// under version: the only suites any engine but stdlib can take (docs/ARCHITECTURE.md
 // step 3; RFC 8446 §B.4 for TLS 1.3, RFC 5288, RFC 5289 and RFC 7905 for
 // TLS 1.2). A safety net under the engines' own suite tables, so that a CBC
 // suite stays stdlib even if an engine were to answer OK for it.

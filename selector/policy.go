@@ -6,7 +6,7 @@ import (
 )
 
 // The environment variables an operator sets to override the program
-// (DESIGN.md, "Forcing a backend").
+// (docs/ARCHITECTURE.md, "Forcing an engine").
 const (
 	EnvBackend = "KTLS_BACKEND" // a spec in the grammar of ParseSpec
 	EnvStrict  = "KTLS_STRICT"  // 1, 0, true or false
@@ -30,8 +30,8 @@ type Policy struct {
 //
 // The environment wins when it is set, so that an operator can force a
 // backend, or lift one the program forced (KTLS_BACKEND=auto), or lift the
-// program's strictness (KTLS_STRICT=0), without a rebuild (DESIGN.md,
-// "Forcing a backend"). A variable is unset when it is empty or only spaces;
+// program's strictness (KTLS_STRICT=0), without a rebuild (docs/ARCHITECTURE.md,
+// "Forcing an engine"). A variable is unset when it is empty or only spaces;
 // os.Getenv cannot tell an empty variable from a missing one. A variable that
 // is set but invalid is an error and is never ignored: an operator who
 // mistyped KTLS_BACKEND=kernal must not silently get automatic selection. An

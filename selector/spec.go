@@ -18,7 +18,7 @@ const Auto = "auto"
 const accepted = "accepted: auto, kernel, nic, afalg, userspace, stdlib, or tx=NAME,rx=NAME"
 
 // Spec is the engine a user forces on each direction of a connection
-// (DESIGN.md, "Forcing a backend").
+// (docs/ARCHITECTURE.md, "Forcing an engine").
 //
 // Each field is "" or "auto" for the automatic choice, or an engine name
 // (backend.Kernel, backend.NIC, backend.AFALG, backend.Userspace,

@@ -13,7 +13,7 @@
 // Each record is one sendmsg of additional data and input with the
 // operation, IV and associated-data length as control messages, and one
 // readv of additional data and output (the layout of
-// shared/reference/afalg-and-nic-offload.md, A.2). The operation socket is
+// docs/ARCHITECTURE.md, AF_ALG). The operation socket is
 // non-blocking and parked on the Go netpoller. A TLS 1.3 KeyUpdate opens a
 // new transform and operation socket: the kernel refuses a new key on a
 // transform that has operation sockets (EBUSY, crypto/af_alg.c,
@@ -28,8 +28,8 @@
 // (/proc/sys/crypto/af_alg_restrict), and two system calls and two copies
 // per record make it slower than Go's in-process AES-GCM on any CPU with
 // AES instructions: about 11 times at 64 bytes, still about 2 times at
-// 16 KiB (lower bounds measured in shared/reference/afalg-and-nic-offload.md,
-// A.8). Its one niche is a
+// 16 KiB (lower bounds measured in docs/ARCHITECTURE.md,
+// AF_ALG). Its one niche is a
 // machine whose kernel drives a crypto engine off the CPU (NXP CAAM, ARM
 // CryptoCell, SafeXcel, ...) where the CPU has no AES instructions and kTLS
 // is missing. So the automatic choice takes it only there: the engine's
@@ -53,7 +53,7 @@ import (
 )
 
 // The algorithms of the kernel crypto API that a TLS record layer uses
-// (shared/reference/afalg-and-nic-offload.md, A.3).
+// (docs/ARCHITECTURE.md, AF_ALG).
 const (
 	// GCMAES is AES-GCM with a 12-byte IV, the whole nonce: TLS 1.3's
 	// (RFC 8446 §5.3) and TLS 1.2's salt ‖ explicit nonce (RFC 5288 §3).

@@ -123,7 +123,7 @@ func why(err error) string {
 	return strings.TrimSuffix(msg, ": "+backend.ErrNotSupported.Error())
 }
 
-// The probes attempt the real thing, as STYLE.md asks (cilium/ebpf's
+// The probes attempt the real thing, as house rule 4 of docs/ARCHITECTURE.md asks (cilium/ebpf's
 // feature tests): socket(AF_ALG), bind to the algorithm, a key, and one
 // record sealed and opened, compared with Go's own AEAD (a known-answer
 // test: hardware drivers have had GCM bugs, and the kernel's self-tests can
@@ -170,7 +170,7 @@ func ProbeSocket() error {
 }
 
 // socketError classifies an error of socket(AF_ALG)
-// (shared/reference/afalg-and-nic-offload.md, A.6).
+// (docs/ARCHITECTURE.md, AF_ALG).
 func socketError(err error) error {
 	e := errnoError{err}
 	switch {

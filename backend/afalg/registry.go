@@ -23,7 +23,7 @@ import (
 
 // Implementation is one registered implementation of an algorithm of the
 // kernel crypto API, from /proc/crypto or crypto netlink
-// (shared/reference/afalg-and-nic-offload.md, A.9).
+// (docs/ARCHITECTURE.md, AF_ALG).
 type Implementation struct {
 	Name   string // cra_name: "gcm(aes)"
 	Driver string // cra_driver_name: "generic-gcm-aesni", "gcm-aes-caam"
@@ -218,8 +218,7 @@ const (
 
 // hardwareDrivers are fragments of the driver names of crypto engines off
 // the CPU that register AEADs or the ciphers under them
-// (shared/reference/afalg-and-nic-offload.md, A.9, from the drivers'
-// sources): NXP CAAM and DCP, ARM CryptoCell, Chelsio, AMD CCP, Inside
+// (docs/ARCHITECTURE.md, AF_ALG; the drivers' sources): NXP CAAM and DCP, ARM CryptoCell, Chelsio, AMD CCP, Inside
 // Secure SafeXcel, IBM NX, TI OMAP and SA2UL, AMCC PPC4xx, Atmel, Axis
 // ARTPEC, Broadcom iProc SPU, Intel Keem Bay and QAT, NVIDIA Tegra, ST
 // STM32, Cavium Nitrox, Marvell OcteonTX CPT and CESA, HiSilicon SEC,

@@ -108,7 +108,7 @@ func lookup(version, suite uint16) (cipher, error) {
 }
 
 // cryptoInfo builds the crypto_info of p for setsockopt(TLS_TX/TLS_RX). The
-// caller zeroes it once the kernel has it (DESIGN.md, invariants).
+// caller zeroes it once the kernel has it (docs/ARCHITECTURE.md, invariants).
 //
 // How the fields are filled (include/uapi/linux/tls.h; the kernel's
 // tls_set_sw_offload and tls_advance_record_sn):
@@ -124,7 +124,7 @@ func lookup(version, suite uint16) (cipher, error) {
 //     uses the sequence number as the explicit nonce and has sent its Finished
 //     with nonce 0 already, so iv must be the next sequence number, never a
 //     fresh 0: a 0 would reuse the Finished's nonce under the same key
-//     (DESIGN.md step 4; the bug of secure-for-ai/goktls);
+//     (docs/ARCHITECTURE.md step 4; the bug of secure-for-ai/goktls);
 //   - ChaCha20-Poly1305, both versions: iv is the whole 12-byte IV, there is
 //     no salt (RFC 7905 §2, RFC 8446 §5.3).
 func cryptoInfo(c cipher, p backend.Params) ([]byte, error) {

@@ -17,7 +17,7 @@ import (
 )
 
 // The probes attempt the real thing on a connected loopback TCP pair, as
-// STYLE.md asks (cilium/ebpf's feature tests): a version number says nothing
+// house rule 4 of docs/ARCHITECTURE.md asks (cilium/ebpf's feature tests): a version number says nothing
 // about a kernel built without the tls module, a distribution backport, or a
 // cipher module that is missing. They have three outcomes: nil (available,
 // cached), an error wrapping backend.ErrNotSupported (conclusively missing,

@@ -17,7 +17,7 @@ const DefaultTimeout = 2 * time.Second
 
 // Conn is a netlink socket for one request at a time (not safe for
 // concurrent use). The socket is non-blocking and parked on the Go netpoller
-// through an *os.File's syscall.RawConn (STYLE.md rule 7, the model being
+// through an *os.File's syscall.RawConn (docs/ARCHITECTURE.md, house rule 7, the model being
 // mdlayher/socket): waiting for the kernel's answer parks the goroutine, not
 // its thread, and each request has a deadline.
 //

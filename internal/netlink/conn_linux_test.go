@@ -11,7 +11,7 @@ import (
 )
 
 // TestConn resolves generic netlink families over a real socket, which is
-// non-blocking on the netpoller and close-on-exec (STYLE.md rule 7).
+// non-blocking on the netpoller and close-on-exec (docs/ARCHITECTURE.md, house rule 7).
 func TestConn(t *testing.T) {
 	c, err := Dial(unix.NETLINK_GENERIC, "NETLINK_GENERIC")
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 
 // MainWithLeakCheck runs a package's tests, as a TestMain, and fails the
 // package if goroutines of this module that the tests started outlive them
-// (STYLE.md, leak discipline).
+// (docs/ARCHITECTURE.md, house rule 13).
 //
 //	func TestMain(m *testing.M) { testenv.MainWithLeakCheck(m) }
 func MainWithLeakCheck(m *testing.M) {

@@ -235,7 +235,7 @@ func AFALGRestriction() int {
 // through an AF_ALG "aead" socket: socket, bind, setkey, then one encryption
 // whose output is compared with crypto/cipher's AES-GCM
 // (Documentation/crypto/userspace-if.rst; the buffer layout is in
-// shared/reference/afalg-and-nic-offload.md, part A). It returns an error
+// docs/ARCHITECTURE.md, AF_ALG). It returns an error
 // wrapping [backend.ErrNotSupported] when the kernel has no AF_ALG
 // (EAFNOSUPPORT) or refuses gcm(aes) (ENOENT from bind: no aead type, no
 // gcm(aes), or the af_alg_restrict allowlist of Linux 7.3+).

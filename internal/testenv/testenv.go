@@ -9,7 +9,7 @@
 // decide on its own to skip: it hands its probe result to
 // [RequireKernelFeature], which skips on a host that lacks the feature but
 // fails the test inside the VM. A kernel test can never pass in CI by skipping
-// (STYLE.md rule 12; the model is cilium/ebpf's testutils.SkipIfNotSupported,
+// (docs/ARCHITECTURE.md, house rule 12; the model is cilium/ebpf's testutils.SkipIfNotSupported,
 // which fails instead of skipping on a kernel new enough to have the feature).
 //
 // Typical use:
@@ -51,7 +51,7 @@ func InVM() bool { return os.Getenv(EnvVar) == "1" }
 const (
 	// FeatureKTLS: TCP_ULP "tls" with TLS_TX and TLS_RX for TLS 1.2
 	// AES-128-GCM. TX since Linux 4.13, RX since 4.17
-	// (shared/reference/kernel-tls-and-anchors.md §1.9).
+	// (docs/ARCHITECTURE.md, kTLS features by version).
 	FeatureKTLS = "ktls"
 	// FeatureKTLS13: kTLS for TLS 1.3, and AES-256-GCM; Linux 5.1.
 	FeatureKTLS13 = "ktls-tls13"
@@ -64,7 +64,7 @@ const (
 	// KeyUpdate, EKEYEXPIRED on read; Linux 6.14 (commit 47069594e67e).
 	FeatureKTLSRekey = "ktls-rekey"
 	// FeatureKTLSDevice: kTLS device offload on a NIC. No virtual device
-	// emulates it (shared/reference/afalg-and-nic-offload.md §0), so it is
+	// emulates it (docs/ARCHITECTURE.md, Kernel facts), so it is
 	// never required in the VM.
 	FeatureKTLSDevice = "ktls-device"
 	// FeatureAFALG: an AF_ALG "aead" socket for gcm(aes) (algif_aead, Linux

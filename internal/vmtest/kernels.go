@@ -120,7 +120,7 @@ func releaseNums(name, flavour string) []int {
 // "6.12.94+deb13-cloud-amd64" or "6.1.0-50-cloud-arm64" (to pin one, e.g.
 // to tell a kernel's bug from the project's; it applies to its own
 // architecture only, see selectorsFor), and "newest"; "all" is the matrix of
-// DESIGN.md (6.1 LTS, 6.12, the newest). The same selectors apply to every
+// docs/ARCHITECTURE.md (6.1 LTS, 6.12, the newest). The same selectors apply to every
 // architecture that -arch chooses.
 func kernelSelectors(flag string) ([]string, error) {
 	var sels []string
