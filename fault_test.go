@@ -67,14 +67,7 @@ const faultStall = 30 * time.Second
 func TestFaultsUnderLoad(t *testing.T) {
 	engines := append([]string{"auto"}, leakEngines(t)...)
 	file := faultFile(t)
-	var kept []any
-	var keptMu sync.Mutex
-	keep := func(v ...any) {
-		keptMu.Lock()
-		kept = append(kept, v...)
-		keptMu.Unlock()
-	}
-	defer runtime.KeepAlive(&kept)
+	keep := keeper(t)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	baseG, baseFD := runtime.NumGoroutine(), fdCount(t)

@@ -305,14 +305,7 @@ func TestNoLeaks(t *testing.T) {
 	if testing.Short() {
 		rounds = 2
 	}
-	var kept []any
-	var mu sync.Mutex
-	keep := func(v ...any) {
-		mu.Lock()
-		kept = append(kept, v...)
-		mu.Unlock()
-	}
-	defer runtime.KeepAlive(&kept)
+	keep := keeper(t)
 	// One connection first, so that what the runtime and the test helpers
 	// set up once (the network poller, the test PKI) is in the baseline.
 	engines := leakEngines(t)
@@ -329,6 +322,24 @@ func TestNoLeaks(t *testing.T) {
 		return
 	}
 	waitBaseline(t, baseG, baseFD, 10*time.Second, fmt.Sprintf("after %d rounds of %d scenarios", rounds, len(leakScenarios(engines))))
+}
+
+// keeper returns a keep function for the scenarios: what it is given stays
+// reachable until the test ends, so that a socket ktls forgot to close is
+// not closed by the runtime's finalizer, which would hide the leak.
+func keeper(t *testing.T) func(...any) {
+	var mu sync.Mutex
+	var kept []any
+	t.Cleanup(func() {
+		mu.Lock()
+		runtime.KeepAlive(kept)
+		mu.Unlock()
+	})
+	return func(v ...any) {
+		mu.Lock()
+		kept = append(kept, v...)
+		mu.Unlock()
+	}
 }
 
 // waitBaseline waits up to limit for the goroutine and file descriptor
