@@ -19,26 +19,36 @@ func TestCandidatesMatchConnection(t *testing.T) {
 		t.Run(sc.String(), func(t *testing.T) {
 			ccfg, scfg := configs(t, sc.version, sc.suite)
 			k, s := pairWithStock(t, false, ccfg, scfg)
-			st := k.ConnectionState()
-			b := k.Backend()
-			for _, d := range []struct {
-				dir  selector.Direction
-				name string
-			}{{selector.TX, b.TX}, {selector.RX, b.RX}} {
-				cands, err := ktls.Candidates(st.Version, st.CipherSuite, d.dir)
-				if err != nil {
-					t.Fatalf("Candidates(%s): %v", d.dir, err)
-				}
-				if cands[0].Name != d.name {
-					t.Errorf("Candidates(%s)[0] = %s, the connection got %s (%s)", d.dir, cands[0], d.name, b.Reason)
-				}
-				if want := d.dir.String() + ": " + cands[0].String(); !strings.Contains(b.Reason, want) {
-					t.Errorf("Backend().Reason = %q, want it to contain %q", b.Reason, want)
-				}
-			}
+			candidatesMatch(t, k)
 			closeBoth(t, k, s)
 		})
 	}
+}
+
+// candidatesMatch checks that ktls.Candidates gives, for each direction of
+// k's version and suite, the engine k got first and the reason k reports for
+// it, and returns the candidates.
+func candidatesMatch(t *testing.T, k *ktls.Conn) (tx, rx []selector.Candidate) {
+	t.Helper()
+	st, b := k.ConnectionState(), k.Backend()
+	for _, d := range []struct {
+		dir  selector.Direction
+		name string
+		out  *[]selector.Candidate
+	}{{selector.TX, b.TX, &tx}, {selector.RX, b.RX, &rx}} {
+		cands, err := ktls.Candidates(st.Version, st.CipherSuite, d.dir)
+		if err != nil {
+			t.Fatalf("Candidates(%s): %v", d.dir, err)
+		}
+		*d.out = cands
+		if cands[0].Name != d.name {
+			t.Errorf("Candidates(%s)[0] = %s, the connection got %s (%s)", d.dir, cands[0], d.name, b.Reason)
+		}
+		if want := d.dir.String() + ": " + cands[0].String(); !strings.Contains(b.Reason, want) {
+			t.Errorf("Backend().Reason = %q, want it to contain %q", b.Reason, want)
+		}
+	}
+	return tx, rx
 }
 
 // TestCandidatesPolicy checks that Candidates applies the environment and

@@ -429,25 +429,7 @@ func TestOpenerTampered(t *testing.T) {
 		t.Run(suiteName(s), func(t *testing.T) {
 			require(t, false, s)
 			p := randomParams(s, 1000)
-			prot, err := record.NewProtector(p.Version, p.CipherSuite, p.Key, p.IV)
-			if err != nil {
-				t.Fatal(err)
-			}
-			good := prot.Seal(nil, 1000, backend.TypeApplicationData, []byte("genuine"))
-			mut := func(f func(r []byte) []byte) []byte { return f(bytes.Clone(good)) }
-			for _, tc := range []struct {
-				name   string
-				stream []byte
-				want   error
-			}{
-				{"tampered tag", mut(func(r []byte) []byte { r[len(r)-1] ^= 1; return r }), tls.AlertError(20)},
-				{"wrong sequence number", prot.Seal(nil, 999, backend.TypeApplicationData, []byte("replayed")), tls.AlertError(20)},
-				{"oversized", mut(func(r []byte) []byte {
-					r[3], r[4] = 0x48, 0x01 // 2^14 + 2048 + 1 and more
-					return r
-				}), tls.AlertError(22)},
-				{"wrong version", mut(func(r []byte) []byte { r[2] = 1; return r }), tls.AlertError(70)},
-			} {
+			for _, tc := range brokenRecords(t, p) {
 				t.Run(tc.name, func(t *testing.T) {
 					a, b := testenv.TCPPair(t)
 					o, err := kernel.New(kernel.Options{}).NewOpener(backend.Link{Conn: b}, clone(p))
@@ -469,6 +451,37 @@ func TestOpenerTampered(t *testing.T) {
 	}
 }
 
+// brokenRecord is a record an opener at sequence number 1000 must refuse,
+// and the alert its error must carry.
+type brokenRecord struct {
+	name   string
+	stream []byte
+	want   tls.AlertError
+}
+
+// brokenRecords are the records TestOpenerTampered and
+// TestAlertAfterRefusedRecord send to a kernel opener with key p at
+// sequence number 1000.
+func brokenRecords(t *testing.T, p backend.Params) []brokenRecord {
+	t.Helper()
+	prot, err := record.NewProtector(p.Version, p.CipherSuite, p.Key, p.IV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := prot.Seal(nil, 1000, backend.TypeApplicationData, []byte("genuine"))
+	mut := func(f func(r []byte) []byte) []byte { return f(bytes.Clone(good)) }
+	return []brokenRecord{
+		{"tampered tag", mut(func(r []byte) []byte { r[len(r)-1] ^= 1; return r }), 20},
+		{"tampered body", mut(func(r []byte) []byte { r[record.HeaderLen+prot.Overhead()-16] ^= 0x40; return r }), 20},
+		{"wrong sequence number", prot.Seal(nil, 999, backend.TypeApplicationData, []byte("replayed")), 20},
+		{"oversized", mut(func(r []byte) []byte {
+			r[3], r[4] = 0x48, 0x01 // 2^14 + 2048 + 1 and more
+			return r
+		}), 22},
+		{"wrong version", mut(func(r []byte) []byte { r[2] = 1; return r }), 70},
+	}
+}
+
 // TestAlertAfterRefusedRecord checks that the alert for a record the kernel
 // refused still goes out (RFC 8446 §5.2, §6), through the kernel's TX and
 // through a user-space sealer on the same socket: a failed decryption marks
@@ -482,23 +495,7 @@ func TestAlertAfterRefusedRecord(t *testing.T) {
 			require(t, false, s)
 			require(t, true, s)
 			rx, tx := randomParams(s, 1000), randomParams(s, 50)
-			prot, err := record.NewProtector(rx.Version, rx.CipherSuite, rx.Key, rx.IV)
-			if err != nil {
-				t.Fatal(err)
-			}
-			good := prot.Seal(nil, 1000, backend.TypeApplicationData, []byte("genuine"))
-			mut := func(f func(r []byte) []byte) []byte { return f(bytes.Clone(good)) }
-			for _, tc := range []struct {
-				name   string
-				stream []byte
-				want   tls.AlertError
-			}{
-				{"tampered tag", mut(func(r []byte) []byte { r[len(r)-1] ^= 1; return r }), 20},
-				{"tampered body", mut(func(r []byte) []byte { r[record.HeaderLen+prot.Overhead()-16] ^= 0x40; return r }), 20},
-				{"wrong sequence number", prot.Seal(nil, 999, backend.TypeApplicationData, []byte("replayed")), 20},
-				{"oversized", mut(func(r []byte) []byte { r[3], r[4] = 0x48, 0x01; return r }), 22},
-				{"wrong version", mut(func(r []byte) []byte { r[2] = 1; return r }), 70},
-			} {
+			for _, tc := range brokenRecords(t, rx) {
 				for _, sealer := range []string{"kernel", "userspace"} {
 					t.Run(tc.name+"/tx="+sealer, func(t *testing.T) {
 						a, b := testenv.TCPPair(t)
