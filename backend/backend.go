@@ -15,6 +15,7 @@ package backend
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -39,6 +40,50 @@ var Names = []string{Kernel, NIC, AFALG, Userspace, Stdlib}
 // candidate. Any other error from a constructor is a failure after something
 // was done, and the connection fails.
 var ErrNotSupported = errors.New("backend: not supported")
+
+// NotSupportedError is an engine's refusal: it cannot serve what was asked
+// and did nothing, so the connection tries its next candidate. It wraps
+// ErrNotSupported, and Err where there is a cause (a syscall's errno, the
+// refusal of the engine it decorates), so that errors.Is finds both; callers
+// read Engine and Reason with errors.As instead of cutting a message apart
+// (in the style of cilium/ebpf's UnsupportedFeatureError).
+type NotSupportedError struct {
+	// Engine is the engine or probe that refused ("kernel", "afalg").
+	Engine string
+	// Reason is why, without the engine's name: "no kTLS cipher for
+	// TLS_RSA_WITH_AES_128_CBC_SHA". It never carries key material.
+	Reason string
+	// Err is the cause, or nil.
+	Err error
+}
+
+// NotSupported returns a *NotSupportedError of engine whose Reason is
+// formatted as by fmt.Errorf; a %w verb in format sets Err to what it wraps.
+func NotSupported(engine, format string, args ...any) error {
+	formatted := fmt.Errorf(format, args...)
+	e := &NotSupportedError{Engine: engine, Reason: formatted.Error()}
+	switch u := formatted.(type) {
+	case interface{ Unwrap() error }:
+		e.Err = u.Unwrap()
+	case interface{ Unwrap() []error }:
+		e.Err = formatted
+	}
+	return e
+}
+
+// Error is "engine: reason: backend: not supported", the text such a refusal
+// had when it was a wrapped string.
+func (e *NotSupportedError) Error() string {
+	return e.Engine + ": " + e.Reason + ": " + ErrNotSupported.Error()
+}
+
+// Unwrap returns ErrNotSupported and, where set, Err.
+func (e *NotSupportedError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrNotSupported}
+	}
+	return []error{ErrNotSupported, e.Err}
+}
 
 // Record content types, RFC 8446 §5.1 (the same numbers in RFC 5246 §6.2.1).
 const (
