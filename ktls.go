@@ -50,6 +50,16 @@ type Conn = conn.Conn
 // (kernel, nic, afalg, userspace or stdlib) and why.
 type BackendInfo = conn.BackendInfo
 
+// DirectionInfo is how the engine of one direction was chosen
+// (BackendInfo.TXDetail, BackendInfo.RXDetail).
+type DirectionInfo = conn.DirectionInfo
+
+// Choice is one engine chosen for a direction, and why.
+type Choice = conn.Choice
+
+// Refusal is a candidate engine that declined a direction, and why.
+type Refusal = conn.Refusal
+
 // ErrKeyUpdateUnsupported is returned when the peer updates its TLS 1.3 keys
 // and the engine that holds the connection's receiving side cannot follow.
 var ErrKeyUpdateUnsupported = conn.ErrKeyUpdateUnsupported
@@ -131,23 +141,15 @@ func connOptions(opts []Option) conn.Options {
 	return out
 }
 
-// Client returns a client-side connection over conn, as tls.Client. The
+// Client returns a client-side connection over c, as tls.Client. The
 // handshake runs on first use or on Handshake.
-func Client(conn net.Conn, config *tls.Config, opts ...Option) *Conn {
-	return clientConn(conn, config, connOptions(opts))
+func Client(c net.Conn, config *tls.Config, opts ...Option) *Conn {
+	return conn.Client(c, config, connOptions(opts))
 }
 
-func clientConn(c net.Conn, config *tls.Config, o conn.Options) *Conn {
-	return conn.Client(c, config, o)
-}
-
-// Server returns a server-side connection over conn, as tls.Server.
-func Server(conn net.Conn, config *tls.Config, opts ...Option) *Conn {
-	return serverConn(conn, config, connOptions(opts))
-}
-
-func serverConn(c net.Conn, config *tls.Config, o conn.Options) *Conn {
-	return conn.Server(c, config, o)
+// Server returns a server-side connection over c, as tls.Server.
+func Server(c net.Conn, config *tls.Config, opts ...Option) *Conn {
+	return conn.Server(c, config, connOptions(opts))
 }
 
 type listener struct {
@@ -163,7 +165,7 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return serverConn(c, l.config, l.opts), nil
+	return conn.Server(c, l.config, l.opts), nil
 }
 
 // NewListener returns a listener whose Accept returns server-side *Conn, as
@@ -232,7 +234,7 @@ func dial(ctx context.Context, nd *net.Dialer, network, addr string, config *tls
 		config = config.Clone()
 		config.ServerName = host
 	}
-	c := clientConn(raw, config, o)
+	c := conn.Client(raw, config, o)
 	if err := c.HandshakeContext(ctx); err != nil {
 		// The Conn, not only raw: what the handshake installed is closed
 		// with it.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -430,10 +429,15 @@ func TestBackendDuringDrain(t *testing.T) {
 	if b := k.Backend(); b.RX != backend.Userspace {
 		t.Fatalf("Backend() = %+v", b)
 	}
-	// The drain's reason names RX once (it used to be repeated
-	// when the install after the drain found the same engine).
-	if r := k.Backend().Reason; strings.Count(r, "rx: ") != 1 {
-		t.Errorf("Backend().Reason names rx %d times: %s", strings.Count(r, "rx: "), r)
+	// The install after the drain found the engine the drain's reason
+	// named, so the reason names RX once (it used to be repeated).
+	b := k.Backend()
+	if d := b.RXDetail; !d.AfterTickets || d.Engine != backend.Userspace || d.Drained.Engine != backend.Userspace {
+		t.Errorf("Backend().RXDetail = %+v; want userspace named at the handshake and installed after the drain", d)
+	}
+	want := "tx: userspace (" + b.TXDetail.Reason + "); rx: userspace (" + b.RXDetail.Reason + "), after crypto/tls has read the session tickets"
+	if b.Reason != want || b.String() != want {
+		t.Errorf("Backend().Reason = %q, String() = %q; want %q", b.Reason, b.String(), want)
 	}
 }
 

@@ -40,14 +40,6 @@ type Options struct {
 	FIPS bool
 }
 
-// BackendInfo says which engine protects each direction of a connection, and
-// why. The names are those of package backend: kernel, nic, afalg, userspace,
-// stdlib.
-type BackendInfo struct {
-	TX, RX string
-	Reason string
-}
-
 // Conn is a TLS connection with crypto/tls's method set. Read and Write may
 // be called concurrently; Close unblocks both.
 type Conn struct {

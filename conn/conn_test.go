@@ -3,7 +3,9 @@ package conn
 import (
 	"crypto/rand"
 	"crypto/tls"
+	"fmt"
 	"io"
+	"reflect"
 	"testing"
 
 	"github.com/ktls-go/ktls/internal/testenv"
@@ -87,24 +89,120 @@ func (r reporter) Engine() (string, string) { return r.name, r.why }
 
 var _ backend.Reporter = reporter{}
 
-func TestReported(t *testing.T) {
+func TestInstalledChoice(t *testing.T) {
 	cand := selector.Candidate{Name: backend.NIC, Reason: "auto"}
+	refused := []Refusal{{backend.Kernel, "tls module not loaded"}}
 	for _, tc := range []struct {
-		half         any
-		name, reason string
+		half any
+		want Choice
 	}{
-		{struct{}{}, backend.NIC, "auto"},
-		{reporter{backend.NIC, "offloaded to eth0"}, backend.NIC, "auto"},
-		{reporter{"", ""}, backend.NIC, "auto"},
-		{reporter{backend.Kernel, "nic: eth0 kept in software"}, backend.Kernel, "auto; nic: eth0 kept in software"},
-		{reporter{backend.Kernel, ""}, backend.Kernel, "auto"},
+		{struct{}{}, Choice{Engine: backend.NIC, Reason: "auto", Refused: refused}},
+		{reporter{backend.NIC, "offloaded to eth0"}, Choice{Engine: backend.NIC, Reason: "auto", Refused: refused}},
+		{reporter{"", ""}, Choice{Engine: backend.NIC, Reason: "auto", Refused: refused}},
+		{reporter{backend.Kernel, "nic: eth0 kept in software"}, Choice{Engine: backend.Kernel, Reason: "auto", Reported: "nic: eth0 kept in software", Refused: refused}},
+		{reporter{backend.Kernel, ""}, Choice{Engine: backend.Kernel, Reason: "auto", Refused: refused}},
 	} {
-		name, reason := reported(tc.half, cand)
-		if name != tc.name || reason != tc.reason {
-			t.Errorf("reported(%#v) = %q, %q; want %q, %q", tc.half, name, reason, tc.name, tc.reason)
+		if got := installedChoice(tc.half, cand, refused); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("installedChoice(%#v) = %+v; want %+v", tc.half, got, tc.want)
 		}
 	}
-	if _, reason := reported(reporter{backend.Kernel, "why"}, selector.Candidate{Name: backend.NIC}); reason != "why" {
-		t.Errorf("empty candidate reason: %q, want %q", reason, "why")
+}
+
+// TestRefusal: an engine's refusal is its NotSupportedError's reason, with
+// the name of the engine that refused in front where it is not the
+// candidate's own.
+func TestRefusal(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want Refusal
+	}{
+		{backend.Kernel, backend.NotSupported(backend.Kernel, "no kTLS cipher for %s", "X"), Refusal{backend.Kernel, "no kTLS cipher for X"}},
+		{backend.NIC, backend.NotSupported(backend.Kernel, "tls module not loaded"), Refusal{backend.NIC, "kernel: tls module not loaded"}},
+		{backend.NIC, fmt.Errorf("nic: lo: %w", backend.NotSupported(backend.NIC, "no tls-hw-tx-offload")), Refusal{backend.NIC, "no tls-hw-tx-offload"}},
+		{backend.AFALG, fmt.Errorf("afalg: no AF_ALG: %w", backend.ErrNotSupported), Refusal{backend.AFALG, "no AF_ALG"}},
+	} {
+		if got := refusal(tc.name, tc.err); got != tc.want {
+			t.Errorf("refusal(%s, %v) = %+v; want %+v", tc.name, tc.err, got, tc.want)
+		}
+	}
+}
+
+// TestBackendInfoString pins the one-line Reason of every shape a handoff
+// gives, built from the structure.
+func TestBackendInfoString(t *testing.T) {
+	auto := func(e string) Choice { return Choice{Engine: e, Reason: "auto"} }
+	for _, tc := range []struct {
+		name string
+		info BackendInfo
+		want string
+	}{
+		{
+			"same engine both ways",
+			BackendInfo{TXDetail: DirectionInfo{Choice: auto("kernel")}, RXDetail: DirectionInfo{Choice: auto("kernel")}},
+			"tx: kernel (auto); rx: kernel (auto)",
+		},
+		{
+			"passed-over candidates",
+			BackendInfo{
+				TXDetail: DirectionInfo{Choice: Choice{Engine: "userspace", Reason: "forced kernel did not install",
+					Refused: []Refusal{{"nic", "no offload"}, {"kernel", "no ULP"}}}},
+				RXDetail: DirectionInfo{Choice: Choice{Engine: "userspace", Refused: []Refusal{{"kernel", "buffered"}}}},
+			},
+			"tx: userspace (forced kernel did not install; passed over nic: no offload, kernel: no ULP); rx: userspace (passed over kernel: buffered)",
+		},
+		{
+			"stdlib both ways",
+			BackendInfo{TXDetail: DirectionInfo{Choice: Choice{Engine: "stdlib", Reason: "forced"}}, RXDetail: DirectionInfo{Choice: Choice{Engine: "stdlib", Reason: "forced"}}},
+			"tx: stdlib (forced); rx: stdlib (forced)",
+		},
+		{
+			"one stdlib keeps both",
+			BackendInfo{TXDetail: DirectionInfo{Choice: auto("kernel")}, RXDetail: DirectionInfo{Choice: Choice{Engine: "stdlib", Reason: "keys or sequence numbers not known: x"}}, BothStdlib: true},
+			"tx: kernel (auto); rx: stdlib (keys or sequence numbers not known: x); both stay on stdlib: crypto/tls cannot share a connection with another engine",
+		},
+		{
+			"no engine took tx",
+			BackendInfo{
+				TXDetail:   DirectionInfo{Choice: Choice{Engine: "stdlib", Reason: "auto; kernel did not install", Refused: []Refusal{{"kernel", "a"}, {"userspace", "b"}}}},
+				RXDetail:   DirectionInfo{Choice: auto("kernel")},
+				BothStdlib: true,
+			},
+			"tx: stdlib (no engine took tx: kernel: a; userspace: b); rx: kernel (auto); both stay on stdlib: crypto/tls cannot share a connection with another engine",
+		},
+		{
+			"no reason",
+			BackendInfo{TXDetail: DirectionInfo{Choice: Choice{Engine: "userspace"}}, RXDetail: DirectionInfo{Choice: Choice{Engine: "userspace"}}},
+			"tx: userspace; rx: userspace",
+		},
+		{
+			"during the drain",
+			BackendInfo{TXDetail: DirectionInfo{Choice: auto("kernel")}, RXDetail: DirectionInfo{Choice: auto("kernel"), AfterTickets: true}},
+			"tx: kernel (auto); rx: kernel (auto), after crypto/tls has read the session tickets",
+		},
+		{
+			"drained into the same engine",
+			BackendInfo{TXDetail: DirectionInfo{Choice: auto("kernel")}, RXDetail: DirectionInfo{Choice: auto("kernel"), AfterTickets: true,
+				Drained: Choice{Engine: "kernel", Reason: "auto"}}},
+			"tx: kernel (auto); rx: kernel (auto), after crypto/tls has read the session tickets",
+		},
+		{
+			"drained into another engine",
+			BackendInfo{TXDetail: DirectionInfo{Choice: auto("kernel")}, RXDetail: DirectionInfo{Choice: auto("kernel"), AfterTickets: true,
+				Drained: Choice{Engine: "userspace", Reason: "auto; kernel did not install", Refused: []Refusal{{"kernel", "2 bytes buffered"}}}}},
+			"tx: kernel (auto); rx: kernel (auto), after crypto/tls has read the session tickets; rx: userspace (auto; kernel did not install; passed over kernel: 2 bytes buffered)",
+		},
+		{
+			"nic reported as kernel",
+			BackendInfo{
+				TXDetail: DirectionInfo{Choice: installedChoice(reporter{"kernel", "nic: lo has tls-hw-tx-offload off"}, selector.Candidate{Name: "nic", Reason: "forced"}, nil)},
+				RXDetail: DirectionInfo{Choice: installedChoice(reporter{"kernel", ""}, selector.Candidate{Name: "nic", Reason: "forced"}, nil)},
+			},
+			"tx: kernel (forced; nic: lo has tls-hw-tx-offload off); rx: kernel (forced)",
+		},
+	} {
+		if got := tc.info.String(); got != tc.want {
+			t.Errorf("%s: String() =\n\t%s\nwant\n\t%s", tc.name, got, tc.want)
+		}
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"strings"
+	"io"
 
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/selector"
@@ -45,7 +45,7 @@ func (c *Conn) handoff() error {
 		rxC, err = c.opts.Policy.Candidates(c.facts(selector.RX, st, unknown))
 		if err == nil {
 			if txC[0].Name == backend.Stdlib || rxC[0].Name == backend.Stdlib {
-				c.stayStdlib(tx, rx, txC[0], rxC[0])
+				c.stayStdlib(tx, rx, candidateChoice(txC[0]), candidateChoice(rxC[0]))
 				return nil
 			}
 			err = c.install(st, tx, rx, txC, rxC)
@@ -84,7 +84,6 @@ func (o Options) Facts(d selector.Direction, version, suite uint16, unknown stri
 		Direction:   d,
 		Version:     version,
 		CipherSuite: suite,
-		KeysKnown:   unknown == "",
 		Unknown:     unknown,
 		CPU:         o.CPU,
 		FIPS:        o.FIPS,
@@ -93,7 +92,7 @@ func (o Options) Facts(d selector.Direction, version, suite uint16, unknown stri
 		e := selector.Engine{Name: b.Name(), OK: true}
 		if ch, ok := b.(backend.Checker); ok {
 			if err := ch.Check(d == selector.TX, version, suite); err != nil {
-				e.OK, e.Why = false, whyNot(b.Name(), err)
+				e.OK, e.Why = false, refusal(b.Name(), err).Reason
 			}
 		}
 		if a, ok := b.(backend.Accelerator); ok {
@@ -104,20 +103,11 @@ func (o Options) Facts(d selector.Direction, version, suite uint16, unknown stri
 	return f
 }
 
-// whyNot is an engine's refusal as a short reason for BackendInfo.Reason:
-// the engine's own name in front of its message ("kernel: ...", docs/ARCHITECTURE.md,
-// house rule 8) and the ErrNotSupported sentinel at its end say nothing the reason
-// does not already say.
-func whyNot(name string, err error) string {
-	msg := strings.TrimPrefix(err.Error(), name+": ")
-	return strings.TrimSuffix(msg, ": "+backend.ErrNotSupported.Error())
-}
-
 // stayStdlib leaves both directions on crypto/tls. One direction alone cannot
 // stay: crypto/tls reading must be able to write (alerts, KeyUpdate replies,
 // refused renegotiation), and ktls reading must be able to write the same
 // through an engine, which crypto/tls's writer cannot share.
-func (c *Conn) stayStdlib(tx, rx *dirKeys, txc, rxc selector.Candidate) {
+func (c *Conn) stayStdlib(tx, rx *dirKeys, txc, rxc Choice) {
 	tx.wipeIfSet()
 	rx.wipeIfSet()
 	c.rc.stopRecording()
@@ -125,18 +115,11 @@ func (c *Conn) stayStdlib(tx, rx *dirKeys, txc, rxc selector.Candidate) {
 	c.rc.release()
 	// crypto/tls keeps its record layer: its sequence numbers stay its own.
 	c.rc.allowWrites()
-	reason := describe("tx", txc) + "; " + describe("rx", rxc)
-	if txc.Name != rxc.Name {
-		reason += "; both stay on stdlib: crypto/tls cannot share a connection with another engine"
-	}
-	c.setInfo(BackendInfo{TX: backend.Stdlib, RX: backend.Stdlib, Reason: reason})
-}
-
-func describe(dir string, c selector.Candidate) string {
-	if c.Reason == "" {
-		return dir + ": " + c.Name
-	}
-	return dir + ": " + c.Name + " (" + c.Reason + ")"
+	c.setInfo(BackendInfo{
+		TX: backend.Stdlib, RX: backend.Stdlib,
+		TXDetail: DirectionInfo{Choice: txc}, RXDetail: DirectionInfo{Choice: rxc},
+		BothStdlib: txc.Engine != rxc.Engine,
+	})
 }
 
 func (d *dirKeys) wipeIfSet() {
@@ -148,37 +131,20 @@ func (d *dirKeys) wipeIfSet() {
 // install puts TX into the first engine that takes it, then RX (now, or after
 // the TLS 1.3 client's ticket drain). Keys are zeroed once handed over.
 func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selector.Candidate) error {
-	link := backend.Link{Conn: c.raw}
-	var txName, txWhy string
-	var passed []string
-	for _, cand := range txC {
-		if cand.Name == backend.Stdlib {
-			break
-		}
-		s, err := c.engine(cand.Name).NewSealer(link, tx.params)
-		if err == nil {
-			c.sealer = s
-			c.track(s)
-			txName, txWhy = reported(s, cand)
-			break
-		}
-		if !errors.Is(err, backend.ErrNotSupported) {
-			return fmt.Errorf("ktls: installing %s for tx: %w", cand.Name, err)
-		}
-		passed = append(passed, cand.Name+": "+whyNot(cand.Name, err))
+	half, txChoice, err := c.installHalf(selector.TX, txC, backend.Link{Conn: c.raw}, tx.params)
+	if err != nil {
+		return err
 	}
-	if c.sealer == nil {
+	if half == nil {
 		if txC[len(txC)-1].Name != backend.Stdlib {
 			// Strict: the policy left no fallback.
-			return &selector.StrictError{Direction: selector.TX, Forced: txC[0].Name, Reason: strings.Join(passed, "; ")}
+			return &selector.StrictError{Direction: selector.TX, Forced: txC[0].Name, Reason: joinRefusals(txChoice.Refused, "; ")}
 		}
 		// Nothing was done: the whole connection can still stay.
-		c.stayStdlib(tx, rx, selector.Candidate{Name: backend.Stdlib, Reason: "no engine took tx: " + strings.Join(passed, "; ")}, rxC[0])
+		c.stayStdlib(tx, rx, txChoice, candidateChoice(rxC[0]))
 		return nil
 	}
-	if len(passed) > 0 {
-		txWhy = strings.TrimPrefix(txWhy+"; passed over "+strings.Join(passed, ", "), "; ")
-	}
+	c.sealer = half.(backend.Sealer)
 	// RFC 8446 §4.6.1: a TLS 1.3 server's tickets follow its Finished,
 	// under its application key. Only crypto/tls can turn them into
 	// sessions, so it reads them before RX moves (docs/ARCHITECTURE.md step 7); while
@@ -195,7 +161,7 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 	c.tx = tx
 	c.moved = true
 	c.rc.stopRecording()
-	info := BackendInfo{TX: txName, Reason: describe("tx", selector.Candidate{Name: txName, Reason: txWhy})}
+	info := BackendInfo{TX: txChoice.Engine, TXDetail: DirectionInfo{Choice: txChoice}}
 
 	c.rx, c.rxCands = rx, rxC
 	if drain {
@@ -203,33 +169,51 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 		c.rc.mode = modeDrain
 		c.rxPending = true
 		info.RX = rxC[0].Name
-		info.Reason += "; " + describe("rx", rxC[0]) + ", after crypto/tls has read the session tickets"
+		info.RXDetail = DirectionInfo{Choice: candidateChoice(rxC[0]), AfterTickets: true}
 		c.setInfo(info)
 		return nil
 	}
 	c.setInfo(info)
 	c.rc.mode = modePassthrough
 	c.rc.release()
-	return c.installRXLocked(rx.params.Seq, nil, false)
+	return c.installRXLocked(rx.params.Seq, nil)
 }
 
-// reported returns the engine a half says it is and the reason: the
-// candidate's, unless the half is a backend.Reporter that ended up another
-// engine (nic kept in software by the kernel is kernel), whose reason then
-// follows the candidate's.
-func reported(half any, cand selector.Candidate) (name, reason string) {
-	r, ok := half.(backend.Reporter)
-	if !ok {
-		return cand.Name, cand.Reason
+// installHalf installs direction d with the first of cands that takes it,
+// up to stdlib, and tracks the half (for closeHalves). It returns nil and the
+// refusals (the Choice's Refused) when every engine candidate refused and
+// nothing was done; an error means a candidate failed after it changed the
+// socket (docs/ARCHITECTURE.md step 6).
+func (c *Conn) installHalf(d selector.Direction, cands []selector.Candidate, link backend.Link, p backend.Params) (io.Closer, Choice, error) {
+	var refused []Refusal
+	for _, cand := range cands {
+		if cand.Name == backend.Stdlib {
+			break
+		}
+		b, err := c.engine(cand.Name)
+		if err != nil {
+			return nil, Choice{}, err
+		}
+		var half io.Closer
+		if d == selector.TX {
+			half, err = b.NewSealer(link, p)
+		} else {
+			half, err = b.NewOpener(link, p)
+		}
+		if err == nil {
+			c.track(half)
+			return half, installedChoice(half, cand, refused), nil
+		}
+		if !errors.Is(err, backend.ErrNotSupported) {
+			return nil, Choice{}, fmt.Errorf("ktls: installing %s for %s: %w", cand.Name, d, err)
+		}
+		refused = append(refused, refusal(cand.Name, err))
 	}
-	name, why := r.Engine()
-	if name == "" || name == cand.Name {
-		return cand.Name, cand.Reason
+	ch := Choice{Engine: backend.Stdlib, Refused: refused}
+	if n := len(cands); n > 0 && cands[n-1].Name == backend.Stdlib {
+		ch.Reason = cands[n-1].Reason
 	}
-	if why == "" {
-		return name, cand.Reason
-	}
-	return name, strings.TrimPrefix(cand.Reason+"; "+why, "; ")
+	return nil, ch, nil
 }
 
 // wantsTickets reports whether crypto/tls would keep a TLS 1.3 ticket.
@@ -239,76 +223,47 @@ func (c *Conn) wantsTickets() bool {
 
 // installRXLocked puts RX into the first engine that takes it. TX has moved
 // already, so there is no way back to crypto/tls: failing here fails the
-// connection. afterDrain says the TLS 1.3 client's ticket drain ended, whose
+// connection. After the TLS 1.3 client's ticket drain (rc.drain set), the
 // reason already names the RX engine expected.
-func (c *Conn) installRXLocked(seq uint64, buffered []byte, afterDrain bool) error {
+func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 	rx := c.rx
 	rx.params.Seq = seq
-	link := backend.Link{Conn: c.raw, Buffered: buffered}
-	var passed []string
-	for _, cand := range c.rxCands {
-		if cand.Name == backend.Stdlib {
-			break
-		}
-		o, err := c.engine(cand.Name).NewOpener(link, rx.params)
-		if err == nil {
-			c.opener = o
-			c.track(o)
-			name, why := reported(o, cand)
-			if len(passed) > 0 {
-				why = strings.TrimPrefix(why+"; passed over "+strings.Join(passed, ", "), "; ")
-			}
-			c.infoMu.Lock()
-			if !afterDrain {
-				c.info.Reason += "; " + describe("rx", selector.Candidate{Name: name, Reason: why})
-			} else if name != c.info.RX {
-				c.info.Reason += "; rx: " + name + " (" + why + ")"
-			}
-			c.info.RX = name
-			c.infoMu.Unlock()
-			break
-		}
-		if !errors.Is(err, backend.ErrNotSupported) {
-			rx.wipe()
-			return fmt.Errorf("ktls: installing %s for rx: %w", cand.Name, err)
-		}
-		passed = append(passed, cand.Name+": "+whyNot(cand.Name, err))
-	}
+	half, choice, err := c.installHalf(selector.RX, c.rxCands, backend.Link{Conn: c.raw, Buffered: buffered}, rx.params)
 	clear(rx.params.Key)
 	clear(rx.params.IV)
 	rx.prot = nil
 	c.rxCands = nil
-	if c.opener == nil {
+	if err != nil {
 		rx.wipe()
-		return fmt.Errorf("ktls: no engine took rx after tx moved (%s)", strings.Join(passed, "; "))
+		return err
 	}
+	if half == nil {
+		rx.wipe()
+		return fmt.Errorf("ktls: no engine took rx after tx moved (%s)", joinRefusals(choice.Refused, "; "))
+	}
+	c.opener = half.(backend.Opener)
+	c.infoMu.Lock()
+	info := c.info
+	c.infoMu.Unlock()
+	info.RX = choice.Engine
+	if info.RXDetail.AfterTickets {
+		info.RXDetail.Drained = choice
+	} else {
+		info.RXDetail.Choice = choice
+	}
+	c.setInfo(info)
 	return nil
 }
 
-func (c *Conn) setInfo(info BackendInfo) {
-	c.infoMu.Lock()
-	c.info = info
-	c.infoMu.Unlock()
-}
-
-// engine returns the wired engine called name.
-func (c *Conn) engine(name string) backend.Backend {
+// engine returns the wired engine called name. The selector names only
+// engines that are wired in (selector.Facts.Engines come from the same
+// list), so another name is a bug, and the handshake fails rather than
+// guess.
+func (c *Conn) engine(name string) (backend.Backend, error) {
 	for _, b := range c.opts.Backends {
 		if b.Name() == name {
-			return b
+			return b, nil
 		}
 	}
-	return missingEngine(name)
-}
-
-// missingEngine stands for a candidate that is not wired in; the selector
-// only names wired engines, so this is a safety net that declines politely.
-type missingEngine string
-
-func (m missingEngine) Name() string { return string(m) }
-func (m missingEngine) NewSealer(backend.Link, backend.Params) (backend.Sealer, error) {
-	return nil, fmt.Errorf("ktls: engine %s is not wired in: %w", string(m), backend.ErrNotSupported)
-}
-func (m missingEngine) NewOpener(backend.Link, backend.Params) (backend.Opener, error) {
-	return nil, fmt.Errorf("ktls: engine %s is not wired in: %w", string(m), backend.ErrNotSupported)
+	return nil, fmt.Errorf("ktls: internal error: the policy named engine %s, which is not wired in", name)
 }

@@ -454,7 +454,7 @@ func (c *Conn) finishDrainLocked() error {
 	}
 	c.rxPending = false
 	c.rc.moveTX(nil, 0)
-	if err := c.installRXLocked(c.rc.drain.seq, c.rc.buffered(), true); err != nil {
+	if err := c.installRXLocked(c.rc.drain.seq, c.rc.buffered()); err != nil {
 		c.rxErr = err
 		return err
 	}

@@ -34,11 +34,10 @@ type Facts struct {
 	Direction   Direction
 	Version     uint16 // tls.VersionTLS12 or tls.VersionTLS13
 	CipherSuite uint16 // a crypto/tls cipher suite ID
-	// KeysKnown says the connection knows this direction's keys and sequence
-	// number with certainty (docs/ARCHITECTURE.md step 4). When it does not, Unknown
-	// says why; it goes into the reason.
-	KeysKnown bool
-	Unknown   string
+	// Unknown, when not empty, says why the connection does not know this
+	// direction's keys and sequence number with certainty
+	// (docs/ARCHITECTURE.md step 4); it goes into the reason.
+	Unknown string
 	// Engines are the engines wired into this program, in no particular
 	// order. stdlib need not be listed: it is always possible, whatever an
 	// entry for it says. A name listed twice is OK only if every entry says
@@ -136,13 +135,6 @@ type Candidate struct {
 // String returns "name (reason)".
 func (c Candidate) String() string {
 	return c.Name + " (" + c.Reason + ")"
-}
-
-// Describe joins the candidates installed on each direction into the reason a
-// connection gives for its backends, e.g.
-// "tx: kernel (auto); rx: userspace (auto; kernel: suite not supported by the kernel)".
-func Describe(tx, rx Candidate) string {
-	return "tx: " + tx.String() + "; rx: " + rx.String()
 }
 
 // StrictError is returned, in strict mode, when the engine forced on a
@@ -449,10 +441,7 @@ func stdlibOnly(f Facts) string {
 	if !aeadSuite(f.Version, f.CipherSuite) {
 		return tls.CipherSuiteName(f.CipherSuite) + " is not a " + tls.VersionName(f.Version) + " AEAD suite"
 	}
-	if !f.KeysKnown {
-		if f.Unknown == "" {
-			return "keys or sequence numbers not known"
-		}
+	if f.Unknown != "" {
 		return "keys or sequence numbers not known: " + f.Unknown
 	}
 	return ""

@@ -35,7 +35,6 @@ func facts(d Direction, engines ...Engine) Facts {
 		Direction:   d,
 		Version:     tls.VersionTLS13,
 		CipherSuite: tls.TLS_AES_128_GCM_SHA256,
-		KeysKnown:   true,
 		Engines:     engines,
 		CPU:         amd64AES,
 	}
@@ -390,7 +389,7 @@ func TestCandidates(t *testing.T) {
 		{
 			name:   "forced stdlib, strict, keys unknown",
 			policy: policy("stdlib", true),
-			facts:  with(facts(TX, allOK...), func(f *Facts) { f.KeysKnown = false }),
+			facts:  with(facts(TX, allOK...), func(f *Facts) { f.Unknown = "records buffered" }),
 			want:   []Candidate{{"stdlib", "forced"}},
 		},
 
@@ -399,21 +398,15 @@ func TestCandidates(t *testing.T) {
 			name:   "keys unknown",
 			policy: policy("auto", false),
 			facts: with(facts(RX, allOK...), func(f *Facts) {
-				f.KeysKnown, f.Unknown = false, "peer's ChangeCipherSpec not seen"
+				f.Unknown = "peer's ChangeCipherSpec not seen"
 			}),
 			want: []Candidate{{"stdlib", "keys or sequence numbers not known: peer's ChangeCipherSpec not seen"}},
-		},
-		{
-			name:   "keys unknown, no detail",
-			policy: policy("auto", true),
-			facts:  with(facts(RX, allOK...), func(f *Facts) { f.KeysKnown = false }),
-			want:   []Candidate{{"stdlib", "keys or sequence numbers not known"}},
 		},
 		{
 			name:   "keys unknown, forced kernel",
 			policy: policy("kernel", false),
 			facts: with(facts(TX, allOK...), func(f *Facts) {
-				f.KeysKnown, f.Unknown = false, "ticket count uncertain"
+				f.Unknown = "ticket count uncertain"
 			}),
 			want: []Candidate{{"stdlib", "forced kernel unavailable: keys or sequence numbers not known: ticket count uncertain"}},
 		},
@@ -515,7 +508,7 @@ func TestCandidates(t *testing.T) {
 			name:   "FIPS, keys unknown: FIPS is the reason",
 			policy: policy("auto", false),
 			facts: with(facts(RX, allOK...), func(f *Facts) {
-				f.FIPS, f.KeysKnown, f.Unknown = true, false, "records buffered"
+				f.FIPS, f.Unknown = true, "records buffered"
 			}),
 			want: []Candidate{{"stdlib", fips}},
 		},
@@ -578,7 +571,7 @@ func TestCandidatesStrictError(t *testing.T) {
 		{
 			name:   "forced userspace, keys unknown",
 			policy: policy("userspace", true),
-			facts:  with(facts(RX, allOK...), func(f *Facts) { f.KeysKnown, f.Unknown = false, "records buffered" }),
+			facts:  with(facts(RX, allOK...), func(f *Facts) { f.Unknown = "records buffered" }),
 			want:   StrictError{RX, "userspace", "keys or sequence numbers not known: records buffered"},
 			msg:    "selector: KTLS_STRICT: rx forced to userspace, which cannot serve: keys or sequence numbers not known: records buffered",
 		},
@@ -707,8 +700,12 @@ func TestCandidatesInvariants(t *testing.T) {
 						for _, strict := range []bool{false, true} {
 							for _, d := range []Direction{TX, RX} {
 								n++
+								unknown := "x"
+								if keys {
+									unknown = ""
+								}
 								f := Facts{Direction: d, Version: tls.VersionTLS13, CipherSuite: tls.TLS_AES_256_GCM_SHA384,
-									KeysKnown: keys, Unknown: "x", Engines: list, CPU: CPU{Arch: "amd64", AESGCM: aes, GoAESGCM: aes}, FIPS: fips}
+									Unknown: unknown, Engines: list, CPU: CPU{Arch: "amd64", AESGCM: aes, GoAESGCM: aes}, FIPS: fips}
 								p := Policy{Spec: Spec{TX: forced, RX: forced}, Strict: strict}
 								label := fmt.Sprintf("state=%v aes=%v keys=%v fips=%v forced=%s strict=%v %s", state, aes, keys, fips, forced, strict, d)
 								checkInvariants(t, label, p, f, forced, state[forced] == isOK, state)
@@ -729,7 +726,7 @@ func checkInvariants(t *testing.T, label string, p Policy, f Facts, forced strin
 	const isOK = 2
 	got, err := p.Candidates(f)
 	isForced := forced != "auto" && forced != "stdlib"
-	canServe := forced == "stdlib" || (forcedOK && f.KeysKnown && !f.FIPS)
+	canServe := forced == "stdlib" || (forcedOK && f.Unknown == "" && !f.FIPS)
 	if p.Strict && isForced && !canServe {
 		var se *StrictError
 		if !errors.As(err, &se) || se.Direction != f.Direction || se.Forced != forced || se.Reason == "" {
@@ -755,7 +752,7 @@ func checkInvariants(t *testing.T, label string, p Policy, f Facts, forced strin
 		if c.Name != "stdlib" && state[c.Name] != isOK {
 			t.Fatalf("%s: %s listed but not OK: %v", label, c.Name, got)
 		}
-		if c.Name != "stdlib" && !f.KeysKnown {
+		if c.Name != "stdlib" && f.Unknown != "" {
 			t.Fatalf("%s: %s listed with keys unknown: %v", label, c.Name, got)
 		}
 		if c.Name != "stdlib" && f.FIPS {
@@ -801,45 +798,39 @@ func checkInvariants(t *testing.T, label string, p Policy, f Facts, forced strin
 	}
 }
 
-func TestDescribe(t *testing.T) {
+func TestCandidateString(t *testing.T) {
 	tests := []struct {
-		tx, rx Candidate
-		want   string
+		c    Candidate
+		want string
 	}{
-		{
-			Candidate{"userspace", "auto"}, Candidate{"userspace", "auto"},
-			"tx: userspace (auto); rx: userspace (auto)",
-		},
-		{
-			Candidate{"userspace", "forced kernel unavailable: tls module not loaded"}, Candidate{"kernel", "auto"},
-			"tx: userspace (forced kernel unavailable: tls module not loaded); rx: kernel (auto)",
-		},
+		{Candidate{"userspace", "auto"}, "userspace (auto)"},
+		{Candidate{"userspace", "forced kernel unavailable: tls module not loaded"}, "userspace (forced kernel unavailable: tls module not loaded)"},
 	}
 	for _, tt := range tests {
-		if got := Describe(tt.tx, tt.rx); got != tt.want {
-			t.Errorf("Describe = %q, want %q", got, tt.want)
+		if got := tt.c.String(); got != tt.want {
+			t.Errorf("String = %q, want %q", got, tt.want)
 		}
 	}
 }
 
-// TestDescribeBriefExample builds, from facts, the reason the root package
-// shows for a host without kTLS where the operator forced kernel.
-func TestDescribeBriefExample(t *testing.T) {
+// TestForcedKernelExample builds, from facts, the first candidates of a host
+// without kTLS where the operator forced kernel: the root package reports
+// them as "tx: userspace (forced kernel unavailable: tls module not
+// loaded); rx: ..." (conn.BackendInfo).
+func TestForcedKernelExample(t *testing.T) {
 	p, err := Resolve(Spec{}, false, lookupEnv(map[string]string{"KTLS_BACKEND": "kernel"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tx, err := p.Candidates(facts(TX, noKTLS2...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rx, err := p.Candidates(facts(RX, noKTLS2...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := "tx: userspace (forced kernel unavailable: tls module not loaded); rx: userspace (forced kernel unavailable: tls module not loaded)"
-	if got := Describe(tx[0], rx[0]); got != want {
-		t.Errorf("Describe = %q, want %q", got, want)
+	want := Candidate{"userspace", "forced kernel unavailable: tls module not loaded"}
+	for _, d := range []Direction{TX, RX} {
+		list, err := p.Candidates(facts(d, noKTLS2...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if list[0] != want {
+			t.Errorf("%s: Candidates()[0] = %v, want %v", d, list[0], want)
+		}
 	}
 }
 

@@ -62,7 +62,7 @@
 //     without a rebuild.
 //   - [Policy.Candidates] turns the facts of one direction into the engines to
 //     try, in order; the caller installs the first one that takes the
-//     direction (docs/ARCHITECTURE.md step 6) and reports the reasons with [Describe].
+//     direction (docs/ARCHITECTURE.md step 6) and reports the reasons.
 package selector
 
 import "fmt"

@@ -1,0 +1,176 @@
+package conn
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/selector"
+)
+
+// BackendInfo says which engine protects each direction of a connection, and
+// why. The names are those of package backend: kernel, nic, afalg, userspace,
+// stdlib.
+type BackendInfo struct {
+	// TX and RX name the engine of each direction.
+	TX, RX string
+	// Reason is String(): the whole account in one line, as programs that
+	// print or match it have always had it.
+	Reason string
+	// TXDetail and RXDetail say how each direction's engine was chosen.
+	TXDetail, RXDetail DirectionInfo
+	// BothStdlib says that the policy chose an engine for one direction,
+	// and that direction stays on stdlib anyway because the other one does:
+	// crypto/tls cannot share a connection with another engine
+	// (docs/ARCHITECTURE.md step 6).
+	BothStdlib bool
+}
+
+// DirectionInfo is how the engine of one direction was chosen.
+type DirectionInfo struct {
+	// Choice is the engine chosen for the direction when the handshake
+	// ended. Its Engine is BackendInfo's TX or RX, except where BothStdlib
+	// keeps the direction on stdlib, and where a TLS 1.3 client's RX
+	// engine turned out another after the ticket drain (Drained).
+	Choice
+	// AfterTickets says that the engine takes RX only after crypto/tls has
+	// read the session tickets that follow a TLS 1.3 handshake (the ticket
+	// drain, docs/ARCHITECTURE.md step 7); Choice is then the candidate
+	// named at the handshake.
+	AfterTickets bool
+	// Drained, once the ticket drain has ended, is the engine that took RX
+	// then, and why; its Engine is "" until then.
+	Drained Choice
+}
+
+// Choice is one engine chosen for a direction, and why.
+type Choice struct {
+	// Engine is the engine's name.
+	Engine string
+	// Reason is why the policy listed the candidate that installed it
+	// (selector.Candidate.Reason): "auto", "forced kernel unavailable: tls
+	// module not loaded".
+	Reason string
+	// Reported is the half's own account where it turned out another
+	// engine than the candidate that installed it (backend.Reporter: a nic
+	// half the kernel kept in software is kernel), or "".
+	Reported string
+	// Refused are the candidates before it that declined the direction
+	// when they were installed (backend.ErrNotSupported), in order.
+	Refused []Refusal
+}
+
+// Refusal is a candidate engine that declined a direction, and why.
+type Refusal struct {
+	Engine string
+	// Reason is the engine's refusal without its name in front
+	// (backend.NotSupportedError.Reason).
+	Reason string
+}
+
+// String returns "engine: reason".
+func (r Refusal) String() string { return r.Engine + ": " + r.Reason }
+
+// bothStdlibNote is what String says for BothStdlib.
+const bothStdlibNote = "both stay on stdlib: crypto/tls cannot share a connection with another engine"
+
+// String is the one-line account of Reason, e.g. "tx: kernel (auto); rx:
+// userspace (auto; userspace before kernel: it receives ChaCha20-Poly1305
+// faster)".
+func (b BackendInfo) String() string {
+	s := b.TXDetail.text("tx") + "; " + b.RXDetail.text("rx")
+	if b.BothStdlib {
+		s += "; " + bothStdlibNote
+	}
+	return s
+}
+
+func (d DirectionInfo) text(dir string) string {
+	s := d.Choice.text(dir)
+	if d.AfterTickets {
+		s += ", after crypto/tls has read the session tickets"
+		if d.Drained.Engine != "" && d.Drained.Engine != d.Engine {
+			s += "; " + d.Drained.text(dir)
+		}
+	}
+	return s
+}
+
+func (c Choice) text(dir string) string {
+	why := c.why(dir)
+	if why == "" {
+		return dir + ": " + c.Engine
+	}
+	return dir + ": " + c.Engine + " (" + why + ")"
+}
+
+func (c Choice) why(dir string) string {
+	if c.Engine == backend.Stdlib && len(c.Refused) > 0 {
+		// Every engine candidate refused: stdlib's own place in the list
+		// says nothing more.
+		return "no engine took " + dir + ": " + joinRefusals(c.Refused, "; ")
+	}
+	var parts []string
+	for _, p := range []string{c.Reason, c.Reported} {
+		if p != "" {
+			parts = append(parts, p)
+		}
+	}
+	if len(c.Refused) > 0 {
+		parts = append(parts, "passed over "+joinRefusals(c.Refused, ", "))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func joinRefusals(rs []Refusal, sep string) string {
+	s := make([]string, len(rs))
+	for i, r := range rs {
+		s[i] = r.String()
+	}
+	return strings.Join(s, sep)
+}
+
+// candidateChoice is a candidate as the policy named it, before any install.
+func candidateChoice(c selector.Candidate) Choice {
+	return Choice{Engine: c.Name, Reason: c.Reason}
+}
+
+// installedChoice is the choice of the candidate cand whose half is half,
+// after the candidates refused refused: the engine is the one the half says
+// it is (backend.Reporter), the candidate's otherwise.
+func installedChoice(half any, cand selector.Candidate, refused []Refusal) Choice {
+	ch := Choice{Engine: cand.Name, Reason: cand.Reason, Refused: refused}
+	if r, ok := half.(backend.Reporter); ok {
+		if name, why := r.Engine(); name != "" && name != cand.Name {
+			ch.Engine, ch.Reported = name, why
+		}
+	}
+	return ch
+}
+
+// refusal is engine name's refusal err as BackendInfo gives it: the
+// backend.NotSupportedError's reason, with the refusing engine's name in
+// front where it is another (an engine that passes on the refusal of one it
+// builds on).
+func refusal(name string, err error) Refusal {
+	var ns *backend.NotSupportedError
+	if errors.As(err, &ns) {
+		if ns.Engine == name {
+			return Refusal{Engine: name, Reason: ns.Reason}
+		}
+		return Refusal{Engine: name, Reason: ns.Engine + ": " + ns.Reason}
+	}
+	// An engine that wraps backend.ErrNotSupported by hand: its name in
+	// front and the sentinel at the end say nothing the reason does not
+	// (docs/ARCHITECTURE.md, house rule 8).
+	msg := strings.TrimPrefix(err.Error(), name+": ")
+	return Refusal{Engine: name, Reason: strings.TrimSuffix(msg, ": "+backend.ErrNotSupported.Error())}
+}
+
+// setInfo publishes info, with its Reason, for Backend.
+func (c *Conn) setInfo(info BackendInfo) {
+	info.Reason = info.String()
+	c.infoMu.Lock()
+	c.info = info
+	c.infoMu.Unlock()
+}
