@@ -119,8 +119,8 @@ func newAdvPair(t *testing.T, v advVariant) *advPair {
 			t.Fatalf("backend %+v, want userspace both ways", b)
 		}
 	}
-	if v.drain != p.victim.rxPending {
-		t.Fatalf("victim rxPending = %v, want %v", p.victim.rxPending, v.drain)
+	if v.drain != p.victim.in.draining {
+		t.Fatalf("victim rxPending = %v, want %v", p.victim.in.draining, v.drain)
 	}
 	t.Cleanup(func() { p.attacker.Close(); p.victim.Close() })
 	return p
@@ -130,9 +130,9 @@ func newAdvPair(t *testing.T, v advVariant) *advPair {
 // key and sequence number.
 func (p *advPair) seal(t *testing.T, typ uint8, payload []byte) {
 	t.Helper()
-	p.attacker.outMu.Lock()
-	defer p.attacker.outMu.Unlock()
-	if _, err := p.attacker.sealer.WriteRecords(typ, payload); err != nil {
+	p.attacker.out.mu.Lock()
+	defer p.attacker.out.mu.Unlock()
+	if _, err := p.attacker.out.sealer.WriteRecords(typ, payload); err != nil {
 		t.Fatalf("attacker WriteRecords: %v", err)
 	}
 }
@@ -149,12 +149,12 @@ func (p *advPair) raw(t *testing.T, b []byte) {
 // the attacker's TX to its next key, as a real peer does.
 func (p *advPair) keyUpdate(t *testing.T, request byte) {
 	t.Helper()
-	p.attacker.outMu.Lock()
-	defer p.attacker.outMu.Unlock()
-	if _, err := p.attacker.sealer.WriteRecords(backend.TypeHandshake, []byte{typeKeyUpdate, 0, 0, 1, request}); err != nil {
+	p.attacker.out.mu.Lock()
+	defer p.attacker.out.mu.Unlock()
+	if _, err := p.attacker.out.sealer.WriteRecords(backend.TypeHandshake, []byte{typeKeyUpdate, 0, 0, 1, request}); err != nil {
 		t.Fatalf("attacker KeyUpdate: %v", err)
 	}
-	if err := rekey(p.attacker.sealer.(backend.Rekeyer), p.attacker.tx); err != nil {
+	if err := rekey(p.attacker.out.sealer.(backend.Rekeyer), p.attacker.out.keys); err != nil {
 		t.Fatalf("attacker rekey: %v", err)
 	}
 }
@@ -214,11 +214,11 @@ func checkAlertErr(t *testing.T, what string, err error, op string, want tls.Ale
 // warning (no_renegotiation) is read this way because a reader drops it.
 func (p *advPair) victimSentAlert(t *testing.T, level, desc uint8) {
 	t.Helper()
-	p.attacker.inMu.Lock()
-	defer p.attacker.inMu.Unlock()
+	p.attacker.in.mu.Lock()
+	defer p.attacker.in.mu.Unlock()
 	p.attacker.SetReadDeadline(time.Now().Add(advTimeout))
 	for {
-		typ, data, err := p.attacker.opener.ReadRecord()
+		typ, data, err := p.attacker.in.opener.ReadRecord()
 		if err != nil {
 			t.Fatalf("reading the victim's alert: %v", err)
 		}
@@ -376,7 +376,7 @@ func TestAdversarialOversizedPlaintext13(t *testing.T) {
 			p := newAdvPair(t, v)
 			// The attacker's sealer has sent nothing since the handoff,
 			// so its next sequence number is the handoff's.
-			p.raw(t, sealOversized13(t, p.attacker.tx, p.attacker.tx.params.Seq))
+			p.raw(t, sealOversized13(t, p.attacker.out.keys, p.attacker.out.keys.params.Seq))
 			p.victimFails(t, 22) // record_overflow
 		})
 	}
@@ -509,9 +509,9 @@ func TestAdversarialKeyUpdateRequestFlood(t *testing.T) {
 func TestAdversarialKeyUpdates(t *testing.T) {
 	forVariants(t, tls.VersionTLS13, func(t *testing.T, p *advPair) {
 		txSecret := func() string {
-			p.victim.outMu.Lock()
-			defer p.victim.outMu.Unlock()
-			return string(p.victim.tx.secret)
+			p.victim.out.mu.Lock()
+			defer p.victim.out.mu.Unlock()
+			return string(p.victim.out.keys.secret)
 		}
 		for i := range 5 {
 			before := txSecret()
@@ -542,9 +542,9 @@ func TestAdversarialKeyUpdates(t *testing.T) {
 func TestAdversarialKeyUpdateBurst(t *testing.T) {
 	forVariants(t, tls.VersionTLS13, func(t *testing.T, p *advPair) {
 		for round := range 2 {
-			p.victim.outMu.Lock()
-			victimTX := bytes.Clone(p.victim.tx.secret)
-			p.victim.outMu.Unlock()
+			p.victim.out.mu.Lock()
+			victimTX := bytes.Clone(p.victim.out.keys.secret)
+			p.victim.out.mu.Unlock()
 			const burst = 32
 			for range burst {
 				p.keyUpdate(t, 1)
@@ -565,17 +565,17 @@ func TestAdversarialKeyUpdateBurst(t *testing.T) {
 			// after where it was, and the attacker followed it there.
 			want := victimTX
 			for range burst {
-				want = keyschedule.NextTrafficSecret(p.victim.tx.suite, want)
+				want = keyschedule.NextTrafficSecret(p.victim.out.keys.suite, want)
 			}
-			p.victim.outMu.Lock()
-			got := bytes.Clone(p.victim.tx.secret)
-			p.victim.outMu.Unlock()
+			p.victim.out.mu.Lock()
+			got := bytes.Clone(p.victim.out.keys.secret)
+			p.victim.out.mu.Unlock()
 			if !bytes.Equal(got, want) {
 				t.Fatalf("round %d: the victim did not answer each of %d requests with one KeyUpdate", round, burst)
 			}
-			p.attacker.inMu.Lock()
-			followed := bytes.Equal(p.attacker.rx.secret, want)
-			p.attacker.inMu.Unlock()
+			p.attacker.in.mu.Lock()
+			followed := bytes.Equal(p.attacker.in.keys.secret, want)
+			p.attacker.in.mu.Unlock()
 			if !followed {
 				t.Fatalf("round %d: the attacker's RX key is not the victim's TX key", round)
 			}
@@ -732,9 +732,9 @@ func TestAdversarialEmptyHandshakeRecord(t *testing.T) {
 	forVariants(t, tls.VersionTLS13, func(t *testing.T, p *advPair) {
 		// WriteRecords sends no empty handshake record; seal one by hand
 		// under the attacker's key (TLS 1.3 keeps its secret).
-		seq := p.attacker.tx.params.Seq
-		key, iv := keyschedule.TrafficKey(p.attacker.tx.suite, p.attacker.tx.secret)
-		prot, err := record.NewProtector(tls.VersionTLS13, p.attacker.tx.suite.ID, key, iv)
+		seq := p.attacker.out.keys.params.Seq
+		key, iv := keyschedule.TrafficKey(p.attacker.out.keys.suite, p.attacker.out.keys.secret)
+		prot, err := record.NewProtector(tls.VersionTLS13, p.attacker.out.keys.suite.ID, key, iv)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -807,7 +807,7 @@ func isTimeout(err error) bool {
 // sequence number reaches the wire.
 func TestAdversarialMalformedTicketInDrain(t *testing.T) {
 	p := newAdvPair(t, advVariants[1])
-	if !p.victim.rxPending {
+	if !p.victim.in.draining {
 		t.Fatal("the victim is not draining tickets")
 	}
 	p.seal(t, backend.TypeHandshake, []byte{typeNewSessionTicket, 0, 0, 3, 1, 2, 3})

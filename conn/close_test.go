@@ -329,8 +329,8 @@ func TestCloseDuringRead(t *testing.T) {
 				if err := <-errc; err != nil {
 					t.Fatal(err)
 				}
-				if k.rxPending != tc.drain {
-					t.Fatalf("rxPending = %v, want %v", k.rxPending, tc.drain)
+				if k.in.draining != tc.drain {
+					t.Fatalf("rxPending = %v, want %v", k.in.draining, tc.drain)
 				}
 				rerr := make(chan error, 1)
 				go func() {
@@ -352,19 +352,19 @@ func TestCloseDuringRead(t *testing.T) {
 				if opened, closed := g.counts(); opened != want || closed != want {
 					t.Fatalf("%d halves installed, %d closed; want %d and %d", opened, closed, want, want)
 				}
-				k.inMu.Lock()
-				if k.rx != nil && !allZero(k.rx.secret) {
+				k.in.mu.Lock()
+				if k.in.keys != nil && !allZero(k.in.keys.secret) {
 					t.Error("the RX traffic secret outlived Close")
 				}
-				if k.rx != nil && (!allZero(k.rx.params.Key) || !allZero(k.rx.params.IV)) {
+				if k.in.keys != nil && (!allZero(k.in.keys.params.Key) || !allZero(k.in.keys.params.IV)) {
 					t.Error("the pending RX key or IV outlived Close")
 				}
-				k.inMu.Unlock()
-				k.outMu.Lock()
-				if k.tx != nil && !allZero(k.tx.secret) {
+				k.in.mu.Unlock()
+				k.out.mu.Lock()
+				if k.out.keys != nil && !allZero(k.out.keys.secret) {
 					t.Error("the TX traffic secret outlived Close")
 				}
-				k.outMu.Unlock()
+				k.out.mu.Unlock()
 			}
 		})
 	}
@@ -401,7 +401,7 @@ func TestBackendDuringDrain(t *testing.T) {
 	if err := k.Handshake(); err != nil {
 		t.Fatal(err)
 	}
-	if !k.rxPending {
+	if !k.in.draining {
 		t.Fatal("no ticket drain: the test needs one")
 	}
 	stop := make(chan struct{})

@@ -61,37 +61,22 @@ type Conn struct {
 	moved         bool // the record layer left crypto/tls (both directions)
 
 	// infoMu protects info: the TLS 1.3 client's RX engine is named at the
-	// end of the ticket drain, under inMu, while Backend may be reading.
+	// end of the ticket drain, under in.mu, while Backend may be reading.
 	infoMu sync.Mutex
 	info   BackendInfo
 
-	// out is the TX direction, protected by outMu.
-	outMu           sync.Mutex
-	sealer          backend.Sealer
-	tx              *dirKeys // TLS 1.3: for KeyUpdate; nil otherwise
-	txRecords       uint64   // records sealed under the current key
-	keyUpdateAfter  uint64   // records under one key before we update it
-	txErr           error
-	closeNotifySent bool
-
-	// in is the RX direction, protected by inMu.
-	inMu       sync.Mutex
-	opener     backend.Opener
-	rx         *dirKeys // TLS 1.3: for KeyUpdate; also the pending install
-	rxPending  bool     // TLS 1.3 client: crypto/tls still drains tickets
-	rxCands    []selector.Candidate
-	rxErr      error
-	input      []byte // plaintext of the last record not yet returned
-	hand       []byte // post-handshake handshake bytes not yet a whole message
-	useless    int    // consecutive records that returned no data, KeyUpdates aside
-	keyUpdates int    // consecutive KeyUpdates without application data
+	// out and in are the two directions, each with its own lock
+	// (half.go). The handoff fills them under handshakeMu before
+	// handshakeDone is set; from then on each one's mu protects it.
+	out outHalf
+	in  inHalf
 
 	// peerReset is the error a read saw when the peer reset the TCP
 	// connection; TX fails with it from then on (beforeDataLocked).
 	peerReset atomic.Pointer[error]
 
 	// closed is set by the first Close. Close does not wait for a Read or
-	// Write in flight: whoever holds inMu or outMu last once closed is set
+	// Write in flight: whoever holds in.mu or out.mu last once closed is set
 	// ends that direction (unlockIn, unlockOut).
 	closed atomic.Bool
 
@@ -117,7 +102,7 @@ func Server(raw net.Conn, config *tls.Config, o Options) *Conn {
 
 func newConn(raw net.Conn, config *tls.Config, o Options, isClient bool) *Conn {
 	c := &Conn{raw: raw, isClient: isClient, opts: o, keyLog: &keyLog{discard: o.FIPS}, sessions: &sessions{}}
-	c.keyUpdateAfter = defaultKeyUpdateAfter
+	c.out.keyUpdateAfter = defaultKeyUpdateAfter
 	c.rc = newRecordConn(raw)
 	c.cfg = prepareConfig(config, isClient, c.keyLog, c.sessions)
 	if isClient {
@@ -173,8 +158,8 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		// Read and Write wait on handshakeMu and then see handshakeErr, so
 		// nothing else holds the directions' state now.
 		c.closeHalves()
-		c.tx.wipeIfSet()
-		c.rx.wipeIfSet()
+		c.out.keys.wipeIfSet()
+		c.in.keys.wipeIfSet()
 	}
 	return err
 }
@@ -190,11 +175,11 @@ func (c *Conn) Read(b []byte) (int, error) {
 	if !c.moved {
 		return c.tls.Read(b)
 	}
-	c.inMu.Lock()
+	c.in.mu.Lock()
 	defer c.unlockIn()
-	for len(c.input) == 0 {
-		if c.rxErr != nil {
-			return 0, c.rxErr
+	for len(c.in.input) == 0 {
+		if c.in.err != nil {
+			return 0, c.in.err
 		}
 		// A buffer that holds a record lets the engine read into it
 		// (backend.IntoReader): one copy less.
@@ -206,8 +191,8 @@ func (c *Conn) Read(b []byte) (int, error) {
 			return n, nil
 		}
 	}
-	n := copy(b, c.input)
-	c.input = c.input[n:]
+	n := copy(b, c.in.input)
+	c.in.input = c.in.input[n:]
 	return n, nil
 }
 
@@ -220,15 +205,15 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if !c.moved {
 		return c.tls.Write(b)
 	}
-	c.outMu.Lock()
+	c.out.mu.Lock()
 	defer c.unlockOut()
-	if c.txErr != nil {
-		return 0, c.txErr
+	if c.out.err != nil {
+		return 0, c.out.err
 	}
-	if c.closeNotifySent {
+	if c.out.closeNotifySent {
 		return 0, errShutdown
 	}
-	return c.writeRecordsLocked(backend.TypeApplicationData, b)
+	return c.writeRecordsLocked(b)
 }
 
 // ReadFrom copies from r until EOF, as io.ReaderFrom; io.Copy uses it. When
@@ -242,7 +227,7 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	}
 	var n int64
 	if c.moved {
-		if fs, ok := c.sealer.(backend.FileSender); ok {
+		if fs, ok := c.out.sealer.(backend.FileSender); ok {
 			var handled bool
 			var err error
 			n, handled, err = c.sendFile(fs, r)
@@ -287,17 +272,17 @@ func (c *Conn) Close() error {
 	var alertErr error
 	// As crypto/tls: a Write in flight means Close is used to break it; do
 	// not wait for it to send close_notify. The writer ends TX when it
-	// lets go of outMu.
-	if c.outMu.TryLock() {
+	// lets go of out.mu.
+	if c.out.mu.TryLock() {
 		alertErr = c.closeNotifyLocked()
-		c.endOutLocked()
-		c.outMu.Unlock()
+		c.out.endLocked()
+		c.out.mu.Unlock()
 	}
 	err := c.raw.Close()
 	c.closeHalves()
-	if c.inMu.TryLock() {
+	if c.in.mu.TryLock() {
 		c.endInLocked()
-		c.inMu.Unlock()
+		c.in.mu.Unlock()
 	}
 	if err != nil {
 		return err
@@ -305,48 +290,31 @@ func (c *Conn) Close() error {
 	return alertErr
 }
 
-// unlockOut releases outMu. Once the connection is closed, whoever releases
+// unlockOut releases out.mu. Once the connection is closed, whoever releases
 // it last ends TX (Close's TryLock may have found it held): Close sets closed
 // before its TryLock, so a holder that Close missed sees closed here.
 func (c *Conn) unlockOut() {
-	c.outMu.Unlock()
-	if c.closed.Load() && c.outMu.TryLock() {
-		c.endOutLocked()
-		c.outMu.Unlock()
+	c.out.mu.Unlock()
+	if c.closed.Load() && c.out.mu.TryLock() {
+		c.out.endLocked()
+		c.out.mu.Unlock()
 	}
 }
 
 // unlockIn is unlockOut for RX.
 func (c *Conn) unlockIn() {
-	c.inMu.Unlock()
-	if c.closed.Load() && c.inMu.TryLock() {
+	c.in.mu.Unlock()
+	if c.closed.Load() && c.in.mu.TryLock() {
 		c.endInLocked()
-		c.inMu.Unlock()
+		c.in.mu.Unlock()
 	}
 }
 
-// endOutLocked ends TX after Close: the traffic secret is zeroed and later
-// writes fail. It may run more than once.
-func (c *Conn) endOutLocked() {
-	c.tx.wipeIfSet()
-	if c.txErr == nil {
-		c.txErr = net.ErrClosed
-	}
-}
-
-// endInLocked ends RX after Close: the traffic secret, and during a TLS 1.3
-// client's ticket drain the pending key and IV, are zeroed, and later reads
-// fail. It may run more than once.
+// endInLocked ends RX after Close (inHalf.endLocked), and the ticket drain
+// with it (endDrainLocked). It may run more than once.
 func (c *Conn) endInLocked() {
-	c.rx.wipeIfSet()
-	if d := c.rc.drain; d != nil {
-		// Only crypto/tls's reads, under inMu, use the drain.
-		d.prot = nil
-		clear(d.scratch)
-	}
-	if c.rxErr == nil {
-		c.rxErr = net.ErrClosed
-	}
+	c.in.endLocked()
+	c.endDrainLocked()
 }
 
 // track records an installed half, for closeHalves; after closeHalves it
@@ -383,20 +351,20 @@ func (c *Conn) CloseWrite() error {
 	if !c.moved {
 		return c.tls.CloseWrite()
 	}
-	c.outMu.Lock()
+	c.out.mu.Lock()
 	defer c.unlockOut()
 	return c.closeNotifyLocked()
 }
 
 func (c *Conn) closeNotifyLocked() error {
-	if c.closeNotifySent || c.txErr != nil {
-		return c.txErr
+	if c.out.closeNotifySent || c.out.err != nil {
+		return c.out.err
 	}
 	// crypto/tls gives close_notify five seconds and then fails later
 	// writes; so does ktls.
 	c.raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	err := c.sendAlertLocked(alertCloseNotify)
-	c.closeNotifySent = true
+	c.out.closeNotifySent = true
 	c.raw.SetWriteDeadline(time.Now())
 	return err
 }

@@ -52,10 +52,10 @@ func TestKeyUpdateAtLimit(t *testing.T) {
 		if b := k.Backend(); b.TX != backend.Userspace {
 			t.Fatalf("backend %+v", b)
 		}
-		k.outMu.Lock()
-		k.keyUpdateAfter = 3
-		k.outMu.Unlock()
-		secret0 := append([]byte(nil), k.tx.secret...)
+		k.out.mu.Lock()
+		k.out.keyUpdateAfter = 3
+		k.out.mu.Unlock()
+		secret0 := append([]byte(nil), k.out.keys.secret...)
 		const n = 200 << 10 // 13 records: four key updates
 		data := make([]byte, n)
 		rand.Read(data)
@@ -73,7 +73,7 @@ func TestKeyUpdateAtLimit(t *testing.T) {
 		if string(got) != string(data) {
 			t.Fatal("data differs")
 		}
-		if string(k.tx.secret) == string(secret0) {
+		if string(k.out.keys.secret) == string(secret0) {
 			t.Fatal("the TX traffic secret never changed")
 		}
 		k.Close()

@@ -39,7 +39,7 @@ func FuzzRecordStream(f *testing.F) {
 	f.Fuzz(func(t *testing.T, mode uint8, stream []byte) {
 		mode %= fuzzModes
 		victim, peerTCP := fuzzVictim(t, mode)
-		suite := victim.rx.suite
+		suite := victim.in.keys.suite
 		want, end := fuzzModel(suite, stream)
 
 		go func() {
@@ -117,15 +117,15 @@ func fuzzVictim(t testing.TB, mode uint8) (*Conn, *net.TCPConn) {
 	if b := victim.Backend(); b.TX != backend.Userspace || b.RX != backend.Userspace {
 		t.Fatalf("backend %+v, want userspace both ways", b)
 	}
-	victim.inMu.Lock()
-	defer victim.inMu.Unlock()
-	suite := victim.rx.suite
+	victim.in.mu.Lock()
+	defer victim.in.mu.Unlock()
+	suite := victim.in.keys.suite
 	p, secret := fuzzParams(suite)
-	if err := victim.opener.(backend.Rekeyer).Rekey(p); err != nil {
+	if err := victim.in.opener.(backend.Rekeyer).Rekey(p); err != nil {
 		t.Fatal(err)
 	}
 	if secret != nil {
-		victim.rx.secret = secret
+		victim.in.keys.secret = secret
 	}
 	return victim, rc.(*net.TCPConn)
 }
@@ -133,7 +133,7 @@ func fuzzVictim(t testing.TB, mode uint8) (*Conn, *net.TCPConn) {
 // fuzzSuite returns the suite a mode negotiates.
 func fuzzSuite(t testing.TB, mode uint8) keyschedule.Suite {
 	v, _ := fuzzVictim(t, mode)
-	return v.rx.suite
+	return v.in.keys.suite
 }
 
 // fuzzParams returns the fixed key of a suite at sequence number 0, and for

@@ -144,12 +144,10 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 		c.stayStdlib(tx, rx, txChoice, candidateChoice(rxC[0]))
 		return nil
 	}
-	c.sealer = half.(backend.Sealer)
-	// RFC 8446 §4.6.1: a TLS 1.3 server's tickets follow its Finished,
-	// under its application key. Only crypto/tls can turn them into
-	// sessions, so it reads them before RX moves (docs/ARCHITECTURE.md step 7); while
-	// it does, a write it attempts is decoded with its stale TX key.
-	drain := c.isClient && st.Version == tls.VersionTLS13 && c.wantsTickets()
+	c.out.sealer = half.(backend.Sealer)
+	// While crypto/tls reads the tickets (drain.go), a write it attempts is
+	// decoded with its stale TX key.
+	drain := c.drains(st)
 	if drain {
 		c.rc.moveTX(tx.prot, tx.params.Seq)
 	} else {
@@ -158,16 +156,14 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 	clear(tx.params.Key)
 	clear(tx.params.IV)
 	tx.prot = nil
-	c.tx = tx
+	c.out.keys = tx
 	c.moved = true
 	c.rc.stopRecording()
 	info := BackendInfo{TX: txChoice.Engine, TXDetail: DirectionInfo{Choice: txChoice}}
 
-	c.rx, c.rxCands = rx, rxC
+	c.in.keys, c.in.cands = rx, rxC
 	if drain {
-		c.rc.drain = &drainState{prot: rx.prot, seq: rx.params.Seq, peek: newPeeker(c.raw)}
-		c.rc.mode = modeDrain
-		c.rxPending = true
+		c.startDrain(rx)
 		info.RX = rxC[0].Name
 		info.RXDetail = DirectionInfo{Choice: candidateChoice(rxC[0]), AfterTickets: true}
 		c.setInfo(info)
@@ -216,23 +212,18 @@ func (c *Conn) installHalf(d selector.Direction, cands []selector.Candidate, lin
 	return nil, ch, nil
 }
 
-// wantsTickets reports whether crypto/tls would keep a TLS 1.3 ticket.
-func (c *Conn) wantsTickets() bool {
-	return c.cfg != nil && c.cfg.ClientSessionCache != nil && !c.cfg.SessionTicketsDisabled
-}
-
 // installRXLocked puts RX into the first engine that takes it. TX has moved
 // already, so there is no way back to crypto/tls: failing here fails the
 // connection. After the TLS 1.3 client's ticket drain (rc.drain set), the
 // reason already names the RX engine expected.
 func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
-	rx := c.rx
+	rx := c.in.keys
 	rx.params.Seq = seq
-	half, choice, err := c.installHalf(selector.RX, c.rxCands, backend.Link{Conn: c.raw, Buffered: buffered}, rx.params)
+	half, choice, err := c.installHalf(selector.RX, c.in.cands, backend.Link{Conn: c.raw, Buffered: buffered}, rx.params)
 	clear(rx.params.Key)
 	clear(rx.params.IV)
 	rx.prot = nil
-	c.rxCands = nil
+	c.in.cands = nil
 	if err != nil {
 		rx.wipe()
 		return err
@@ -241,7 +232,7 @@ func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 		rx.wipe()
 		return fmt.Errorf("ktls: no engine took rx after tx moved (%s)", joinRefusals(choice.Refused, "; "))
 	}
-	c.opener = half.(backend.Opener)
+	c.in.opener = half.(backend.Opener)
 	c.infoMu.Lock()
 	info := c.info
 	c.infoMu.Unlock()

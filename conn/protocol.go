@@ -59,7 +59,7 @@ const (
 var ErrKeyUpdateUnsupported = errors.New("ktls: the peer sent a TLS 1.3 KeyUpdate, which this connection's engine cannot follow")
 
 // readRecordLocked reads one record and acts on it; application data lands
-// in c.input.
+// in c.in.input.
 func (c *Conn) readRecordLocked() error {
 	_, err := c.readLocked(nil)
 	return err
@@ -68,22 +68,22 @@ func (c *Conn) readRecordLocked() error {
 // readLocked reads one record and acts on it. Where the engine can read into
 // a buffer (backend.IntoReader) and into holds at least a record, the
 // record is read into into, and application data stays there: n says how
-// much. Otherwise application data lands in c.input and n is 0.
+// much. Otherwise application data lands in c.in.input and n is 0.
 func (c *Conn) readLocked(into []byte) (n int, err error) {
-	if c.rxPending {
+	if c.in.draining {
 		if err := c.finishDrainLocked(); err != nil {
 			return 0, err
 		}
 	}
 	var typ uint8
 	var data []byte
-	ir, direct := c.opener.(backend.IntoReader)
+	ir, direct := c.in.opener.(backend.IntoReader)
 	if direct = direct && len(into) >= backend.MaxPlaintext; direct {
 		var m int
 		typ, m, err = ir.ReadRecordInto(into)
 		data = into[:m]
 	} else {
-		typ, data, err = c.opener.ReadRecord()
+		typ, data, err = c.in.opener.ReadRecord()
 	}
 	if err != nil {
 		return 0, c.rxFailLocked(err)
@@ -99,7 +99,7 @@ func (c *Conn) recordLocked(typ uint8, data []byte, direct bool) (n int, err err
 		// anything else is one.
 		return 0, c.rxFailLocked(alertf(alertRecordOverflow, "record of %d bytes", len(data)))
 	}
-	if typ != backend.TypeHandshake && len(c.hand) > 0 {
+	if typ != backend.TypeHandshake && len(c.in.hand) > 0 {
 		// RFC 8446 §5.1: handshake messages must not be interleaved with
 		// other record types.
 		return 0, c.rxFailLocked(alertf(alertUnexpectedMessage, "record of type %d inside a fragmented handshake message", typ))
@@ -109,11 +109,11 @@ func (c *Conn) recordLocked(typ uint8, data []byte, direct bool) (n int, err err
 		if len(data) == 0 {
 			return 0, c.uselessLocked()
 		}
-		c.useless, c.keyUpdates = 0, 0
+		c.in.useless, c.in.keyUpdates = 0, 0
 		if direct {
 			return len(data), nil
 		}
-		c.input = data
+		c.in.input = data
 		return 0, nil
 	case backend.TypeAlert:
 		return 0, c.alertLocked(data)
@@ -122,25 +122,25 @@ func (c *Conn) recordLocked(typ uint8, data []byte, direct bool) (n int, err err
 			// RFC 8446 §5.1: zero-length handshake fragments are not allowed.
 			return 0, c.rxFailLocked(alertf(alertUnexpectedMessage, "empty handshake record"))
 		}
-		c.hand = append(c.hand, data...)
+		c.in.hand = append(c.in.hand, data...)
 		keyUpdate := false
-		for len(c.hand) >= 4 {
-			size := 4 + (int(c.hand[1])<<16 | int(c.hand[2])<<8 | int(c.hand[3]))
+		for len(c.in.hand) >= 4 {
+			size := 4 + (int(c.in.hand[1])<<16 | int(c.in.hand[2])<<8 | int(c.in.hand[3]))
 			if size > maxHandshake {
 				return 0, c.rxFailLocked(alertf(alertInternalError, "handshake message of %d bytes exceeds %d", size, maxHandshake))
 			}
-			if len(c.hand) < size {
+			if len(c.in.hand) < size {
 				break
 			}
-			msg := c.hand[:size]
-			c.hand = c.hand[size:]
+			msg := c.in.hand[:size]
+			c.in.hand = c.in.hand[size:]
 			keyUpdate = keyUpdate || msg[0] == typeKeyUpdate
 			if err := c.handshakeMessageLocked(msg); err != nil {
 				return 0, err
 			}
 		}
-		if len(c.hand) == 0 {
-			c.hand = c.hand[:0:0]
+		if len(c.in.hand) == 0 {
+			c.in.hand = c.in.hand[:0:0]
 		}
 		if keyUpdate {
 			return 0, c.keyUpdateSeenLocked()
@@ -153,8 +153,8 @@ func (c *Conn) recordLocked(typ uint8, data []byte, direct bool) (n int, err err
 
 // uselessLocked counts a record that gave no data.
 func (c *Conn) uselessLocked() error {
-	c.useless++
-	if c.useless > maxUselessRecords {
+	c.in.useless++
+	if c.in.useless > maxUselessRecords {
 		return c.rxFailLocked(alertf(alertUnexpectedMessage, "more than %d records in a row without application data", maxUselessRecords))
 	}
 	return nil
@@ -162,8 +162,8 @@ func (c *Conn) uselessLocked() error {
 
 // keyUpdateSeenLocked counts a record that ended with a KeyUpdate.
 func (c *Conn) keyUpdateSeenLocked() error {
-	c.keyUpdates++
-	if c.keyUpdates > maxKeyUpdates {
+	c.in.keyUpdates++
+	if c.in.keyUpdates > maxKeyUpdates {
 		return c.rxFailLocked(alertf(alertUnexpectedMessage, "more than %d KeyUpdates in a row without application data", maxKeyUpdates))
 	}
 	return nil
@@ -176,8 +176,7 @@ func (c *Conn) alertLocked(data []byte) error {
 		return c.rxFailLocked(alertf(alertUnexpectedMessage, "alert of %d bytes", len(data)))
 	}
 	if data[1] == alertCloseNotify {
-		c.rxErr = io.EOF
-		return io.EOF
+		return c.in.setErrorLocked(io.EOF)
 	}
 	warning := data[0] == alertLevelWarning
 	if c.version() == tls.VersionTLS13 {
@@ -188,8 +187,7 @@ func (c *Conn) alertLocked(data []byte) error {
 	if warning {
 		return c.uselessLocked()
 	}
-	c.rxErr = &net.OpError{Op: "remote error", Err: tls.AlertError(data[1])}
-	return c.rxErr
+	return c.in.setErrorLocked(&net.OpError{Op: "remote error", Err: tls.AlertError(data[1])})
 }
 
 // handshakeMessageLocked handles one whole post-handshake message.
@@ -222,7 +220,7 @@ func (c *Conn) handshakeMessageLocked(msg []byte) error {
 		if body[0] > 1 {
 			return c.rxFailLocked(alertf(alertIllegalParameter, "KeyUpdate request_update %d", body[0]))
 		}
-		if len(c.hand) != 0 {
+		if len(c.in.hand) != 0 {
 			// RFC 8446 §5.1: a KeyUpdate must end its record, since the
 			// next record is under the new key.
 			return c.rxFailLocked(alertf(alertUnexpectedMessage, "KeyUpdate not at the end of its record"))
@@ -235,9 +233,9 @@ func (c *Conn) handshakeMessageLocked(msg []byte) error {
 			// KeyUpdate before any more application data. ktls answers
 			// at once, as crypto/tls does; a burst of requests gets one
 			// answer each, bounded by maxKeyUpdates.
-			c.outMu.Lock()
+			c.out.mu.Lock()
 			defer c.unlockOut()
-			if c.txErr == nil && !c.closeNotifySent {
+			if c.out.err == nil && !c.out.closeNotifySent {
 				return c.updateTXKeyLocked()
 			}
 		}
@@ -249,20 +247,18 @@ func (c *Conn) handshakeMessageLocked(msg []byte) error {
 
 // rekeyRXLocked moves RX to the next traffic secret, RFC 8446 §7.2.
 func (c *Conn) rekeyRXLocked() error {
-	rk, ok := c.opener.(backend.Rekeyer)
+	rk, ok := c.in.opener.(backend.Rekeyer)
 	if !ok {
-		c.rxErr = ErrKeyUpdateUnsupported
-		return c.rxErr
+		return c.in.setErrorLocked(ErrKeyUpdateUnsupported)
 	}
-	if err := rekey(rk, c.rx); err != nil {
+	if err := rekey(rk, c.in.keys); err != nil {
 		if errors.Is(err, backend.ErrNotSupported) {
 			// The engine refused the next key and did nothing (kTLS
 			// before Linux 6.14): the peer now writes under a key this
 			// connection cannot read with.
 			err = fmt.Errorf("%w: %w", ErrKeyUpdateUnsupported, err)
 		}
-		c.rxErr = err
-		return err
+		return c.in.setErrorLocked(err)
 	}
 	return nil
 }
@@ -286,21 +282,18 @@ func rekey(rk backend.Rekeyer, d *dirKeys) error {
 // updateTXKeyLocked sends a KeyUpdate (update_not_requested) under the
 // current key and moves TX to the next one, RFC 8446 §4.6.3.
 func (c *Conn) updateTXKeyLocked() error {
-	rk, ok := c.sealer.(backend.Rekeyer)
+	rk, ok := c.out.sealer.(backend.Rekeyer)
 	if !ok {
-		c.txErr = fmt.Errorf("ktls: the tx engine %s cannot update its TLS 1.3 key", c.Backend().TX)
-		return c.txErr
+		return c.out.setErrorLocked(fmt.Errorf("ktls: the tx engine %s cannot update its TLS 1.3 key", c.Backend().TX))
 	}
 	msg := []byte{typeKeyUpdate, 0, 0, 1, 0}
-	if _, err := c.sealer.WriteRecords(backend.TypeHandshake, msg); err != nil {
-		c.txErr = err
-		return err
+	if _, err := c.out.sealer.WriteRecords(backend.TypeHandshake, msg); err != nil {
+		return c.out.setErrorLocked(err)
 	}
-	if err := rekey(rk, c.tx); err != nil {
-		c.txErr = err
-		return err
+	if err := rekey(rk, c.out.keys); err != nil {
+		return c.out.setErrorLocked(err)
 	}
-	c.txRecords = 0
+	c.out.records = 0
 	return nil
 }
 
@@ -316,43 +309,41 @@ func (c *Conn) resetOr(err error) error {
 
 // beforeDataLocked runs before every batch of application data records, on
 // every path that sends them (Write, sendfile): it fails a connection the
-// peer reset, and updates a TLS 1.3 key about to wear out first (RFC 8446
-// §5.5).
-func (c *Conn) beforeDataLocked() error {
+// peer reset, and updates a TLS 1.3 key that wore out first (RFC 8446 §5.5).
+// It returns how many records the key may still seal (outHalf.recordsLeftLocked).
+func (c *Conn) beforeDataLocked() (left uint64, err error) {
 	if err := c.peerReset.Load(); err != nil {
 		// RX saw the peer reset the connection (rxFailLocked).
-		c.txErr = *err
-		return c.txErr
+		return 0, c.out.setErrorLocked(*err)
 	}
-	if c.tx.suite.Version == tls.VersionTLS13 && c.txRecords >= c.keyUpdateAfter {
-		return c.updateTXKeyLocked()
+	if c.out.recordsLeftLocked() == 0 {
+		if err := c.updateTXKeyLocked(); err != nil {
+			return 0, err
+		}
 	}
-	return nil
+	return c.out.recordsLeftLocked(), nil
 }
 
-// writeRecordsLocked writes b as records of type typ, updating the TLS 1.3
-// key before it wears out (RFC 8446 §5.5).
-func (c *Conn) writeRecordsLocked(typ uint8, b []byte) (int, error) {
+// writeRecordsLocked writes b as application data records, updating the TLS
+// 1.3 key before it wears out (RFC 8446 §5.5): no batch takes more records
+// than the key has left.
+func (c *Conn) writeRecordsLocked(b []byte) (int, error) {
 	n := 0
 	for len(b) > 0 {
+		left, err := c.beforeDataLocked()
+		if err != nil {
+			return n, err
+		}
 		chunk := b
-		if typ == backend.TypeApplicationData {
-			if err := c.beforeDataLocked(); err != nil {
-				return n, err
-			}
+		if need := (uint64(len(chunk)) + backend.MaxPlaintext - 1) / backend.MaxPlaintext; need > left {
+			chunk = chunk[:left*backend.MaxPlaintext]
 		}
-		if c.tx.suite.Version == tls.VersionTLS13 {
-			if room := (c.keyUpdateAfter - c.txRecords) * backend.MaxPlaintext; uint64(len(chunk)) > room {
-				chunk = chunk[:room]
-			}
-		}
-		m, err := c.sealer.WriteRecords(typ, chunk)
-		c.txRecords += uint64((m + backend.MaxPlaintext - 1) / backend.MaxPlaintext)
+		m, err := c.out.sealer.WriteRecords(backend.TypeApplicationData, chunk)
+		c.out.records += uint64((m + backend.MaxPlaintext - 1) / backend.MaxPlaintext)
 		n += m
 		b = b[m:]
 		if err != nil {
-			c.txErr = c.resetOr(err)
-			return n, c.txErr
+			return n, c.out.setErrorLocked(c.resetOr(err))
 		}
 	}
 	return n, nil
@@ -365,13 +356,12 @@ func (c *Conn) sendAlertLocked(desc uint8) error {
 	if desc == alertCloseNotify || desc == alertNoRenegotiation {
 		level = alertLevelWarning
 	}
-	_, err := c.sealer.WriteRecords(backend.TypeAlert, []byte{level, desc})
+	_, err := c.out.sealer.WriteRecords(backend.TypeAlert, []byte{level, desc})
 	if err != nil {
-		c.txErr = err
-		return err
+		return c.out.setErrorLocked(err)
 	}
 	if desc != alertCloseNotify {
-		c.txErr = &net.OpError{Op: "local error", Err: tls.AlertError(desc)}
+		c.out.setErrorLocked(&net.OpError{Op: "local error", Err: tls.AlertError(desc)})
 	}
 	return nil
 }
@@ -386,13 +376,12 @@ func (c *Conn) rxFailLocked(err error) error {
 	if err == io.EOF {
 		// EOF at a record boundary without close_notify: crypto/tls
 		// accepts it as EOF (conn.go, readRecordOrCCS); so does ktls.
-		c.rxErr = io.EOF
-		return io.EOF
+		return c.in.setErrorLocked(io.EOF)
 	}
 	var a tls.AlertError
 	if errors.As(err, &a) {
-		c.outMu.Lock()
-		if c.txErr == nil {
+		c.out.mu.Lock()
+		if c.out.err == nil {
 			c.sendAlertLocked(uint8(a))
 		}
 		c.unlockOut()
@@ -414,56 +403,10 @@ func (c *Conn) rxFailLocked(err error) error {
 			c.raw.SetWriteDeadline(time.Now())
 		}
 	}
-	c.rxErr = err
-	return err
+	return c.in.setErrorLocked(err)
 }
 
-// finishDrainLocked lets crypto/tls read the TLS 1.3 session tickets that
-// came right after the handshake, then installs RX from the first other
-// record on (see drainState).
-func (c *Conn) finishDrainLocked() error {
-	var one [1]byte
-	n, err := c.tls.Read(one[:])
-	if n != 0 {
-		// recordConn never gives crypto/tls application data here.
-		c.rxErr = errors.New("ktls: internal error: crypto/tls returned data during the ticket drain")
-		return c.rxErr
-	}
-	if !errors.Is(err, errHandoff) {
-		if err == io.EOF && c.rc.cutShort() {
-			// The stream ended inside a record, which crypto/tls never
-			// saw (recordConn gives it nothing until the record is
-			// whole), so it took the EOF for one at a record boundary.
-			err = io.ErrUnexpectedEOF
-		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return err
-		}
-		// crypto/tls rejected a ticket. It tried to send an alert, which
-		// recordConn refused (its TX key is stale): send it for real.
-		if a, ok := c.rc.refusedAlert(); ok {
-			c.outMu.Lock()
-			if c.txErr == nil {
-				c.sendAlertLocked(a)
-			}
-			c.unlockOut()
-		}
-		c.rxErr = err
-		return err
-	}
-	c.rxPending = false
-	c.rc.moveTX(nil, 0)
-	if err := c.installRXLocked(c.rc.drain.seq, c.rc.buffered()); err != nil {
-		c.rxErr = err
-		return err
-	}
-	c.rc.drain = nil
-	c.rc.release()
-	return nil
-}
-
-func (c *Conn) version() uint16 { return c.tx.suite.Version }
+func (c *Conn) version() uint16 { return c.out.keys.suite.Version }
 
 // alertError is an error that names the alert the connection sends for it.
 type alertError struct {

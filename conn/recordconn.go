@@ -3,7 +3,6 @@ package conn
 import (
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -30,7 +29,7 @@ import (
 //
 // crypto/tls serializes its own reads (under its input lock or the handshake
 // lock) and its own writes (under its output lock); mode changes happen under
-// Conn.handshakeMu or Conn.inMu while crypto/tls is not reading.
+// Conn.handshakeMu or Conn.in.mu while crypto/tls is not reading.
 type recordConn struct {
 	net.Conn // the raw transport
 
@@ -66,36 +65,6 @@ const (
 	modePassthrough                 // crypto/tls keeps RX: out of the way
 	modeDrain                       // TLS 1.3 client: only NewSessionTicket records pass
 )
-
-// drainState lets crypto/tls consume the NewSessionTicket records that a TLS
-// 1.3 server sends right after the handshake, so that tickets reach the
-// ClientSessionCache (crypto/tls does not export the resumption secret, so
-// only crypto/tls can turn them into sessions). The first record that is
-// anything else stops the drain; it stays in rbuf and becomes the engine's
-// Link.Buffered.
-type drainState struct {
-	prot    *record.Protector // the server's application traffic key
-	seq     uint64            // next RX sequence number
-	passed  bool              // the record in rbuf may go to crypto/tls
-	stopped bool
-	scratch []byte
-	// peek, where the socket allows it, shows the next record without
-	// taking it (see newPeeker); peekBuf holds what it shows.
-	peek      func([]byte) (int, error)
-	peekBuf   []byte
-	truncated bool // the peer closed with part of a record in the socket
-}
-
-// errHandoff stops crypto/tls's Read at the end of the drain. It is a
-// temporary net.Error so crypto/tls does not make it sticky (readRecordOrCCS
-// only records non-temporary errors).
-var errHandoff net.Error = handoffError{}
-
-type handoffError struct{}
-
-func (handoffError) Error() string   { return "ktls: record layer handed off" }
-func (handoffError) Timeout() bool   { return true }
-func (handoffError) Temporary() bool { return true }
 
 // errTXMoved is what crypto/tls gets when it tries to write after TX moved.
 var errTXMoved = errors.New("ktls: crypto/tls may not write after the record layer moved")
@@ -180,95 +149,6 @@ func (r *recordConn) fillSome() error {
 			return nil
 		}
 	}
-}
-
-// fillDrain reads one whole record and decides whether crypto/tls may have it.
-// Where the socket can be peeked, a record that does not pass is left in the
-// socket, not in rbuf.
-func (r *recordConn) fillDrain() error {
-	if r.drain.peek != nil && len(r.rbuf) == 0 {
-		return r.peekDrain()
-	}
-	for !r.recordComplete() {
-		if len(r.rbuf) >= record.HeaderLen && recordLen(r.rbuf) > record.MaxCiphertext(tls.VersionTLS13) {
-			// Not for crypto/tls: the engine rejects it with record_overflow.
-			r.drain.stopped = true
-			return errHandoff
-		}
-		if err := r.fillSome(); err != nil {
-			return err
-		}
-	}
-	if !r.drainPasses(r.rbuf) {
-		r.drain.stopped = true
-		return errHandoff
-	}
-	r.drain.seq++
-	r.drain.passed = true
-	return nil
-}
-
-// peekDrain looks at the next record without taking it from the socket, and
-// takes it only if crypto/tls may have it.
-func (r *recordConn) peekDrain() error {
-	d := r.drain
-	if cap(d.peekBuf) == 0 {
-		d.peekBuf = make([]byte, record.HeaderLen+record.MaxCiphertext(tls.VersionTLS13))
-	}
-	n, err := d.peek(d.peekBuf)
-	if err != nil {
-		// crypto/tls reads an io.ErrUnexpectedEOF before any byte of a
-		// record as a clean EOF; the connection must know better.
-		d.truncated = err == io.ErrUnexpectedEOF
-		return err
-	}
-	if n > len(d.peekBuf) || !r.drainPasses(d.peekBuf[:n]) {
-		// Too long for any record (the engine answers record_overflow),
-		// or not a ticket: it stays in the socket for the engine.
-		d.stopped = true
-		return errHandoff
-	}
-	if cap(r.rbuf) < n {
-		r.rbuf = make([]byte, 0, n)
-	}
-	// The record is queued whole, so this returns at once.
-	if _, err := io.ReadFull(r.Conn, r.rbuf[:n]); err != nil {
-		return err
-	}
-	r.rbuf = r.rbuf[:n]
-	d.seq++
-	d.passed = true
-	return nil
-}
-
-// drainPasses decides whether a complete record may go to crypto/tls during
-// the drain: only if it opens under the server's application key at the
-// expected sequence number and holds nothing but whole NewSessionTicket
-// messages (RFC 8446 §4.6.1).
-func (r *recordConn) drainPasses(rec []byte) bool {
-	d := r.drain
-	d.scratch = append(d.scratch[:0], rec...)
-	typ, msg, err := d.prot.Open(d.seq, d.scratch)
-	if err != nil || typ != backend.TypeHandshake || len(msg) == 0 {
-		return false
-	}
-	for len(msg) > 0 {
-		if len(msg) < 4 || msg[0] != typeNewSessionTicket {
-			return false
-		}
-		n := 4 + (int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3]))
-		if n > len(msg) {
-			return false
-		}
-		msg = msg[n:]
-	}
-	return true
-}
-
-// cutShort reports whether the incoming stream ended inside a record that
-// crypto/tls never saw a byte of.
-func (r *recordConn) cutShort() bool {
-	return len(r.buffered()) > 0 || (r.drain != nil && r.drain.truncated)
 }
 
 // buffered returns the bytes of the incoming stream that were read from the

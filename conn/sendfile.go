@@ -67,12 +67,12 @@ func (c *Conn) sendFile(fs backend.FileSender, r io.Reader) (int64, bool, error)
 	if !ok {
 		return 0, false, nil
 	}
-	c.outMu.Lock()
+	c.out.mu.Lock()
 	defer c.unlockOut()
-	if c.txErr != nil {
-		return 0, true, c.txErr
+	if c.out.err != nil {
+		return 0, true, c.out.err
 	}
-	if c.closeNotifySent {
+	if c.out.closeNotifySent {
 		return 0, true, errShutdown
 	}
 	var total int64
@@ -81,7 +81,10 @@ func (c *Conn) sendFile(fs backend.FileSender, r io.Reader) (int64, bool, error)
 		if src.n > 0 {
 			want = min(want, src.n)
 		}
-		if err := c.beforeDataLocked(); err != nil {
+		// The records left under the key are not a bound here: how many
+		// records a file takes is the kernel's to decide, and
+		// sendFileChunk keeps within the margin instead.
+		if _, err := c.beforeDataLocked(); err != nil {
 			return total, true, err
 		}
 		off := src.off
@@ -95,13 +98,12 @@ func (c *Conn) sendFile(fs backend.FileSender, r io.Reader) (int64, bool, error)
 		}
 		src.consume(w)
 		total += w
-		c.txRecords += records
+		c.out.records += records
 		if src.n > 0 {
 			src.n -= w
 		}
 		if err != nil {
-			c.txErr = c.resetOr(err)
-			return total, true, c.txErr
+			return total, true, c.out.setErrorLocked(c.resetOr(err))
 		}
 		if w < want {
 			break // end of file

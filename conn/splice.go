@@ -70,35 +70,35 @@ func spliceDestination(w io.Writer) (syscall.RawConn, bool) {
 // data, which readRecordLocked handles. handled is false when the engine
 // cannot splice into dst and nothing was read.
 func (c *Conn) splice(dst syscall.RawConn, w io.Writer) (n int64, handled bool, err error) {
-	c.inMu.Lock()
+	c.in.mu.Lock()
 	defer c.unlockIn()
 	canSplice := true
 	for {
-		if len(c.input) > 0 {
-			m, err := w.Write(c.input)
-			c.input = c.input[m:]
+		if len(c.in.input) > 0 {
+			m, err := w.Write(c.in.input)
+			c.in.input = c.in.input[m:]
 			n += int64(m)
 			if err != nil {
 				return n, true, err
 			}
 			continue
 		}
-		if c.rxErr != nil {
-			return n, true, eofIsNil(c.rxErr)
+		if c.in.err != nil {
+			return n, true, eofIsNil(c.in.err)
 		}
-		if c.rxPending {
+		if c.in.draining {
 			// A TLS 1.3 client's RX engine is installed after crypto/tls
 			// has read the session tickets (finishDrainLocked).
 			if err := c.finishDrainLocked(); err != nil {
 				return n, true, eofIsNil(err)
 			}
 		}
-		sp, ok := c.opener.(backend.Splicer)
+		sp, ok := c.in.opener.(backend.Splicer)
 		if ok && canSplice {
 			m, readErr, writeErr := sp.SpliceTo(dst)
 			n += m
 			if m > 0 {
-				c.useless, c.keyUpdates = 0, 0
+				c.in.useless, c.in.keyUpdates = 0, 0
 			}
 			if readErr != nil {
 				err := c.rxFailLocked(readErr)
