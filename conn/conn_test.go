@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"math"
 	"reflect"
 	"testing"
 
@@ -27,20 +28,23 @@ func userspaceOptions() Options {
 	return Options{Backends: []backend.Backend{userspace.New()}, Policy: selector.Policy{}}
 }
 
+// stockPair returns a ktls Conn in one role and a stock crypto/tls Conn in
+// the other, over loopback TCP, before their handshakes.
+func stockPair(t *testing.T, ktlsClient bool, ccfg, scfg *tls.Config, o Options) (*Conn, *tls.Conn) {
+	rc, rs := testenv.TCPPair(t)
+	if ktlsClient {
+		return Client(rc, ccfg, o), tls.Server(rs, scfg)
+	}
+	return Server(rs, scfg, o), tls.Client(rc, ccfg)
+}
+
 // TestKeyUpdateAtLimit lowers the per-key record limit and checks that the
 // sender updates its TLS 1.3 key (RFC 8446 §5.5) and that stock crypto/tls,
 // on the other end, follows every update.
 func TestKeyUpdateAtLimit(t *testing.T) {
 	for _, ktlsClient := range []bool{true, false} {
 		ccfg, scfg := testConfigs(t, tls.VersionTLS13)
-		rc, rs := testenv.TCPPair(t)
-		var k *Conn
-		var s *tls.Conn
-		if ktlsClient {
-			k, s = Client(rc, ccfg, userspaceOptions()), tls.Server(rs, scfg)
-		} else {
-			k, s = Server(rs, scfg, userspaceOptions()), tls.Client(rc, ccfg)
-		}
+		k, s := stockPair(t, ktlsClient, ccfg, scfg, userspaceOptions())
 		errc := make(chan error, 1)
 		go func() { errc <- s.Handshake() }()
 		if err := k.Handshake(); err != nil {
@@ -203,6 +207,32 @@ func TestBackendInfoString(t *testing.T) {
 	} {
 		if got := tc.info.String(); got != tc.want {
 			t.Errorf("%s: String() =\n\t%s\nwant\n\t%s", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestRecordsLeft: the TLS 1.3 key-wear check shared by Write and sendfile
+// (RFC 8446 §5.5). sendfile may seal past the limit within its margin
+// (sendFileChunk); the key is then due at once, never given a count that
+// wrapped around.
+func TestRecordsLeft(t *testing.T) {
+	const after = 100
+	for _, tc := range []struct {
+		version uint16
+		records uint64
+		want    uint64
+	}{
+		{tls.VersionTLS12, after * 2, math.MaxUint64},
+		{tls.VersionTLS13, 0, after},
+		{tls.VersionTLS13, after - 1, 1},
+		{tls.VersionTLS13, after, 0},
+		{tls.VersionTLS13, after + 5, 0},
+	} {
+		h := outHalf{records: tc.records, keyUpdateAfter: after}
+		h.keys = &dirKeys{}
+		h.keys.suite.Version = tc.version
+		if got := h.recordsLeftLocked(); got != tc.want {
+			t.Errorf("%s, %d records: recordsLeftLocked = %d, want %d", tls.VersionName(tc.version), tc.records, got, tc.want)
 		}
 	}
 }
