@@ -389,15 +389,7 @@ func TestBackendDuringDrain(t *testing.T) {
 	k, peer := Client(rc, ccfg, userspaceOptions()), tls.Server(rs, scfg)
 	defer peer.Close()
 	defer k.Close()
-	errc := make(chan error, 1)
-	go func() {
-		if err := peer.Handshake(); err != nil {
-			errc <- err
-			return
-		}
-		_, err := peer.Write([]byte("x"))
-		errc <- err
-	}()
+	errc := handshakeThenWrite(peer, "x")
 	if err := k.Handshake(); err != nil {
 		t.Fatal(err)
 	}

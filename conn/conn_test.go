@@ -38,6 +38,21 @@ func stockPair(t *testing.T, ktlsClient bool, ccfg, scfg *tls.Config, o Options)
 	return Server(rs, scfg, o), tls.Client(rc, ccfg)
 }
 
+// handshakeThenWrite runs peer's handshake and then writes msg, in the
+// background; the channel gets the first error, or nil.
+func handshakeThenWrite(peer *tls.Conn, msg string) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		if err := peer.Handshake(); err != nil {
+			errc <- err
+			return
+		}
+		_, err := peer.Write([]byte(msg))
+		errc <- err
+	}()
+	return errc
+}
+
 // TestKeyUpdateAtLimit lowers the per-key record limit and checks that the
 // sender updates its TLS 1.3 key (RFC 8446 §5.5) and that stock crypto/tls,
 // on the other end, follows every update.

@@ -122,12 +122,6 @@ func (c *Conn) stayStdlib(tx, rx *dirKeys, txc, rxc Choice) {
 	})
 }
 
-func (d *dirKeys) wipeIfSet() {
-	if d != nil {
-		d.wipe()
-	}
-}
-
 // install puts TX into the first engine that takes it, then RX (now, or after
 // the TLS 1.3 client's ticket drain). Keys are zeroed once handed over.
 func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selector.Candidate) error {
@@ -214,8 +208,8 @@ func (c *Conn) installHalf(d selector.Direction, cands []selector.Candidate, lin
 
 // installRXLocked puts RX into the first engine that takes it. TX has moved
 // already, so there is no way back to crypto/tls: failing here fails the
-// connection. After the TLS 1.3 client's ticket drain (rc.drain set), the
-// reason already names the RX engine expected.
+// connection. After the TLS 1.3 client's ticket drain, the engine is
+// recorded as Drained: the handshake already named the one expected.
 func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 	rx := c.in.keys
 	rx.params.Seq = seq

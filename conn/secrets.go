@@ -214,6 +214,13 @@ func (d *dirKeys) wipe() {
 	clear(d.secret)
 }
 
+// wipeIfSet is wipe for a direction whose keys may never have been found.
+func (d *dirKeys) wipeIfSet() {
+	if d != nil {
+		d.wipe()
+	}
+}
+
 // helloRandom returns the random of the first handshake message of one
 // direction, which must be of type want (ClientHello 1 or ServerHello 2):
 // type(1) length(3) legacy_version(2) random(32), RFC 8446 §4.1.2-3 and RFC
