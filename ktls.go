@@ -47,15 +47,16 @@ import (
 type Conn = conn.Conn
 
 // BackendInfo says which engine protects each direction of a connection
-// (kernel, nic, afalg, userspace or stdlib) and why.
+// (kernel, nic, afalg, userspace or stdlib) and why: Reason in one line
+// (String), TXDetail, RXDetail and BothStdlib in parts.
 type BackendInfo = conn.BackendInfo
 
 // DirectionInfo is how the engine of one direction was chosen
 // (BackendInfo.TXDetail, BackendInfo.RXDetail).
 type DirectionInfo = conn.DirectionInfo
 
-// Choice is one engine chosen for a direction, and why.
-type Choice = conn.Choice
+// EngineChoice is one engine chosen for a direction, and why.
+type EngineChoice = conn.EngineChoice
 
 // Refusal is a candidate engine that declined a direction, and why.
 type Refusal = conn.Refusal

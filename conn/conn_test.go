@@ -113,13 +113,13 @@ func TestInstalledChoice(t *testing.T) {
 	refused := []Refusal{{backend.Kernel, "tls module not loaded"}}
 	for _, tc := range []struct {
 		half any
-		want Choice
+		want EngineChoice
 	}{
-		{struct{}{}, Choice{Engine: backend.NIC, Reason: "auto", Refused: refused}},
-		{reporter{backend.NIC, "offloaded to eth0"}, Choice{Engine: backend.NIC, Reason: "auto", Refused: refused}},
-		{reporter{"", ""}, Choice{Engine: backend.NIC, Reason: "auto", Refused: refused}},
-		{reporter{backend.Kernel, "nic: eth0 kept in software"}, Choice{Engine: backend.Kernel, Reason: "auto", Reported: "nic: eth0 kept in software", Refused: refused}},
-		{reporter{backend.Kernel, ""}, Choice{Engine: backend.Kernel, Reason: "auto", Refused: refused}},
+		{struct{}{}, EngineChoice{Engine: backend.NIC, Reason: "auto", Refused: refused}},
+		{reporter{backend.NIC, "offloaded to eth0"}, EngineChoice{Engine: backend.NIC, Reason: "auto", Refused: refused}},
+		{reporter{"", ""}, EngineChoice{Engine: backend.NIC, Reason: "auto", Refused: refused}},
+		{reporter{backend.Kernel, "nic: eth0 kept in software"}, EngineChoice{Engine: backend.Kernel, Reason: "auto", Reported: "nic: eth0 kept in software", Refused: refused}},
+		{reporter{backend.Kernel, ""}, EngineChoice{Engine: backend.Kernel, Reason: "auto", Refused: refused}},
 	} {
 		if got := installedChoice(tc.half, cand, refused); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("installedChoice(%#v) = %+v; want %+v", tc.half, got, tc.want)
@@ -150,7 +150,7 @@ func TestRefusal(t *testing.T) {
 // TestBackendInfoString pins the one-line Reason of every shape a handoff
 // gives, built from the structure.
 func TestBackendInfoString(t *testing.T) {
-	auto := func(e string) Choice { return Choice{Engine: e, Reason: "auto"} }
+	auto := func(e string) EngineChoice { return EngineChoice{Engine: e, Reason: "auto"} }
 	for _, tc := range []struct {
 		name string
 		info BackendInfo
@@ -158,64 +158,64 @@ func TestBackendInfoString(t *testing.T) {
 	}{
 		{
 			"same engine both ways",
-			BackendInfo{TXDetail: DirectionInfo{Choice: auto("kernel")}, RXDetail: DirectionInfo{Choice: auto("kernel")}},
+			BackendInfo{TXDetail: DirectionInfo{EngineChoice: auto("kernel")}, RXDetail: DirectionInfo{EngineChoice: auto("kernel")}},
 			"tx: kernel (auto); rx: kernel (auto)",
 		},
 		{
 			"passed-over candidates",
 			BackendInfo{
-				TXDetail: DirectionInfo{Choice: Choice{Engine: "userspace", Reason: "forced kernel did not install",
+				TXDetail: DirectionInfo{EngineChoice: EngineChoice{Engine: "userspace", Reason: "forced kernel did not install",
 					Refused: []Refusal{{"nic", "no offload"}, {"kernel", "no ULP"}}}},
-				RXDetail: DirectionInfo{Choice: Choice{Engine: "userspace", Refused: []Refusal{{"kernel", "buffered"}}}},
+				RXDetail: DirectionInfo{EngineChoice: EngineChoice{Engine: "userspace", Refused: []Refusal{{"kernel", "buffered"}}}},
 			},
 			"tx: userspace (forced kernel did not install; passed over nic: no offload, kernel: no ULP); rx: userspace (passed over kernel: buffered)",
 		},
 		{
 			"stdlib both ways",
-			BackendInfo{TXDetail: DirectionInfo{Choice: Choice{Engine: "stdlib", Reason: "forced"}}, RXDetail: DirectionInfo{Choice: Choice{Engine: "stdlib", Reason: "forced"}}},
+			BackendInfo{TXDetail: DirectionInfo{EngineChoice: EngineChoice{Engine: "stdlib", Reason: "forced"}}, RXDetail: DirectionInfo{EngineChoice: EngineChoice{Engine: "stdlib", Reason: "forced"}}},
 			"tx: stdlib (forced); rx: stdlib (forced)",
 		},
 		{
 			"one stdlib keeps both",
-			BackendInfo{TXDetail: DirectionInfo{Choice: auto("kernel")}, RXDetail: DirectionInfo{Choice: Choice{Engine: "stdlib", Reason: "keys or sequence numbers not known: x"}}, BothStdlib: true},
+			BackendInfo{TXDetail: DirectionInfo{EngineChoice: auto("kernel")}, RXDetail: DirectionInfo{EngineChoice: EngineChoice{Engine: "stdlib", Reason: "keys or sequence numbers not known: x"}}, BothStdlib: true},
 			"tx: kernel (auto); rx: stdlib (keys or sequence numbers not known: x); both stay on stdlib: crypto/tls cannot share a connection with another engine",
 		},
 		{
 			"no engine took tx",
 			BackendInfo{
-				TXDetail:   DirectionInfo{Choice: Choice{Engine: "stdlib", Reason: "auto; kernel did not install", Refused: []Refusal{{"kernel", "a"}, {"userspace", "b"}}}},
-				RXDetail:   DirectionInfo{Choice: auto("kernel")},
+				TXDetail:   DirectionInfo{EngineChoice: EngineChoice{Engine: "stdlib", Reason: "auto; kernel did not install", Refused: []Refusal{{"kernel", "a"}, {"userspace", "b"}}}},
+				RXDetail:   DirectionInfo{EngineChoice: auto("kernel")},
 				BothStdlib: true,
 			},
 			"tx: stdlib (no engine took tx: kernel: a; userspace: b); rx: kernel (auto); both stay on stdlib: crypto/tls cannot share a connection with another engine",
 		},
 		{
 			"no reason",
-			BackendInfo{TXDetail: DirectionInfo{Choice: Choice{Engine: "userspace"}}, RXDetail: DirectionInfo{Choice: Choice{Engine: "userspace"}}},
+			BackendInfo{TXDetail: DirectionInfo{EngineChoice: EngineChoice{Engine: "userspace"}}, RXDetail: DirectionInfo{EngineChoice: EngineChoice{Engine: "userspace"}}},
 			"tx: userspace; rx: userspace",
 		},
 		{
 			"during the drain",
-			BackendInfo{TXDetail: DirectionInfo{Choice: auto("kernel")}, RXDetail: DirectionInfo{Choice: auto("kernel"), AfterTickets: true}},
+			BackendInfo{TXDetail: DirectionInfo{EngineChoice: auto("kernel")}, RXDetail: DirectionInfo{EngineChoice: auto("kernel"), AfterTickets: true}},
 			"tx: kernel (auto); rx: kernel (auto), after crypto/tls has read the session tickets",
 		},
 		{
 			"drained into the same engine",
-			BackendInfo{TXDetail: DirectionInfo{Choice: auto("kernel")}, RXDetail: DirectionInfo{Choice: auto("kernel"), AfterTickets: true,
-				Drained: Choice{Engine: "kernel", Reason: "auto"}}},
+			BackendInfo{TXDetail: DirectionInfo{EngineChoice: auto("kernel")}, RXDetail: DirectionInfo{EngineChoice: auto("kernel"), AfterTickets: true,
+				Drained: EngineChoice{Engine: "kernel", Reason: "auto"}}},
 			"tx: kernel (auto); rx: kernel (auto), after crypto/tls has read the session tickets",
 		},
 		{
 			"drained into another engine",
-			BackendInfo{TXDetail: DirectionInfo{Choice: auto("kernel")}, RXDetail: DirectionInfo{Choice: auto("kernel"), AfterTickets: true,
-				Drained: Choice{Engine: "userspace", Reason: "auto; kernel did not install", Refused: []Refusal{{"kernel", "2 bytes buffered"}}}}},
+			BackendInfo{TXDetail: DirectionInfo{EngineChoice: auto("kernel")}, RXDetail: DirectionInfo{EngineChoice: auto("kernel"), AfterTickets: true,
+				Drained: EngineChoice{Engine: "userspace", Reason: "auto; kernel did not install", Refused: []Refusal{{"kernel", "2 bytes buffered"}}}}},
 			"tx: kernel (auto); rx: kernel (auto), after crypto/tls has read the session tickets; rx: userspace (auto; kernel did not install; passed over kernel: 2 bytes buffered)",
 		},
 		{
 			"nic reported as kernel",
 			BackendInfo{
-				TXDetail: DirectionInfo{Choice: installedChoice(reporter{"kernel", "nic: lo has tls-hw-tx-offload off"}, selector.Candidate{Name: "nic", Reason: "forced"}, nil)},
-				RXDetail: DirectionInfo{Choice: installedChoice(reporter{"kernel", ""}, selector.Candidate{Name: "nic", Reason: "forced"}, nil)},
+				TXDetail: DirectionInfo{EngineChoice: installedChoice(reporter{"kernel", "nic: lo has tls-hw-tx-offload off"}, selector.Candidate{Name: "nic", Reason: "forced"}, nil)},
+				RXDetail: DirectionInfo{EngineChoice: installedChoice(reporter{"kernel", ""}, selector.Candidate{Name: "nic", Reason: "forced"}, nil)},
 			},
 			"tx: kernel (forced; nic: lo has tls-hw-tx-offload off); rx: kernel (forced)",
 		},

@@ -107,7 +107,7 @@ func (o Options) Facts(d selector.Direction, version, suite uint16, unknown stri
 // stay: crypto/tls reading must be able to write (alerts, KeyUpdate replies,
 // refused renegotiation), and ktls reading must be able to write the same
 // through an engine, which crypto/tls's writer cannot share.
-func (c *Conn) stayStdlib(tx, rx *dirKeys, txc, rxc Choice) {
+func (c *Conn) stayStdlib(tx, rx *dirKeys, txc, rxc EngineChoice) {
 	tx.wipeIfSet()
 	rx.wipeIfSet()
 	c.rc.stopRecording()
@@ -117,7 +117,7 @@ func (c *Conn) stayStdlib(tx, rx *dirKeys, txc, rxc Choice) {
 	c.rc.allowWrites()
 	c.setInfo(BackendInfo{
 		TX: backend.Stdlib, RX: backend.Stdlib,
-		TXDetail: DirectionInfo{Choice: txc}, RXDetail: DirectionInfo{Choice: rxc},
+		TXDetail: DirectionInfo{EngineChoice: txc}, RXDetail: DirectionInfo{EngineChoice: rxc},
 		BothStdlib: txc.Engine != rxc.Engine,
 	})
 }
@@ -153,13 +153,13 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 	c.out.keys = tx
 	c.moved = true
 	c.rc.stopRecording()
-	info := BackendInfo{TX: txChoice.Engine, TXDetail: DirectionInfo{Choice: txChoice}}
+	info := BackendInfo{TX: txChoice.Engine, TXDetail: DirectionInfo{EngineChoice: txChoice}}
 
 	c.in.keys, c.in.cands = rx, rxC
 	if drain {
 		c.startDrain(rx)
 		info.RX = rxC[0].Name
-		info.RXDetail = DirectionInfo{Choice: candidateChoice(rxC[0]), AfterTickets: true}
+		info.RXDetail = DirectionInfo{EngineChoice: candidateChoice(rxC[0]), AfterTickets: true}
 		c.setInfo(info)
 		return nil
 	}
@@ -171,10 +171,10 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 
 // installHalf installs direction d with the first of cands that takes it,
 // up to stdlib, and tracks the half (for closeHalves). It returns nil and the
-// refusals (the Choice's Refused) when every engine candidate refused and
+// refusals (the EngineChoice's Refused) when every engine candidate refused and
 // nothing was done; an error means a candidate failed after it changed the
 // socket (docs/ARCHITECTURE.md step 6).
-func (c *Conn) installHalf(d selector.Direction, cands []selector.Candidate, link backend.Link, p backend.Params) (io.Closer, Choice, error) {
+func (c *Conn) installHalf(d selector.Direction, cands []selector.Candidate, link backend.Link, p backend.Params) (io.Closer, EngineChoice, error) {
 	var refused []Refusal
 	for _, cand := range cands {
 		if cand.Name == backend.Stdlib {
@@ -182,7 +182,7 @@ func (c *Conn) installHalf(d selector.Direction, cands []selector.Candidate, lin
 		}
 		b, err := c.engine(cand.Name)
 		if err != nil {
-			return nil, Choice{}, err
+			return nil, EngineChoice{}, err
 		}
 		var half io.Closer
 		if d == selector.TX {
@@ -195,11 +195,11 @@ func (c *Conn) installHalf(d selector.Direction, cands []selector.Candidate, lin
 			return half, installedChoice(half, cand, refused), nil
 		}
 		if !errors.Is(err, backend.ErrNotSupported) {
-			return nil, Choice{}, fmt.Errorf("ktls: installing %s for %s: %w", cand.Name, d, err)
+			return nil, EngineChoice{}, fmt.Errorf("ktls: installing %s for %s: %w", cand.Name, d, err)
 		}
 		refused = append(refused, refusal(cand.Name, err))
 	}
-	ch := Choice{Engine: backend.Stdlib, Refused: refused}
+	ch := EngineChoice{Engine: backend.Stdlib, Refused: refused}
 	if n := len(cands); n > 0 && cands[n-1].Name == backend.Stdlib {
 		ch.Reason = cands[n-1].Reason
 	}
@@ -234,7 +234,7 @@ func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 	if info.RXDetail.AfterTickets {
 		info.RXDetail.Drained = choice
 	} else {
-		info.RXDetail.Choice = choice
+		info.RXDetail.EngineChoice = choice
 	}
 	c.setInfo(info)
 	return nil

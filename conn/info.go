@@ -28,23 +28,23 @@ type BackendInfo struct {
 
 // DirectionInfo is how the engine of one direction was chosen.
 type DirectionInfo struct {
-	// Choice is the engine chosen for the direction when the handshake
+	// EngineChoice is the engine chosen for the direction when the handshake
 	// ended. Its Engine is BackendInfo's TX or RX, except where BothStdlib
 	// keeps the direction on stdlib, and where a TLS 1.3 client's RX
 	// engine turned out another after the ticket drain (Drained).
-	Choice
+	EngineChoice
 	// AfterTickets says that the engine takes RX only after crypto/tls has
 	// read the session tickets that follow a TLS 1.3 handshake (the ticket
-	// drain, docs/ARCHITECTURE.md step 7); Choice is then the candidate
+	// drain, docs/ARCHITECTURE.md step 7); EngineChoice is then the candidate
 	// named at the handshake.
 	AfterTickets bool
 	// Drained, once the ticket drain has ended, is the engine that took RX
 	// then, and why; its Engine is "" until then.
-	Drained Choice
+	Drained EngineChoice
 }
 
-// Choice is one engine chosen for a direction, and why.
-type Choice struct {
+// EngineChoice is one engine chosen for a direction, and why.
+type EngineChoice struct {
 	// Engine is the engine's name.
 	Engine string
 	// Reason is why the policy listed the candidate that installed it
@@ -86,7 +86,7 @@ func (b BackendInfo) String() string {
 }
 
 func (d DirectionInfo) text(dir string) string {
-	s := d.Choice.text(dir)
+	s := d.EngineChoice.text(dir)
 	if d.AfterTickets {
 		s += ", after crypto/tls has read the session tickets"
 		if d.Drained.Engine != "" && d.Drained.Engine != d.Engine {
@@ -96,7 +96,7 @@ func (d DirectionInfo) text(dir string) string {
 	return s
 }
 
-func (c Choice) text(dir string) string {
+func (c EngineChoice) text(dir string) string {
 	why := c.why(dir)
 	if why == "" {
 		return dir + ": " + c.Engine
@@ -104,7 +104,7 @@ func (c Choice) text(dir string) string {
 	return dir + ": " + c.Engine + " (" + why + ")"
 }
 
-func (c Choice) why(dir string) string {
+func (c EngineChoice) why(dir string) string {
 	if c.Engine == backend.Stdlib && len(c.Refused) > 0 {
 		// Every engine candidate refused: stdlib's own place in the list
 		// says nothing more.
@@ -131,15 +131,15 @@ func joinRefusals(rs []Refusal, sep string) string {
 }
 
 // candidateChoice is a candidate as the policy named it, before any install.
-func candidateChoice(c selector.Candidate) Choice {
-	return Choice{Engine: c.Name, Reason: c.Reason}
+func candidateChoice(c selector.Candidate) EngineChoice {
+	return EngineChoice{Engine: c.Name, Reason: c.Reason}
 }
 
 // installedChoice is the choice of the candidate cand whose half is half,
 // after the candidates refused refused: the engine is the one the half says
 // it is (backend.Reporter), the candidate's otherwise.
-func installedChoice(half any, cand selector.Candidate, refused []Refusal) Choice {
-	ch := Choice{Engine: cand.Name, Reason: cand.Reason, Refused: refused}
+func installedChoice(half any, cand selector.Candidate, refused []Refusal) EngineChoice {
+	ch := EngineChoice{Engine: cand.Name, Reason: cand.Reason, Refused: refused}
 	if r, ok := half.(backend.Reporter); ok {
 		if name, why := r.Engine(); name != "" && name != cand.Name {
 			ch.Engine, ch.Reported = name, why

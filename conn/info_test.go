@@ -88,7 +88,7 @@ func TestHandoffInfo(t *testing.T) {
 			engines: []backend.Backend{kernelRefuses(false, false), us},
 			want: func(tx, rx []selector.Candidate) BackendInfo {
 				return BackendInfo{TX: backend.Kernel, RX: backend.Kernel,
-					TXDetail: DirectionInfo{Choice: candidateChoice(tx[0])}, RXDetail: DirectionInfo{Choice: candidateChoice(rx[0])}}
+					TXDetail: DirectionInfo{EngineChoice: candidateChoice(tx[0])}, RXDetail: DirectionInfo{EngineChoice: candidateChoice(rx[0])}}
 			},
 		},
 		{
@@ -96,8 +96,8 @@ func TestHandoffInfo(t *testing.T) {
 			engines: []backend.Backend{kernelRefuses(true, true), us},
 			want: func(tx, rx []selector.Candidate) BackendInfo {
 				return BackendInfo{TX: backend.Userspace, RX: backend.Userspace,
-					TXDetail: DirectionInfo{Choice: Choice{Engine: backend.Userspace, Reason: tx[1].Reason, Refused: refused}},
-					RXDetail: DirectionInfo{Choice: Choice{Engine: backend.Userspace, Reason: rx[1].Reason, Refused: refused}}}
+					TXDetail: DirectionInfo{EngineChoice: EngineChoice{Engine: backend.Userspace, Reason: tx[1].Reason, Refused: refused}},
+					RXDetail: DirectionInfo{EngineChoice: EngineChoice{Engine: backend.Userspace, Reason: rx[1].Reason, Refused: refused}}}
 			},
 		},
 		{
@@ -105,8 +105,8 @@ func TestHandoffInfo(t *testing.T) {
 			engines: []backend.Backend{kernelRefuses(true, false)},
 			want: func(tx, rx []selector.Candidate) BackendInfo {
 				return BackendInfo{TX: backend.Stdlib, RX: backend.Stdlib,
-					TXDetail:   DirectionInfo{Choice: Choice{Engine: backend.Stdlib, Reason: tx[len(tx)-1].Reason, Refused: refused}},
-					RXDetail:   DirectionInfo{Choice: candidateChoice(rx[0])},
+					TXDetail:   DirectionInfo{EngineChoice: EngineChoice{Engine: backend.Stdlib, Reason: tx[len(tx)-1].Reason, Refused: refused}},
+					RXDetail:   DirectionInfo{EngineChoice: candidateChoice(rx[0])},
 					BothStdlib: true}
 			},
 		},
@@ -116,7 +116,7 @@ func TestHandoffInfo(t *testing.T) {
 			spec:    "tx=userspace,rx=stdlib",
 			want: func(tx, rx []selector.Candidate) BackendInfo {
 				return BackendInfo{TX: backend.Stdlib, RX: backend.Stdlib,
-					TXDetail: DirectionInfo{Choice: candidateChoice(tx[0])}, RXDetail: DirectionInfo{Choice: candidateChoice(rx[0])},
+					TXDetail: DirectionInfo{EngineChoice: candidateChoice(tx[0])}, RXDetail: DirectionInfo{EngineChoice: candidateChoice(rx[0])},
 					BothStdlib: true}
 			},
 		},
@@ -131,8 +131,8 @@ func TestHandoffInfo(t *testing.T) {
 			name:    "nic half reports kernel",
 			engines: []backend.Backend{&namedEngine{Backend: userspace.New(), name: backend.NIC, reportAs: backend.Kernel, reportWhy: "nic: lo kept in software"}},
 			want: func(tx, rx []selector.Candidate) BackendInfo {
-				c := Choice{Engine: backend.Kernel, Reason: tx[0].Reason, Reported: "nic: lo kept in software"}
-				return BackendInfo{TX: backend.Kernel, RX: backend.Kernel, TXDetail: DirectionInfo{Choice: c}, RXDetail: DirectionInfo{Choice: c}}
+				c := EngineChoice{Engine: backend.Kernel, Reason: tx[0].Reason, Reported: "nic: lo kept in software"}
+				return BackendInfo{TX: backend.Kernel, RX: backend.Kernel, TXDetail: DirectionInfo{EngineChoice: c}, RXDetail: DirectionInfo{EngineChoice: c}}
 			},
 		},
 		{
@@ -141,12 +141,12 @@ func TestHandoffInfo(t *testing.T) {
 			tickets: true,
 			want: func(tx, rx []selector.Candidate) BackendInfo {
 				return BackendInfo{TX: backend.Kernel, RX: backend.Kernel,
-					TXDetail: DirectionInfo{Choice: candidateChoice(tx[0])}, RXDetail: DirectionInfo{Choice: candidateChoice(rx[0]), AfterTickets: true}}
+					TXDetail: DirectionInfo{EngineChoice: candidateChoice(tx[0])}, RXDetail: DirectionInfo{EngineChoice: candidateChoice(rx[0]), AfterTickets: true}}
 			},
 			wantAfter: func(tx, rx []selector.Candidate) BackendInfo {
 				return BackendInfo{TX: backend.Kernel, RX: backend.Kernel,
-					TXDetail: DirectionInfo{Choice: candidateChoice(tx[0])},
-					RXDetail: DirectionInfo{Choice: candidateChoice(rx[0]), AfterTickets: true, Drained: candidateChoice(rx[0])}}
+					TXDetail: DirectionInfo{EngineChoice: candidateChoice(tx[0])},
+					RXDetail: DirectionInfo{EngineChoice: candidateChoice(rx[0]), AfterTickets: true, Drained: candidateChoice(rx[0])}}
 			},
 		},
 		{
@@ -155,13 +155,13 @@ func TestHandoffInfo(t *testing.T) {
 			tickets: true,
 			want: func(tx, rx []selector.Candidate) BackendInfo {
 				return BackendInfo{TX: backend.Kernel, RX: backend.Kernel,
-					TXDetail: DirectionInfo{Choice: candidateChoice(tx[0])}, RXDetail: DirectionInfo{Choice: candidateChoice(rx[0]), AfterTickets: true}}
+					TXDetail: DirectionInfo{EngineChoice: candidateChoice(tx[0])}, RXDetail: DirectionInfo{EngineChoice: candidateChoice(rx[0]), AfterTickets: true}}
 			},
 			wantAfter: func(tx, rx []selector.Candidate) BackendInfo {
 				return BackendInfo{TX: backend.Kernel, RX: backend.Userspace,
-					TXDetail: DirectionInfo{Choice: candidateChoice(tx[0])},
-					RXDetail: DirectionInfo{Choice: candidateChoice(rx[0]), AfterTickets: true,
-						Drained: Choice{Engine: backend.Userspace, Reason: rx[1].Reason, Refused: refused}}}
+					TXDetail: DirectionInfo{EngineChoice: candidateChoice(tx[0])},
+					RXDetail: DirectionInfo{EngineChoice: candidateChoice(rx[0]), AfterTickets: true,
+						Drained: EngineChoice{Engine: backend.Userspace, Reason: rx[1].Reason, Refused: refused}}}
 			},
 		},
 	} {
