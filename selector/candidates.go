@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/keyschedule"
 )
 
 // Engine is what the caller knows about one engine for one direction of one
@@ -98,7 +99,7 @@ type CPU struct {
 // cpuNote says, for an AES-GCM suite, what the CPU means for engine name's
 // AES where Go's AES-GCM does not run on AES instructions here, or "".
 func cpuNote(f Facts, name string) string {
-	if !aesSuite(f.CipherSuite) || f.CPU.GoAESGCM {
+	if !aesSuite(f) || f.CPU.GoAESGCM {
 		return ""
 	}
 	switch name {
@@ -202,13 +203,8 @@ func userspaceFirst(f Facts) bool {
 	if f.Direction != RX {
 		return false
 	}
-	switch f.CipherSuite {
-	case tls.TLS_CHACHA20_POLY1305_SHA256,
-		tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256:
-		return true
-	}
-	return false
+	suite, ok := keyschedule.Lookup(f.Version, f.CipherSuite)
+	return ok && !suite.AES
 }
 
 // Candidates returns the engines to try, in order, for the direction of f.
@@ -376,7 +372,7 @@ func afalgAuto(f Facts) bool {
 	if !wired || !e.OK || !e.Hardware || kernelOK {
 		return false
 	}
-	return !aesSuite(f.CipherSuite) || !f.CPU.GoAESGCM
+	return !aesSuite(f) || !f.CPU.GoAESGCM
 }
 
 // find returns the entry for name, merged as lookup merges them: OK and
@@ -398,20 +394,11 @@ func find(engines []Engine, name string) (Engine, bool) {
 	return out, wired
 }
 
-// aesSuite reports whether suite is an AES-GCM suite (of either version).
-func aesSuite(suite uint16) bool {
-	switch suite {
-	case tls.TLS_AES_128_GCM_SHA256,
-		tls.TLS_AES_256_GCM_SHA384,
-		tls.TLS_RSA_WITH_AES_128_GCM_SHA256,
-		tls.TLS_RSA_WITH_AES_256_GCM_SHA384,
-		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-		tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384:
-		return true
-	}
-	return false
+// aesSuite reports whether the suite of f is an AES-GCM suite (of either
+// version), from package keyschedule's suite table.
+func aesSuite(f Facts) bool {
+	suite, ok := keyschedule.Lookup(f.Version, f.CipherSuite)
+	return ok && suite.AES
 }
 
 // lookup returns whether name is wired in, whether it can serve, and why not.
@@ -460,30 +447,11 @@ func stdlibOnly(f Facts) string {
 
 // aeadSuite reports whether suite is an AEAD suite that crypto/tls negotiates
 // under version: the only suites any engine but stdlib can take (docs/ARCHITECTURE.md
-// step 3; RFC 8446 §B.4 for TLS 1.3, RFC 5288, RFC 5289 and RFC 7905 for
-// TLS 1.2). A safety net under the engines' own suite tables, so that a CBC
-// suite stays stdlib even if an engine were to answer OK for it.
+// step 3), those of package keyschedule's suite table (RFC 8446 §B.4 for
+// TLS 1.3, RFC 5288, RFC 5289 and RFC 7905 for TLS 1.2). A safety net under
+// the engines' own checks, so that a CBC suite stays stdlib even if an engine
+// were to answer OK for it.
 func aeadSuite(version, suite uint16) bool {
-	switch version {
-	case tls.VersionTLS13:
-		switch suite {
-		case tls.TLS_AES_128_GCM_SHA256,
-			tls.TLS_AES_256_GCM_SHA384,
-			tls.TLS_CHACHA20_POLY1305_SHA256:
-			return true
-		}
-	case tls.VersionTLS12:
-		switch suite {
-		case tls.TLS_RSA_WITH_AES_128_GCM_SHA256,
-			tls.TLS_RSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256:
-			return true
-		}
-	}
-	return false
+	_, ok := keyschedule.Lookup(version, suite)
+	return ok
 }

@@ -289,11 +289,7 @@ func newAEAD(p backend.Params) (userspace.AEAD, error) {
 		// A caller's bug, not the kernel's.
 		return nil, fmt.Errorf("afalg: %s key of %d bytes, want %d", s.Name(), len(p.Key), s.KeyLen)
 	}
-	alg := ChaCha20Poly1305
-	if s.AES {
-		alg = GCMAES
-	}
-	a, err := dialAEAD(alg, p.Key)
+	a, err := dialAEAD(s.AFALG, p.Key)
 	if err != nil {
 		if errors.Is(err, backend.ErrNotSupported) {
 			return nil, err

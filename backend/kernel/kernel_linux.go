@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/keyschedule"
 )
 
 var (
@@ -137,7 +138,7 @@ func (s sock) install(opt int, c cipher, p backend.Params) error {
 		return fmt.Errorf("kernel: setsockopt(TCP_ULP, \"tls\"): %w: %w", backend.ErrNotSupported, err)
 	}
 	if err := s.setsockopt(unix.SOL_TLS, opt, info); err != nil {
-		return fmt.Errorf("kernel: setsockopt(SOL_TLS, %s) for %s %s: %w: %w", optName(opt), tls.VersionName(p.Version), c.name, backend.ErrNotSupported, err)
+		return fmt.Errorf("kernel: setsockopt(SOL_TLS, %s) for %s %s: %w: %w", optName(opt), tls.VersionName(p.Version), c.Name, backend.ErrNotSupported, err)
 	}
 	return nil
 }
@@ -325,11 +326,11 @@ func (s *sealer) SendFile(f backend.File, off, n int64) (written int64, records 
 // (getsockopt(TLS_TX) returns the whole crypto_info, key included, tls.rst;
 // the copy is zeroed at once).
 func (s *sealer) recSeq() (uint64, error) {
-	var buf [4 + 12 + 32 + 4 + recSeqLen]byte // the largest crypto_info ktls installs
+	var buf [4 + 12 + 32 + 4 + keyschedule.KernelRecSeqLen]byte // the largest crypto_info ktls installs
 	defer clear(buf[:])
 	// The kernel wants the exact size of the cipher's struct, or EINVAL
 	// (do_tls_getsockopt_conf).
-	want := s.c.infoLen()
+	want := s.c.InfoLen()
 	n, err := s.getsockopt(unix.SOL_TLS, optTX, buf[:want])
 	if err != nil {
 		return 0, err
@@ -337,7 +338,7 @@ func (s *sealer) recSeq() (uint64, error) {
 	if n != want {
 		return 0, fmt.Errorf("kernel: getsockopt(TLS_TX) returned %d bytes, want %d", n, want)
 	}
-	seq := buf[n-recSeqLen : n]
+	seq := buf[n-keyschedule.KernelRecSeqLen : n]
 	var v uint64
 	for _, b := range seq {
 		v = v<<8 | uint64(b)

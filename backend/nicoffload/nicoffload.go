@@ -54,6 +54,7 @@ import (
 	"strings"
 
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/keyschedule"
 	"github.com/ktls-go/ktls/internal/netlink"
 )
 
@@ -158,8 +159,6 @@ const (
 	tlsInfoZCROTX    = 5  // TLS_INFO_ZC_RO_TX
 	inetDiagNoCookie = ^uint32(0)
 	optTXZeroCopyRO  = 3 // TLS_TX_ZEROCOPY_RO
-	cipherAESGCM128  = 51
-	cipherAESGCM256  = 52
 	tlsConfBase      = 1 // TLS_CONF_BASE
 	tlsConfSW        = 2 // TLS_CONF_SW
 	tlsConfHW        = 3 // TLS_CONF_HW
@@ -171,25 +170,20 @@ const (
 	statRXSw         = "TlsRxSw"
 )
 
-// offloadable says whether a mainline device can take version and suite:
-// tls_set_device_offload and tls_set_device_offload_rx refuse every version
-// but TLS 1.2 (TLS 1.3 offload is not mainline: the series of Dec 2025 was
-// not merged), and the drivers with tlsdev_ops (mlx5, ch_ktls, nfp, funeth)
-// take AES-GCM only. nil, or an error that wraps backend.ErrNotSupported.
+// offloadable says whether a mainline device can take version and suite
+// (the suite table's NICOffload): tls_set_device_offload and
+// tls_set_device_offload_rx refuse every version but TLS 1.2 (TLS 1.3
+// offload is not mainline: the series of Dec 2025 was not merged), and the
+// drivers with tlsdev_ops (mlx5, ch_ktls, nfp, funeth) take AES-GCM only.
+// nil, or an error that wraps backend.ErrNotSupported.
 func offloadable(version, suite uint16) error {
 	if version != tls.VersionTLS12 {
-		return fmt.Errorf("nic: mainline kernels offload TLS 1.2 only, not %s (tls_device.c): %w", tls.VersionName(version), backend.ErrNotSupported)
+		return backend.NotSupported(backend.NIC, "mainline kernels offload TLS 1.2 only, not %s (tls_device.c)", tls.VersionName(version))
 	}
-	switch suite {
-	case tls.TLS_RSA_WITH_AES_128_GCM_SHA256,
-		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-		tls.TLS_RSA_WITH_AES_256_GCM_SHA384,
-		tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384:
+	if s, ok := keyschedule.Lookup(version, suite); ok && s.NICOffload {
 		return nil
 	}
-	return fmt.Errorf("nic: devices offload AES-GCM only, not %s: %w", tls.CipherSuiteName(suite), backend.ErrNotSupported)
+	return backend.NotSupported(backend.NIC, "devices offload AES-GCM only, not %s", tls.CipherSuiteName(suite))
 }
 
 // Feature is one ethtool feature of a device.

@@ -251,7 +251,7 @@ func softwareOn(t *testing.T, c, srv net.Conn, dev string) {
 	if d.name == "lo" {
 		capture(t, "sock-diag-ktls-sw.hex", raw)
 	}
-	if u.name != "tls" || !u.hasTLS || u.txConf != tlsConfSW || u.rxConf != tlsConfSW || u.version != tls.VersionTLS12 || u.cipher != cipherAESGCM128 || u.zeroCopyRO {
+	if u.name != "tls" || !u.hasTLS || u.txConf != tlsConfSW || u.rxConf != tlsConfSW || u.version != tls.VersionTLS12 || u.cipher != testCipherAESGCM128 || u.zeroCopyRO {
 		t.Errorf("sock_diag = %+v, want tls, TLS 1.2 AES-GCM-128, txconf sw, rxconf sw", u)
 	}
 	for _, tc := range []struct {
