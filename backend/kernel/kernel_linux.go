@@ -82,7 +82,7 @@ func (e *engine) NewSealer(l backend.Link, p backend.Params) (backend.Sealer, er
 // reads the records from the socket itself, so l.Buffered must be empty.
 func (e *engine) NewOpener(l backend.Link, p backend.Params) (backend.Opener, error) {
 	if len(l.Buffered) != 0 {
-		return nil, fmt.Errorf("kernel: %d bytes of the incoming stream were already read from the socket: %w", len(l.Buffered), backend.ErrNotSupported)
+		return nil, backend.NotSupported(backend.Kernel, "%d bytes of the incoming stream were already read from the socket", len(l.Buffered))
 	}
 	c, s, err := e.prepare(false, l, p)
 	if err != nil {
@@ -109,11 +109,11 @@ func (e *engine) prepare(tx bool, l backend.Link, p backend.Params) (cipher, soc
 	}
 	tcp, ok := l.Conn.(*net.TCPConn)
 	if !ok {
-		return cipher{}, sock{}, fmt.Errorf("kernel: kTLS needs a *net.TCPConn, not %T: %w", l.Conn, backend.ErrNotSupported)
+		return cipher{}, sock{}, backend.NotSupported(backend.Kernel, "kTLS needs a *net.TCPConn, not %T", l.Conn)
 	}
 	rc, err := tcp.SyscallConn()
 	if err != nil {
-		return cipher{}, sock{}, fmt.Errorf("kernel: %w: %w", backend.ErrNotSupported, err)
+		return cipher{}, sock{}, backend.NotSupported(backend.Kernel, "%w", err)
 	}
 	return c, sock{conn: tcp, rc: rc}, nil
 }
@@ -135,10 +135,10 @@ func (s sock) install(opt int, c cipher, p backend.Params) error {
 	}
 	defer clear(info)
 	if err := s.setsockopt(unix.IPPROTO_TCP, unix.TCP_ULP, []byte("tls")); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("kernel: setsockopt(TCP_ULP, \"tls\"): %w: %w", backend.ErrNotSupported, err)
+		return backend.NotSupported(backend.Kernel, "setsockopt(TCP_ULP, \"tls\"): %w", err)
 	}
 	if err := s.setsockopt(unix.SOL_TLS, opt, info); err != nil {
-		return fmt.Errorf("kernel: setsockopt(SOL_TLS, %s) for %s %s: %w: %w", optName(opt), tls.VersionName(p.Version), c.Name, backend.ErrNotSupported, err)
+		return backend.NotSupported(backend.Kernel, "setsockopt(SOL_TLS, %s) for %s %s: %w", optName(opt), tls.VersionName(p.Version), c.Name, err)
 	}
 	return nil
 }
@@ -550,7 +550,7 @@ func (o *opener) Rekey(p backend.Params) error {
 	defer clear(info)
 	if err := o.setsockopt(unix.SOL_TLS, optRX, info); err != nil {
 		if errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("kernel: following a TLS 1.3 KeyUpdate needs Linux 6.14 or newer (commit 47069594e67e); this kernel refused the next TLS_RX key (%w): %w", err, backend.ErrNotSupported)
+			return backend.NotSupported(backend.Kernel, "following a TLS 1.3 KeyUpdate needs Linux 6.14 or newer (commit 47069594e67e); this kernel refused the next TLS_RX key (%w)", err)
 		}
 		return fmt.Errorf("kernel: setsockopt(TLS_RX) with the next key: %w", err)
 	}

@@ -100,7 +100,7 @@ func notSupported(err error) bool {
 
 func classify(what string, err error) error {
 	if notSupported(err) {
-		return fmt.Errorf("kernel: %s: %w: %w", what, err, backend.ErrNotSupported)
+		return backend.NotSupported(backend.Kernel, "%s: %w", what, err)
 	}
 	return fmt.Errorf("kernel: probe: %s: %w", what, err)
 }
@@ -119,7 +119,7 @@ func probeSuite(version uint16, c cipher) suiteResult {
 		if err := s.setsockopt(unix.IPPROTO_TCP, unix.TCP_ULP, []byte("tls")); err != nil {
 			err = classify(`setsockopt(TCP_ULP, "tls")`, err)
 			if errors.Is(err, unix.ENOENT) {
-				err = fmt.Errorf("kernel: the tls module is not available (TCP_ULP: ENOENT): %w", backend.ErrNotSupported)
+				err = backend.NotSupported(backend.Kernel, "the tls module is not available (TCP_ULP: ENOENT)")
 			}
 			return suiteResult{err, err}
 		}
@@ -179,7 +179,7 @@ func probeRekey() error {
 		}
 		if err := step.s.setsockopt(unix.SOL_TLS, step.opt, info); err != nil {
 			if errors.Is(err, unix.EBUSY) {
-				return fmt.Errorf("kernel: a second %s is refused (EBUSY): TLS 1.3 KeyUpdate with kTLS needs Linux 6.14 or newer (commit 47069594e67e): %w", optName(step.opt), backend.ErrNotSupported)
+				return backend.NotSupported(backend.Kernel, "a second %s is refused (EBUSY): TLS 1.3 KeyUpdate with kTLS needs Linux 6.14 or newer (commit 47069594e67e)", optName(step.opt))
 			}
 			return fmt.Errorf("kernel: probe: a second %s: %w", optName(step.opt), err)
 		}

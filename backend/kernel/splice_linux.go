@@ -4,7 +4,6 @@ package kernel
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"syscall"
@@ -53,7 +52,7 @@ func (o *opener) SpliceTo(dst syscall.RawConn) (n int64, readErr, writeErr error
 	}
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		return 0, nil, fmt.Errorf("kernel: pipe2: %w: %w", err, backend.ErrNotSupported)
+		return 0, nil, backend.NotSupported(backend.Kernel, "pipe2: %w", err)
 	}
 	defer unix.Close(p[0])
 	defer unix.Close(p[1])
@@ -65,7 +64,7 @@ func (o *opener) SpliceTo(dst syscall.RawConn) (n int64, readErr, writeErr error
 		// EAGAIN all the same. Only the read end changes: fill passes
 		// SPLICE_F_NONBLOCK itself, and keep makes it non-blocking again.
 		if err := unix.SetNonblock(p[0], false); err != nil {
-			return 0, nil, fmt.Errorf("kernel: splice pipe: %w: %w", err, backend.ErrNotSupported)
+			return 0, nil, backend.NotSupported(backend.Kernel, "splice pipe: %w", err)
 		}
 	}
 
@@ -204,7 +203,7 @@ func drain(r int, dst syscall.RawConn, n int, blocking bool) (drained int, err e
 // so a pipe holding less than n answers EAGAIN, an error, and not a hang.
 func (o *opener) keep(r int, n int) error {
 	if err := unix.SetNonblock(r, true); err != nil {
-		return fmt.Errorf("kernel: reading back %d bytes from the splice pipe: %v: %w", n, err, backend.ErrNotSupported)
+		return backend.NotSupported(backend.Kernel, "reading back %d bytes from the splice pipe: %v", n, err)
 	}
 	buf := make([]byte, n)
 	for got := 0; got < n; {
@@ -213,7 +212,7 @@ func (o *opener) keep(r int, n int) error {
 			continue
 		}
 		if err != nil || m == 0 {
-			return fmt.Errorf("kernel: reading back %d bytes from the splice pipe: %v: %w", n-got, err, backend.ErrNotSupported)
+			return backend.NotSupported(backend.Kernel, "reading back %d bytes from the splice pipe: %v", n-got, err)
 		}
 		got += m
 	}
@@ -274,10 +273,10 @@ func spliceTarget(dst syscall.RawConn) (blocking bool, err error) {
 		}
 	})
 	if cerr != nil {
-		return false, fmt.Errorf("kernel: splice destination: %w: %w", cerr, backend.ErrNotSupported)
+		return false, backend.NotSupported(backend.Kernel, "splice destination: %w", cerr)
 	}
 	if !ok {
-		return false, fmt.Errorf("kernel: splice destination: %s: %w", why, backend.ErrNotSupported)
+		return false, backend.NotSupported(backend.Kernel, "splice destination: %s", why)
 	}
 	return blocking, nil
 }

@@ -264,7 +264,7 @@ func anyOffers(ifs []Interface, tx bool) error {
 		names = append(names[:4], "and "+strconv.Itoa(len(names)-4)+" more")
 	}
 	_, name := Features{}.direction(tx)
-	return fmt.Errorf("nic: no interface has %s on (%s): %w", name, strings.Join(names, ", "), backend.ErrNotSupported)
+	return backend.NotSupported(backend.NIC, "no interface has %s on (%s)", name, strings.Join(names, ", "))
 }
 
 // featuresOf picks the three kTLS features out of a device's feature sets.

@@ -115,10 +115,10 @@ func (engine) Check(tx bool, version, suite uint16) error {
 
 func check(version, suite uint16) error {
 	if version != tls.VersionTLS12 && version != tls.VersionTLS13 {
-		return fmt.Errorf("userspace: protocol version %#04x: %w", version, backend.ErrNotSupported)
+		return backend.NotSupported(backend.Userspace, "protocol version %#04x", version)
 	}
 	if _, ok := keyschedule.Lookup(version, suite); !ok {
-		return fmt.Errorf("userspace: cipher suite %s under %s: %w", tls.CipherSuiteName(suite), tls.VersionName(version), backend.ErrNotSupported)
+		return backend.NotSupported(backend.Userspace, "cipher suite %s under %s", tls.CipherSuiteName(suite), tls.VersionName(version))
 	}
 	return nil
 }
@@ -132,7 +132,7 @@ func newProtector(p backend.Params) (*record.Protector, error) {
 	}
 	prot, err := record.NewProtector(p.Version, p.CipherSuite, p.Key, p.IV)
 	if errors.Is(err, record.ErrUnsupported) {
-		return nil, fmt.Errorf("userspace: %w: %w", backend.ErrNotSupported, err)
+		return nil, backend.NotSupported(backend.Userspace, "%w", err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("userspace: %w", err)
