@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/cpufacts"
 	"github.com/ktls-go/ktls/internal/keyschedule"
 )
 
@@ -77,24 +78,9 @@ type Facts struct {
 // So only stdlib, crypto/tls's own record layer, may protect the records.
 const fipsReason = "FIPS 140-3 mode: only crypto/tls's record layer is inside the Go Cryptographic Module"
 
-// CPU is what the selector knows of the processor. Two facts, because the
-// kernel and Go decide apart: the kernel's AES-GCM drivers (aesni_intel on
-// x86, aes-ce and ghash-ce on arm64) use the instructions whenever the CPU
-// has them, while Go's own AES-GCM, which the userspace and stdlib engines
-// run, uses them only where it has assembly for them and GODEBUG does not
-// turn them off (crypto/tls's hasAESGCMHardwareSupport: not on 386, not
-// with GODEBUG=cpu.aes=off).
-type CPU struct {
-	// Arch is the GOARCH the program runs as.
-	Arch string
-	// AESGCM says the CPU has the instructions AES-GCM needs to be fast and
-	// constant-time, as cpuid reports them: AES-NI and PCLMULQDQ on x86, the
-	// ARMv8 AES and PMULL instructions on arm64, CPACF's AES and GHASH on
-	// s390x.
-	AESGCM bool
-	// GoAESGCM says Go's AES-GCM runs on them here.
-	GoAESGCM bool
-}
+// CPU is what the selector knows of the processor (see cpufacts.CPU; the
+// type lives there, below the selector, which reads it from the host).
+type CPU = cpufacts.CPU
 
 // cpuNote says, for an AES-GCM suite, what the CPU means for engine name's
 // AES where Go's AES-GCM does not run on AES instructions here, or "".
@@ -105,18 +91,19 @@ func cpuNote(f Facts, name string) string {
 	switch name {
 	case backend.Kernel:
 		if f.CPU.AESGCM {
-			return "the kernel's AES-GCM uses this " + f.CPU.arch() + " CPU's AES instructions, Go's does not here"
+			return "the kernel's AES-GCM uses this " + archName(f.CPU) + " CPU's AES instructions, Go's does not here"
 		}
 	case backend.Userspace, backend.Stdlib:
 		if f.CPU.AESGCM {
-			return "Go's AES-GCM does not use this " + f.CPU.arch() + " CPU's AES instructions here"
+			return "Go's AES-GCM does not use this " + archName(f.CPU) + " CPU's AES instructions here"
 		}
-		return "this " + f.CPU.arch() + " CPU has no AES-GCM instructions: Go's AES is table-based"
+		return "this " + archName(f.CPU) + " CPU has no AES-GCM instructions: Go's AES is table-based"
 	}
 	return ""
 }
 
-func (c CPU) arch() string {
+// archName is c's Arch, or "unknown".
+func archName(c CPU) string {
 	if c.Arch == "" {
 		return "unknown"
 	}

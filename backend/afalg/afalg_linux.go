@@ -17,27 +17,28 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ktls-go/ktls/backend"
-	"github.com/ktls-go/ktls/backend/userspace"
 	"github.com/ktls-go/ktls/internal/keyschedule"
 	"github.com/ktls-go/ktls/internal/netlink"
+	"github.com/ktls-go/ktls/internal/recordlayer"
 )
 
 var (
 	_ backend.Backend     = engine{}
 	_ backend.Checker     = engine{}
 	_ backend.Accelerator = engine{}
-	_ userspace.AEAD      = (*opAEAD)(nil)
+	_ recordlayer.AEAD    = (*opAEAD)(nil)
 )
 
-// engine runs userspace's record layer over AEADs whose seal and open are
-// AF_ALG operations; its halves are userspace's, so they are Rekeyers too.
+// engine runs internal/recordlayer over AEADs whose seal and open are
+// AF_ALG operations; its halves are the record layer's, so they are
+// Rekeyers too.
 type engine struct {
 	rec backend.Backend
 }
 
 // New returns the afalg engine.
 func New() backend.Backend {
-	return engine{rec: userspace.NewWithAEAD(backend.AFALG, newAEAD)}
+	return engine{rec: recordlayer.New(backend.AFALG, newAEAD)}
 }
 
 // Name returns backend.AFALG.
@@ -282,10 +283,10 @@ func probe(alg string) error {
 	return nil
 }
 
-// newAEAD is userspace.NewWithAEAD's factory: an operation socket for the
+// newAEAD is recordlayer.New's factory: an operation socket for the
 // key of p. Its errors wrap backend.ErrNotSupported: nothing was done on
 // the connection.
-func newAEAD(p backend.Params) (userspace.AEAD, error) {
+func newAEAD(p backend.Params) (recordlayer.AEAD, error) {
 	s, ok := keyschedule.Lookup(p.Version, p.CipherSuite)
 	if !ok {
 		return nil, backend.NotSupported(backend.AFALG, "suite %#04x under version %#04x", p.CipherSuite, p.Version)

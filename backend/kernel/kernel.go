@@ -21,8 +21,13 @@
 // probing: the real setsockopt on a connected loopback pair, cached when the
 // answer is conclusive ([Probe]).
 //
+// Package backend/nicoffload decorates this engine (kTLS with TLS_HW is kTLS
+// whose device the kernel picks): it uses New and Probe, and this package
+// imports no other engine. That one-way import is the only one between
+// engines (docs/ARCHITECTURE.md, Rooms); keep what nic needs to those two.
+//
 // The engine exists on Linux only; elsewhere New returns an engine whose
-// every answer wraps backend.ErrNotSupported and names the platform.
+// every answer is a *backend.NotSupportedError that names the platform.
 package kernel
 
 import (

@@ -30,9 +30,18 @@
 //     software is plain kernel kTLS and says so: it is a backend.Reporter
 //     whose Engine is backend.Kernel with the reason, never "nic".
 //
+// nic decorates the kernel engine: the one engine that imports another, and
+// the only such import allowed (docs/ARCHITECTURE.md, Rooms). The dependency
+// is one-way and narrow: kernel.New, whose halves nic installs and wraps,
+// and kernel.Probe, the cached answer whether kTLS serves the suite at all.
+// Everything else (the route, the device's features, sock_diag) is nic's
+// own, and the kernel engine knows nothing of nic. Moving kTLS's install
+// below both would export the socket primitives for this one user.
+//
+// Its refusals are *backend.NotSupportedError of engine "nic"; a refusal of
+// the kernel engine it passes on becomes nic's, with the kernel's as Err.
 // Errors and reasons start with "nic: ", the engine's name as KTLS_BACKEND
-// and BackendInfo spell it, which is how package conn trims them into a
-// connection's reason.
+// and BackendInfo spell it.
 //
 // TLS_HW passing TXCONF is necessary, not sufficient: after the device goes
 // down, or when a route change sends the socket's packets elsewhere, the
