@@ -16,6 +16,7 @@ import (
 
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/internal/keyschedule"
+	"github.com/ktls-go/ktls/internal/record"
 )
 
 var (
@@ -449,7 +450,7 @@ func (o *opener) recv(b []byte) (uint8, int, error) {
 		typ = backend.TypeApplicationData
 	}
 	if flags&unix.MSG_CTRUNC != 0 {
-		return 0, 0, fmt.Errorf("kernel: recvmsg truncated the record type: %w", tls.AlertError(80))
+		return 0, 0, fmt.Errorf("kernel: recvmsg truncated the record type: %w", record.AlertInternalError)
 	}
 	return typ, n, nil
 }
@@ -480,17 +481,17 @@ func (o *opener) recvError(errno error) error {
 		// it again on every read, so the failure is sticky without
 		// sk_err; the socket error it also set would stop the alert.
 		o.takeDecryptError()
-		return fmt.Errorf("kernel: record authentication failed: %w", tls.AlertError(20)) // bad_record_mac
+		return fmt.Errorf("kernel: record authentication failed: %w", record.AlertBadRecordMAC)
 	case unix.EMSGSIZE:
-		return fmt.Errorf("kernel: record too long: %w", tls.AlertError(22)) // record_overflow
+		return fmt.Errorf("kernel: record too long: %w", record.AlertRecordOverflow)
 	case unix.EINVAL:
-		return fmt.Errorf("kernel: record with the wrong protocol version: %w", tls.AlertError(70)) // protocol_version
+		return fmt.Errorf("kernel: record with the wrong protocol version: %w", record.AlertProtocolVersion)
 	case unix.EKEYEXPIRED:
 		// The kernel waits for the key that follows a KeyUpdate it read;
 		// package conn sets it before reading again, so this is a bug.
-		return fmt.Errorf("kernel: the kernel waits for the next key (EKEYEXPIRED): %w", tls.AlertError(80))
+		return fmt.Errorf("kernel: the kernel waits for the next key (EKEYEXPIRED): %w", record.AlertInternalError)
 	case unix.EIO:
-		return fmt.Errorf("kernel: control record read without a cmsg buffer (EIO): %w", tls.AlertError(80))
+		return fmt.Errorf("kernel: control record read without a cmsg buffer (EIO): %w", record.AlertInternalError)
 	}
 	return o.opError("read", "recvmsg", errno)
 }
