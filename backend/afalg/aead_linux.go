@@ -3,6 +3,7 @@
 package afalg
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ktls-go/ktls/internal/rawio"
 
 	"github.com/ktls-go/ktls/internal/keyschedule"
 	"github.com/ktls-go/ktls/internal/netlink"
@@ -198,15 +201,11 @@ func (a *opAEAD) do(op uint32, nonce, ad, in, out []byte) error {
 
 	a.buf[0], a.buf[1] = ad, in
 	var n int
-	var serr error
-	err := a.rc.Write(func(fd uintptr) bool {
-		n, serr = unix.SendmsgBuffers(int(fd), a.buf[:], oob, nil, 0)
-		return !errors.Is(serr, unix.EAGAIN) && !errors.Is(serr, unix.EINTR)
-	})
+	err := cmp.Or(rawio.Write(a.rc, func(fd int) (err error) {
+		n, err = unix.SendmsgBuffers(fd, a.buf[:], oob, nil, 0)
+		return err
+	}))
 	a.buf[0], a.buf[1] = nil, nil
-	if err == nil {
-		err = serr
-	}
 	if err != nil {
 		return fmt.Errorf("afalg: sendmsg to the %s operation socket: %w", a.alg, errnoError{err})
 	}
@@ -215,15 +214,11 @@ func (a *opAEAD) do(op uint32, nonce, ad, in, out []byte) error {
 	}
 
 	a.buf[0], a.buf[1] = a.ad[:len(ad)], out
-	var rerr error
-	err = a.rc.Read(func(fd uintptr) bool {
-		n, rerr = unix.Readv(int(fd), a.buf[:])
-		return !errors.Is(rerr, unix.EAGAIN) && !errors.Is(rerr, unix.EINTR)
-	})
+	err = cmp.Or(rawio.Read(a.rc, func(fd int) (err error) {
+		n, err = unix.Readv(fd, a.buf[:])
+		return err
+	}))
 	a.buf[0], a.buf[1] = nil, nil
-	if err == nil {
-		err = rerr
-	}
 	if errors.Is(err, unix.EBADMSG) {
 		return err
 	}

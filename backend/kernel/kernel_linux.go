@@ -16,6 +16,7 @@ import (
 
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/internal/keyschedule"
+	"github.com/ktls-go/ktls/internal/rawio"
 	"github.com/ktls-go/ktls/internal/record"
 )
 
@@ -224,19 +225,14 @@ func (s *sealer) WriteRecords(typ uint8, data []byte) (int, error) {
 	written := 0
 	for written < len(data) {
 		var n int
-		var serr error
-		err := s.rc.Write(func(fd uintptr) bool {
-			for {
-				if typ == backend.TypeApplicationData {
-					n, serr = unix.Write(int(fd), data[written:])
-				} else {
-					s.oob[unix.CmsgLen(0)] = typ
-					n, serr = unix.SendmsgN(int(fd), data[written:], s.oob, nil, 0)
-				}
-				if serr != unix.EINTR {
-					return serr != unix.EAGAIN
-				}
+		err, serr := rawio.Write(s.rc, func(fd int) (err error) {
+			if typ == backend.TypeApplicationData {
+				n, err = unix.Write(fd, data[written:])
+			} else {
+				s.oob[unix.CmsgLen(0)] = typ
+				n, err = unix.SendmsgN(fd, data[written:], s.oob, nil, 0)
 			}
+			return err
 		})
 		if err != nil {
 			return written, s.opError("write", "", err)
@@ -284,19 +280,15 @@ func (s *sealer) SendFile(f backend.File, off, n int64) (written int64, records 
 			want = min(want, n-written)
 		}
 		var m int
-		werr := s.rc.Write(func(dst uintptr) bool {
-			cerr := frc.Control(func(src uintptr) {
-				for {
-					m, serr = unix.Sendfile(int(dst), int(src), offp, int(want))
-					if serr != unix.EINTR {
-						return
-					}
-				}
-			})
-			if cerr != nil {
-				serr = cerr
+		var werr error
+		werr, serr = rawio.Write(s.rc, func(dst int) error {
+			var err error
+			if cerr := frc.Control(func(src uintptr) {
+				m, err = unix.Sendfile(dst, int(src), offp, int(want))
+			}); cerr != nil {
+				return cerr
 			}
-			return serr != unix.EAGAIN
+			return err
 		})
 		if werr != nil {
 			err = s.opError("write", "", werr)
@@ -424,14 +416,9 @@ func (o *opener) ReadRecordInto(b []byte) (uint8, int, error) {
 // type from the cmsg.
 func (o *opener) recv(b []byte) (uint8, int, error) {
 	var n, oobn, flags int
-	var serr error
-	err := o.rc.Read(func(fd uintptr) bool {
-		for {
-			n, oobn, flags, _, serr = unix.Recvmsg(int(fd), b, o.oob, 0)
-			if serr != unix.EINTR {
-				return serr != unix.EAGAIN
-			}
-		}
+	err, serr := rawio.Read(o.rc, func(fd int) (err error) {
+		n, oobn, flags, _, err = unix.Recvmsg(fd, b, o.oob, 0)
+		return err
 	})
 	if err != nil {
 		return 0, 0, o.opError("read", "", err)
