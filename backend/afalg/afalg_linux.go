@@ -117,13 +117,15 @@ var hw struct {
 	answers map[string]hwAnswer
 }
 
-// why is a refusal's reason, for a text that goes after other words, or
-// the whole text of another error.
+// why is err without this package's name, for a text that goes after
+// other words: a refusal's Reason, or the text of an inconclusive probe's
+// error after the "afalg: " that every error of this package starts with
+// (house rule 8 of docs/ARCHITECTURE.md).
 func why(err error) string {
 	if ns, ok := errors.AsType[*backend.NotSupportedError](err); ok {
 		return ns.Reason
 	}
-	return err.Error()
+	return strings.TrimPrefix(err.Error(), backend.AFALG+": ")
 }
 
 // The probes attempt the real thing, as house rule 4 of docs/ARCHITECTURE.md asks (cilium/ebpf's
