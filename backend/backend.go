@@ -20,6 +20,8 @@ import (
 	"io/fs"
 	"net"
 	"syscall"
+
+	"github.com/ktls-go/ktls/internal/record"
 )
 
 // The names of the engines, as KTLS_BACKEND and BackendInfo spell them.
@@ -85,17 +87,16 @@ func (e *NotSupportedError) Unwrap() []error {
 	return []error{ErrNotSupported, e.Err}
 }
 
-// Record content types, RFC 8446 §5.1 (the same numbers in RFC 5246 §6.2.1).
+// Record content types, RFC 8446 §5.1 (the same numbers in RFC 5246 §6.2.1),
+// and the largest plaintext one record may carry, 2^14 bytes: internal/record's,
+// defined once there, below every engine.
 const (
-	TypeChangeCipherSpec uint8 = 20
-	TypeAlert            uint8 = 21
-	TypeHandshake        uint8 = 22
-	TypeApplicationData  uint8 = 23
+	TypeChangeCipherSpec = record.TypeChangeCipherSpec
+	TypeAlert            = record.TypeAlert
+	TypeHandshake        = record.TypeHandshake
+	TypeApplicationData  = record.TypeApplicationData
+	MaxPlaintext         = record.MaxPlaintext
 )
-
-// MaxPlaintext is the largest plaintext one record may carry, 2^14 bytes
-// (RFC 8446 §5.1, RFC 5246 §6.2.1).
-const MaxPlaintext = 16384
 
 // Params are what an engine needs to protect one direction of a connection.
 //

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/cpufacts"
+	"github.com/ktls-go/ktls/internal/keyschedule"
 )
 
 // Engine is what the caller knows about one engine for one direction of one
@@ -75,46 +77,32 @@ type Facts struct {
 // So only stdlib, crypto/tls's own record layer, may protect the records.
 const fipsReason = "FIPS 140-3 mode: only crypto/tls's record layer is inside the Go Cryptographic Module"
 
-// CPU is what the selector knows of the processor. Two facts, because the
-// kernel and Go decide apart: the kernel's AES-GCM drivers (aesni_intel on
-// x86, aes-ce and ghash-ce on arm64) use the instructions whenever the CPU
-// has them, while Go's own AES-GCM, which the userspace and stdlib engines
-// run, uses them only where it has assembly for them and GODEBUG does not
-// turn them off (crypto/tls's hasAESGCMHardwareSupport: not on 386, not
-// with GODEBUG=cpu.aes=off).
-type CPU struct {
-	// Arch is the GOARCH the program runs as.
-	Arch string
-	// AESGCM says the CPU has the instructions AES-GCM needs to be fast and
-	// constant-time, as cpuid reports them: AES-NI and PCLMULQDQ on x86, the
-	// ARMv8 AES and PMULL instructions on arm64, CPACF's AES and GHASH on
-	// s390x.
-	AESGCM bool
-	// GoAESGCM says Go's AES-GCM runs on them here.
-	GoAESGCM bool
-}
+// CPU is what the selector knows of the processor (see cpufacts.CPU; the
+// type lives there, below the selector, which reads it from the host).
+type CPU = cpufacts.CPU
 
 // cpuNote says, for an AES-GCM suite, what the CPU means for engine name's
 // AES where Go's AES-GCM does not run on AES instructions here, or "".
 func cpuNote(f Facts, name string) string {
-	if !aesSuite(f.CipherSuite) || f.CPU.GoAESGCM {
+	if !aesSuite(f) || f.CPU.GoAESGCM {
 		return ""
 	}
 	switch name {
 	case backend.Kernel:
 		if f.CPU.AESGCM {
-			return "the kernel's AES-GCM uses this " + f.CPU.arch() + " CPU's AES instructions, Go's does not here"
+			return "the kernel's AES-GCM uses this " + archName(f.CPU) + " CPU's AES instructions, Go's does not here"
 		}
 	case backend.Userspace, backend.Stdlib:
 		if f.CPU.AESGCM {
-			return "Go's AES-GCM does not use this " + f.CPU.arch() + " CPU's AES instructions here"
+			return "Go's AES-GCM does not use this " + archName(f.CPU) + " CPU's AES instructions here"
 		}
-		return "this " + f.CPU.arch() + " CPU has no AES-GCM instructions: Go's AES is table-based"
+		return "this " + archName(f.CPU) + " CPU has no AES-GCM instructions: Go's AES is table-based"
 	}
 	return ""
 }
 
-func (c CPU) arch() string {
+// archName is c's Arch, or "unknown".
+func archName(c CPU) string {
 	if c.Arch == "" {
 		return "unknown"
 	}
@@ -194,13 +182,8 @@ func userspaceFirst(f Facts) bool {
 	if f.Direction != RX {
 		return false
 	}
-	switch f.CipherSuite {
-	case tls.TLS_CHACHA20_POLY1305_SHA256,
-		tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256:
-		return true
-	}
-	return false
+	suite, ok := keyschedule.Lookup(f.Version, f.CipherSuite)
+	return ok && !suite.AES
 }
 
 // Candidates returns the engines to try, in order, for the direction of f.
@@ -368,7 +351,7 @@ func afalgAuto(f Facts) bool {
 	if !wired || !e.OK || !e.Hardware || kernelOK {
 		return false
 	}
-	return !aesSuite(f.CipherSuite) || !f.CPU.GoAESGCM
+	return !aesSuite(f) || !f.CPU.GoAESGCM
 }
 
 // find returns the entry for name, merged as lookup merges them: OK and
@@ -390,20 +373,11 @@ func find(engines []Engine, name string) (Engine, bool) {
 	return out, wired
 }
 
-// aesSuite reports whether suite is an AES-GCM suite (of either version).
-func aesSuite(suite uint16) bool {
-	switch suite {
-	case tls.TLS_AES_128_GCM_SHA256,
-		tls.TLS_AES_256_GCM_SHA384,
-		tls.TLS_RSA_WITH_AES_128_GCM_SHA256,
-		tls.TLS_RSA_WITH_AES_256_GCM_SHA384,
-		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-		tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384:
-		return true
-	}
-	return false
+// aesSuite reports whether the suite of f is an AES-GCM suite (of either
+// version), from package keyschedule's suite table.
+func aesSuite(f Facts) bool {
+	suite, ok := keyschedule.Lookup(f.Version, f.CipherSuite)
+	return ok && suite.AES
 }
 
 // lookup returns whether name is wired in, whether it can serve, and why not.
@@ -449,30 +423,11 @@ func stdlibOnly(f Facts) string {
 
 // aeadSuite reports whether suite is an AEAD suite that crypto/tls negotiates
 // under version: the only suites any engine but stdlib can take (docs/ARCHITECTURE.md
-// step 3; RFC 8446 §B.4 for TLS 1.3, RFC 5288, RFC 5289 and RFC 7905 for
-// TLS 1.2). A safety net under the engines' own suite tables, so that a CBC
-// suite stays stdlib even if an engine were to answer OK for it.
+// step 3), those of package keyschedule's suite table (RFC 8446 §B.4 for
+// TLS 1.3, RFC 5288, RFC 5289 and RFC 7905 for TLS 1.2). A safety net under
+// the engines' own checks, so that a CBC suite stays stdlib even if an engine
+// were to answer OK for it.
 func aeadSuite(version, suite uint16) bool {
-	switch version {
-	case tls.VersionTLS13:
-		switch suite {
-		case tls.TLS_AES_128_GCM_SHA256,
-			tls.TLS_AES_256_GCM_SHA384,
-			tls.TLS_CHACHA20_POLY1305_SHA256:
-			return true
-		}
-	case tls.VersionTLS12:
-		switch suite {
-		case tls.TLS_RSA_WITH_AES_128_GCM_SHA256,
-			tls.TLS_RSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256:
-			return true
-		}
-	}
-	return false
+	_, ok := keyschedule.Lookup(version, suite)
+	return ok
 }

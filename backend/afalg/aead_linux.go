@@ -3,6 +3,7 @@
 package afalg
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ktls-go/ktls/internal/rawio"
 
 	"github.com/ktls-go/ktls/internal/keyschedule"
 	"github.com/ktls-go/ktls/internal/netlink"
@@ -67,11 +70,14 @@ func (e errnoError) Unwrap() error { return e.err }
 // dialAEAD opens a transform socket for alg, binds it, sets key and the tag
 // length, accepts the operation socket and closes the transform socket,
 // which the operation socket keeps alive (crypto/af_alg.c, af_alg_accept
-// holds the parent). Every fd is close-on-exec and non-blocking. key is not
+// holds the parent). Every fd is close-on-exec and non-blocking. A refusal
+// of socket or bind is a *backend.NotSupportedError; the other errors are
+// without the engine's name, which the caller adds as it classifies them
+// (the probe: inconclusive; an install: a refusal, nothing was done). key is not
 // copied: the kernel keeps it, and the caller zeroes its slice.
 func dialAEAD(alg string, key []byte) (*opAEAD, error) {
 	if len(key) == 0 {
-		return nil, errors.New("afalg: empty key")
+		return nil, errors.New("empty key")
 	}
 	tfm, err := unix.Socket(unix.AF_ALG, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
@@ -87,21 +93,21 @@ func dialAEAD(alg string, key []byte) (*opAEAD, error) {
 	_, _, errno := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(tfm), unix.SOL_ALG, unix.ALG_SET_KEY,
 		uintptr(unsafe.Pointer(&key[0])), uintptr(len(key)), 0)
 	if errno != 0 {
-		return nil, fmt.Errorf("afalg: setsockopt(ALG_SET_KEY) for %s with a %d-byte key: %w", alg, len(key), errnoError{errno})
+		return nil, fmt.Errorf("setsockopt(ALG_SET_KEY) for %s with a %d-byte key: %w", alg, len(key), errnoError{errno})
 	}
 	// ALG_SET_AEAD_AUTHSIZE takes the tag length as optlen, optval NULL
 	// (crypto/algif_aead.c, aead_setauthsize; libkcapi does the same).
 	// The default is the maximum, 16 for both; set anyway, to be sure.
 	_, _, errno = unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(tfm), unix.SOL_ALG, unix.ALG_SET_AEAD_AUTHSIZE, 0, tagLen, 0)
 	if errno != 0 {
-		return nil, fmt.Errorf("afalg: setsockopt(ALG_SET_AEAD_AUTHSIZE, %d) for %s: %w", tagLen, alg, errnoError{errno})
+		return nil, fmt.Errorf("setsockopt(ALG_SET_AEAD_AUTHSIZE, %d) for %s: %w", tagLen, alg, errnoError{errno})
 	}
 	// accept4 with a NULL address: the operation socket has no name, and
 	// the kernel fails an accept that asks for one (which is why
 	// unix.Accept4 cannot be used, x/sys's documentation says).
 	opfd, _, errno := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(tfm), 0, 0, unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0, 0)
 	if errno != 0 {
-		return nil, fmt.Errorf("afalg: accept on the %s transform: %w", alg, errnoError{errno})
+		return nil, fmt.Errorf("accept on the %s transform: %w", alg, errnoError{errno})
 	}
 	// os.NewFile sees O_NONBLOCK and registers the fd with the netpoller
 	// (AF_ALG sockets poll: af_alg_poll): EAGAIN parks the goroutine.
@@ -109,7 +115,7 @@ func dialAEAD(alg string, key []byte) (*opAEAD, error) {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("afalg: %s operation socket: %w", alg, err)
+		return nil, fmt.Errorf("%s operation socket: %w", alg, err)
 	}
 	// A fresh slice, 8-byte aligned for the cmsghdrs put in it.
 	return &opAEAD{alg: alg, f: f, rc: rc, oob: make([]byte, oobLen)}, nil
@@ -195,15 +201,11 @@ func (a *opAEAD) do(op uint32, nonce, ad, in, out []byte) error {
 
 	a.buf[0], a.buf[1] = ad, in
 	var n int
-	var serr error
-	err := a.rc.Write(func(fd uintptr) bool {
-		n, serr = unix.SendmsgBuffers(int(fd), a.buf[:], oob, nil, 0)
-		return !errors.Is(serr, unix.EAGAIN) && !errors.Is(serr, unix.EINTR)
-	})
+	err := cmp.Or(rawio.Write(a.rc, func(fd int) (err error) {
+		n, err = unix.SendmsgBuffers(fd, a.buf[:], oob, nil, 0)
+		return err
+	}))
 	a.buf[0], a.buf[1] = nil, nil
-	if err == nil {
-		err = serr
-	}
 	if err != nil {
 		return fmt.Errorf("afalg: sendmsg to the %s operation socket: %w", a.alg, errnoError{err})
 	}
@@ -212,15 +214,11 @@ func (a *opAEAD) do(op uint32, nonce, ad, in, out []byte) error {
 	}
 
 	a.buf[0], a.buf[1] = a.ad[:len(ad)], out
-	var rerr error
-	err = a.rc.Read(func(fd uintptr) bool {
-		n, rerr = unix.Readv(int(fd), a.buf[:])
-		return !errors.Is(rerr, unix.EAGAIN) && !errors.Is(rerr, unix.EINTR)
-	})
+	err = cmp.Or(rawio.Read(a.rc, func(fd int) (err error) {
+		n, err = unix.Readv(fd, a.buf[:])
+		return err
+	}))
 	a.buf[0], a.buf[1] = nil, nil
-	if err == nil {
-		err = rerr
-	}
 	if errors.Is(err, unix.EBADMSG) {
 		return err
 	}

@@ -2,7 +2,8 @@
 // kernel crypto API, reached through AF_ALG "aead" sockets
 // (Documentation/crypto/userspace-if.rst), while the framing, nonces,
 // additional data, read-ahead and batching stay in user space, those of
-// package userspace (through userspace.NewWithAEAD) and internal/record.
+// internal/recordlayer, the record loop the userspace engine runs too
+// (engines never import each other: docs/ARCHITECTURE.md, Rooms).
 //
 // Per direction and key the engine opens a transform socket, binds it to
 // gcm(aes) (with the whole 12-byte nonce: TLS 1.3's IV XOR the sequence
@@ -45,7 +46,6 @@ package afalg
 
 import (
 	"crypto/tls"
-	"fmt"
 	"strconv"
 
 	"github.com/ktls-go/ktls/backend"
@@ -53,14 +53,13 @@ import (
 )
 
 // The algorithms of the kernel crypto API that a TLS record layer uses
-// (docs/ARCHITECTURE.md, AF_ALG).
+// (docs/ARCHITECTURE.md, AF_ALG), as package keyschedule's suite table
+// names them.
 const (
-	// GCMAES is AES-GCM with a 12-byte IV, the whole nonce: TLS 1.3's
-	// (RFC 8446 §5.3) and TLS 1.2's salt ‖ explicit nonce (RFC 5288 §3).
-	GCMAES = "gcm(aes)"
-	// ChaCha20Poly1305 is RFC 8439's AEAD with a 12-byte nonce (RFC 7905
-	// §2, RFC 8446 §5.3); the kernel names it after RFC 7539.
-	ChaCha20Poly1305 = "rfc7539(chacha20,poly1305)"
+	// GCMAES is AES-GCM with a 12-byte IV, the whole nonce.
+	GCMAES = keyschedule.AFALGGCMAES
+	// ChaCha20Poly1305 is RFC 8439's AEAD with a 12-byte nonce.
+	ChaCha20Poly1305 = keyschedule.AFALGChaCha20Poly1305
 )
 
 // AEADs are the algorithms the engine uses and the TLS ciphers each serves.
@@ -70,20 +69,17 @@ var AEADs = []struct{ Name, Serves string }{
 }
 
 // Algorithm returns the name of the kernel crypto API algorithm that
-// protects the records of a TLS version and crypto/tls AEAD cipher suite, or
-// an error wrapping backend.ErrNotSupported.
+// protects the records of a TLS version and crypto/tls AEAD cipher suite (the
+// suite table's AFALG), or an error wrapping backend.ErrNotSupported.
 func Algorithm(version, suite uint16) (string, error) {
 	if version != tls.VersionTLS12 && version != tls.VersionTLS13 {
-		return "", fmt.Errorf("afalg: protocol version %#04x: %w", version, backend.ErrNotSupported)
+		return "", backend.NotSupported(backend.AFALG, "protocol version %#04x", version)
 	}
 	s, ok := keyschedule.Lookup(version, suite)
 	if !ok {
-		return "", fmt.Errorf("afalg: cipher suite %s under %s: %w", tls.CipherSuiteName(suite), tls.VersionName(version), backend.ErrNotSupported)
+		return "", backend.NotSupported(backend.AFALG, "cipher suite %s under %s", tls.CipherSuiteName(suite), tls.VersionName(version))
 	}
-	if s.AES {
-		return GCMAES, nil
-	}
-	return ChaCha20Poly1305, nil
+	return s.AFALG, nil
 }
 
 // RestrictFile is the switch with which Linux 7.3 limits AF_ALG (Eric

@@ -17,27 +17,28 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ktls-go/ktls/backend"
-	"github.com/ktls-go/ktls/backend/userspace"
 	"github.com/ktls-go/ktls/internal/keyschedule"
 	"github.com/ktls-go/ktls/internal/netlink"
+	"github.com/ktls-go/ktls/internal/recordlayer"
 )
 
 var (
 	_ backend.Backend     = engine{}
 	_ backend.Checker     = engine{}
 	_ backend.Accelerator = engine{}
-	_ userspace.AEAD      = (*opAEAD)(nil)
+	_ recordlayer.AEAD    = (*opAEAD)(nil)
 )
 
-// engine runs userspace's record layer over AEADs whose seal and open are
-// AF_ALG operations; its halves are userspace's, so they are Rekeyers too.
+// engine runs internal/recordlayer over AEADs whose seal and open are
+// AF_ALG operations; its halves are the record layer's, so they are
+// Rekeyers too.
 type engine struct {
 	rec backend.Backend
 }
 
 // New returns the afalg engine.
 func New() backend.Backend {
-	return engine{rec: userspace.NewWithAEAD(backend.AFALG, newAEAD)}
+	return engine{rec: recordlayer.New(backend.AFALG, newAEAD)}
 }
 
 // Name returns backend.AFALG.
@@ -116,11 +117,15 @@ var hw struct {
 	answers map[string]hwAnswer
 }
 
-// why is an error of this package without its name and the sentinel at the
-// end, for a reason that goes after other words.
+// why is err without this package's name, for a text that goes after
+// other words: a refusal's Reason, or the text of an inconclusive probe's
+// error after the "afalg: " that every error of this package starts with
+// (house rule 8 of docs/ARCHITECTURE.md).
 func why(err error) string {
-	msg := strings.TrimPrefix(err.Error(), "afalg: ")
-	return strings.TrimSuffix(msg, ": "+backend.ErrNotSupported.Error())
+	if ns, ok := errors.AsType[*backend.NotSupportedError](err); ok {
+		return ns.Reason
+	}
+	return strings.TrimPrefix(err.Error(), backend.AFALG+": ")
 }
 
 // The probes attempt the real thing, as house rule 4 of docs/ARCHITECTURE.md asks (cilium/ebpf's
@@ -175,9 +180,9 @@ func socketError(err error) error {
 	e := errnoError{err}
 	switch {
 	case errors.Is(err, unix.EAFNOSUPPORT):
-		return fmt.Errorf("afalg: socket(AF_ALG): %w: the kernel has no AF_ALG (CONFIG_CRYPTO_USER_API), or a policy blocks it%s: %w", e, restrictNote(), backend.ErrNotSupported)
+		return backend.NotSupported(backend.AFALG, "socket(AF_ALG): %w: the kernel has no AF_ALG (CONFIG_CRYPTO_USER_API), or a policy blocks it%s", e, restrictNote())
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-		return fmt.Errorf("afalg: socket(AF_ALG): %w: refused by a security policy (seccomp, LSM): %w", e, backend.ErrNotSupported)
+		return backend.NotSupported(backend.AFALG, "socket(AF_ALG): %w: refused by a security policy (seccomp, LSM)", e)
 	}
 	return fmt.Errorf("afalg: socket(AF_ALG): %w", e)
 }
@@ -191,9 +196,9 @@ func bindError(alg string, err error) error {
 		if note == "" {
 			note = ": no such algorithm, or algif_aead is missing"
 		}
-		return fmt.Errorf("afalg: bind(aead, %s): %w%s: %w", alg, e, note, backend.ErrNotSupported)
+		return backend.NotSupported(backend.AFALG, "bind(aead, %s): %w%s", alg, e, note)
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-		return fmt.Errorf("afalg: bind(aead, %s): %w: refused by a security policy (seccomp, LSM): %w", alg, e, backend.ErrNotSupported)
+		return backend.NotSupported(backend.AFALG, "bind(aead, %s): %w: refused by a security policy (seccomp, LSM)", alg, e)
 	}
 	return fmt.Errorf("afalg: bind(aead, %s): %w", alg, e)
 }
@@ -240,12 +245,15 @@ func probe(alg string) error {
 	case ChaCha20Poly1305:
 		keyLen, goAEAD = chacha20poly1305.KeySize, chacha20poly1305.New
 	default:
-		return fmt.Errorf("afalg: algorithm %q is not one of the engine's: %w", alg, backend.ErrNotSupported)
+		return backend.NotSupported(backend.AFALG, "algorithm %q is not one of the engine's", alg)
 	}
 	key := bytes.Repeat([]byte{0x5a}, keyLen)
 	a, err := dialAEAD(alg, key)
 	if err != nil {
-		return err
+		if errors.Is(err, backend.ErrNotSupported) {
+			return err
+		}
+		return fmt.Errorf("afalg: %w", err)
 	}
 	defer a.Close()
 	ref, err := goAEAD(key)
@@ -261,44 +269,40 @@ func probe(alg string) error {
 	}
 	want := ref.Seal(nil, nonce, pt, ad)
 	if !bytes.Equal(got, want) {
-		return fmt.Errorf("afalg: %s through AF_ALG differs from Go's: a broken kernel implementation: %w", alg, backend.ErrNotSupported)
+		return backend.NotSupported(backend.AFALG, "%s through AF_ALG differs from Go's: a broken kernel implementation", alg)
 	}
 	opened, err := a.Open(nil, nonce, got, ad)
 	if err != nil {
 		return fmt.Errorf("afalg: probe: opening with %s: %w", alg, err)
 	}
 	if !bytes.Equal(opened, pt) {
-		return fmt.Errorf("afalg: %s through AF_ALG opens to other bytes than were sealed: %w", alg, backend.ErrNotSupported)
+		return backend.NotSupported(backend.AFALG, "%s through AF_ALG opens to other bytes than were sealed", alg)
 	}
 	got[len(got)-1] ^= 1
 	if _, err := a.Open(nil, nonce, got, ad); err == nil || a.Err() != nil {
-		return fmt.Errorf("afalg: %s through AF_ALG: a tampered tag gave %v (%v), want an authentication failure (EBADMSG): %w", alg, err, a.Err(), backend.ErrNotSupported)
+		return backend.NotSupported(backend.AFALG, "%s through AF_ALG: a tampered tag gave %v (%v), want an authentication failure (EBADMSG)", alg, err, a.Err())
 	}
 	return nil
 }
 
-// newAEAD is userspace.NewWithAEAD's factory: an operation socket for the
+// newAEAD is recordlayer.New's factory: an operation socket for the
 // key of p. Its errors wrap backend.ErrNotSupported: nothing was done on
 // the connection.
-func newAEAD(p backend.Params) (userspace.AEAD, error) {
+func newAEAD(p backend.Params) (recordlayer.AEAD, error) {
 	s, ok := keyschedule.Lookup(p.Version, p.CipherSuite)
 	if !ok {
-		return nil, fmt.Errorf("afalg: suite %#04x under version %#04x: %w", p.CipherSuite, p.Version, backend.ErrNotSupported)
+		return nil, backend.NotSupported(backend.AFALG, "suite %#04x under version %#04x", p.CipherSuite, p.Version)
 	}
 	if len(p.Key) != s.KeyLen {
 		// A caller's bug, not the kernel's.
 		return nil, fmt.Errorf("afalg: %s key of %d bytes, want %d", s.Name(), len(p.Key), s.KeyLen)
 	}
-	alg := ChaCha20Poly1305
-	if s.AES {
-		alg = GCMAES
-	}
-	a, err := dialAEAD(alg, p.Key)
+	a, err := dialAEAD(s.AFALG, p.Key)
 	if err != nil {
 		if errors.Is(err, backend.ErrNotSupported) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w: %w", err, backend.ErrNotSupported)
+		return nil, backend.NotSupported(backend.AFALG, "%w", err)
 	}
 	return a, nil
 }

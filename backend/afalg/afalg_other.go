@@ -4,7 +4,6 @@ package afalg
 
 import (
 	"errors"
-	"fmt"
 	"runtime"
 
 	"github.com/ktls-go/ktls/backend"
@@ -22,7 +21,7 @@ type engine struct{}
 func New() backend.Backend { return engine{} }
 
 func errPlatform() error {
-	return fmt.Errorf("afalg: AF_ALG needs Linux; this is %s/%s: %w", runtime.GOOS, runtime.GOARCH, backend.ErrNotSupported)
+	return backend.NotSupported(backend.AFALG, "AF_ALG needs Linux; this is %s/%s", runtime.GOOS, runtime.GOARCH)
 }
 
 // Name returns backend.AFALG.

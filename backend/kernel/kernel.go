@@ -21,8 +21,13 @@
 // probing: the real setsockopt on a connected loopback pair, cached when the
 // answer is conclusive ([Probe]).
 //
+// Package backend/nicoffload decorates this engine (kTLS with TLS_HW is kTLS
+// whose device the kernel picks): it uses New and Probe, and this package
+// imports no other engine. That one-way import is the only one between
+// engines (docs/ARCHITECTURE.md, Rooms); keep what nic needs to those two.
+//
 // The engine exists on Linux only; elsewhere New returns an engine whose
-// every answer wraps backend.ErrNotSupported and names the platform.
+// every answer is a *backend.NotSupportedError that names the platform.
 package kernel
 
 import (
@@ -31,6 +36,7 @@ import (
 	"fmt"
 
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/keyschedule"
 )
 
 // Options change how the engine installs a connection.
@@ -47,64 +53,30 @@ type Options struct {
 }
 
 // From include/uapi/linux/tls.h. golang.org/x/sys/unix has SOL_TLS and
-// TCP_ULP but none of these.
+// TCP_ULP but none of these; the cipher types are in package keyschedule's
+// suite table, with the other facts of each suite.
 const (
-	optTX              = 1 // TLS_TX
-	optRX              = 2 // TLS_RX
-	optRXExpectNoPad   = 4 // TLS_RX_EXPECT_NO_PAD
-	cmsgSetRecordType  = 1 // TLS_SET_RECORD_TYPE
-	cmsgGetRecordType  = 2 // TLS_GET_RECORD_TYPE
-	cipherAESGCM128    = 51
-	cipherAESGCM256    = 52
-	cipherChaCha20Poly = 54
+	optTX             = 1 // TLS_TX
+	optRX             = 2 // TLS_RX
+	optRXExpectNoPad  = 4 // TLS_RX_EXPECT_NO_PAD
+	cmsgSetRecordType = 1 // TLS_SET_RECORD_TYPE
+	cmsgGetRecordType = 2 // TLS_GET_RECORD_TYPE
 )
 
-// cipher describes one kernel cipher type and its crypto_info struct:
-// struct tls_crypto_info {u16 version; u16 cipher_type}, then iv, key, salt
-// and rec_seq[8] (include/uapi/linux/tls.h).
-type cipher struct {
-	typ                    uint16
-	name                   string
-	ivLen, keyLen, saltLen int
-}
+// cipher is a kernel cipher type and the layout of its crypto_info.
+type cipher = keyschedule.KernelCipher
 
-const recSeqLen = 8
-
-func (c cipher) infoLen() int { return 4 + c.ivLen + c.keyLen + c.saltLen + recSeqLen }
-
-// cipherOf maps a crypto/tls AEAD suite to the kernel cipher that serves it;
-// the same cipher type serves TLS 1.2 and TLS 1.3. AES-CCM has no crypto/tls
-// suite, SM4 and ARIA none either.
-func cipherOf(suite uint16) (cipher, bool) {
-	switch suite {
-	case tls.TLS_AES_128_GCM_SHA256,
-		tls.TLS_RSA_WITH_AES_128_GCM_SHA256,
-		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256:
-		return cipher{cipherAESGCM128, "AES-GCM-128", 8, 16, 4}, true
-	case tls.TLS_AES_256_GCM_SHA384,
-		tls.TLS_RSA_WITH_AES_256_GCM_SHA384,
-		tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384:
-		return cipher{cipherAESGCM256, "AES-GCM-256", 8, 32, 4}, true
-	case tls.TLS_CHACHA20_POLY1305_SHA256,
-		tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256:
-		return cipher{cipherChaCha20Poly, "ChaCha20-Poly1305", 12, 32, 0}, true
-	}
-	return cipher{}, false
-}
-
-// lookup checks that the engine has a kernel cipher for version and suite.
+// lookup returns the kernel cipher that serves version and suite: the one
+// of the suite table (the same cipher type serves TLS 1.2 and TLS 1.3).
 func lookup(version, suite uint16) (cipher, error) {
 	if version != tls.VersionTLS12 && version != tls.VersionTLS13 {
-		return cipher{}, fmt.Errorf("kernel: protocol version %#04x: %w", version, backend.ErrNotSupported)
+		return cipher{}, backend.NotSupported(backend.Kernel, "protocol version %#04x", version)
 	}
-	c, ok := cipherOf(suite)
+	s, ok := keyschedule.Lookup(version, suite)
 	if !ok {
-		return cipher{}, fmt.Errorf("kernel: no kTLS cipher for %s: %w", tls.CipherSuiteName(suite), backend.ErrNotSupported)
+		return cipher{}, backend.NotSupported(backend.Kernel, "no kTLS cipher for %s", tls.CipherSuiteName(suite))
 	}
-	return c, nil
+	return s.Kernel, nil
 }
 
 // cryptoInfo builds the crypto_info of p for setsockopt(TLS_TX/TLS_RX). The
@@ -128,38 +100,38 @@ func lookup(version, suite uint16) (cipher, error) {
 //   - ChaCha20-Poly1305, both versions: iv is the whole 12-byte IV, there is
 //     no salt (RFC 7905 §2, RFC 8446 §5.3).
 func cryptoInfo(c cipher, p backend.Params) ([]byte, error) {
-	if len(p.Key) != c.keyLen {
-		return nil, fmt.Errorf("kernel: %s key of %d bytes, want %d", c.name, len(p.Key), c.keyLen)
+	if len(p.Key) != c.KeyLen {
+		return nil, fmt.Errorf("kernel: %s key of %d bytes, want %d", c.Name, len(p.Key), c.KeyLen)
 	}
-	b := make([]byte, c.infoLen())
+	b := make([]byte, c.InfoLen())
 	// The u16 fields of struct tls_crypto_info are in the machine's byte
 	// order; rec_seq and the explicit nonce are big-endian counters.
 	binary.NativeEndian.PutUint16(b[0:], p.Version)
-	binary.NativeEndian.PutUint16(b[2:], c.typ)
-	iv := b[4 : 4+c.ivLen]
-	key := b[4+c.ivLen : 4+c.ivLen+c.keyLen]
-	salt := b[4+c.ivLen+c.keyLen : 4+c.ivLen+c.keyLen+c.saltLen]
-	recSeq := b[4+c.ivLen+c.keyLen+c.saltLen:]
+	binary.NativeEndian.PutUint16(b[2:], c.Type)
+	iv := b[4 : 4+c.IVLen]
+	key := b[4+c.IVLen : 4+c.IVLen+c.KeyLen]
+	salt := b[4+c.IVLen+c.KeyLen : 4+c.IVLen+c.KeyLen+c.SaltLen]
+	recSeq := b[4+c.IVLen+c.KeyLen+c.SaltLen:]
 	copy(key, p.Key)
 	binary.BigEndian.PutUint64(recSeq, p.Seq)
 	switch {
-	case c.saltLen == 0: // ChaCha20-Poly1305
-		if len(p.IV) != c.ivLen {
+	case c.SaltLen == 0: // ChaCha20-Poly1305
+		if len(p.IV) != c.IVLen {
 			clear(b)
-			return nil, fmt.Errorf("kernel: %s IV of %d bytes, want %d", c.name, len(p.IV), c.ivLen)
+			return nil, fmt.Errorf("kernel: %s IV of %d bytes, want %d", c.Name, len(p.IV), c.IVLen)
 		}
 		copy(iv, p.IV)
 	case p.Version == tls.VersionTLS13:
-		if len(p.IV) != c.saltLen+c.ivLen {
+		if len(p.IV) != c.SaltLen+c.IVLen {
 			clear(b)
-			return nil, fmt.Errorf("kernel: TLS 1.3 %s IV of %d bytes, want %d", c.name, len(p.IV), c.saltLen+c.ivLen)
+			return nil, fmt.Errorf("kernel: TLS 1.3 %s IV of %d bytes, want %d", c.Name, len(p.IV), c.SaltLen+c.IVLen)
 		}
-		copy(salt, p.IV[:c.saltLen])
-		copy(iv, p.IV[c.saltLen:])
+		copy(salt, p.IV[:c.SaltLen])
+		copy(iv, p.IV[c.SaltLen:])
 	default: // TLS 1.2 AES-GCM
-		if len(p.IV) != c.saltLen {
+		if len(p.IV) != c.SaltLen {
 			clear(b)
-			return nil, fmt.Errorf("kernel: TLS 1.2 %s salt of %d bytes, want %d", c.name, len(p.IV), c.saltLen)
+			return nil, fmt.Errorf("kernel: TLS 1.2 %s salt of %d bytes, want %d", c.Name, len(p.IV), c.SaltLen)
 		}
 		copy(salt, p.IV)
 		binary.BigEndian.PutUint64(iv, p.Seq)

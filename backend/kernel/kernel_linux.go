@@ -15,6 +15,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/keyschedule"
+	"github.com/ktls-go/ktls/internal/rawio"
+	"github.com/ktls-go/ktls/internal/record"
 )
 
 var (
@@ -81,7 +84,7 @@ func (e *engine) NewSealer(l backend.Link, p backend.Params) (backend.Sealer, er
 // reads the records from the socket itself, so l.Buffered must be empty.
 func (e *engine) NewOpener(l backend.Link, p backend.Params) (backend.Opener, error) {
 	if len(l.Buffered) != 0 {
-		return nil, fmt.Errorf("kernel: %d bytes of the incoming stream were already read from the socket: %w", len(l.Buffered), backend.ErrNotSupported)
+		return nil, backend.NotSupported(backend.Kernel, "%d bytes of the incoming stream were already read from the socket", len(l.Buffered))
 	}
 	c, s, err := e.prepare(false, l, p)
 	if err != nil {
@@ -108,11 +111,11 @@ func (e *engine) prepare(tx bool, l backend.Link, p backend.Params) (cipher, soc
 	}
 	tcp, ok := l.Conn.(*net.TCPConn)
 	if !ok {
-		return cipher{}, sock{}, fmt.Errorf("kernel: kTLS needs a *net.TCPConn, not %T: %w", l.Conn, backend.ErrNotSupported)
+		return cipher{}, sock{}, backend.NotSupported(backend.Kernel, "kTLS needs a *net.TCPConn, not %T", l.Conn)
 	}
 	rc, err := tcp.SyscallConn()
 	if err != nil {
-		return cipher{}, sock{}, fmt.Errorf("kernel: %w: %w", backend.ErrNotSupported, err)
+		return cipher{}, sock{}, backend.NotSupported(backend.Kernel, "%w", err)
 	}
 	return c, sock{conn: tcp, rc: rc}, nil
 }
@@ -134,10 +137,10 @@ func (s sock) install(opt int, c cipher, p backend.Params) error {
 	}
 	defer clear(info)
 	if err := s.setsockopt(unix.IPPROTO_TCP, unix.TCP_ULP, []byte("tls")); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("kernel: setsockopt(TCP_ULP, \"tls\"): %w: %w", backend.ErrNotSupported, err)
+		return backend.NotSupported(backend.Kernel, "setsockopt(TCP_ULP, \"tls\"): %w", err)
 	}
 	if err := s.setsockopt(unix.SOL_TLS, opt, info); err != nil {
-		return fmt.Errorf("kernel: setsockopt(SOL_TLS, %s) for %s %s: %w: %w", optName(opt), tls.VersionName(p.Version), c.name, backend.ErrNotSupported, err)
+		return backend.NotSupported(backend.Kernel, "setsockopt(SOL_TLS, %s) for %s %s: %w", optName(opt), tls.VersionName(p.Version), c.Name, err)
 	}
 	return nil
 }
@@ -222,19 +225,14 @@ func (s *sealer) WriteRecords(typ uint8, data []byte) (int, error) {
 	written := 0
 	for written < len(data) {
 		var n int
-		var serr error
-		err := s.rc.Write(func(fd uintptr) bool {
-			for {
-				if typ == backend.TypeApplicationData {
-					n, serr = unix.Write(int(fd), data[written:])
-				} else {
-					s.oob[unix.CmsgLen(0)] = typ
-					n, serr = unix.SendmsgN(int(fd), data[written:], s.oob, nil, 0)
-				}
-				if serr != unix.EINTR {
-					return serr != unix.EAGAIN
-				}
+		err, serr := rawio.Write(s.rc, func(fd int) (err error) {
+			if typ == backend.TypeApplicationData {
+				n, err = unix.Write(fd, data[written:])
+			} else {
+				s.oob[unix.CmsgLen(0)] = typ
+				n, err = unix.SendmsgN(fd, data[written:], s.oob, nil, 0)
 			}
+			return err
 		})
 		if err != nil {
 			return written, s.opError("write", "", err)
@@ -282,19 +280,15 @@ func (s *sealer) SendFile(f backend.File, off, n int64) (written int64, records 
 			want = min(want, n-written)
 		}
 		var m int
-		werr := s.rc.Write(func(dst uintptr) bool {
-			cerr := frc.Control(func(src uintptr) {
-				for {
-					m, serr = unix.Sendfile(int(dst), int(src), offp, int(want))
-					if serr != unix.EINTR {
-						return
-					}
-				}
-			})
-			if cerr != nil {
-				serr = cerr
+		var werr error
+		werr, serr = rawio.Write(s.rc, func(dst int) error {
+			var err error
+			if cerr := frc.Control(func(src uintptr) {
+				m, err = unix.Sendfile(dst, int(src), offp, int(want))
+			}); cerr != nil {
+				return cerr
 			}
-			return serr != unix.EAGAIN
+			return err
 		})
 		if werr != nil {
 			err = s.opError("write", "", werr)
@@ -325,11 +319,11 @@ func (s *sealer) SendFile(f backend.File, off, n int64) (written int64, records 
 // (getsockopt(TLS_TX) returns the whole crypto_info, key included, tls.rst;
 // the copy is zeroed at once).
 func (s *sealer) recSeq() (uint64, error) {
-	var buf [4 + 12 + 32 + 4 + recSeqLen]byte // the largest crypto_info ktls installs
+	var buf [4 + 12 + 32 + 4 + keyschedule.KernelRecSeqLen]byte // the largest crypto_info ktls installs
 	defer clear(buf[:])
 	// The kernel wants the exact size of the cipher's struct, or EINVAL
 	// (do_tls_getsockopt_conf).
-	want := s.c.infoLen()
+	want := s.c.InfoLen()
 	n, err := s.getsockopt(unix.SOL_TLS, optTX, buf[:want])
 	if err != nil {
 		return 0, err
@@ -337,7 +331,7 @@ func (s *sealer) recSeq() (uint64, error) {
 	if n != want {
 		return 0, fmt.Errorf("kernel: getsockopt(TLS_TX) returned %d bytes, want %d", n, want)
 	}
-	seq := buf[n-recSeqLen : n]
+	seq := buf[n-keyschedule.KernelRecSeqLen : n]
 	var v uint64
 	for _, b := range seq {
 		v = v<<8 | uint64(b)
@@ -422,14 +416,9 @@ func (o *opener) ReadRecordInto(b []byte) (uint8, int, error) {
 // type from the cmsg.
 func (o *opener) recv(b []byte) (uint8, int, error) {
 	var n, oobn, flags int
-	var serr error
-	err := o.rc.Read(func(fd uintptr) bool {
-		for {
-			n, oobn, flags, _, serr = unix.Recvmsg(int(fd), b, o.oob, 0)
-			if serr != unix.EINTR {
-				return serr != unix.EAGAIN
-			}
-		}
+	err, serr := rawio.Read(o.rc, func(fd int) (err error) {
+		n, oobn, flags, _, err = unix.Recvmsg(fd, b, o.oob, 0)
+		return err
 	})
 	if err != nil {
 		return 0, 0, o.opError("read", "", err)
@@ -448,7 +437,7 @@ func (o *opener) recv(b []byte) (uint8, int, error) {
 		typ = backend.TypeApplicationData
 	}
 	if flags&unix.MSG_CTRUNC != 0 {
-		return 0, 0, fmt.Errorf("kernel: recvmsg truncated the record type: %w", tls.AlertError(80))
+		return 0, 0, fmt.Errorf("kernel: recvmsg truncated the record type: %w", record.AlertInternalError)
 	}
 	return typ, n, nil
 }
@@ -479,17 +468,17 @@ func (o *opener) recvError(errno error) error {
 		// it again on every read, so the failure is sticky without
 		// sk_err; the socket error it also set would stop the alert.
 		o.takeDecryptError()
-		return fmt.Errorf("kernel: record authentication failed: %w", tls.AlertError(20)) // bad_record_mac
+		return fmt.Errorf("kernel: record authentication failed: %w", record.AlertBadRecordMAC)
 	case unix.EMSGSIZE:
-		return fmt.Errorf("kernel: record too long: %w", tls.AlertError(22)) // record_overflow
+		return fmt.Errorf("kernel: record too long: %w", record.AlertRecordOverflow)
 	case unix.EINVAL:
-		return fmt.Errorf("kernel: record with the wrong protocol version: %w", tls.AlertError(70)) // protocol_version
+		return fmt.Errorf("kernel: record with the wrong protocol version: %w", record.AlertProtocolVersion)
 	case unix.EKEYEXPIRED:
 		// The kernel waits for the key that follows a KeyUpdate it read;
 		// package conn sets it before reading again, so this is a bug.
-		return fmt.Errorf("kernel: the kernel waits for the next key (EKEYEXPIRED): %w", tls.AlertError(80))
+		return fmt.Errorf("kernel: the kernel waits for the next key (EKEYEXPIRED): %w", record.AlertInternalError)
 	case unix.EIO:
-		return fmt.Errorf("kernel: control record read without a cmsg buffer (EIO): %w", tls.AlertError(80))
+		return fmt.Errorf("kernel: control record read without a cmsg buffer (EIO): %w", record.AlertInternalError)
 	}
 	return o.opError("read", "recvmsg", errno)
 }
@@ -549,7 +538,7 @@ func (o *opener) Rekey(p backend.Params) error {
 	defer clear(info)
 	if err := o.setsockopt(unix.SOL_TLS, optRX, info); err != nil {
 		if errors.Is(err, unix.EBUSY) {
-			return fmt.Errorf("kernel: following a TLS 1.3 KeyUpdate needs Linux 6.14 or newer (commit 47069594e67e); this kernel refused the next TLS_RX key (%w): %w", err, backend.ErrNotSupported)
+			return backend.NotSupported(backend.Kernel, "following a TLS 1.3 KeyUpdate needs Linux 6.14 or newer (commit 47069594e67e); this kernel refused the next TLS_RX key (%w)", err)
 		}
 		return fmt.Errorf("kernel: setsockopt(TLS_RX) with the next key: %w", err)
 	}

@@ -3,7 +3,6 @@
 package kernel
 
 import (
-	"fmt"
 	"runtime"
 
 	"github.com/ktls-go/ktls/backend"
@@ -20,7 +19,7 @@ type engine struct{}
 func New(Options) backend.Backend { return engine{} }
 
 func errPlatform() error {
-	return fmt.Errorf("kernel: kTLS needs Linux; this is %s/%s: %w", runtime.GOOS, runtime.GOARCH, backend.ErrNotSupported)
+	return backend.NotSupported(backend.Kernel, "kTLS needs Linux; this is %s/%s", runtime.GOOS, runtime.GOARCH)
 }
 
 // Name returns backend.Kernel.

@@ -51,7 +51,7 @@ func Probe(tx bool, version, suite uint16) error {
 	if err != nil {
 		return err
 	}
-	k := suiteKey{version, c.typ}
+	k := suiteKey{version, c.Type}
 	probes.Lock()
 	defer probes.Unlock()
 	r, ok := probes.suites[k]
@@ -100,7 +100,7 @@ func notSupported(err error) bool {
 
 func classify(what string, err error) error {
 	if notSupported(err) {
-		return fmt.Errorf("kernel: %s: %w: %w", what, err, backend.ErrNotSupported)
+		return backend.NotSupported(backend.Kernel, "%s: %w", what, err)
 	}
 	return fmt.Errorf("kernel: probe: %s: %w", what, err)
 }
@@ -119,16 +119,16 @@ func probeSuite(version uint16, c cipher) suiteResult {
 		if err := s.setsockopt(unix.IPPROTO_TCP, unix.TCP_ULP, []byte("tls")); err != nil {
 			err = classify(`setsockopt(TCP_ULP, "tls")`, err)
 			if errors.Is(err, unix.ENOENT) {
-				err = fmt.Errorf("kernel: the tls module is not available (TCP_ULP: ENOENT): %w", backend.ErrNotSupported)
+				err = backend.NotSupported(backend.Kernel, "the tls module is not available (TCP_ULP: ENOENT)")
 			}
 			return suiteResult{err, err}
 		}
 	}
-	what := tls.VersionName(version) + " " + c.name
-	key := make([]byte, c.keyLen)
-	iv := make([]byte, c.saltLen+c.ivLen)
-	if version == tls.VersionTLS12 && c.saltLen != 0 {
-		iv = iv[:c.saltLen]
+	what := tls.VersionName(version) + " " + c.Name
+	key := make([]byte, c.KeyLen)
+	iv := make([]byte, c.SaltLen+c.IVLen)
+	if version == tls.VersionTLS12 && c.SaltLen != 0 {
+		iv = iv[:c.SaltLen]
 	}
 	p := backend.Params{Version: version, Key: key, IV: iv}
 	var r suiteResult
@@ -155,14 +155,14 @@ func probeSuite(version uint16, c cipher) suiteResult {
 // probeRekey installs a TLS 1.3 AES-GCM-128 key on both directions of a
 // loopback pair, then a second one.
 func probeRekey() error {
-	c, _ := cipherOf(tls.TLS_AES_128_GCM_SHA256)
+	c, _ := lookup(tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256)
 	client, server, err := loopbackPair()
 	if err != nil {
 		return fmt.Errorf("kernel: probe: loopback pair: %w", err)
 	}
 	defer client.Close()
 	defer server.Close()
-	p := backend.Params{Version: tls.VersionTLS13, Key: make([]byte, c.keyLen), IV: make([]byte, 12)}
+	p := backend.Params{Version: tls.VersionTLS13, Key: make([]byte, c.KeyLen), IV: make([]byte, 12)}
 	info, err := cryptoInfo(c, p)
 	if err != nil {
 		return err
@@ -179,7 +179,7 @@ func probeRekey() error {
 		}
 		if err := step.s.setsockopt(unix.SOL_TLS, step.opt, info); err != nil {
 			if errors.Is(err, unix.EBUSY) {
-				return fmt.Errorf("kernel: a second %s is refused (EBUSY): TLS 1.3 KeyUpdate with kTLS needs Linux 6.14 or newer (commit 47069594e67e): %w", optName(step.opt), backend.ErrNotSupported)
+				return backend.NotSupported(backend.Kernel, "a second %s is refused (EBUSY): TLS 1.3 KeyUpdate with kTLS needs Linux 6.14 or newer (commit 47069594e67e)", optName(step.opt))
 			}
 			return fmt.Errorf("kernel: probe: a second %s: %w", optName(step.opt), err)
 		}

@@ -4,7 +4,6 @@ package kernel
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"syscall"
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/rawio"
 )
 
 var _ backend.Splicer = (*opener)(nil)
@@ -53,7 +53,7 @@ func (o *opener) SpliceTo(dst syscall.RawConn) (n int64, readErr, writeErr error
 	}
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		return 0, nil, fmt.Errorf("kernel: pipe2: %w: %w", err, backend.ErrNotSupported)
+		return 0, nil, backend.NotSupported(backend.Kernel, "pipe2: %w", err)
 	}
 	defer unix.Close(p[0])
 	defer unix.Close(p[1])
@@ -65,7 +65,7 @@ func (o *opener) SpliceTo(dst syscall.RawConn) (n int64, readErr, writeErr error
 		// EAGAIN all the same. Only the read end changes: fill passes
 		// SPLICE_F_NONBLOCK itself, and keep makes it non-blocking again.
 		if err := unix.SetNonblock(p[0], false); err != nil {
-			return 0, nil, fmt.Errorf("kernel: splice pipe: %w: %w", err, backend.ErrNotSupported)
+			return 0, nil, backend.NotSupported(backend.Kernel, "splice pipe: %w", err)
 		}
 	}
 
@@ -106,10 +106,13 @@ func (o *opener) SpliceTo(dst syscall.RawConn) (n int64, readErr, writeErr error
 func (o *opener) fill(w int) (filled int, stop, err error) {
 	err = o.rc.Read(func(fd uintptr) bool {
 		for filled < spliceRound {
-			m, serr := unix.Splice(int(fd), nil, w, nil, spliceRound-filled, unix.SPLICE_F_NONBLOCK)
+			var m int // unix.Splice's count is int64 on some GOARCHes, int on others
+			serr := rawio.Restart(func() error {
+				k, err := unix.Splice(int(fd), nil, w, nil, spliceRound-filled, unix.SPLICE_F_NONBLOCK)
+				m = int(k)
+				return err
+			})
 			switch {
-			case serr == unix.EINTR:
-				continue
 			case serr == unix.EAGAIN:
 				// An empty socket or a full pipe; wait only if the
 				// pipe is empty, or the bytes in it would wait too.
@@ -144,17 +147,16 @@ func (o *opener) fill(w int) (filled int, stop, err error) {
 // coming.
 func (o *opener) controlNext(fd int) bool {
 	var b [1]byte
-	for {
-		_, oobn, _, _, err := unix.Recvmsg(fd, b[:], o.oob, unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return false
-		}
-		typ, ok := recordType(o.oob[:oobn])
-		return ok && typ != backend.TypeApplicationData
+	var oobn int
+	err := rawio.Restart(func() (err error) {
+		_, oobn, _, _, err = unix.Recvmsg(fd, b[:], o.oob, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return err
+	})
+	if err != nil {
+		return false
 	}
+	typ, ok := recordType(o.oob[:oobn])
+	return ok && typ != backend.TypeApplicationData
 }
 
 // drain moves n bytes from the pipe's read end r to dst. A non-blocking dst
@@ -175,10 +177,13 @@ func drain(r int, dst syscall.RawConn, n int, blocking bool) (drained int, err e
 	var serr error
 	werr := dst.Write(func(fd uintptr) bool {
 		for drained < n {
-			m, e := unix.Splice(r, nil, int(fd), nil, n-drained, flags)
+			var m int
+			e := rawio.Restart(func() error {
+				k, err := unix.Splice(r, nil, int(fd), nil, n-drained, flags)
+				m = int(k)
+				return err
+			})
 			switch {
-			case e == unix.EINTR:
-				continue
 			case e == unix.EAGAIN:
 				return false
 			case e != nil:
@@ -204,16 +209,17 @@ func drain(r int, dst syscall.RawConn, n int, blocking bool) (drained int, err e
 // so a pipe holding less than n answers EAGAIN, an error, and not a hang.
 func (o *opener) keep(r int, n int) error {
 	if err := unix.SetNonblock(r, true); err != nil {
-		return fmt.Errorf("kernel: reading back %d bytes from the splice pipe: %v: %w", n, err, backend.ErrNotSupported)
+		return backend.NotSupported(backend.Kernel, "reading back %d bytes from the splice pipe: %v", n, err)
 	}
 	buf := make([]byte, n)
 	for got := 0; got < n; {
-		m, err := unix.Read(r, buf[got:])
-		if err == unix.EINTR {
-			continue
-		}
+		var m int
+		err := rawio.Restart(func() (err error) {
+			m, err = unix.Read(r, buf[got:])
+			return err
+		})
 		if err != nil || m == 0 {
-			return fmt.Errorf("kernel: reading back %d bytes from the splice pipe: %v: %w", n-got, err, backend.ErrNotSupported)
+			return backend.NotSupported(backend.Kernel, "reading back %d bytes from the splice pipe: %v", n-got, err)
 		}
 		got += m
 	}
@@ -274,10 +280,10 @@ func spliceTarget(dst syscall.RawConn) (blocking bool, err error) {
 		}
 	})
 	if cerr != nil {
-		return false, fmt.Errorf("kernel: splice destination: %w: %w", cerr, backend.ErrNotSupported)
+		return false, backend.NotSupported(backend.Kernel, "splice destination: %w", cerr)
 	}
 	if !ok {
-		return false, fmt.Errorf("kernel: splice destination: %s: %w", why, backend.ErrNotSupported)
+		return false, backend.NotSupported(backend.Kernel, "splice destination: %s", why)
 	}
 	return blocking, nil
 }

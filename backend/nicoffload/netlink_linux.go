@@ -27,10 +27,13 @@ type ethtool struct {
 	family uint16
 }
 
+// dialEthtool opens ethtool netlink. Its errors are without the engine's
+// name: the install's refusal (backend.NotSupported) and the exported
+// functions add it.
 func dialEthtool() (*ethtool, error) {
 	c, err := netlink.Dial(unix.NETLINK_GENERIC, "NETLINK_GENERIC")
 	if err != nil {
-		return nil, fmt.Errorf("nic: %w", err)
+		return nil, err
 	}
 	if id := ethtoolFamily.Load(); id != 0 {
 		return &ethtool{c, uint16(id)}, nil
@@ -38,7 +41,7 @@ func dialEthtool() (*ethtool, error) {
 	id, err := c.GenlFamily(ethtoolGenlName)
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("nic: %w: the kernel has no ethtool netlink (CONFIG_ETHTOOL_NETLINK, Linux 5.6)", err)
+		return nil, fmt.Errorf("%w: the kernel has no ethtool netlink (CONFIG_ETHTOOL_NETLINK, Linux 5.6)", err)
 	}
 	ethtoolFamily.Store(uint32(id))
 	return &ethtool{c, id}, nil
@@ -73,7 +76,7 @@ func (e *ethtool) features(index int) (Features, error) {
 func DeviceFeatures(index int) (Features, error) {
 	e, err := dialEthtool()
 	if err != nil {
-		return Features{}, err
+		return Features{}, fmt.Errorf("nic: %w", err)
 	}
 	defer e.Close()
 	return e.features(index)
@@ -100,6 +103,7 @@ func Interfaces() ([]Interface, error) {
 	}
 	e, err := dialEthtool()
 	if err != nil {
+		err = fmt.Errorf("nic: %w", err)
 		for k := range out {
 			out[k].Err = err
 		}
@@ -171,11 +175,11 @@ type sockInfo struct {
 }
 
 // socketOf reads the socket's addresses and the options that steer its
-// route.
+// route. Its errors are without the engine's name, as dialEthtool's.
 func socketOf(tcp *net.TCPConn) (sockInfo, error) {
 	rc, err := tcp.SyscallConn()
 	if err != nil {
-		return sockInfo{}, fmt.Errorf("nic: %w", err)
+		return sockInfo{}, err
 	}
 	var s sockInfo
 	var serr error
@@ -222,7 +226,7 @@ func socketOf(tcp *net.TCPConn) (sockInfo, error) {
 		err = serr
 	}
 	if err != nil {
-		return sockInfo{}, fmt.Errorf("nic: %w", err)
+		return sockInfo{}, err
 	}
 	return s, nil
 }
@@ -307,7 +311,7 @@ func egress(s sockInfo) (device, error) {
 func Egress(c *net.TCPConn) (string, error) {
 	s, err := socketOf(c)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("nic: %w", err)
 	}
 	d, err := egress(s)
 	if err != nil {

@@ -30,9 +30,18 @@
 //     software is plain kernel kTLS and says so: it is a backend.Reporter
 //     whose Engine is backend.Kernel with the reason, never "nic".
 //
+// nic decorates the kernel engine: the one engine that imports another, and
+// the only such import allowed (docs/ARCHITECTURE.md, Rooms). The dependency
+// is one-way and narrow: kernel.New, whose halves nic installs and wraps,
+// and kernel.Probe, the cached answer whether kTLS serves the suite at all.
+// Everything else (the route, the device's features, sock_diag) is nic's
+// own, and the kernel engine knows nothing of nic. Moving kTLS's install
+// below both would export the socket primitives for this one user.
+//
+// Its refusals are *backend.NotSupportedError of engine "nic"; a refusal of
+// the kernel engine it passes on becomes nic's, with the kernel's as Err.
 // Errors and reasons start with "nic: ", the engine's name as KTLS_BACKEND
-// and BackendInfo spell it, which is how package conn trims them into a
-// connection's reason.
+// and BackendInfo spell it.
 //
 // TLS_HW passing TXCONF is necessary, not sufficient: after the device goes
 // down, or when a route change sends the socket's packets elsewhere, the
@@ -54,6 +63,7 @@ import (
 	"strings"
 
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/keyschedule"
 	"github.com/ktls-go/ktls/internal/netlink"
 )
 
@@ -158,8 +168,6 @@ const (
 	tlsInfoZCROTX    = 5  // TLS_INFO_ZC_RO_TX
 	inetDiagNoCookie = ^uint32(0)
 	optTXZeroCopyRO  = 3 // TLS_TX_ZEROCOPY_RO
-	cipherAESGCM128  = 51
-	cipherAESGCM256  = 52
 	tlsConfBase      = 1 // TLS_CONF_BASE
 	tlsConfSW        = 2 // TLS_CONF_SW
 	tlsConfHW        = 3 // TLS_CONF_HW
@@ -171,25 +179,20 @@ const (
 	statRXSw         = "TlsRxSw"
 )
 
-// offloadable says whether a mainline device can take version and suite:
-// tls_set_device_offload and tls_set_device_offload_rx refuse every version
-// but TLS 1.2 (TLS 1.3 offload is not mainline: the series of Dec 2025 was
-// not merged), and the drivers with tlsdev_ops (mlx5, ch_ktls, nfp, funeth)
-// take AES-GCM only. nil, or an error that wraps backend.ErrNotSupported.
+// offloadable says whether a mainline device can take version and suite
+// (the suite table's NICOffload): tls_set_device_offload and
+// tls_set_device_offload_rx refuse every version but TLS 1.2 (TLS 1.3
+// offload is not mainline: the series of Dec 2025 was not merged), and the
+// drivers with tlsdev_ops (mlx5, ch_ktls, nfp, funeth) take AES-GCM only.
+// nil, or an error that wraps backend.ErrNotSupported.
 func offloadable(version, suite uint16) error {
 	if version != tls.VersionTLS12 {
-		return fmt.Errorf("nic: mainline kernels offload TLS 1.2 only, not %s (tls_device.c): %w", tls.VersionName(version), backend.ErrNotSupported)
+		return backend.NotSupported(backend.NIC, "mainline kernels offload TLS 1.2 only, not %s (tls_device.c)", tls.VersionName(version))
 	}
-	switch suite {
-	case tls.TLS_RSA_WITH_AES_128_GCM_SHA256,
-		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-		tls.TLS_RSA_WITH_AES_256_GCM_SHA384,
-		tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384:
+	if s, ok := keyschedule.Lookup(version, suite); ok && s.NICOffload {
 		return nil
 	}
-	return fmt.Errorf("nic: devices offload AES-GCM only, not %s: %w", tls.CipherSuiteName(suite), backend.ErrNotSupported)
+	return backend.NotSupported(backend.NIC, "devices offload AES-GCM only, not %s", tls.CipherSuiteName(suite))
 }
 
 // Feature is one ethtool feature of a device.
@@ -270,7 +273,7 @@ func anyOffers(ifs []Interface, tx bool) error {
 		names = append(names[:4], "and "+strconv.Itoa(len(names)-4)+" more")
 	}
 	_, name := Features{}.direction(tx)
-	return fmt.Errorf("nic: no interface has %s on (%s): %w", name, strings.Join(names, ", "), backend.ErrNotSupported)
+	return backend.NotSupported(backend.NIC, "no interface has %s on (%s)", name, strings.Join(names, ", "))
 }
 
 // featuresOf picks the three kTLS features out of a device's feature sets.

@@ -3,6 +3,7 @@
 package nicoffload
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -57,7 +58,7 @@ func (e *engine) Check(tx bool, version, suite uint16) error {
 		return err
 	}
 	if err := kernel.Probe(tx, version, suite); err != nil {
-		return fmt.Errorf("nic: needs kTLS: %w", err)
+		return kernelError("needs kTLS", err)
 	}
 	return nil
 }
@@ -106,15 +107,15 @@ func (e *engine) prepare(tx bool, l backend.Link, p backend.Params) (*net.TCPCon
 	}
 	tcp, ok := l.Conn.(*net.TCPConn)
 	if !ok {
-		return nil, sockInfo{}, device{}, fmt.Errorf("nic: kTLS needs a *net.TCPConn, not %T: %w", l.Conn, backend.ErrNotSupported)
+		return nil, sockInfo{}, device{}, backend.NotSupported(backend.NIC, "kTLS needs a *net.TCPConn, not %T", l.Conn)
 	}
 	s, err := socketOf(tcp)
 	if err != nil {
-		return nil, sockInfo{}, device{}, fmt.Errorf("%w: %w", err, backend.ErrNotSupported)
+		return nil, sockInfo{}, device{}, backend.NotSupported(backend.NIC, "%w", err)
 	}
 	dev, err := egress(s)
 	if err != nil {
-		return nil, sockInfo{}, device{}, fmt.Errorf("finding the egress device: %w: %w", err, backend.ErrNotSupported)
+		return nil, sockInfo{}, device{}, backend.NotSupported(backend.NIC, "finding the egress device: %w", err)
 	}
 	if err := deviceOffers(dev, tx); err != nil {
 		return nil, sockInfo{}, device{}, err
@@ -127,13 +128,13 @@ func (e *engine) prepare(tx bool, l backend.Link, p backend.Params) (*net.TCPCon
 func deviceOffers(dev device, tx bool) error {
 	e, err := dialEthtool()
 	if err != nil {
-		return fmt.Errorf("%w: %w", err, backend.ErrNotSupported)
+		return backend.NotSupported(backend.NIC, "%w", err)
 	}
 	defer e.Close()
 	for _, l := range append([]link{dev.link}, dev.members...) {
 		f, err := e.features(l.index)
 		if err != nil {
-			return fmt.Errorf("nic: %s: %w: %w", l.name, err, backend.ErrNotSupported)
+			return backend.NotSupported(backend.NIC, "%s: %w", l.name, err)
 		}
 		feat, name := f.direction(tx)
 		what := l.name
@@ -143,12 +144,24 @@ func deviceOffers(dev device, tx bool) error {
 		switch {
 		case feat.Active:
 		case feat.Supported:
-			return fmt.Errorf("nic: %s: %s off (supported: ethtool -K %s %s on): %w", what, name, l.name, name, backend.ErrNotSupported)
+			return backend.NotSupported(backend.NIC, "%s: %s off (supported: ethtool -K %s %s on)", what, name, l.name, name)
 		default:
-			return fmt.Errorf("nic: %s: no %s: %w", what, name, backend.ErrNotSupported)
+			return backend.NotSupported(backend.NIC, "%s: no %s", what, name)
 		}
 	}
 	return nil
+}
+
+// kernelError is the kernel engine's error err, met while nic was doing
+// what. The kernel's refusal becomes nic's own, with the kernel's as Err
+// (nothing was done: the connection tries its next candidate) and its text
+// as before, "nic: what: kernel: reason: backend: not supported"; any other
+// error stays a failure.
+func kernelError(what string, err error) error {
+	if ns, ok := errors.AsType[*backend.NotSupportedError](err); ok {
+		return &backend.NotSupportedError{Engine: backend.NIC, Reason: what + ": " + ns.Engine + ": " + ns.Reason, Err: err}
+	}
+	return fmt.Errorf("nic: %s: %w", what, err)
 }
 
 // installMu serializes this process's installs, so that the
@@ -172,7 +185,7 @@ func (e *engine) install(tx bool, tcp *net.TCPConn, s sockInfo, dev device, l ba
 	if err != nil {
 		// The kernel engine's own error says whether it did anything
 		// (backend.ErrNotSupported when it did not).
-		return nil, report{}, fmt.Errorf("nic: installing kTLS: %w", err)
+		return nil, report{}, kernelError("installing kTLS", err)
 	}
 	after := readTLSStat()
 	hw, how := verify(tx, s, before, after)
@@ -268,7 +281,7 @@ func hostOffload(tx bool) error {
 	if host.at.IsZero() || time.Since(host.at) > hostTTL {
 		ifs, err := Interfaces()
 		if err != nil {
-			return fmt.Errorf("nic: reading the interfaces' features: %w: %w", err, backend.ErrNotSupported)
+			return backend.NotSupported(backend.NIC, "reading the interfaces' features: %w", err)
 		}
 		host.tx, host.rx = anyOffers(ifs, true), anyOffers(ifs, false)
 		host.at = time.Now()
@@ -318,7 +331,7 @@ func (o *opener) SpliceTo(dst syscall.RawConn) (int64, error, error) {
 	if sp, ok := o.Opener.(backend.Splicer); ok {
 		return sp.SpliceTo(dst)
 	}
-	return 0, nil, fmt.Errorf("nic: the kernel half cannot splice: %w", backend.ErrNotSupported)
+	return 0, nil, backend.NotSupported(backend.NIC, "the kernel half cannot splice")
 }
 
 // intoOpener is an opener whose kernel half reads into the caller's buffer.

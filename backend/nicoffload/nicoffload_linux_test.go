@@ -251,7 +251,7 @@ func softwareOn(t *testing.T, c, srv net.Conn, dev string) {
 	if d.name == "lo" {
 		capture(t, "sock-diag-ktls-sw.hex", raw)
 	}
-	if u.name != "tls" || !u.hasTLS || u.txConf != tlsConfSW || u.rxConf != tlsConfSW || u.version != tls.VersionTLS12 || u.cipher != cipherAESGCM128 || u.zeroCopyRO {
+	if u.name != "tls" || !u.hasTLS || u.txConf != tlsConfSW || u.rxConf != tlsConfSW || u.version != tls.VersionTLS12 || u.cipher != testCipherAESGCM128 || u.zeroCopyRO {
 		t.Errorf("sock_diag = %+v, want tls, TLS 1.2 AES-GCM-128, txconf sw, rxconf sw", u)
 	}
 	for _, tc := range []struct {
@@ -317,5 +317,24 @@ func softwareOn(t *testing.T, c, srv net.Conn, dev string) {
 	}
 	if u, _, err := sockDiag(s); err != nil || u.zeroCopyRO {
 		t.Errorf("sock_diag after TLS_TX_ZEROCOPY_RO = %+v, %v", u, err)
+	}
+}
+
+// TestKernelError: the kernel's refusal becomes nic's own, with the text it
+// always had and the kernel's refusal still found by errors.As; any other
+// kernel error stays a failure.
+func TestKernelError(t *testing.T) {
+	refusal := backend.NotSupported(backend.Kernel, "setsockopt(TCP_ULP, \"tls\"): %w", unix.ENOENT)
+	err := kernelError("installing kTLS", refusal)
+	ns, ok := errors.AsType[*backend.NotSupportedError](err)
+	if !ok || ns.Engine != backend.NIC || !errors.Is(err, unix.ENOENT) || !errors.Is(err, backend.ErrNotSupported) {
+		t.Errorf("kernelError(%v) = %#v, want nic's refusal wrapping the kernel's", refusal, err)
+	}
+	if got, want := err.Error(), "nic: installing kTLS: kernel: setsockopt(TCP_ULP, \"tls\"): no such file or directory: backend: not supported"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+	failure := errors.New("kernel: probe: loopback pair: EMFILE")
+	if err := kernelError("needs kTLS", failure); errors.Is(err, backend.ErrNotSupported) || err.Error() != "nic: needs kTLS: "+failure.Error() {
+		t.Errorf("kernelError(%v) = %v, want a failure", failure, err)
 	}
 }

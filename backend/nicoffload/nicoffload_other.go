@@ -3,7 +3,6 @@
 package nicoffload
 
 import (
-	"fmt"
 	"net"
 	"runtime"
 
@@ -22,7 +21,7 @@ type engine struct{}
 func New(Options) backend.Backend { return engine{} }
 
 func errPlatform() error {
-	return fmt.Errorf("nic: kTLS device offload needs Linux; this is %s/%s: %w", runtime.GOOS, runtime.GOARCH, backend.ErrNotSupported)
+	return backend.NotSupported(backend.NIC, "kTLS device offload needs Linux; this is %s/%s", runtime.GOOS, runtime.GOARCH)
 }
 
 // Name returns backend.NIC.

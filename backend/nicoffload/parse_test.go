@@ -211,7 +211,7 @@ func TestParseSockDiagCaptured(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := ulpInfo{name: "tls", hasTLS: true, version: tls.VersionTLS12, cipher: cipherAESGCM128, txConf: tlsConfSW, rxConf: tlsConfSW}
+	want := ulpInfo{name: "tls", hasTLS: true, version: tls.VersionTLS12, cipher: testCipherAESGCM128, txConf: tlsConfSW, rxConf: tlsConfSW}
 	if u != want {
 		t.Errorf("kTLS socket: %+v, want %+v", u, want)
 	}
@@ -230,7 +230,7 @@ func TestParseSockDiagCaptured(t *testing.T) {
 func TestParseSockDiagHW(t *testing.T) {
 	var tlsInfo []byte
 	tlsInfo = netlink.AppendAttr(tlsInfo, tlsInfoVersion, binary.NativeEndian.AppendUint16(nil, tls.VersionTLS12))
-	tlsInfo = netlink.AppendAttr(tlsInfo, tlsInfoCipher, binary.NativeEndian.AppendUint16(nil, cipherAESGCM256))
+	tlsInfo = netlink.AppendAttr(tlsInfo, tlsInfoCipher, binary.NativeEndian.AppendUint16(nil, testCipherAESGCM256))
 	tlsInfo = netlink.AppendAttr(tlsInfo, tlsInfoTXConf, binary.NativeEndian.AppendUint16(nil, tlsConfHW))
 	tlsInfo = netlink.AppendAttr(tlsInfo, tlsInfoRXConf, binary.NativeEndian.AppendUint16(nil, tlsConfSW))
 	tlsInfo = netlink.AppendAttr(tlsInfo, tlsInfoZCROTX, nil)
@@ -239,7 +239,7 @@ func TestParseSockDiagHW(t *testing.T) {
 	ulp = netlink.AppendAttr(ulp, inetULPInfoTLS, tlsInfo)
 	msg := netlink.AppendAttr(make([]byte, inetDiagMsgLen), inetDiagULPInfo, ulp)
 	u, err := parseSockDiag(msg)
-	want := ulpInfo{name: "tls", hasTLS: true, version: tls.VersionTLS12, cipher: cipherAESGCM256, txConf: tlsConfHW, rxConf: tlsConfSW, zeroCopyRO: true}
+	want := ulpInfo{name: "tls", hasTLS: true, version: tls.VersionTLS12, cipher: testCipherAESGCM256, txConf: tlsConfHW, rxConf: tlsConfSW, zeroCopyRO: true}
 	if err != nil || u != want {
 		t.Errorf("parseSockDiag = %+v, %v; want %+v", u, err, want)
 	}
@@ -313,3 +313,10 @@ func FuzzParse(f *testing.F) {
 		parseTLSStat(b)
 	})
 }
+
+// The cipher types INET_DIAG_ULP_INFO reports, TLS_CIPHER_AES_GCM_128 and
+// TLS_CIPHER_AES_GCM_256 (include/uapi/linux/tls.h).
+const (
+	testCipherAESGCM128 = 51
+	testCipherAESGCM256 = 52
+)

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"errors"
-	"strings"
-
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/backend/afalg"
 )
@@ -31,18 +28,5 @@ func driverOf(a afalg.Implementation) Driver {
 	return d
 }
 
-// afalgStatus turns an afalg probe's three outcomes into a Status: nil, an
-// error wrapping backend.ErrNotSupported (conclusive), or another
-// (inconclusive). The engine's name in front and the sentinel at the end
-// say nothing the report does not say already.
-func afalgStatus(err error) Status {
-	if err == nil {
-		return Status{State: stateAvailable}
-	}
-	msg := strings.TrimPrefix(err.Error(), backend.AFALG+": ")
-	msg = strings.TrimSuffix(msg, ": "+backend.ErrNotSupported.Error())
-	if errors.Is(err, backend.ErrNotSupported) {
-		return Status{State: stateUnavailable, Reason: msg}
-	}
-	return Status{State: stateError, Reason: msg}
-}
+// afalgStatus is engineStatus for an afalg probe.
+func afalgStatus(err error) Status { return engineStatus(backend.AFALG, err) }

@@ -32,7 +32,8 @@ func TestAFALGStatus(t *testing.T) {
 		reason string
 	}{
 		{nil, stateAvailable, ""},
-		{fmt.Errorf("afalg: bind(aead, gcm(aes)): ENOENT: %w", backend.ErrNotSupported), stateUnavailable, "bind(aead, gcm(aes)): ENOENT"},
+		{backend.NotSupported(backend.AFALG, "bind(aead, gcm(aes)): ENOENT"), stateUnavailable, "bind(aead, gcm(aes)): ENOENT"},
+		{fmt.Errorf("afalg: probe: %w", backend.NotSupported(backend.AFALG, "bind(aead, gcm(aes)): %w", errors.New("ENOENT"))), stateUnavailable, "bind(aead, gcm(aes)): ENOENT"},
 		{errors.New("afalg: socket(AF_ALG): EMFILE"), stateError, "socket(AF_ALG): EMFILE"},
 	} {
 		if got := afalgStatus(tc.err); got.State != tc.state || got.Reason != tc.reason {

@@ -98,20 +98,32 @@ func hostReport() HostReport {
 	return h
 }
 
-// probeStatus turns an engine probe's three outcomes into a Status: nil,
-// an error wrapping backend.ErrNotSupported (conclusive), or another
-// (inconclusive). The engine's name in front and the sentinel at the end
-// say nothing the report does not say already.
-func probeStatus(err error) Status {
+// probeStatus is engineStatus for a kernel probe.
+func probeStatus(err error) Status { return engineStatus(backend.Kernel, err) }
+
+// engineStatus turns a probe's three outcomes into a Status: nil; a
+// refusal, *backend.NotSupportedError (conclusive); or another error
+// (inconclusive). The reason is without engine's name, which the report
+// says already (see reason).
+func engineStatus(engine string, err error) Status {
 	if err == nil {
 		return Status{State: stateAvailable}
 	}
-	msg := strings.TrimPrefix(err.Error(), backend.Kernel+": ")
-	msg = strings.TrimSuffix(msg, ": "+backend.ErrNotSupported.Error())
-	if errors.Is(err, backend.ErrNotSupported) {
-		return Status{State: stateUnavailable, Reason: msg}
+	if _, ok := errors.AsType[*backend.NotSupportedError](err); ok {
+		return Status{State: stateUnavailable, Reason: reason(engine, err)}
 	}
-	return Status{State: stateError, Reason: msg}
+	return Status{State: stateError, Reason: reason(engine, err)}
+}
+
+// reason is an engine's error without the engine's name: a refusal's
+// Reason, or the text of another error, whose name in front is engine's
+// (house rule 8 of docs/ARCHITECTURE.md: errors are prefixed with the
+// package name).
+func reason(engine string, err error) string {
+	if ns, ok := errors.AsType[*backend.NotSupportedError](err); ok {
+		return ns.Reason
+	}
+	return strings.TrimPrefix(err.Error(), engine+": ")
 }
 
 func ktlsReport() KTLSReport {
@@ -139,7 +151,7 @@ func afalgReport() AFALGReport {
 	var a AFALGReport
 	a.Socket = afalgStatus(afalg.ProbeSocket())
 	if n, ok, err := afalg.Restriction(); err != nil {
-		a.RestrictMeaning = strings.TrimPrefix(err.Error(), backend.AFALG+": ")
+		a.RestrictMeaning = reason(backend.AFALG, err)
 	} else if ok {
 		a.Restrict, a.RestrictMeaning = &n, afalg.RestrictMeaning(n)
 	}
@@ -158,7 +170,7 @@ func afalgReport() AFALGReport {
 	reg, err := afalg.ReadRegistry()
 	a.DriverSource, a.DriverSourceNote = reg.Source, reg.Note
 	if err != nil {
-		a.Error = "reading the drivers: " + strings.TrimPrefix(err.Error(), backend.AFALG+": ")
+		a.Error = "reading the drivers: " + reason(backend.AFALG, err)
 	}
 	for k := range a.AEADs {
 		for i, impl := range reg.Implementations(a.AEADs[k].Name) {
@@ -204,7 +216,7 @@ func nicReport() NICReport {
 		tx   bool
 	}{{"tx", true}, {"rx", false}} {
 		if err := nic.Check(d.tx, tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256); err != nil {
-			n.Engine += "; " + d.name + " here: not tried (" + strings.TrimPrefix(strings.TrimSuffix(err.Error(), ": "+backend.ErrNotSupported.Error()), "nic: ") + ")"
+			n.Engine += "; " + d.name + " here: not tried (" + reason(backend.NIC, err) + ")"
 		} else {
 			n.Engine += "; " + d.name + " here: tried first, verified per connection"
 		}

@@ -1,6 +1,8 @@
 // Package cpufacts reads what the processor offers the engines' AES-GCM,
-// for the selector (selector.CPU) and for ktls doctor, so that both say the
-// same.
+// for the selector and for ktls doctor, so that both say the same. Its CPU
+// is the selector's (selector.CPU is an alias of it): the type lives here,
+// below the selector, so that this room imports no room above it
+// (docs/ARCHITECTURE.md, Rooms).
 //
 // Two sources, because two parties decide. The kernel's AES-GCM drivers use
 // the CPU's instructions whenever they are there; github.com/klauspost/cpuid
@@ -17,14 +19,31 @@ import (
 
 	"github.com/klauspost/cpuid/v2"
 	"golang.org/x/sys/cpu"
-
-	"github.com/ktls-go/ktls/selector"
 )
+
+// CPU is what the selector knows of the processor. Two facts, because the
+// kernel and Go decide apart: the kernel's AES-GCM drivers (aesni_intel on
+// x86, aes-ce and ghash-ce on arm64) use the instructions whenever the CPU
+// has them, while Go's own AES-GCM, which the userspace and stdlib engines
+// run, uses them only where it has assembly for them and GODEBUG does not
+// turn them off (crypto/tls's hasAESGCMHardwareSupport: not on 386, not
+// with GODEBUG=cpu.aes=off).
+type CPU struct {
+	// Arch is the GOARCH the program runs as.
+	Arch string
+	// AESGCM says the CPU has the instructions AES-GCM needs to be fast and
+	// constant-time, as cpuid reports them: AES-NI and PCLMULQDQ on x86, the
+	// ARMv8 AES and PMULL instructions on arm64, CPACF's AES and GHASH on
+	// s390x.
+	AESGCM bool
+	// GoAESGCM says Go's AES-GCM runs on them here.
+	GoAESGCM bool
+}
 
 // Detect returns the facts for the selector. It reads variables filled once
 // at program start and costs a few loads.
-func Detect() selector.CPU {
-	return selector.CPU{Arch: runtime.GOARCH, AESGCM: cpuAESGCM(), GoAESGCM: goAESGCM()}
+func Detect() CPU {
+	return CPU{Arch: runtime.GOARCH, AESGCM: cpuAESGCM(), GoAESGCM: goAESGCM()}
 }
 
 // cpuAESGCM says the CPU has the instructions AES-GCM needs: AES and a

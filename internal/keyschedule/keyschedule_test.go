@@ -267,6 +267,22 @@ func TestLookup(t *testing.T) {
 			(s.Version == tls.VersionTLS13 || !s.AES) && s.IVLen != NonceLen {
 			t.Errorf("%s: IVLen %d", s.Name(), s.IVLen)
 		}
+		// The engines' facts agree with the suite's: the kernel's key
+		// and nonce parts (include/uapi/linux/tls.h), TLS_HW for TLS 1.2
+		// AES-GCM only, the AF_ALG AEAD of its kind.
+		k := s.Kernel
+		if k.KeyLen != s.KeyLen || k.IVLen+k.SaltLen != NonceLen || s.AES != (k.SaltLen == SaltLen) {
+			t.Errorf("%s: kernel cipher %+v", s.Name(), k)
+		}
+		if want := map[uint16]int{51: 40, 52: 56, 54: 56}[k.Type]; k.InfoLen() != want {
+			t.Errorf("%s: crypto_info of %d bytes, want %d", s.Name(), k.InfoLen(), want)
+		}
+		if s.NICOffload != (s.Version == tls.VersionTLS12 && s.AES) {
+			t.Errorf("%s: NICOffload %v", s.Name(), s.NICOffload)
+		}
+		if want := map[bool]string{true: AFALGGCMAES, false: AFALGChaCha20Poly1305}[s.AES]; s.AFALG != want {
+			t.Errorf("%s: AFALG %q, want %q", s.Name(), s.AFALG, want)
+		}
 		// Same ID, other version: never.
 		other := uint16(tls.VersionTLS12)
 		if s.Version == tls.VersionTLS12 {

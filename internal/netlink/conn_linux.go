@@ -1,6 +1,7 @@
 package netlink
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ktls-go/ktls/internal/rawio"
 )
 
 // DefaultTimeout bounds one request of a [Conn] unless SetTimeout says
@@ -73,18 +76,9 @@ func (c *Conn) Execute(typ, flags uint16, payload []byte) ([]Msg, error) {
 		c.f.SetDeadline(time.Time{})
 	}
 	req := NewMessage(typ, flags|FRequest, c.seq, payload)
-	var serr error
-	err := c.rc.Write(func(fd uintptr) bool {
-		for {
-			serr = unix.Sendto(int(fd), req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
-			if serr != unix.EINTR {
-				return serr != unix.EAGAIN
-			}
-		}
-	})
-	if err == nil {
-		err = serr
-	}
+	err := cmp.Or(rawio.Write(c.rc, func(fd int) error {
+		return unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+	}))
 	if err != nil {
 		return nil, c.ioError("sendto", err)
 	}
@@ -95,17 +89,10 @@ func (c *Conn) Execute(typ, flags uint16, payload []byte) ([]Msg, error) {
 	var out []Msg
 	for {
 		var n int
-		err := c.rc.Read(func(fd uintptr) bool {
-			for {
-				n, _, serr = unix.Recvfrom(int(fd), c.buf, unix.MSG_TRUNC)
-				if serr != unix.EINTR {
-					return serr != unix.EAGAIN
-				}
-			}
-		})
-		if err == nil {
-			err = serr
-		}
+		err := cmp.Or(rawio.Read(c.rc, func(fd int) (err error) {
+			n, _, err = unix.Recvfrom(fd, c.buf, unix.MSG_TRUNC)
+			return err
+		}))
 		if err != nil {
 			return out, c.ioError("recvfrom", err)
 		}

@@ -43,13 +43,16 @@ const (
 // 8446 §5.1, §5.2).
 const versionTLS12 = 0x0303
 
-// Alerts a record error wraps, as crypto/tls names them (RFC 8446 §6.2).
+// Alerts a record error wraps, as crypto/tls names them (RFC 8446 §6.2),
+// here and in the engines that open records themselves (backend.Opener:
+// the error wraps the alert the connection must send).
 const (
-	alertUnexpectedMessage = tls.AlertError(10)
-	alertBadRecordMAC      = tls.AlertError(20)
-	alertRecordOverflow    = tls.AlertError(22)
-	alertDecodeError       = tls.AlertError(50)
-	alertProtocolVersion   = tls.AlertError(70)
+	AlertUnexpectedMessage = tls.AlertError(10)
+	AlertBadRecordMAC      = tls.AlertError(20)
+	AlertRecordOverflow    = tls.AlertError(22)
+	AlertDecodeError       = tls.AlertError(50)
+	AlertProtocolVersion   = tls.AlertError(70)
+	AlertInternalError     = tls.AlertError(80)
 )
 
 // ErrUnsupported is wrapped by NewProtector for a version and suite it cannot
@@ -78,7 +81,7 @@ type Header struct {
 // policy.
 func ParseHeader(b []byte) (Header, error) {
 	if len(b) < HeaderLen {
-		return Header{}, fmt.Errorf("record: header of %d bytes, want %d: %w", len(b), HeaderLen, alertDecodeError)
+		return Header{}, fmt.Errorf("record: header of %d bytes, want %d: %w", len(b), HeaderLen, AlertDecodeError)
 	}
 	return Header{
 		Type:    b[0],
@@ -285,22 +288,22 @@ func (p *Protector) Open(seq uint64, rec []byte) (typ uint8, plaintext []byte, e
 		return 0, nil, err
 	}
 	if h.Length != len(rec)-HeaderLen {
-		return 0, nil, fmt.Errorf("record: length field %d but %d bytes follow the header: %w", h.Length, len(rec)-HeaderLen, alertDecodeError)
+		return 0, nil, fmt.Errorf("record: length field %d but %d bytes follow the header: %w", h.Length, len(rec)-HeaderLen, AlertDecodeError)
 	}
 	if h.Length > MaxCiphertext(p.version) {
-		return 0, nil, fmt.Errorf("record: protected record of %d bytes exceeds %d: %w", h.Length, MaxCiphertext(p.version), alertRecordOverflow)
+		return 0, nil, fmt.Errorf("record: protected record of %d bytes exceeds %d: %w", h.Length, MaxCiphertext(p.version), AlertRecordOverflow)
 	}
 	frag := rec[HeaderLen:]
 	tag := p.aead.Overhead()
 	if len(frag) < p.explicit+tag {
-		return 0, nil, fmt.Errorf("record: protected record of %d bytes is shorter than its nonce and tag: %w", len(frag), alertDecodeError)
+		return 0, nil, fmt.Errorf("record: protected record of %d bytes is shorter than its nonce and tag: %w", len(frag), AlertDecodeError)
 	}
 
 	if p.version == tls.VersionTLS13 {
 		if h.Type != TypeApplicationData {
 			// RFC 8446 §5.2: every protected record is application_data
 			// on the outside.
-			return 0, nil, fmt.Errorf("record: protected TLS 1.3 record of outer type %d: %w", h.Type, alertUnexpectedMessage)
+			return 0, nil, fmt.Errorf("record: protected TLS 1.3 record of outer type %d: %w", h.Type, AlertUnexpectedMessage)
 		}
 		pt, err := p.aead.Open(frag[:0], p.xorNonce(seq), frag, rec[:HeaderLen])
 		if err != nil {
@@ -308,7 +311,7 @@ func (p *Protector) Open(seq uint64, rec []byte) (typ uint8, plaintext []byte, e
 		}
 		// RFC 8446 §5.4: TLSInnerPlaintext must not exceed 2^14+1 bytes.
 		if len(pt) > MaxPlaintext+1 {
-			return 0, nil, fmt.Errorf("record: TLS 1.3 inner plaintext of %d bytes: %w", len(pt), alertRecordOverflow)
+			return 0, nil, fmt.Errorf("record: TLS 1.3 inner plaintext of %d bytes: %w", len(pt), AlertRecordOverflow)
 		}
 		// The content type is the last non-zero byte; the zeros after it
 		// are padding (RFC 8446 §5.4).
@@ -336,7 +339,7 @@ func (p *Protector) Open(seq uint64, rec []byte) (typ uint8, plaintext []byte, e
 		return 0, nil, errBadRecordMAC
 	}
 	if len(pt) > MaxPlaintext {
-		return 0, nil, fmt.Errorf("record: plaintext of %d bytes: %w", len(pt), alertRecordOverflow)
+		return 0, nil, fmt.Errorf("record: plaintext of %d bytes: %w", len(pt), AlertRecordOverflow)
 	}
 	return h.Type, pt, nil
 }
@@ -344,8 +347,8 @@ func (p *Protector) Open(seq uint64, rec []byte) (typ uint8, plaintext []byte, e
 // Errors without variable parts are made once: Open allocates nothing, not
 // even on a forged record.
 var (
-	errBadRecordMAC  = fmt.Errorf("record: message authentication failed: %w", alertBadRecordMAC)
-	errNoContentType = fmt.Errorf("record: TLS 1.3 inner plaintext has no content type: %w", alertUnexpectedMessage)
+	errBadRecordMAC  = fmt.Errorf("record: message authentication failed: %w", AlertBadRecordMAC)
+	errNoContentType = fmt.Errorf("record: TLS 1.3 inner plaintext has no content type: %w", AlertUnexpectedMessage)
 )
 
 // CheckHeader applies to a header what every engine checks before it reads a
@@ -356,13 +359,13 @@ var (
 // is unexpected_message (RFC 8446 §5.2).
 func CheckHeader(version uint16, h Header) error {
 	if h.Version != versionTLS12 {
-		return fmt.Errorf("record: record version %#04x, want 0x0303: %w", h.Version, alertProtocolVersion)
+		return fmt.Errorf("record: record version %#04x, want 0x0303: %w", h.Version, AlertProtocolVersion)
 	}
 	if h.Length > MaxCiphertext(version) {
-		return fmt.Errorf("record: protected record of %d bytes exceeds %d: %w", h.Length, MaxCiphertext(version), alertRecordOverflow)
+		return fmt.Errorf("record: protected record of %d bytes exceeds %d: %w", h.Length, MaxCiphertext(version), AlertRecordOverflow)
 	}
 	if version == tls.VersionTLS13 && h.Type != TypeApplicationData {
-		return fmt.Errorf("record: protected TLS 1.3 record of outer type %d: %w", h.Type, alertUnexpectedMessage)
+		return fmt.Errorf("record: protected TLS 1.3 record of outer type %d: %w", h.Type, AlertUnexpectedMessage)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package userspace
+package recordlayer
 
 import (
 	"bytes"
@@ -23,6 +23,9 @@ import (
 	"github.com/ktls-go/ktls/internal/record"
 )
 
+// goEngine is the record layer over Go's AEADs: the userspace engine.
+func goEngine() backend.Backend { return New(backend.Userspace, nil) }
+
 var (
 	suiteName    = testenv.SuiteName
 	randomParams = testenv.RandomParams
@@ -37,7 +40,7 @@ func zero(p backend.Params) {
 
 func newHalves(t testing.TB, w, r net.Conn, p backend.Params, buffered []byte) (backend.Sealer, backend.Opener) {
 	t.Helper()
-	e := New()
+	e := goEngine()
 	pw, pr := cloneParams(p), cloneParams(p)
 	s, err := e.NewSealer(backend.Link{Conn: w}, pw)
 	if err != nil {
@@ -173,7 +176,7 @@ func TestEmptyWrites(t *testing.T) {
 	for _, s := range keyschedule.Suites() {
 		c := &captureConn{}
 		p := randomParams(s, 0)
-		sealer, err := New().NewSealer(backend.Link{Conn: c}, p)
+		sealer, err := goEngine().NewSealer(backend.Link{Conn: c}, p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -185,7 +188,7 @@ func TestEmptyWrites(t *testing.T) {
 		if c.writes != 1 {
 			t.Fatalf("%s: %d writes", suiteName(s), c.writes)
 		}
-		o, err := New().NewOpener(backend.Link{Conn: eofConn{}, Buffered: c.buf.Bytes()}, p)
+		o, err := goEngine().NewOpener(backend.Link{Conn: eofConn{}, Buffered: c.buf.Bytes()}, p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -249,7 +252,7 @@ func TestBatching(t *testing.T) {
 		{1 << 20, 16},
 	} {
 		c := &captureConn{}
-		sealer, _ := New().NewSealer(backend.Link{Conn: c}, randomParams(s, 0))
+		sealer, _ := goEngine().NewSealer(backend.Link{Conn: c}, randomParams(s, 0))
 		if n, err := sealer.WriteRecords(backend.TypeApplicationData, make([]byte, tt.n)); n != tt.n || err != nil {
 			t.Fatal(n, err)
 		}
@@ -274,7 +277,7 @@ func TestWriteErrorSticky(t *testing.T) {
 		boom := errors.New("boom")
 		for _, limit := range []int{1, recLen - 1, recLen, recLen + 1, 2*recLen + 7, 5 * recLen} {
 			c := &captureConn{limit: limit, err: boom}
-			sealer, _ := New().NewSealer(backend.Link{Conn: c}, p)
+			sealer, _ := goEngine().NewSealer(backend.Link{Conn: c}, p)
 			n, err := sealer.WriteRecords(backend.TypeApplicationData, make([]byte, 6*backend.MaxPlaintext))
 			if want := limit / recLen * backend.MaxPlaintext; n != want || err != boom {
 				t.Errorf("%s limit %d: %d, %v; want %d, boom", suiteName(s), limit, n, err, want)
@@ -293,7 +296,7 @@ func TestSequenceExhaustion(t *testing.T) {
 	for _, s := range keyschedule.Suites() {
 		p := randomParams(s, math.MaxUint64-3)
 		c := &captureConn{}
-		sealer, _ := New().NewSealer(backend.Link{Conn: c}, p)
+		sealer, _ := goEngine().NewSealer(backend.Link{Conn: c}, p)
 		// Records at 2^64-4, -3, -2 go out; 2^64-1 is never used.
 		n, err := sealer.WriteRecords(backend.TypeApplicationData, make([]byte, 4*backend.MaxPlaintext))
 		if n != 3*backend.MaxPlaintext || !errors.Is(err, errSeqExhausted) {
@@ -302,7 +305,7 @@ func TestSequenceExhaustion(t *testing.T) {
 		if _, err := sealer.WriteRecords(backend.TypeApplicationData, nil); !errors.Is(err, errSeqExhausted) {
 			t.Fatalf("not sticky: %v", err)
 		}
-		o, _ := New().NewOpener(backend.Link{Conn: eofConn{}, Buffered: append(c.buf.Bytes(), c.buf.Bytes()[:100]...)}, p)
+		o, _ := goEngine().NewOpener(backend.Link{Conn: eofConn{}, Buffered: append(c.buf.Bytes(), c.buf.Bytes()[:100]...)}, p)
 		for range 3 {
 			if _, d, err := o.ReadRecord(); err != nil || len(d) != backend.MaxPlaintext {
 				t.Fatalf("%s: %v", suiteName(s), err)
@@ -314,7 +317,7 @@ func TestSequenceExhaustion(t *testing.T) {
 		// A Rekey (TLS 1.3 KeyUpdate) is the way on, for a Sealer that
 		// has not failed.
 		p2 := randomParams(s, math.MaxUint64-1)
-		sealer2, _ := New().NewSealer(backend.Link{Conn: &captureConn{}}, p2)
+		sealer2, _ := goEngine().NewSealer(backend.Link{Conn: &captureConn{}}, p2)
 		if err := sealer2.(backend.Rekeyer).Rekey(randomParams(s, 0)); err != nil {
 			t.Fatal(err)
 		}
@@ -325,7 +328,7 @@ func TestSequenceExhaustion(t *testing.T) {
 }
 
 func TestNotSupported(t *testing.T) {
-	e := New()
+	e := goEngine()
 	if e.Name() != backend.Userspace {
 		t.Errorf("Name %q", e.Name())
 	}
@@ -427,7 +430,7 @@ func TestBuffered(t *testing.T) {
 			for _, chunk := range []int{0, 1, 7} {
 				buffered := bytes.Clone(stream[:cut])
 				conn := &readerConn{r: bytes.NewReader(stream[cut:]), chunk: chunk}
-				o, err := New().NewOpener(backend.Link{Conn: conn, Buffered: buffered}, p)
+				o, err := goEngine().NewOpener(backend.Link{Conn: conn, Buffered: buffered}, p)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -450,7 +453,7 @@ func TestBuffered(t *testing.T) {
 		for i := range 8 {
 			big = prot.Seal(big, uint64(i), backend.TypeApplicationData, make([]byte, backend.MaxPlaintext))
 		}
-		o, _ := New().NewOpener(backend.Link{Conn: eofConn{}, Buffered: big}, p)
+		o, _ := goEngine().NewOpener(backend.Link{Conn: eofConn{}, Buffered: big}, p)
 		for range 8 {
 			if _, d, err := o.ReadRecord(); err != nil || len(d) != backend.MaxPlaintext {
 				t.Fatalf("big Buffered: %v", err)
@@ -525,7 +528,7 @@ func TestOpenerAdversarial(t *testing.T) {
 					if viaBuffered {
 						l = backend.Link{Conn: eofConn{}, Buffered: tc.stream}
 					}
-					o, err := New().NewOpener(l, cloneParams(p))
+					o, err := goEngine().NewOpener(l, cloneParams(p))
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -539,7 +542,7 @@ func TestOpenerAdversarial(t *testing.T) {
 			}
 			// A good record, then garbage: the good one comes out first.
 			stream := append(bytes.Clone(good), 23, 3, 3, 0xff, 0xff)
-			o, _ := New().NewOpener(backend.Link{Conn: eofConn{}, Buffered: stream}, p)
+			o, _ := goEngine().NewOpener(backend.Link{Conn: eofConn{}, Buffered: stream}, p)
 			if _, d, err := o.ReadRecord(); err != nil || string(d) != "genuine" {
 				t.Fatal(err)
 			}
@@ -661,7 +664,7 @@ func (c *streamConn) Read(b []byte) (int, error) {
 func TestSteadyStateAllocs(t *testing.T) {
 	for _, s := range keyschedule.Suites() {
 		p := randomParams(s, 0)
-		sealer, _ := New().NewSealer(backend.Link{Conn: discardConn{}}, p)
+		sealer, _ := goEngine().NewSealer(backend.Link{Conn: discardConn{}}, p)
 		for _, n := range []int{0, 100, backend.MaxPlaintext, 100000} {
 			data := make([]byte, n)
 			sealer.WriteRecords(backend.TypeApplicationData, data) // warm the buffer
@@ -684,7 +687,7 @@ func TestSteadyStateAllocs(t *testing.T) {
 		}
 		i := 0
 		conn := &streamConn{next: func() []byte { r := recs[i%ring]; i++; return r }}
-		o, _ := New().NewOpener(backend.Link{Conn: conn}, p)
+		o, _ := goEngine().NewOpener(backend.Link{Conn: conn}, p)
 		if a := testing.AllocsPerRun(ring-2, func() {
 			if _, _, err := o.ReadRecord(); err != nil {
 				t.Fatal(err)
@@ -717,7 +720,7 @@ func FuzzReadRecord(f *testing.F) {
 	f.Fuzz(func(t *testing.T, which uint8, chunk uint16, stream []byte) {
 		p := params[int(which)%len(params)]
 		conn := &readerConn{r: bytes.NewReader(stream), chunk: int(chunk)}
-		o, err := New().NewOpener(backend.Link{Conn: conn}, cloneParams(p))
+		o, err := goEngine().NewOpener(backend.Link{Conn: conn}, cloneParams(p))
 		if err != nil {
 			t.Fatal(err)
 		}

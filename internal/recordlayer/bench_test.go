@@ -1,4 +1,4 @@
-package userspace
+package recordlayer
 
 import (
 	"fmt"
@@ -20,7 +20,7 @@ func BenchmarkWriteRecords(b *testing.B) {
 	for _, s := range keyschedule.Suites() {
 		for _, n := range benchSizes {
 			b.Run(fmt.Sprintf("%s/%d", s.Name(), n), func(b *testing.B) {
-				sealer, err := New().NewSealer(backend.Link{Conn: discardConn{}}, randomParams(s, 0))
+				sealer, err := goEngine().NewSealer(backend.Link{Conn: discardConn{}}, randomParams(s, 0))
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -52,7 +52,7 @@ func BenchmarkReadRecord(b *testing.B) {
 				}
 				rec := prot.Seal(nil, 0, backend.TypeApplicationData, make([]byte, n))
 				conn := &streamConn{next: func() []byte { return rec }}
-				o, err := New().NewOpener(backend.Link{Conn: conn}, p)
+				o, err := goEngine().NewOpener(backend.Link{Conn: conn}, p)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -1,0 +1,9 @@
+package recordlayer
+
+import (
+	"testing"
+
+	"github.com/ktls-go/ktls/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.MainWithLeakCheck(m) }

@@ -1,0 +1,550 @@
+// Package recordlayer is the record layer of the engines that frame records
+// in user space: framing from internal/record, batching, read-ahead, sequence
+// numbers and sticky errors, over an AEAD that the engine brings. The
+// userspace engine runs it over Go's own AEADs (crypto/aes GCM, x/crypto
+// ChaCha20-Poly1305); the afalg engine over the kernel crypto API's through
+// AF_ALG. It lives here, below both, so that neither engine imports the other
+// (docs/ARCHITECTURE.md, Rooms: imports never point sideways between
+// engines).
+//
+// A Sealer batches several records into one Write (up to 64 KiB of
+// plaintext) and an Opener reads ahead as far as its 64 KiB buffer allows;
+// in the steady state neither allocates.
+//
+// Its errors start with "userspace: ", as they did when the loop was that
+// engine's own.
+package recordlayer
+
+import (
+	"crypto/cipher"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/keyschedule"
+	"github.com/ktls-go/ktls/internal/record"
+)
+
+var (
+	_ backend.Backend = engine{}
+	_ backend.Checker = engine{}
+	_ backend.Sealer  = (*sealer)(nil)
+	_ backend.Rekeyer = (*sealer)(nil)
+	_ backend.Opener  = (*opener)(nil)
+	_ backend.Rekeyer = (*opener)(nil)
+)
+
+const (
+	// maxBatch is how many full records a Sealer puts in one Write: 4 ×
+	// 2^14 bytes of plaintext, about 64 KiB on the wire.
+	maxBatch = 4
+	// readBufSize is the Opener's read-ahead buffer once the peer streams
+	// (a Read filled the buffer). It starts at smallReadBuf, one record of
+	// the largest size either version allows (RFC 5246 §6.2.3: 2^14+2048
+	// bytes and the header), so that the many connections of a server that
+	// are idle or send little keep 18 KiB, not 64 KiB.
+	readBufSize  = 64 << 10
+	smallReadBuf = record.HeaderLen + 16384 + 2048
+	// minRead is the least free space worth a Read: with less at the end of
+	// the buffer the pending bytes move to its front first.
+	minRead = 16 << 10
+)
+
+// errSeqExhausted: RFC 8446 §5.3 and RFC 5246 §6.1 forbid wrapping the
+// sequence number. ktls stops one short of 2^64-1 so that no counter ever
+// has to represent "past the end". A TLS 1.3 connection updates its key long
+// before (conn, RFC 8446 §5.5); a TLS 1.2 one cannot (ktls refuses
+// renegotiation), so it ends here, as the kernel's TX does (send fails with
+// EBADMSG; tools/testing/selftests/net/tls.c, recseq_wrap).
+var errSeqExhausted = errors.New("userspace: sequence number exhausted (2^64-1 records under one key): a TLS 1.2 connection cannot rekey and must end here")
+
+var errClosed = fmt.Errorf("userspace: half closed: %w", net.ErrClosed)
+
+// engine is the record layer over the AEADs of newAEAD, or of Go when it is
+// nil.
+type engine struct {
+	name    string
+	newAEAD func(backend.Params) (AEAD, error)
+}
+
+// AEAD is an AEAD that an engine brings to this record layer: the afalg
+// engine's, whose seal and open run in the kernel crypto API. Unlike
+// crypto/cipher's, its Seal and Open can fail for a reason other than a
+// forged record (a system call): Err then returns that failure, a Seal's
+// output must not be sent, and the half stops with that error. Open failing
+// with Err nil is an authentication failure (bad_record_mac).
+type AEAD interface {
+	cipher.AEAD
+	// Err returns what broke the last Seal or Open; nil if nothing did.
+	Err() error
+	// Close releases what the AEAD holds. The half calls it once, when it
+	// is closed or has switched to a new AEAD.
+	Close() error
+}
+
+// New returns an engine called name that runs this record layer (framing,
+// batching, read-ahead, sequence numbers, sticky errors) over the AEADs
+// newAEAD makes: one per half and key, asked for by NewSealer, NewOpener and
+// Rekey, after the version and suite were checked, and closed when the half
+// closes or rekeys. An error from newAEAD is returned as it is (wrapping
+// backend.ErrNotSupported from NewSealer or NewOpener means that nothing was
+// done). With newAEAD nil, the AEADs are Go's (internal/record's).
+func New(name string, newAEAD func(p backend.Params) (AEAD, error)) backend.Backend {
+	return engine{name: name, newAEAD: newAEAD}
+}
+
+// Name returns New's name.
+func (e engine) Name() string { return e.name }
+
+// Check reports whether the engine serves a version and suite: every AEAD
+// suite of TLS 1.2 and 1.3, in either direction. It has no side effects.
+func (engine) Check(tx bool, version, suite uint16) error {
+	return check(version, suite)
+}
+
+func check(version, suite uint16) error {
+	if version != tls.VersionTLS12 && version != tls.VersionTLS13 {
+		return backend.NotSupported(backend.Userspace, "protocol version %#04x", version)
+	}
+	if _, ok := keyschedule.Lookup(version, suite); !ok {
+		return backend.NotSupported(backend.Userspace, "cipher suite %s under %s", tls.CipherSuiteName(suite), tls.VersionName(version))
+	}
+	return nil
+}
+
+// newProtector checks p and builds its Protector. Unsupported parameters wrap
+// backend.ErrNotSupported; a key or IV of the wrong length is a caller bug
+// and a plain error.
+func newProtector(p backend.Params) (*record.Protector, error) {
+	if err := check(p.Version, p.CipherSuite); err != nil {
+		return nil, err
+	}
+	prot, err := record.NewProtector(p.Version, p.CipherSuite, p.Key, p.IV)
+	if errors.Is(err, record.ErrUnsupported) {
+		return nil, backend.NotSupported(backend.Userspace, "%w", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("userspace: %w", err)
+	}
+	return prot, nil
+}
+
+// newProtectorWith is newProtector with an AEAD from newAEAD, when it is not
+// nil; the AEAD is returned too, for the half to check and close.
+func newProtectorWith(p backend.Params, newAEAD func(backend.Params) (AEAD, error)) (*record.Protector, AEAD, error) {
+	if newAEAD == nil {
+		prot, err := newProtector(p)
+		return prot, nil, err
+	}
+	if err := check(p.Version, p.CipherSuite); err != nil {
+		return nil, nil, err
+	}
+	a, err := newAEAD(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	prot, err := record.NewProtectorWithAEAD(p.Version, p.CipherSuite, a, p.IV)
+	if err != nil {
+		a.Close()
+		return nil, nil, fmt.Errorf("userspace: %w", err)
+	}
+	return prot, a, nil
+}
+
+// NewSealer installs the engine on the TX direction of l. It does no I/O.
+func (e engine) NewSealer(l backend.Link, p backend.Params) (backend.Sealer, error) {
+	prot, aead, err := newProtectorWith(p, e.newAEAD)
+	if err != nil {
+		return nil, err
+	}
+	if l.Conn == nil {
+		if aead != nil {
+			aead.Close()
+		}
+		return nil, errors.New("userspace: NewSealer with a nil Link.Conn")
+	}
+	return &sealer{half: half{conn: l.Conn, version: p.Version, prot: prot, seq: p.Seq, newAEAD: e.newAEAD, aead: aead}}, nil
+}
+
+// NewOpener installs the engine on the RX direction of l. The bytes of
+// l.Buffered are copied and read before anything from l.Conn. It does no I/O.
+func (e engine) NewOpener(l backend.Link, p backend.Params) (backend.Opener, error) {
+	prot, aead, err := newProtectorWith(p, e.newAEAD)
+	if err != nil {
+		return nil, err
+	}
+	if l.Conn == nil {
+		if aead != nil {
+			aead.Close()
+		}
+		return nil, errors.New("userspace: NewOpener with a nil Link.Conn")
+	}
+	o := &opener{half: half{conn: l.Conn, version: p.Version, prot: prot, seq: p.Seq, newAEAD: e.newAEAD, aead: aead}}
+	o.buf = make([]byte, max(smallReadBuf, len(l.Buffered)))
+	o.w = copy(o.buf, l.Buffered)
+	return o, nil
+}
+
+// half is what the two halves share: the key and sequence number of one
+// direction, a sticky error, and the way Close hands the release of the key
+// to whichever call holds the lock.
+type half struct {
+	conn    net.Conn
+	version uint16
+	closed  atomic.Bool
+
+	// mu serializes every method of the half and guards the fields below
+	// and those of the half that embeds it.
+	mu   sync.Mutex
+	prot *record.Protector
+	seq  uint64 // of the next record
+	err  error  // sticky: once set, every call returns it
+	// newAEAD is New's, and aead is prot's AEAD when newAEAD
+	// made it; both nil for the userspace engine.
+	newAEAD func(backend.Params) (AEAD, error)
+	aead    AEAD
+}
+
+// unlock ends every method. An AEAD from New may hold file
+// descriptors, so a Close that found the half busy is finished here rather
+// than at the next call, which may never come.
+func (h *half) unlock(release func()) {
+	if h.aead != nil && h.closed.Load() {
+		release()
+	}
+	h.mu.Unlock()
+}
+
+// aeadErrLocked returns what broke the last Seal or Open of an AEAD from
+// New, made sticky; nil for crypto/cipher's, which cannot fail so.
+func (h *half) aeadErrLocked() error {
+	if h.aead == nil {
+		return nil
+	}
+	if err := h.aead.Err(); err != nil {
+		h.err = err
+		return err
+	}
+	return nil
+}
+
+// closeAEADLocked closes the AEAD from New, if any.
+func (h *half) closeAEADLocked() {
+	if h.aead != nil {
+		h.aead.Close()
+		h.aead = nil
+	}
+}
+
+// beginLocked starts every method: a Close that found the half busy left the
+// release to the next holder of mu. It returns the sticky error.
+func (h *half) beginLocked(release func()) error {
+	if h.closed.Load() {
+		release()
+	}
+	return h.err
+}
+
+// rekeyLocked switches to a new key and IV at sequence number p.Seq, for
+// TLS 1.3 KeyUpdate (RFC 8446 §4.6.3).
+func (h *half) rekeyLocked(p backend.Params) error {
+	if p.Version != h.version {
+		return fmt.Errorf("userspace: Rekey from %s to %s", tls.VersionName(h.version), tls.VersionName(p.Version))
+	}
+	prot, aead, err := newProtectorWith(p, h.newAEAD)
+	if err != nil {
+		return err
+	}
+	h.closeAEADLocked()
+	h.prot, h.seq, h.aead = prot, p.Seq, aead
+	return nil
+}
+
+// close marks the half closed and releases it now if no call holds it. It
+// does not close the link and does not wait for a call blocked on it: the
+// connection closes or times out the link.
+func (h *half) close(release func()) {
+	h.closed.Store(true)
+	if h.mu.TryLock() {
+		release()
+		h.mu.Unlock()
+	}
+}
+
+// sealer is the TX half.
+type sealer struct {
+	half
+	buf []byte // sealed records of one batch, reused between calls
+}
+
+// WriteRecords seals data as records of type typ, at most 2^14 bytes each,
+// and writes them to the link, several records per Write. It returns how
+// many bytes of data went out in records that were written whole. An error
+// from the link is returned as is and, like every error here, is permanent: a
+// record may have been half written.
+//
+// Empty data writes one empty record if typ is application_data (a TLS 1.2
+// peer or a probe may need one) and nothing otherwise (RFC 8446 §5.1 forbids
+// empty handshake and alert records).
+func (s *sealer) WriteRecords(typ uint8, data []byte) (int, error) {
+	s.mu.Lock()
+	defer s.unlock(s.releaseLocked)
+	if err := s.beginLocked(s.releaseLocked); err != nil {
+		return 0, err
+	}
+	if len(data) == 0 {
+		if typ != backend.TypeApplicationData {
+			return 0, nil
+		}
+		if s.seq == math.MaxUint64 {
+			s.err = errSeqExhausted
+			return 0, s.err
+		}
+		s.buf = s.prot.Seal(s.buf[:0], s.seq, typ, nil)
+		s.seq++
+		if err := s.aeadErrLocked(); err != nil {
+			return 0, err
+		}
+		if _, err := s.conn.Write(s.buf); err != nil {
+			s.err = err
+			return 0, err
+		}
+		return 0, nil
+	}
+
+	sent := 0
+	for len(data) > 0 {
+		// One batch: up to maxBatch records, sealed back to back.
+		chunk := min(len(data), maxBatch*backend.MaxPlaintext)
+		recs := (chunk + backend.MaxPlaintext - 1) / backend.MaxPlaintext
+		if need := chunk + recs*(record.HeaderLen+s.prot.Overhead()); cap(s.buf) < need {
+			s.buf = make([]byte, 0, need)
+		}
+		buf := s.buf[:0]
+		sealed := 0
+		exhausted := false
+		for sealed < chunk {
+			if s.seq == math.MaxUint64 {
+				exhausted = true
+				break
+			}
+			n := min(chunk-sealed, backend.MaxPlaintext)
+			buf = s.prot.Seal(buf, s.seq, typ, data[sealed:sealed+n])
+			s.seq++
+			if err := s.aeadErrLocked(); err != nil {
+				// Nothing of this batch goes out.
+				return sent, err
+			}
+			sealed += n
+		}
+		s.buf = buf
+		if len(buf) > 0 {
+			w, err := s.conn.Write(buf)
+			if err != nil {
+				s.err = err
+				return sent + s.wholeRecords(w, sealed), err
+			}
+		}
+		sent += sealed
+		data = data[sealed:]
+		if exhausted {
+			s.err = errSeqExhausted
+			return sent, s.err
+		}
+	}
+	return sent, nil
+}
+
+// wholeRecords returns how many of the first sealed plaintext bytes of a
+// batch went out in records of which all w bytes were written.
+func (s *sealer) wholeRecords(w, sealed int) int {
+	done, off := 0, 0
+	for done < sealed {
+		n := min(sealed-done, backend.MaxPlaintext)
+		off += s.prot.SealedLen(n)
+		if off > w {
+			break
+		}
+		done += n
+	}
+	return done
+}
+
+// Rekey switches to a new key and IV at sequence number p.Seq, for TLS 1.3
+// KeyUpdate (RFC 8446 §4.6.3). Records already written stay as they were.
+func (s *sealer) Rekey(p backend.Params) error {
+	s.mu.Lock()
+	defer s.unlock(s.releaseLocked)
+	if err := s.beginLocked(s.releaseLocked); err != nil {
+		return err
+	}
+	return s.rekeyLocked(p)
+}
+
+// Close releases the key and the buffer; later calls fail with an error that
+// wraps net.ErrClosed. It does not close the link and does not wait for a
+// WriteRecords blocked on it: the connection closes or times out the link.
+func (s *sealer) Close() error {
+	s.close(s.releaseLocked)
+	return nil
+}
+
+func (s *sealer) releaseLocked() {
+	s.closeAEADLocked()
+	s.prot, s.buf = nil, nil
+	s.err = errClosed
+}
+
+// opener is the RX half.
+type opener struct {
+	half
+	buf  []byte // read-ahead; buf[r:w] is not yet consumed
+	r, w int
+	full bool // the last Read filled buf: grow it to readBufSize
+}
+
+// ReadRecord reads, checks and opens the next record. The returned plaintext
+// lives in the read buffer and stays valid until the next call.
+//
+// Header checks come first, as in crypto/tls (conn.go, readRecordOrCCS): a
+// record version other than 0x0303 is protocol_version, a length beyond the
+// version's maximum is record_overflow, and for TLS 1.3 an outer type other
+// than application_data is unexpected_message; then record.Protector.Open
+// decides (decode_error, bad_record_mac, record_overflow,
+// unexpected_message). All of these are permanent.
+//
+// A timeout from the link is returned as is and is not permanent: the bytes
+// read so far stay buffered and the next call resumes. io.EOF at a record
+// boundary is io.EOF; EOF inside a record is io.ErrUnexpectedEOF. Both, and
+// any other error from the link, are permanent.
+func (o *opener) ReadRecord() (typ uint8, data []byte, err error) {
+	o.mu.Lock()
+	defer o.unlock(o.releaseLocked)
+	if err := o.beginLocked(o.releaseLocked); err != nil {
+		return 0, nil, err
+	}
+	if o.seq == math.MaxUint64 {
+		o.err = errSeqExhausted
+		return 0, nil, o.err
+	}
+	if o.r == o.w {
+		// The previous record's plaintext may go: start over at the
+		// front, where a Read has the whole buffer.
+		o.r, o.w = 0, 0
+	}
+	if err := o.fillLocked(record.HeaderLen); err != nil {
+		return 0, nil, err
+	}
+	h, _ := record.ParseHeader(o.buf[o.r:o.w])
+	if err := record.CheckHeader(o.version, h); err != nil {
+		o.err = err
+		return 0, nil, err
+	}
+	n := record.HeaderLen + h.Length
+	if err := o.fillLocked(n); err != nil {
+		return 0, nil, err
+	}
+	typ, data, err = o.prot.Open(o.seq, o.buf[o.r:o.r+n])
+	if err != nil {
+		if aerr := o.aeadErrLocked(); aerr != nil {
+			// Not the record's fault: the AEAD broke.
+			return 0, nil, aerr
+		}
+		o.err = err
+		return 0, nil, err
+	}
+	o.seq++
+	o.r += n
+	return typ, data, nil
+}
+
+// fillLocked reads until buf[r:w] holds at least n bytes, n ≤ len(buf). It
+// reads as much as the link has, up to the end of the buffer.
+func (o *opener) fillLocked(n int) error {
+	if o.w-o.r >= n {
+		return nil
+	}
+	if o.full && len(o.buf) < readBufSize {
+		// The peer sends more than the buffer holds: read further ahead,
+		// for fewer system calls. The last record's plaintext, in the old
+		// buffer, is no longer in use once this call has begun.
+		nb := make([]byte, readBufSize)
+		o.w = copy(nb, o.buf[o.r:o.w])
+		o.r, o.buf = 0, nb
+	}
+	o.full = false
+	if o.r > 0 && (o.r+n > len(o.buf) || len(o.buf)-o.w < minRead) {
+		o.w = copy(o.buf, o.buf[o.r:o.w])
+		o.r = 0
+	}
+	for empty := 0; o.w-o.r < n; {
+		m, err := o.conn.Read(o.buf[o.w:])
+		o.w += m
+		o.full = o.w == len(o.buf)
+		if o.w-o.r >= n {
+			// Any error comes back on the next Read.
+			return nil
+		}
+		switch {
+		case err == nil && m == 0:
+			if empty++; empty >= 100 {
+				o.err = io.ErrNoProgress
+				return o.err
+			}
+		case err == nil:
+			empty = 0
+		case isTimeout(err):
+			return err
+		case err == io.EOF && o.w == o.r:
+			// RFC 8446 §6.1 wants close_notify first, but EOF at a
+			// record boundary is the connection's to judge, as in
+			// crypto/tls.
+			o.err = io.EOF
+			return o.err
+		case err == io.EOF:
+			o.err = io.ErrUnexpectedEOF
+			return o.err
+		default:
+			o.err = err
+			return err
+		}
+	}
+	return nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// Rekey switches to a new key and IV at sequence number p.Seq, for TLS 1.3
+// KeyUpdate (RFC 8446 §4.6.3). Bytes already read ahead are opened under the
+// new key: they were sent after the KeyUpdate.
+func (o *opener) Rekey(p backend.Params) error {
+	o.mu.Lock()
+	defer o.unlock(o.releaseLocked)
+	if err := o.beginLocked(o.releaseLocked); err != nil {
+		return err
+	}
+	return o.rekeyLocked(p)
+}
+
+// Close releases the key and the buffer; later calls fail with an error that
+// wraps net.ErrClosed. It does not close the link and does not wait for a
+// ReadRecord blocked on it.
+func (o *opener) Close() error {
+	o.close(o.releaseLocked)
+	return nil
+}
+
+func (o *opener) releaseLocked() {
+	o.closeAEADLocked()
+	o.prot, o.buf, o.r, o.w = nil, nil, 0, 0
+	o.err = errClosed
+}
