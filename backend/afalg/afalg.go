@@ -2,7 +2,7 @@
 // kernel crypto API, reached through AF_ALG "aead" sockets
 // (Documentation/crypto/userspace-if.rst), while the framing, nonces,
 // additional data, read-ahead and batching stay in user space, those of
-// internal/recordlayer, the record loop the userspace engine runs too
+// backend/internal/recordlayer, the record loop the userspace engine runs too
 // (engines never import each other: docs/ARCHITECTURE.md, Rooms).
 //
 // Per direction and key the engine opens a transform socket, binds it to

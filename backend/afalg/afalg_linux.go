@@ -17,9 +17,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/backend/internal/recordlayer"
 	"github.com/ktls-go/ktls/internal/keyschedule"
 	"github.com/ktls-go/ktls/internal/netlink"
-	"github.com/ktls-go/ktls/internal/recordlayer"
 )
 
 var (
@@ -29,7 +29,7 @@ var (
 	_ recordlayer.AEAD    = (*opAEAD)(nil)
 )
 
-// engine runs internal/recordlayer over AEADs whose seal and open are
+// engine runs backend/internal/recordlayer over AEADs whose seal and open are
 // AF_ALG operations; its halves are the record layer's, so they are
 // Rekeyers too.
 type engine struct {

@@ -1,7 +1,7 @@
 // Package userspace is ktls's own record layer in pure Go: AES-GCM from
 // crypto/aes and crypto/cipher, ChaCha20-Poly1305 from golang.org/x/crypto,
 // framing from internal/record, and the record loop (batching, read-ahead,
-// sequence numbers) of internal/recordlayer, which the afalg engine shares.
+// sequence numbers) of backend/internal/recordlayer, which the afalg engine shares.
 //
 // It is the reference engine and the test double for all others: it serves
 // every AEAD suite of TLS 1.2 and 1.3 on every platform, on any net.Conn, and
@@ -11,7 +11,7 @@ package userspace
 
 import (
 	"github.com/ktls-go/ktls/backend"
-	"github.com/ktls-go/ktls/internal/recordlayer"
+	"github.com/ktls-go/ktls/backend/internal/recordlayer"
 )
 
 // New returns the userspace engine. Its halves implement backend.Rekeyer,
