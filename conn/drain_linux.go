@@ -3,12 +3,14 @@
 package conn
 
 import (
+	"cmp"
 	"io"
 	"net"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ktls-go/ktls/internal/rawio"
 	"github.com/ktls-go/ktls/internal/record"
 )
 
@@ -39,41 +41,30 @@ func newPeeker(c net.Conn) func(b []byte) (int, error) {
 	}
 	return func(b []byte) (int, error) {
 		var n, want int
-		var serr error
-		err := rc.Read(func(fd uintptr) bool {
-			for {
-				n, _, serr = unix.Recvfrom(int(fd), b, unix.MSG_PEEK)
-				if serr != unix.EINTR {
-					break
-				}
-			}
-			if serr == unix.EAGAIN {
-				return false
-			}
-			if serr != nil || n == 0 {
-				return true
+		err := cmp.Or(rawio.Read(rc, func(fd int) error {
+			var err error
+			n, _, err = unix.Recvfrom(fd, b, unix.MSG_PEEK)
+			if err != nil || n == 0 {
+				return err
 			}
 			if n >= record.HeaderLen {
 				want = record.HeaderLen + recordLen(b)
 				if n >= want || want > len(b) {
-					return true
+					return nil
 				}
 			}
 			// Part of a record. The netpoller is edge-triggered, so more
 			// data wakes this up again; a FIN that already came would
 			// not, so ask TCP whether the peer is done sending.
-			info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+			info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
 			if err == nil && info.State != tcpEstablished {
-				serr = io.ErrUnexpectedEOF
-				return true
+				return io.ErrUnexpectedEOF
 			}
-			return false
-		})
+			return syscall.EAGAIN // wait for the rest
+		}))
 		switch {
 		case err != nil:
 			return 0, err
-		case serr != nil:
-			return 0, serr
 		case n == 0:
 			return 0, io.EOF
 		}
