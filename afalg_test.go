@@ -12,7 +12,9 @@ import (
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/backend/afalg"
+	"github.com/ktls-go/ktls/internal/ktlstest"
 	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testpki"
 )
 
 // The afalg tests force the AF_ALG engine on both directions, strictly, by
@@ -46,21 +48,21 @@ func requireAFALG(t *testing.T, version, suite uint16) {
 // against stock crypto/tls with the afalg engine forced: both directions
 // on afalg, data both ways at once, a clean close.
 func TestAFALGInteropStock(t *testing.T) {
-	for _, sc := range interopSuites {
-		t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
-			requireAFALG(t, sc.version, sc.suite)
+	for _, sc := range ktlstest.InteropSuites {
+		t.Run(sc.String(), ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
+			requireAFALG(t, sc.Version, sc.Suite)
 			forceAFALG(t)
-			ccfg, scfg := configs(t, sc.version, sc.suite)
-			k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+			ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
+			k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg)
 			st := k.ConnectionState()
-			if st.Version != sc.version || (sc.suite != 0 && st.CipherSuite != sc.suite) {
+			if st.Version != sc.Version || (sc.Suite != 0 && st.CipherSuite != sc.Suite) {
 				t.Fatalf("negotiated %s %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
 			}
-			wantBackend(t, k, "afalg", "afalg")
+			ktlstest.WantBackend(t, k, "afalg", "afalg")
 			// Modest sizes: AES runs emulated in the VMs.
-			exchange(t, k, s, 200<<10)
-			exchange(t, k, s, 1)
-			closeBoth(t, k, s)
+			testenv.Exchange(t, k, s, 200<<10)
+			testenv.Exchange(t, k, s, 1)
+			ktlstest.CloseBoth(t, k, s)
 		}))
 	}
 }
@@ -73,7 +75,7 @@ func TestAFALGOpenSSL(t *testing.T) {
 			requireAFALG(t, oc.version, oc.suite)
 			forceAFALG(t)
 			srv, addr := startSServer(t, false, append([]string{"-naccept", "1", "-rev"}, oc.args...)...)
-			ccfg, _ := configs(t, oc.version, 0)
+			ccfg, _ := testpki.Configs(oc.version, 0)
 			c, err := ktls.Dial("tcp", addr, ccfg)
 			if err != nil {
 				t.Fatalf("Dial: %v", err)
@@ -82,7 +84,7 @@ func TestAFALGOpenSSL(t *testing.T) {
 			if st := c.ConnectionState(); st.Version != oc.version || st.CipherSuite != oc.suite {
 				t.Fatalf("negotiated %s %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
 			}
-			wantBackend(t, c, "afalg", "afalg")
+			ktlstest.WantBackend(t, c, "afalg", "afalg")
 			revExchange(t, c, []string{"one line", strings.Repeat("abc", 5000)})
 			if err := c.Close(); err != nil {
 				t.Fatalf("Close: %v", err)
@@ -108,14 +110,14 @@ func TestAFALGKeyUpdate(t *testing.T) {
 		}
 		// The afalg engine runs on any net.Conn: a counting tap tells
 		// when s_server's KeyUpdate arrived and when ktls answered it.
-		cc := &countConn{tapConn: &tapConn{Conn: raw}}
-		ccfg, _ := configs(t, tls.VersionTLS13, 0)
+		cc := &countConn{TapConn: &testenv.TapConn{Conn: raw}}
+		ccfg, _ := testpki.Configs(tls.VersionTLS13, 0)
 		c := ktls.Client(cc, ccfg)
 		defer c.Close()
 		if err := c.Handshake(); err != nil {
 			t.Fatal(err)
 		}
-		wantBackend(t, c, "afalg", "afalg")
+		ktlstest.WantBackend(t, c, "afalg", "afalg")
 		if _, err := c.Write([]byte("hello from ktls\n")); err != nil {
 			t.Fatal(err)
 		}
@@ -142,17 +144,17 @@ func TestAFALGKeyUpdate(t *testing.T) {
 			// After a K, s_server reads this under ktls's new key.
 			srv.out.waitCount(t, "s_server stdout", pong, 1)
 		}
-		wantBackend(t, c, "afalg", "afalg")
+		ktlstest.WantBackend(t, c, "afalg", "afalg")
 	})
 	t.Run("from-client", func(t *testing.T) {
 		raw, cli := acceptSClient(t)
-		_, scfg := configs(t, tls.VersionTLS13, 0)
+		_, scfg := testpki.Configs(tls.VersionTLS13, 0)
 		c := ktls.Server(raw, scfg)
 		defer c.Close()
 		if err := c.Handshake(); err != nil {
 			t.Fatal(err)
 		}
-		wantBackend(t, c, "afalg", "afalg")
+		ktlstest.WantBackend(t, c, "afalg", "afalg")
 		errc := readLine(c, "hello from s_client\n")
 		cli.send(t, "hello from s_client\n")
 		if err := <-errc; err != nil {
@@ -182,8 +184,8 @@ func TestAFALGKeyUpdate(t *testing.T) {
 // handshake with the documented *ktls.StrictError, naming the engine's
 // reason; without KTLS_STRICT it falls back to what auto picks and says why.
 func TestAFALGStrict(t *testing.T) {
-	sc := suiteCase{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
-	err := afalgCheck(sc.version, sc.suite)
+	sc := ktlstest.SuiteCase{Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
+	err := afalgCheck(sc.Version, sc.Suite)
 	if err == nil {
 		t.Skipf("AF_ALG serves %s here; TestAFALGInteropStock covers it", sc)
 	}
@@ -197,10 +199,10 @@ func TestAFALGStrict(t *testing.T) {
 	if runtime.GOOS != "linux" && why != "AF_ALG needs Linux; this is "+runtime.GOOS+"/"+runtime.GOARCH {
 		t.Errorf("the afalg engine's reason off Linux = %q; want it to name the platform", why)
 	}
-	t.Run("strict", roles(func(t *testing.T, ktlsClient bool) {
+	t.Run("strict", ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
 		forceAFALG(t)
-		ccfg, scfg := configs(t, sc.version, sc.suite)
-		_, herr, finish := strictHandshake(t, ktlsClient, ccfg, scfg)
+		ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
+		_, herr, finish := ktlstest.StrictHandshake(t, ktlsClient, ccfg, scfg)
 		finish()
 		var se *ktls.StrictError
 		if !errors.As(herr, &se) {
@@ -216,12 +218,12 @@ func TestAFALGStrict(t *testing.T) {
 	t.Run("fallback", func(t *testing.T) {
 		t.Setenv("KTLS_BACKEND", "afalg")
 		t.Setenv("KTLS_STRICT", "")
-		ccfg, scfg := configs(t, sc.version, sc.suite)
-		k, s := pairWithStock(t, true, ccfg, scfg)
+		ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
+		k, s := ktlstest.PairWithStock(t, true, ccfg, scfg)
 		// The fallback is what auto gives: kernel where kTLS serves.
-		wantBackend(t, k, autoEngine(t, true, sc.version, sc.suite), autoEngine(t, false, sc.version, sc.suite))
-		wantReason(t, k.Backend().Reason, "forced afalg unavailable: "+why)
-		exchange(t, k, s, 64<<10)
-		closeBoth(t, k, s)
+		ktlstest.WantBackend(t, k, ktlstest.AutoEngine(t, true, sc.Version, sc.Suite), ktlstest.AutoEngine(t, false, sc.Version, sc.Suite))
+		ktlstest.WantReason(t, k.Backend().Reason, "forced afalg unavailable: "+why)
+		testenv.Exchange(t, k, s, 64<<10)
+		ktlstest.CloseBoth(t, k, s)
 	})
 }

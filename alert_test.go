@@ -13,8 +13,10 @@ import (
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/internal/keyschedule"
+	"github.com/ktls-go/ktls/internal/ktlstest"
 	"github.com/ktls-go/ktls/internal/record"
 	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testpki"
 )
 
 // The alert on the wire (RFC 8446 §5.2, §6; RFC 5246 §7.2.2): when ktls
@@ -111,9 +113,9 @@ type alertPair struct {
 func newAlertPair(t *testing.T, ktlsClient bool, version, suite uint16, spec, tx, rx string, mode alertMode) *alertPair {
 	t.Helper()
 	if rx == backend.Kernel || tx == backend.Kernel {
-		requireKTLS(t, version, suite)
+		ktlstest.RequireKTLS(t, version, suite)
 	}
-	ccfg, scfg := configs(t, version, suite)
+	ccfg, scfg := testpki.Configs(version, suite)
 	// No tickets: the stock server's first record after the handshake is
 	// then the test's, at sequence number 0 (RFC 8446 §5.3).
 	scfg.SessionTicketsDisabled = true
@@ -131,9 +133,9 @@ func newAlertPair(t *testing.T, ktlsClient bool, version, suite uint16, spec, tx
 		p.k, p.peer = ktls.Server(rs, scfg, opts...), tls.Client(p.flip, ccfg)
 	}
 	t.Cleanup(func() { p.k.Close(); p.peer.Close() })
-	handshakeBoth(t, p.k, p.peer)
+	testenv.HandshakeBoth(t, p.k, p.peer)
 	if st := p.k.ConnectionState(); st.Version != version || suite != 0 && st.CipherSuite != suite {
-		t.Fatalf("negotiated %s %s, want %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), suiteCase{version, suite})
+		t.Fatalf("negotiated %s %s, want %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), ktlstest.SuiteCase{Version: version, Suite: suite})
 	}
 	if version == tls.VersionTLS13 {
 		label := keyschedule.LabelServerTraffic0
@@ -154,7 +156,7 @@ func newAlertPair(t *testing.T, ktlsClient bool, version, suite uint16, spec, tx
 	if _, err := p.k.Read(buf); err != nil || string(buf) != "hello" {
 		t.Fatalf("ktls Read = %q, %v", buf, err)
 	}
-	wantBackend(t, p.k, tx, rx)
+	ktlstest.WantBackend(t, p.k, tx, rx)
 	return p
 }
 
@@ -177,7 +179,7 @@ func (p *alertPair) fails(t *testing.T, want tls.AlertError) {
 	}
 	// The record reached the engine (a TLS 1.3 client's drain leaves a
 	// record it cannot open to the engine too).
-	wantBackend(t, p.k, p.tx, p.rx)
+	ktlstest.WantBackend(t, p.k, p.tx, p.rx)
 }
 
 // TestAlertBadRecordMAC flips a bit of a record's ciphertext on its way to
@@ -188,17 +190,17 @@ func (p *alertPair) fails(t *testing.T, want tls.AlertError) {
 // tcp_sendmsg_locked check it), so the opener takes that error back
 // (SO_ERROR) for the alert to go out.
 func TestAlertBadRecordMAC(t *testing.T) {
-	for _, sc := range []suiteCase{
-		{tls.VersionTLS13, 0},
-		{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
-		{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384},
+	for _, sc := range []ktlstest.SuiteCase{
+		{Version: tls.VersionTLS13, Suite: 0},
+		{Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
+		{Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384},
 	} {
 		t.Run(sc.String(), func(t *testing.T) {
 			for _, e := range alertEngines {
-				t.Run(e.spec, roles(func(t *testing.T, ktlsClient bool) {
-					for _, mode := range alertModesFor(sc.version, ktlsClient) {
+				t.Run(e.spec, ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
+					for _, mode := range alertModesFor(sc.Version, ktlsClient) {
 						t.Run(mode.name, func(t *testing.T) {
-							p := newAlertPair(t, ktlsClient, sc.version, sc.suite, e.spec, e.tx, e.rx, mode)
+							p := newAlertPair(t, ktlsClient, sc.Version, sc.Suite, e.spec, e.tx, e.rx, mode)
 							p.flip.armFlip()
 							if _, err := p.peer.Write([]byte("attack at dawn")); err != nil {
 								t.Fatal(err)
@@ -221,7 +223,7 @@ func TestAlertBadRecordMAC(t *testing.T) {
 // traffic key (from its key log) and writes it below the peer.
 func TestAlertKeyUpdateNotLast(t *testing.T) {
 	for _, e := range alertEngines {
-		t.Run(e.spec, roles(func(t *testing.T, ktlsClient bool) {
+		t.Run(e.spec, ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
 			for _, mode := range alertModesFor(tls.VersionTLS13, ktlsClient) {
 				for _, request := range []byte{0, 1} {
 					t.Run(fmt.Sprintf("%s/request_update=%d", mode.name, request), func(t *testing.T) {

@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktls-go/ktls/internal/ktlstest"
 	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testpki"
 
 	"github.com/ktls-go/ktls"
 )
@@ -19,15 +21,11 @@ import (
 // Deadlines, context cancellation and Close behave as in crypto/tls on every
 // engine (docs/ARCHITECTURE.md, invariants).
 
-// prompt is how long an operation that must return "promptly" may take:
-// generous, for emulated kernels under load, and still far below a hang.
-const prompt = 5 * time.Second
-
 // peerSeesClose reads from the raw peer of a connection until it fails and
 // checks that it sees the connection closed (EOF or a reset), promptly.
 func peerSeesClose(t testing.TB, peer net.Conn) {
 	t.Helper()
-	peer.SetReadDeadline(time.Now().Add(prompt))
+	peer.SetReadDeadline(time.Now().Add(testenv.Prompt))
 	buf := make([]byte, 4096)
 	for {
 		_, err := peer.Read(buf)
@@ -65,8 +63,8 @@ func TestHandshakeContextCancel(t *testing.T) {
 			return ctx, cancel
 		}, context.Canceled},
 	} {
-		t.Run(tc.name, roles(func(t *testing.T, ktlsClient bool) {
-			ccfg, scfg := configs(t, tls.VersionTLS13, 0)
+		t.Run(tc.name, ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
+			ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
 			rc, rs := testenv.TCPPair(t)
 			var k *ktls.Conn
 			var peer net.Conn
@@ -79,7 +77,7 @@ func TestHandshakeContextCancel(t *testing.T) {
 			defer cancel()
 			start := time.Now()
 			err := k.HandshakeContext(ctx)
-			if d := time.Since(start); d > prompt {
+			if d := time.Since(start); d > testenv.Prompt {
 				t.Fatalf("HandshakeContext returned after %v", d)
 			}
 			if !errors.Is(err, tc.wantIs) {
@@ -139,7 +137,7 @@ func silentServer(t testing.TB) (string, <-chan net.Conn) {
 // fails promptly with the deadline's error, returns no connection, and
 // closes the socket it opened.
 func TestDialTimeout(t *testing.T) {
-	ccfg, _ := configs(t, tls.VersionTLS13, 0)
+	ccfg, _ := testpki.Configs(tls.VersionTLS13, 0)
 	addr, accepted := silentServer(t)
 	for _, tc := range []struct {
 		name string
@@ -169,7 +167,7 @@ func TestDialTimeout(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
 			c, err := tc.dial()
-			if d := time.Since(start); d > prompt {
+			if d := time.Since(start); d > testenv.Prompt {
 				t.Fatalf("dial returned after %v", d)
 			}
 			if c != nil {
@@ -181,7 +179,7 @@ func TestDialTimeout(t *testing.T) {
 			select {
 			case peer := <-accepted:
 				peerSeesClose(t, peer)
-			case <-time.After(prompt):
+			case <-time.After(testenv.Prompt):
 				t.Fatal("the server never saw the connection")
 			}
 		})
@@ -254,7 +252,7 @@ func deadlineCases() []deadlineCase {
 // be split.
 func (dc deadlineCase) pairSplit(t testing.TB) (*ktls.Conn, *tls.Conn, *splitConn) {
 	t.Helper()
-	ccfg, scfg := configs(t, dc.version, 0)
+	ccfg, scfg := testpki.Configs(dc.version, 0)
 	if dc.cache {
 		ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 	}
@@ -270,8 +268,8 @@ func (dc deadlineCase) pairSplit(t testing.TB) (*ktls.Conn, *tls.Conn, *splitCon
 		split = &splitConn{Conn: rc}
 		k, s = ktls.Server(rs, scfg, opt), tls.Client(split, ccfg)
 	}
-	handshakeBoth(t, k, s)
-	wantBackend(t, k, dc.backend, dc.backend)
+	testenv.HandshakeBoth(t, k, s)
+	ktlstest.WantBackend(t, k, dc.backend, dc.backend)
 	t.Cleanup(func() { k.Close(); s.Close() })
 	return k, s, split
 }
@@ -292,7 +290,7 @@ func readExactly(t testing.TB, r interface {
 	SetReadDeadline(time.Time) error
 }, want []byte) {
 	t.Helper()
-	r.SetReadDeadline(time.Now().Add(prompt))
+	r.SetReadDeadline(time.Now().Add(testenv.Prompt))
 	got := make([]byte, len(want))
 	if _, err := io.ReadFull(r, got); err != nil {
 		t.Fatalf("read: %v", err)
@@ -324,7 +322,7 @@ func TestReadDeadline(t *testing.T) {
 			start := time.Now()
 			n, err := k.Read(make([]byte, 100))
 			checkTimeout(t, "Read with nothing to read", n, err)
-			if d := time.Since(start); d > prompt {
+			if d := time.Since(start); d > testenv.Prompt {
 				t.Fatalf("Read timed out after %v", d)
 			}
 			// A past deadline times out at once, even with data waiting.
@@ -339,7 +337,7 @@ func TestReadDeadline(t *testing.T) {
 			// The deadline fires with part of a record read: in the
 			// header, and in the body.
 			for i, cut := range []int{3, 600} {
-				data := pattern(1000, byte(i))
+				data := testenv.Pattern(1000, byte(i))
 				split.arm(cut)
 				errc := make(chan error, 1)
 				go func() {
@@ -348,7 +346,7 @@ func TestReadDeadline(t *testing.T) {
 				}()
 				select {
 				case <-split.first:
-				case <-time.After(prompt):
+				case <-time.After(testenv.Prompt):
 					t.Fatal("the peer did not write")
 				}
 				k.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
@@ -389,7 +387,7 @@ func TestWriteTimeoutParity(t *testing.T) {
 		var r result
 		_, r.writeAfter = w.Write([]byte("again"))
 		go peer.Write([]byte("read on"))
-		w.SetReadDeadline(time.Now().Add(prompt))
+		w.SetReadDeadline(time.Now().Add(testenv.Prompt))
 		buf := make([]byte, 7)
 		_, r.readAfter = io.ReadFull(w, buf)
 		if r.readAfter == nil && string(buf) != "read on" {
@@ -399,18 +397,18 @@ func TestWriteTimeoutParity(t *testing.T) {
 	}
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
-			ccfg, scfg := configs(t, v, 0)
+			ccfg, scfg := testpki.Configs(v, 0)
 			rc, rs := testenv.TCPPair(t)
 			sc, ss := tls.Client(rc, ccfg), tls.Server(rs, scfg)
-			handshakeBoth(t, sc, ss)
+			testenv.HandshakeBoth(t, sc, ss)
 			stock := try(t, sc, ss)
 			if stock.writeAfter == nil || stock.readAfter != nil {
 				t.Fatalf("control: crypto/tls after a write timeout: Write %v, Read %v", stock.writeAfter, stock.readAfter)
 			}
 			for _, be := range []string{"userspace", "stdlib"} {
-				t.Run(be, roles(func(t *testing.T, ktlsClient bool) {
-					k, s := pairWithStock(t, ktlsClient, ccfg, scfg, ktls.WithBackend(be))
-					wantBackend(t, k, be, be)
+				t.Run(be, ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
+					k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg, ktls.WithBackend(be))
+					ktlstest.WantBackend(t, k, be, be)
 					got := try(t, k, s)
 					if (got.writeAfter == nil) != (stock.writeAfter == nil) || got.readAfter != nil {
 						t.Fatalf("after a write timeout: Write %v, Read %v; crypto/tls: Write %v, Read %v",
@@ -444,10 +442,10 @@ func TestCloseUnblocks(t *testing.T) {
 					if !errors.Is(err, net.ErrClosed) {
 						t.Fatalf("blocked Read returned %v, want an error wrapping net.ErrClosed", err)
 					}
-				case <-time.After(prompt):
+				case <-time.After(testenv.Prompt):
 					t.Fatal("Close did not unblock Read")
 				}
-				if d := time.Since(start); d > prompt {
+				if d := time.Since(start); d > testenv.Prompt {
 					t.Fatalf("Read returned %v after Close", d)
 				}
 				if _, err := k.Read(make([]byte, 1)); err == nil {
@@ -481,15 +479,15 @@ func TestCloseUnblocks(t *testing.T) {
 					if r.err == nil || r.n >= len(big) {
 						t.Fatalf("blocked Write returned %d, %v after Close", r.n, r.err)
 					}
-				case <-time.After(prompt):
+				case <-time.After(testenv.Prompt):
 					t.Fatal("Close did not unblock Write")
 				}
 				select {
 				case <-closed:
-				case <-time.After(prompt):
+				case <-time.After(testenv.Prompt):
 					t.Fatal("Close blocked")
 				}
-				if d := time.Since(start); d > prompt {
+				if d := time.Since(start); d > testenv.Prompt {
 					t.Fatalf("Write returned %v after Close", d)
 				}
 			})

@@ -8,12 +8,13 @@ import (
 	"net"
 
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/internal/testpki"
 )
 
 // A server and a client, each as they would be with crypto/tls, and what
 // engines the client's connection got.
 func Example() {
-	client, server := configs(nil, tls.VersionTLS13, 0)
+	client, server := testpki.Configs(tls.VersionTLS13, 0)
 
 	l, err := ktls.Listen("tcp", "127.0.0.1:0", server)
 	if err != nil {
@@ -50,7 +51,7 @@ func Example() {
 // Forcing crypto/tls's own record layer for one connection; KTLS_BACKEND,
 // when set, would still win.
 func ExampleWithBackend() {
-	client, server := configs(nil, tls.VersionTLS12, 0)
+	client, server := testpki.Configs(tls.VersionTLS12, 0)
 	l, err := tls.Listen("tcp", "127.0.0.1:0", server) // a stock server
 	if err != nil {
 		log.Fatal(err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testpki"
 )
 
 // Faults under load (docs/ARCHITECTURE.md, test layer 5): many connections at once against stock
@@ -152,7 +153,7 @@ func faultKindNamed(t *testing.T, name string) faultKind {
 func faultFile(t *testing.T) *os.File {
 	t.Helper()
 	name := filepath.Join(t.TempDir(), "faults")
-	if err := os.WriteFile(name, pattern(1<<20, 7), 0o600); err != nil {
+	if err := os.WriteFile(name, testenv.Pattern(1<<20, 7), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(name)
@@ -198,8 +199,8 @@ func newFault(rng *rand.Rand, kind faultKind, file *os.File) *fault {
 		}
 		return rng.IntN(24 << 10)
 	}
-	f.toPeer = pattern(size(), byte(rng.Uint32()))
-	f.toKTLS = pattern(size(), byte(rng.Uint32()))
+	f.toPeer = testenv.Pattern(size(), byte(rng.Uint32()))
+	f.toKTLS = testenv.Pattern(size(), byte(rng.Uint32()))
 	for range 4 {
 		f.chunks = append(f.chunks, 1+rng.IntN(1<<uint(1+rng.IntN(16))))
 	}
@@ -219,11 +220,11 @@ func (f *fault) role() string {
 
 // run runs the connection and returns what went wrong, if anything.
 func (f *fault) run(keep func(...any), opts []ktls.Option) error {
-	rc, rs, err := loopback()
+	rc, rs, err := testenv.Loopback()
 	if err != nil {
 		return err
 	}
-	ccfg, scfg := configs(nil, f.version, f.suite)
+	ccfg, scfg := testpki.Configs(f.version, f.suite)
 	var flip *flipConn
 	var k *ktls.Conn
 	var p *tls.Conn
@@ -348,14 +349,14 @@ func (f *fault) run(keep func(...any), opts []ktls.Option) error {
 		check("operation ended by Close", notHang(err))
 		// The peer may see close_notify, EOF or a reset, never a record
 		// it cannot open.
-		p.SetReadDeadline(time.Now().Add(prompt))
+		p.SetReadDeadline(time.Now().Add(testenv.Prompt))
 		_, perr := io.Copy(io.Discard, p)
 		check("peer after Close", peerAccepts(perr))
 		return errors.Join(errs...)
 	case faultTamper:
 		// Records of 4 KiB: tamperAt of them intact (the socket buffers
 		// take them), then the flipped one and the rest.
-		f.toKTLS, f.chunks = pattern(64<<10, 3), []int{4 << 10}
+		f.toKTLS, f.chunks = testenv.Pattern(64<<10, 3), []int{4 << 10}
 		intact := f.toKTLS[:f.tamperAt*4<<10]
 		if err := f.write(p, intact); err != nil {
 			return fmt.Errorf("peer write: %w", err)
@@ -373,7 +374,7 @@ func (f *fault) run(keep func(...any), opts []ktls.Option) error {
 	}
 	if len(errs) == 0 {
 		cerr := k.Close()
-		p.SetReadDeadline(time.Now().Add(prompt))
+		p.SetReadDeadline(time.Now().Add(testenv.Prompt))
 		_, perr := p.Read(make([]byte, 1))
 		if perr != io.EOF {
 			check("peer after close_notify", fmt.Errorf("read %v, want EOF (close_notify)", perr))
@@ -401,7 +402,7 @@ func (f *fault) closeHandshake(k *ktls.Conn, p *tls.Conn) error {
 	if _, werr := k.Write([]byte("x")); werr == nil {
 		return errors.New("Write after Close succeeded")
 	}
-	p.SetReadDeadline(time.Now().Add(prompt))
+	p.SetReadDeadline(time.Now().Add(testenv.Prompt))
 	_, perr := io.Copy(io.Discard, p)
 	return errors.Join(notHang(err), peerAccepts(perr))
 }
@@ -460,7 +461,7 @@ func readAll(r io.Reader, want []byte, _ int) error {
 		}
 	}
 	if sha256.Sum256(got) != sha256.Sum256(want) {
-		return errMismatch
+		return testenv.ErrMismatch
 	}
 	return nil
 }
@@ -494,7 +495,7 @@ func readWithDeadlines(k *ktls.Conn, want []byte) error {
 	}
 	k.SetReadDeadline(time.Now().Add(faultLimit))
 	if !bytes.Equal(got, want) {
-		return errMismatch
+		return testenv.ErrMismatch
 	}
 	return nil
 }
@@ -502,7 +503,7 @@ func readWithDeadlines(k *ktls.Conn, want []byte) error {
 // spliceOut copies the connection into a loopback TCP conn, as a proxy does
 // (the kernel engine splices), and checks what comes out the other end.
 func spliceOut(k *ktls.Conn, want []byte) error {
-	a, b, err := loopback()
+	a, b, err := testenv.Loopback()
 	if err != nil {
 		return err
 	}

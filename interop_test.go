@@ -12,114 +12,12 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ktls-go/ktls/internal/ktlstest"
 	"github.com/ktls-go/ktls/internal/testenv"
 
 	"github.com/ktls-go/ktls"
-	"github.com/ktls-go/ktls/backend/kernel"
 	"github.com/ktls-go/ktls/internal/testpki"
 )
-
-// suiteCase is one negotiable version and suite.
-type suiteCase struct {
-	version uint16
-	suite   uint16 // 0: crypto/tls picks (TLS 1.3: AES-128-GCM on AES hardware)
-}
-
-func (s suiteCase) String() string {
-	if s.suite == 0 {
-		return tls.VersionName(s.version)
-	}
-	return tls.VersionName(s.version) + "/" + tls.CipherSuiteName(s.suite)
-}
-
-// interopSuites is every AEAD suite Go can negotiate; TLS 1.3 suites are not
-// configurable in Go and are covered against OpenSSL (openssl_test.go).
-var interopSuites = []suiteCase{
-	{tls.VersionTLS13, 0},
-	{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
-	{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384},
-	{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256},
-	{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256},
-	{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384},
-	{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256},
-}
-
-// pairWithStock returns a ktls Conn in the given role and a stock crypto/tls
-// Conn on the other end, both handshaken.
-func pairWithStock(t testing.TB, ktlsClient bool, ccfg, scfg *tls.Config, opts ...ktls.Option) (*ktls.Conn, *tls.Conn) {
-	t.Helper()
-	rc, rs := testenv.TCPPair(t)
-	var k *ktls.Conn
-	var s *tls.Conn
-	if ktlsClient {
-		k, s = ktls.Client(rc, ccfg, opts...), tls.Server(rs, scfg)
-	} else {
-		k, s = ktls.Server(rs, scfg, opts...), tls.Client(rc, ccfg)
-	}
-	handshakeBoth(t, k, s)
-	return k, s
-}
-
-func wantBackend(t testing.TB, c *ktls.Conn, tx, rx string) {
-	t.Helper()
-	if b := c.Backend(); b.TX != tx || b.RX != rx {
-		t.Fatalf("Backend() = %+v, want tx=%s rx=%s", b, tx, rx)
-	}
-}
-
-// wantAuto checks that c got the engines the automatic choice must give it
-// here: kernel where this kernel's kTLS serves the suite and c runs over a
-// *net.TCPConn (in the VM, where the kernel must, see autoEngine), userspace
-// elsewhere.
-func wantAuto(t testing.TB, c *ktls.Conn) {
-	t.Helper()
-	st := c.ConnectionState()
-	if _, tcp := c.NetConn().(*net.TCPConn); !tcp {
-		// A wrapped connection (the tests' taps) has no socket to give
-		// the kernel.
-		wantBackend(t, c, "userspace", "userspace")
-		return
-	}
-	wantBackend(t, c, autoEngine(t, true, st.Version, st.CipherSuite), autoEngine(t, false, st.Version, st.CipherSuite))
-}
-
-// autoEngine is the engine auto picks for one direction of a connection
-// with this version and suite. Inside the VM a kernel that must have the
-// feature and does not fails the test rather than quietly expecting
-// userspace.
-func autoEngine(t testing.TB, tx bool, version, suite uint16) string {
-	t.Helper()
-	err := kernel.Probe(tx, version, suite)
-	if err == nil {
-		if !tx && isChaCha(suite) {
-			// The measured exception (selector.autoOrder).
-			return "userspace"
-		}
-		return "kernel"
-	}
-	if f := testenv.KTLSFeature(version, suite); testenv.InVM() && testenv.ExpectedInVM(f) {
-		t.Fatalf("kTLS (%s) must serve %s %s in the VM: %v", f, tls.VersionName(version), tls.CipherSuiteName(suite), err)
-	}
-	return "userspace"
-}
-
-func isChaCha(suite uint16) bool {
-	return suite == tls.TLS_CHACHA20_POLY1305_SHA256 ||
-		suite == tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 ||
-		suite == tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
-}
-
-func roles(f func(t *testing.T, ktlsClient bool)) func(t *testing.T) {
-	return func(t *testing.T) {
-		for _, client := range []bool{true, false} {
-			name := "ktls-server"
-			if client {
-				name = "ktls-client"
-			}
-			t.Run(name, func(t *testing.T) { f(t, client) })
-		}
-	}
-}
 
 // TestInteropStock runs every suite in both roles against stock crypto/tls:
 // data both ways at once, checked by hash, and the engine that carried it.
@@ -128,33 +26,20 @@ func TestInteropStock(t *testing.T) {
 	if testing.Short() {
 		size = 256 << 10
 	}
-	for _, sc := range interopSuites {
-		t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
-			ccfg, scfg := configs(t, sc.version, sc.suite)
-			k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+	for _, sc := range ktlstest.InteropSuites {
+		t.Run(sc.String(), ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
+			ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
+			k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg)
 			st := k.ConnectionState()
-			if st.Version != sc.version || (sc.suite != 0 && st.CipherSuite != sc.suite) {
+			if st.Version != sc.Version || (sc.Suite != 0 && st.CipherSuite != sc.Suite) {
 				t.Fatalf("negotiated %s %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
 			}
-			wantAuto(t, k)
-			exchange(t, k, s, size)
-			exchange(t, k, s, 1)
-			closeBoth(t, k, s)
+			ktlstest.WantAuto(t, k)
+			testenv.Exchange(t, k, s, size)
+			testenv.Exchange(t, k, s, 1)
+			ktlstest.CloseBoth(t, k, s)
 		}))
 	}
-}
-
-// closeBoth closes the ktls side and checks the peer reads a clean EOF
-// (close_notify), then closes the peer.
-func closeBoth(t testing.TB, k *ktls.Conn, s *tls.Conn) {
-	t.Helper()
-	if err := k.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	if n, err := s.Read(make([]byte, 1)); n != 0 || err != io.EOF {
-		t.Fatalf("peer read after close = %d, %v; want 0, EOF (close_notify)", n, err)
-	}
-	s.Close()
 }
 
 // TestLargeTransfer moves 64 MiB each way (32 MiB in short mode... 8 MiB)
@@ -164,22 +49,22 @@ func TestLargeTransfer(t *testing.T) {
 	if testing.Short() {
 		size = 8 << 20
 	}
-	for _, sc := range []suiteCase{{tls.VersionTLS13, 0}, {tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}} {
-		t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
-			ccfg, scfg := configs(t, sc.version, sc.suite)
-			k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
-			wantAuto(t, k)
-			exchange(t, k, s, size)
+	for _, sc := range []ktlstest.SuiteCase{{Version: tls.VersionTLS13, Suite: 0}, {Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}} {
+		t.Run(sc.String(), ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
+			ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
+			k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg)
+			ktlstest.WantAuto(t, k)
+			testenv.Exchange(t, k, s, size)
 		}))
 	}
 }
 
 // TestOneByteWrites sends a stream of one-byte writes each way.
 func TestOneByteWrites(t *testing.T) {
-	for _, sc := range []suiteCase{{tls.VersionTLS13, 0}, {tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}} {
-		t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
-			ccfg, scfg := configs(t, sc.version, sc.suite)
-			k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+	for _, sc := range []ktlstest.SuiteCase{{Version: tls.VersionTLS13, Suite: 0}, {Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}} {
+		t.Run(sc.String(), ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
+			ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
+			k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg)
 			const n = 300
 			for _, dir := range []struct {
 				w io.Writer
@@ -215,15 +100,15 @@ func TestOneByteWrites(t *testing.T) {
 // TestClientCertALPN uses client certificates and ALPN in both roles.
 func TestClientCertALPN(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
-		t.Run(tls.VersionName(v), roles(func(t *testing.T, ktlsClient bool) {
+		t.Run(tls.VersionName(v), ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
 			p := testpki.Get()
-			ccfg, scfg := configs(t, v, 0)
+			ccfg, scfg := testpki.Configs(v, 0)
 			ccfg.Certificates = []tls.Certificate{p.Client()}
 			ccfg.NextProtos = []string{"h2", "http/1.1"}
 			scfg.ClientAuth = tls.RequireAndVerifyClientCert
 			scfg.ClientCAs = p.Pool
 			scfg.NextProtos = []string{"http/1.1"}
-			k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+			k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg)
 			st := k.ConnectionState()
 			if st.NegotiatedProtocol != "http/1.1" {
 				t.Fatalf("ALPN = %q", st.NegotiatedProtocol)
@@ -231,8 +116,8 @@ func TestClientCertALPN(t *testing.T) {
 			if !ktlsClient && len(st.PeerCertificates) != 1 {
 				t.Fatalf("server saw %d client certificates", len(st.PeerCertificates))
 			}
-			wantAuto(t, k)
-			exchange(t, k, s, 100<<10)
+			ktlstest.WantAuto(t, k)
+			testenv.Exchange(t, k, s, 100<<10)
 		}))
 	}
 }
@@ -242,19 +127,19 @@ func TestClientCertALPN(t *testing.T) {
 // 1.3 ktls client this needs the tickets that arrive after the handshake to
 // reach crypto/tls's session cache with RX moved.
 func TestResumption(t *testing.T) {
-	for _, sc := range []suiteCase{{tls.VersionTLS13, 0}, {tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}} {
-		t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
-			ccfg, scfg := configs(t, sc.version, sc.suite)
+	for _, sc := range []ktlstest.SuiteCase{{Version: tls.VersionTLS13, Suite: 0}, {Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}} {
+		t.Run(sc.String(), ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
+			ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
 			ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 			for i, wantResume := range []bool{false, true, true} {
-				k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+				k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg)
 				// The server speaks first: on TLS 1.3 the client's ticket
 				// is read (by crypto/tls, in the drain) before the data.
-				exchange(t, k, s, 10<<10)
+				testenv.Exchange(t, k, s, 10<<10)
 				if got := k.ConnectionState().DidResume; got != wantResume {
 					t.Fatalf("connection %d: DidResume = %v, want %v", i, got, wantResume)
 				}
-				wantAuto(t, k)
+				ktlstest.WantAuto(t, k)
 				k.Close()
 				s.Close()
 			}
@@ -276,20 +161,20 @@ func TestForcedBackend(t *testing.T) {
 		{"tx=userspace,rx=stdlib", "", "stdlib", "stdlib"},
 		{"", "tx=userspace,rx=userspace", "userspace", "userspace"},
 	} {
-		t.Run(fmt.Sprintf("env=%s,opt=%s", tc.env, tc.opt), roles(func(t *testing.T, ktlsClient bool) {
+		t.Run(fmt.Sprintf("env=%s,opt=%s", tc.env, tc.opt), ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
 			t.Setenv("KTLS_BACKEND", tc.env)
 			var opts []ktls.Option
 			if tc.opt != "" {
 				opts = append(opts, ktls.WithBackend(tc.opt))
 			}
-			ccfg, scfg := configs(t, tls.VersionTLS13, 0)
-			k, s := pairWithStock(t, ktlsClient, ccfg, scfg, opts...)
-			wantBackend(t, k, tc.tx, tc.rx)
+			ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
+			k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg, opts...)
+			ktlstest.WantBackend(t, k, tc.tx, tc.rx)
 			if k.Backend().Reason == "" {
 				t.Error("Backend().Reason is empty")
 			}
-			exchange(t, k, s, 300<<10)
-			closeBoth(t, k, s)
+			testenv.Exchange(t, k, s, 300<<10)
+			ktlstest.CloseBoth(t, k, s)
 		}))
 	}
 }
@@ -312,8 +197,8 @@ func TestBadBackendSpec(t *testing.T) {
 // TestConcurrentReadWrite reads and writes at once from several goroutines'
 // worth of traffic on one connection, under the race detector.
 func TestConcurrentReadWrite(t *testing.T) {
-	ccfg, scfg := configs(t, tls.VersionTLS13, 0)
-	k, s := pairWithStock(t, true, ccfg, scfg)
+	ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
+	k, s := ktlstest.PairWithStock(t, true, ccfg, scfg)
 	// The stock side echoes.
 	go io.Copy(s, s)
 	const chunks, size = 64, 8 << 10
@@ -322,7 +207,7 @@ func TestConcurrentReadWrite(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := range chunks {
-			if _, err := k.Write(pattern(size, byte(i))); err != nil {
+			if _, err := k.Write(testenv.Pattern(size, byte(i))); err != nil {
 				t.Error(err)
 				return
 			}
@@ -333,7 +218,7 @@ func TestConcurrentReadWrite(t *testing.T) {
 		if _, err := io.ReadFull(k, got); err != nil {
 			t.Fatal(err)
 		}
-		if string(got) != string(pattern(size, byte(i))) {
+		if string(got) != string(testenv.Pattern(size, byte(i))) {
 			t.Fatalf("chunk %d differs", i)
 		}
 	}
@@ -342,7 +227,7 @@ func TestConcurrentReadWrite(t *testing.T) {
 
 // TestDialListen uses the package-level Dial and Listen end to end.
 func TestDialListen(t *testing.T) {
-	ccfg, scfg := configs(t, tls.VersionTLS13, 0)
+	ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
 	l, err := ktls.Listen("tcp", "127.0.0.1:0", scfg)
 	if err != nil {
 		t.Fatal(err)
@@ -363,7 +248,7 @@ func TestDialListen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	wantAuto(t, c)
+	ktlstest.WantAuto(t, c)
 	msg := []byte("hello over ktls")
 	if _, err := c.Write(msg); err != nil {
 		t.Fatal(err)
@@ -385,7 +270,7 @@ func TestDialListen(t *testing.T) {
 func TestUserConfigHooks(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
-			ccfg, inner := configs(t, v, 0)
+			ccfg, inner := testpki.Configs(v, 0)
 			ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 			inner.NextProtos = []string{"inner"}
 			var keyLog strings.Builder
@@ -403,8 +288,8 @@ func TestUserConfigHooks(t *testing.T) {
 			inner.KeyLogWriter = outer.KeyLogWriter
 			ccfg.NextProtos = []string{"inner"}
 			for i := range 2 {
-				k, s := pairWithStock(t, false, ccfg, outer)
-				exchange(t, k, s, 1000)
+				k, s := ktlstest.PairWithStock(t, false, ccfg, outer)
+				testenv.Exchange(t, k, s, 1000)
 				st := k.ConnectionState()
 				if st.NegotiatedProtocol != "inner" {
 					t.Fatalf("ALPN %q: the GetConfigForClient config was not used", st.NegotiatedProtocol)
@@ -412,7 +297,7 @@ func TestUserConfigHooks(t *testing.T) {
 				if st.DidResume != (i == 1) {
 					t.Fatalf("connection %d: DidResume = %v", i, st.DidResume)
 				}
-				wantAuto(t, k)
+				ktlstest.WantAuto(t, k)
 				k.Close()
 				s.Close()
 			}
@@ -456,16 +341,16 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 // between and after the data.
 func TestWriteTo(t *testing.T) {
 	size := 1 << 20
-	data := pattern(size, 11)
-	for _, tc := range interopSuites {
-		t.Run(tc.String(), roles(func(t *testing.T, ktlsClient bool) {
+	data := testenv.Pattern(size, 11)
+	for _, tc := range ktlstest.InteropSuites {
+		t.Run(tc.String(), ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
 			for _, dst := range []string{"pipe", "file", "tcp", "buffer"} {
 				t.Run(dst, func(t *testing.T) {
-					ccfg, scfg := configs(t, tc.version, tc.suite)
+					ccfg, scfg := testpki.Configs(tc.Version, tc.Suite)
 					ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
-					k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+					k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg)
 					defer k.Close()
-					wantAuto(t, k)
+					ktlstest.WantAuto(t, k)
 					go func() {
 						s.Write(data)
 						s.Close()
@@ -487,11 +372,11 @@ func TestWriteTo(t *testing.T) {
 // TestWriteToStdlib: with crypto/tls's own record layer, WriteTo copies
 // through crypto/tls.
 func TestWriteToStdlib(t *testing.T) {
-	data := pattern(1<<20, 12)
-	ccfg, scfg := configs(t, tls.VersionTLS13, 0)
-	k, s := pairWithStock(t, true, ccfg, scfg, ktls.WithBackend("stdlib"))
+	data := testenv.Pattern(1<<20, 12)
+	ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
+	k, s := ktlstest.PairWithStock(t, true, ccfg, scfg, ktls.WithBackend("stdlib"))
 	defer k.Close()
-	wantBackend(t, k, "stdlib", "stdlib")
+	ktlstest.WantBackend(t, k, "stdlib", "stdlib")
 	go func() {
 		s.Write(data)
 		s.Close()

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,26 +19,10 @@ import (
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/backend/kernel"
+	"github.com/ktls-go/ktls/internal/ktlstest"
 	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testpki"
 )
-
-// kernelStrict forces the kernel engine on both directions and fails the
-// handshake if it cannot serve, so a test cannot pass on a fallback.
-func kernelStrict() []ktls.Option {
-	return []ktls.Option{ktls.WithBackend("kernel"), ktls.WithStrict()}
-}
-
-// requireKTLS makes the test depend on kTLS for version and suite (0: TLS
-// 1.3's AES-128-GCM, what crypto/tls picks on AES hardware).
-func requireKTLS(t *testing.T, version, suite uint16) {
-	t.Helper()
-	if suite == 0 {
-		suite = tls.TLS_AES_128_GCM_SHA256
-	}
-	f := testenv.KTLSFeature(version, suite)
-	testenv.RequireKernelFeature(t, f, kernel.Probe(true, version, suite))
-	testenv.RequireKernelFeature(t, f, kernel.Probe(false, version, suite))
-}
 
 // TestKernelHandoff checks, against stock crypto/tls in both roles and for
 // every suite Go negotiates, with a session cache on the client (so a TLS 1.3
@@ -50,18 +33,18 @@ func requireKTLS(t *testing.T, version, suite uint16) {
 // except the server's TX after its ticket, and the client's RX after the
 // ticket it read); data moves intact; /proc/net/tls_stat counts the sockets.
 func TestKernelHandoff(t *testing.T) {
-	for _, sc := range interopSuites {
-		t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
-			requireKTLS(t, sc.version, sc.suite)
+	for _, sc := range ktlstest.InteropSuites {
+		t.Run(sc.String(), ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
+			ktlstest.RequireKTLS(t, sc.Version, sc.Suite)
 			before, err := testenv.TLSStat()
 			if err != nil {
 				t.Fatal(err)
 			}
-			ccfg, scfg := configs(t, sc.version, sc.suite)
+			ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
 			ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
-			k, s := pairWithStock(t, ktlsClient, ccfg, scfg, kernelStrict()...)
+			k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg, ktlstest.KernelStrict()...)
 			wantTX, wantRX := uint64(1), uint64(1)
-			if sc.version == tls.VersionTLS13 {
+			if sc.Version == tls.VersionTLS13 {
 				wantTX, wantRX = 0, 0
 				if !ktlsClient {
 					wantTX = 1 // the NewSessionTicket crypto/tls sent
@@ -70,13 +53,13 @@ func TestKernelHandoff(t *testing.T) {
 			if got, err := testenv.KTLSRecSeq(k.NetConn(), true); err != nil || got != wantTX {
 				t.Errorf("TX rec_seq after the handoff = %d, %v; want %d", got, err, wantTX)
 			}
-			if !(ktlsClient && sc.version == tls.VersionTLS13) {
+			if !(ktlsClient && sc.Version == tls.VersionTLS13) {
 				// The TLS 1.3 client installs RX after its first read.
 				if got, err := testenv.KTLSRecSeq(k.NetConn(), false); err != nil || got != wantRX {
 					t.Errorf("RX rec_seq after the handoff = %d, %v; want %d", got, err, wantRX)
 				}
 			}
-			if ktlsClient && sc.version == tls.VersionTLS13 {
+			if ktlsClient && sc.Version == tls.VersionTLS13 {
 				// One record from the server: the client drains the
 				// ticket (record 0) in crypto/tls, installs RX at 1,
 				// and the kernel opens the data record.
@@ -89,8 +72,8 @@ func TestKernelHandoff(t *testing.T) {
 					t.Errorf("RX rec_seq after the ticket and one record = %d, %v; want 2", got, err)
 				}
 			}
-			exchange(t, k, s, 1<<20)
-			wantBackend(t, k, "kernel", "kernel")
+			testenv.Exchange(t, k, s, 1<<20)
+			ktlstest.WantBackend(t, k, "kernel", "kernel")
 			after, err := testenv.TLSStat()
 			if err != nil {
 				t.Fatal(err)
@@ -100,7 +83,7 @@ func TestKernelHandoff(t *testing.T) {
 					t.Errorf("/proc/net/tls_stat %s: %d before, %d after: the kernel did not take the socket", c, before[c], after[c])
 				}
 			}
-			closeBoth(t, k, s)
+			ktlstest.CloseBoth(t, k, s)
 		}))
 	}
 }
@@ -109,25 +92,25 @@ func TestKernelHandoff(t *testing.T) {
 // for the TLS 1.3 client, the ticket reached crypto/tls's cache before RX
 // moved.
 func TestKernelResumption(t *testing.T) {
-	for _, sc := range []suiteCase{{tls.VersionTLS13, 0}, {tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}} {
-		t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
-			requireKTLS(t, sc.version, sc.suite)
-			ccfg, scfg := configs(t, sc.version, sc.suite)
+	for _, sc := range []ktlstest.SuiteCase{{Version: tls.VersionTLS13, Suite: 0}, {Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}} {
+		t.Run(sc.String(), ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
+			ktlstest.RequireKTLS(t, sc.Version, sc.Suite)
+			ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
 			ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 			for i := range 2 {
-				k, s := pairWithStock(t, ktlsClient, ccfg, scfg, kernelStrict()...)
+				k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg, ktlstest.KernelStrict()...)
 				// The server speaks first, so a TLS 1.3 client reads its
 				// ticket before the test closes.
 				if ktlsClient {
-					exchange(t, s, k, 1000)
+					testenv.Exchange(t, s, k, 1000)
 				} else {
-					exchange(t, k, s, 1000)
+					testenv.Exchange(t, k, s, 1000)
 				}
 				if got := k.ConnectionState().DidResume; got != (i == 1) {
 					t.Fatalf("connection %d: DidResume = %v", i, got)
 				}
-				wantBackend(t, k, "kernel", "kernel")
-				closeBoth(t, k, s)
+				ktlstest.WantBackend(t, k, "kernel", "kernel")
+				ktlstest.CloseBoth(t, k, s)
 			}
 		}))
 	}
@@ -172,7 +155,7 @@ func (noWriteTo) WriteTo(io.Writer) (int64, error) { panic("not reached") }
 // first 32 MiB).
 func TestKernelSendfile(t *testing.T) {
 	const size = 256 << 20
-	requireKTLS(t, tls.VersionTLS13, 0)
+	ktlstest.RequireKTLS(t, tls.VersionTLS13, 0)
 	path := filepath.Join(t.TempDir(), "file")
 	f, err := os.Create(path)
 	if err != nil {
@@ -191,9 +174,9 @@ func TestKernelSendfile(t *testing.T) {
 
 	for _, name := range []string{"file", "section"} {
 		t.Run(name, func(t *testing.T) {
-			ccfg, scfg := configs(t, tls.VersionTLS13, 0)
-			k, s := pairWithStock(t, false, ccfg, scfg, ktls.WithBackend("tx=kernel,rx=userspace"), ktls.WithStrict())
-			wantBackend(t, k, "kernel", "userspace")
+			ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
+			k, s := ktlstest.PairWithStock(t, false, ccfg, scfg, ktls.WithBackend("tx=kernel,rx=userspace"), ktls.WithStrict())
+			ktlstest.WantBackend(t, k, "kernel", "userspace")
 			file, err := os.Open(path)
 			if err != nil {
 				t.Fatal(err)
@@ -251,7 +234,7 @@ func TestKernelSendfile(t *testing.T) {
 // Where it does not, the read after the peer's KeyUpdate fails with
 // ErrKeyUpdateUnsupported, which names the kernel requirement.
 func TestKernelKeyUpdate(t *testing.T) {
-	requireKTLS(t, tls.VersionTLS13, 0)
+	ktlstest.RequireKTLS(t, tls.VersionTLS13, 0)
 	rekeyErr := kernel.ProbeRekey()
 	if rekeyErr != nil && !errors.Is(rekeyErr, backend.ErrNotSupported) {
 		t.Fatalf("ProbeRekey: %v", rekeyErr)
@@ -309,13 +292,13 @@ func TestKernelKeyUpdate(t *testing.T) {
 
 	t.Run("from-client", func(t *testing.T) {
 		raw, cli := acceptSClient(t)
-		_, scfg := configs(t, tls.VersionTLS13, 0)
-		c := ktls.Server(raw, scfg, kernelStrict()...)
+		_, scfg := testpki.Configs(tls.VersionTLS13, 0)
+		c := ktls.Server(raw, scfg, ktlstest.KernelStrict()...)
 		defer c.Close()
 		if err := c.Handshake(); err != nil {
 			t.Fatal(err)
 		}
-		wantBackend(t, c, "kernel", "kernel")
+		ktlstest.WantBackend(t, c, "kernel", "kernel")
 		errc := readLine(c, "hello from s_client\n")
 		cli.send(t, "hello from s_client\n")
 		if err := <-errc; err != nil {
@@ -362,19 +345,19 @@ Options = KTLS
 	t.Setenv("OPENSSL_CONF", conf)
 	for _, oc := range opensslCases {
 		t.Run(oc.name, func(t *testing.T) {
-			requireKTLS(t, oc.version, oc.suite)
+			ktlstest.RequireKTLS(t, oc.version, oc.suite)
 			before, err := testenv.TLSStat()
 			if err != nil {
 				t.Fatal(err)
 			}
 			srv, addr := startSServer(t, false, append([]string{"-naccept", "1", "-rev"}, oc.args...)...)
-			ccfg, _ := configs(t, oc.version, 0)
-			c, err := ktls.Dial("tcp", addr, ccfg, kernelStrict()...)
+			ccfg, _ := testpki.Configs(oc.version, 0)
+			c, err := ktls.Dial("tcp", addr, ccfg, ktlstest.KernelStrict()...)
 			if err != nil {
 				t.Fatalf("Dial: %v", err)
 			}
 			defer c.Close()
-			wantBackend(t, c, "kernel", "kernel")
+			ktlstest.WantBackend(t, c, "kernel", "kernel")
 			revExchange(t, c, revLines())
 			after, err := testenv.TLSStat()
 			if err != nil {
@@ -399,7 +382,7 @@ func TestKernelGnuTLSServer(t *testing.T) {
 	certFile, keyFile := pkiFiles(t)
 	for _, gc := range gnutlsCases {
 		t.Run(gc.name, func(t *testing.T) {
-			requireKTLS(t, gc.version, gc.suite)
+			ktlstest.RequireKTLS(t, gc.version, gc.suite)
 			// gnutls-serv does not report a port it picked: take a free
 			// one, and retry the dial until it listens.
 			l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -424,11 +407,11 @@ func TestKernelGnuTLSServer(t *testing.T) {
 					t.Logf("gnutls-serv:\n%s", out.String())
 				}
 			}()
-			ccfg, _ := configs(t, 0, 0)
+			ccfg, _ := testpki.Configs(0, 0)
 			ccfg.MinVersion, ccfg.MaxVersion = gc.version, gc.version
 			var c *ktls.Conn
 			for deadline := time.Now().Add(opensslTimeout); ; time.Sleep(20 * time.Millisecond) {
-				c, err = ktls.Dial("tcp", "127.0.0.1:"+port, ccfg, kernelStrict()...)
+				c, err = ktls.Dial("tcp", "127.0.0.1:"+port, ccfg, ktlstest.KernelStrict()...)
 				if err == nil || time.Now().After(deadline) {
 					break
 				}
@@ -438,7 +421,7 @@ func TestKernelGnuTLSServer(t *testing.T) {
 			}
 			defer c.Close()
 			checkSuite(t, c, gc.version, gc.suite)
-			wantBackend(t, c, "kernel", "kernel")
+			ktlstest.WantBackend(t, c, "kernel", "kernel")
 			line := strings.Repeat("gnutls-serv ", 4000) + "end\n"
 			go c.Write([]byte(line))
 			c.SetReadDeadline(time.Now().Add(opensslTimeout))
@@ -464,27 +447,6 @@ func checkSuite(t *testing.T, c *ktls.Conn, version, suite uint16) {
 	}
 }
 
-// procWchar returns the bytes this process has written with write(2) and
-// its kin (/proc/self/io, "wchar"); splice(2) is not counted there.
-func procWchar(t *testing.T) int64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/io")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "wchar: "); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no wchar in /proc/self/io:\n%s", b)
-	return 0
-}
-
 // TestKernelSplice copies from a ktls client with RX in the kernel into a
 // pipe with io.Copy, which is WriteTo and splice(2), after the TLS 1.3
 // server's session ticket and up to its close_notify, for both versions.
@@ -496,19 +458,19 @@ func TestKernelSplice(t *testing.T) {
 	if testing.Short() {
 		size = 8 << 20
 	}
-	data := pattern(size, 7)
-	for _, tc := range []suiteCase{
-		{tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256},
-		{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384},
+	data := testenv.Pattern(size, 7)
+	for _, tc := range []ktlstest.SuiteCase{
+		{Version: tls.VersionTLS13, Suite: tls.TLS_AES_128_GCM_SHA256},
+		{Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384},
 	} {
 		t.Run(tc.String(), func(t *testing.T) {
-			requireKTLS(t, tc.version, tc.suite)
+			ktlstest.RequireKTLS(t, tc.Version, tc.Suite)
 			var wchar [2]int64
 			for i, mode := range []string{"splice", "copy"} {
-				ccfg, scfg := configs(t, tc.version, tc.suite)
+				ccfg, scfg := testpki.Configs(tc.Version, tc.Suite)
 				ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
-				k, s := pairWithStock(t, true, ccfg, scfg, kernelStrict()...)
-				wantBackend(t, k, "kernel", "kernel")
+				k, s := ktlstest.PairWithStock(t, true, ccfg, scfg, ktlstest.KernelStrict()...)
+				ktlstest.WantBackend(t, k, "kernel", "kernel")
 				pr, pw, err := os.Pipe()
 				if err != nil {
 					t.Fatal(err)
@@ -528,14 +490,14 @@ func TestKernelSplice(t *testing.T) {
 					}
 					werr <- err
 				}()
-				before := procWchar(t)
+				before := testenv.ProcWchar(t)
 				var n int64
 				if mode == "splice" {
 					n, err = io.Copy(pw, k)
 				} else {
 					n, err = io.Copy(struct{ io.Writer }{pw}, k)
 				}
-				wchar[i] = procWchar(t) - before
+				wchar[i] = testenv.ProcWchar(t) - before
 				pw.Close()
 				if err != nil || n != int64(size) {
 					t.Fatalf("%s: io.Copy = %d, %v; want %d, nil", mode, n, err, size)
@@ -561,7 +523,7 @@ func TestKernelSplice(t *testing.T) {
 // the protocol code and goes on splicing under the new key, on kernels that
 // take one; on the others it ends with ErrKeyUpdateUnsupported.
 func TestKernelSpliceKeyUpdate(t *testing.T) {
-	requireKTLS(t, tls.VersionTLS13, 0)
+	ktlstest.RequireKTLS(t, tls.VersionTLS13, 0)
 	rekeyErr := kernel.ProbeRekey()
 	if rekeyErr != nil && !errors.Is(rekeyErr, backend.ErrNotSupported) {
 		t.Fatalf("ProbeRekey: %v", rekeyErr)
@@ -649,12 +611,12 @@ func sserverKernelClient(t *testing.T) (*opensslProc, *ktls.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ccfg, _ := configs(t, tls.VersionTLS13, 0)
-	c := ktls.Client(raw, ccfg, kernelStrict()...)
+	ccfg, _ := testpki.Configs(tls.VersionTLS13, 0)
+	c := ktls.Client(raw, ccfg, ktlstest.KernelStrict()...)
 	t.Cleanup(func() { c.Close() })
 	if err := c.Handshake(); err != nil {
 		t.Fatal(err)
 	}
-	wantBackend(t, c, "kernel", "kernel")
+	ktlstest.WantBackend(t, c, "kernel", "kernel")
 	return srv, c
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testpki"
 )
 
 // TestWriteAfterPeerReset: when the peer resets the TCP connection, a Write
@@ -48,16 +50,16 @@ func writeFails(k *ktls.Conn) bool {
 }
 
 func writeAfterReset(t *testing.T, eng string, reader bool, delay time.Duration) error {
-	rc, rs, err := loopback()
+	rc, rs, err := testenv.Loopback()
 	if err != nil {
 		t.Fatal(err)
 	}
 	smallBuffers(rc, rs)
-	ccfg, scfg := configs(t, tls.VersionTLS13, 0)
+	ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
 	k, p := ktls.Client(rc, ccfg, ktls.WithBackend(eng)), tls.Server(rs, scfg)
 	defer k.Close()
 	defer p.Close()
-	handshakeBoth(t, k, p)
+	testenv.HandshakeBoth(t, k, p)
 	k.SetDeadline(time.Now().Add(time.Minute))
 	werr := make(chan error, 1)
 	go func() {
@@ -81,7 +83,7 @@ func writeAfterReset(t *testing.T, eng string, reader bool, delay time.Duration)
 			return fmt.Errorf("%s: the blocked Write waited for its deadline after the reset (%v, tx %s)", eng, time.Since(start), k.Backend().TX)
 		}
 		return nil
-	case <-time.After(prompt + 5*time.Second):
+	case <-time.After(testenv.Prompt + 5*time.Second):
 		return fmt.Errorf("%s: the blocked Write did not return after the reset (tx %s)", eng, k.Backend().TX)
 	}
 }

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -52,4 +53,29 @@ func PairOn(t testing.TB, l net.Listener) (client, server net.Conn) {
 	}
 	t.Cleanup(func() { client.Close(); server.Close() })
 	return client, server
+}
+
+// Loopback returns both ends of a loopback TCP connection, for callers that
+// have no test to fail (a goroutine, a pairing made many times over); the
+// caller closes them.
+func Loopback() (client, server net.Conn, err error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer l.Close()
+	ch := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		ch <- c
+	}()
+	client, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		return nil, nil, err
+	}
+	if server = <-ch; server == nil {
+		client.Close()
+		return nil, nil, fmt.Errorf("accept failed")
+	}
+	return client, server, nil
 }
