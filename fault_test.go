@@ -19,13 +19,14 @@ import (
 	"time"
 
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/internal/ktlstest"
 	"github.com/ktls-go/ktls/internal/testenv"
 	"github.com/ktls-go/ktls/internal/testpki"
 )
 
 // Faults under load (docs/ARCHITECTURE.md, test layer 5): many connections at once against stock
 // crypto/tls, on every engine that serves here (inside the VMs: kernel and
-// afalg too, see leakEngines), mixed versions and suites, random write
+// afalg too, see ktlstest.Engines), mixed versions and suites, random write
 // sizes, sendfile and splice, and injected faults: the peer resets the
 // connection mid-transfer, Close from another goroutine during Read, Write
 // and the handshake (and so, at random, the handoff), read deadlines that
@@ -68,7 +69,7 @@ const faultLimit = 5 * time.Minute
 const faultStall = time.Minute
 
 func TestFaultsUnderLoad(t *testing.T) {
-	engines := append([]string{"auto"}, leakEngines(t)...)
+	engines := append([]string{"auto"}, ktlstest.Engines(t)...)
 	file := faultFile(t)
 	keep := keeper(t)
 	seed := uint64(time.Now().UnixNano())
@@ -225,14 +226,14 @@ func (f *fault) run(keep func(...any), opts []ktls.Option) error {
 		return err
 	}
 	ccfg, scfg := testpki.Configs(f.version, f.suite)
-	var flip *flipConn
+	var flip *ktlstest.FlipConn
 	var k *ktls.Conn
 	var p *tls.Conn
 	if f.ktlsClient {
-		flip = &flipConn{Conn: rs}
+		flip = &ktlstest.FlipConn{Conn: rs}
 		k, p = ktls.Client(rc, ccfg, opts...), tls.Server(flip, scfg)
 	} else {
-		flip = &flipConn{Conn: rc}
+		flip = &ktlstest.FlipConn{Conn: rc}
 		k, p = ktls.Server(rs, scfg, opts...), tls.Client(flip, ccfg)
 	}
 	keep(k, p)
@@ -308,7 +309,7 @@ func (f *fault) run(keep func(...any), opts []ktls.Option) error {
 		}()
 		wg.Wait()
 	case faultReset:
-		smallBuffers(rc, rs)
+		ktlstest.SmallBuffers(rc, rs)
 		go func() {
 			time.Sleep(f.delay)
 			flip.Conn.(*net.TCPConn).SetLinger(0)
@@ -316,19 +317,19 @@ func (f *fault) run(keep func(...any), opts []ktls.Option) error {
 		}()
 		werr := make(chan error, 1)
 		// More than the socket buffers hold; the peer reads nothing.
-		go func() { werr <- f.write(k, bigWrite) }()
+		go func() { werr <- f.write(k, ktlstest.BigWrite) }()
 		// The reader may see the end of the stream rather than the reset:
 		// the kernel reports a socket's error to one call only
 		// (sock_error), and the writer may take it first. crypto/tls then
 		// returns io.EOF too.
 		_, rerr := io.Copy(io.Discard, k)
 		we := <-werr
-		if we == nil && !writeFails(k) {
+		if we == nil && !ktlstest.WriteFails(k) {
 			check("write after reset", errors.New("Writes go on succeeding after the peer reset the connection"))
 		}
 		return errors.Join(append(errs, notHang(rerr), notHang(we))...)
 	case faultCloseRead, faultCloseWrite:
-		smallBuffers(rc, rs)
+		ktlstest.SmallBuffers(rc, rs)
 		done := make(chan error, 1)
 		go func() {
 			if f.kind == faultCloseRead {
@@ -336,7 +337,7 @@ func (f *fault) run(keep func(...any), opts []ktls.Option) error {
 				done <- err
 			} else {
 				// More than the socket buffers hold; the peer reads nothing.
-				_, err := k.Write(bigWrite)
+				_, err := k.Write(ktlstest.BigWrite)
 				done <- err
 			}
 		}()
@@ -361,7 +362,7 @@ func (f *fault) run(keep func(...any), opts []ktls.Option) error {
 		if err := f.write(p, intact); err != nil {
 			return fmt.Errorf("peer write: %w", err)
 		}
-		flip.armFlip()
+		flip.ArmFlip()
 		go f.write(p, f.toKTLS[len(intact):])
 		err := readAll(k, f.toKTLS, 0)
 		if err == nil {
@@ -405,22 +406,6 @@ func (f *fault) closeHandshake(k *ktls.Conn, p *tls.Conn) error {
 	p.SetReadDeadline(time.Now().Add(testenv.Prompt))
 	_, perr := io.Copy(io.Discard, p)
 	return errors.Join(notHang(err), peerAccepts(perr))
-}
-
-// bigWrite is more than smallBuffers lets the sockets hold, shared (Write
-// only reads it) so that a thousand blocked writers cost no memory each.
-var bigWrite = make([]byte, 4<<20)
-
-// smallBuffers caps the kernel's buffers of a pair whose reader stops, so
-// that a thousand such pairs do not fill a small VM's memory (loopback TCP
-// grows them to megabytes otherwise).
-func smallBuffers(conns ...net.Conn) {
-	for _, c := range conns {
-		if tc, ok := c.(*net.TCPConn); ok {
-			tc.SetReadBuffer(64 << 10)
-			tc.SetWriteBuffer(64 << 10)
-		}
-	}
 }
 
 // write writes b in the fault's chunk sizes.

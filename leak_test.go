@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/ktls-go/ktls"
-	"github.com/ktls-go/ktls/backend/kernel"
 	"github.com/ktls-go/ktls/internal/ktlstest"
 	"github.com/ktls-go/ktls/internal/testenv"
 	"github.com/ktls-go/ktls/internal/testpki"
@@ -78,40 +77,6 @@ func leakPair(t *testing.T, keep func(...any), ktlsClient bool, ccfg, scfg *tls.
 	keep(k, s)
 	testenv.HandshakeBoth(t, k, s)
 	return k, s
-}
-
-// leakEngines are the engines the scenarios force: userspace and stdlib
-// everywhere, and kernel and afalg where they serve TLS 1.3 and 1.2
-// AES-128-GCM (the scenarios' suite), which inside the VMs they must
-// (testenv): their halves hold sockets and AF_ALG descriptors of their own.
-func leakEngines(t *testing.T) []string {
-	engines := []string{"userspace", "stdlib"}
-	for _, e := range []struct {
-		name, feature string
-		check         func(version, suite uint16) error
-	}{
-		{"kernel", testenv.FeatureKTLS13, func(v, s uint16) error {
-			if err := kernel.Probe(true, v, s); err != nil {
-				return err
-			}
-			return kernel.Probe(false, v, s)
-		}},
-		{"afalg", testenv.FeatureAFALG, afalgCheck},
-	} {
-		err := e.check(tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256)
-		if err == nil {
-			err = e.check(tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
-		}
-		switch {
-		case err == nil:
-			engines = append(engines, e.name)
-		case testenv.InVM() && testenv.ExpectedInVM(e.feature):
-			t.Errorf("the %s engine does not serve inside the VM, where it must: %v", e.name, err)
-		default:
-			t.Logf("the %s engine does not serve here: %v", e.name, err)
-		}
-	}
-	return engines
 }
 
 func leakScenarios(engines []string) []leakScenario {
@@ -310,7 +275,7 @@ func TestNoLeaks(t *testing.T) {
 	keep := keeper(t)
 	// One connection first, so that what the runtime and the test helpers
 	// set up once (the network poller, the test PKI) is in the baseline.
-	engines := leakEngines(t)
+	engines := ktlstest.Engines(t)
 	leakScenarios(engines)[0].run(t, keep)
 	baseG, baseFD := runtime.NumGoroutine(), fdCount(t)
 	for _, sc := range leakScenarios(engines) {

@@ -1,17 +1,13 @@
-package ktls_test
+package interop_test
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/ktls-go/ktls"
-	"github.com/ktls-go/ktls/backend"
-	"github.com/ktls-go/ktls/backend/afalg"
 	"github.com/ktls-go/ktls/internal/ktlstest"
 	"github.com/ktls-go/ktls/internal/testenv"
 	"github.com/ktls-go/ktls/internal/testpki"
@@ -23,57 +19,13 @@ import (
 // suite (the VMs up to Linux 7.2, and 7.3+ with af_alg_restrict=0) and fail
 // in a VM that should have it.
 
-// forceAFALG sets the environment that forces the afalg engine strictly.
-func forceAFALG(t *testing.T) {
-	t.Setenv("KTLS_BACKEND", "afalg")
-	t.Setenv("KTLS_STRICT", "1")
-}
-
-// afalgCheck is what the afalg engine says about a version and suite.
-func afalgCheck(version, suite uint16) error {
-	return afalg.New().(backend.Checker).Check(true, version, suite)
-}
-
-// requireAFALG makes the test depend on AF_ALG serving version and suite
-// (0: TLS 1.3's AES-128-GCM, crypto/tls's choice on AES hardware).
-func requireAFALG(t *testing.T, version, suite uint16) {
-	t.Helper()
-	if suite == 0 {
-		suite = tls.TLS_AES_128_GCM_SHA256
-	}
-	testenv.RequireKernelFeature(t, testenv.FeatureAFALG, afalgCheck(version, suite))
-}
-
-// TestAFALGInteropStock runs every suite Go negotiates, in both roles,
-// against stock crypto/tls with the afalg engine forced: both directions
-// on afalg, data both ways at once, a clean close.
-func TestAFALGInteropStock(t *testing.T) {
-	for _, sc := range ktlstest.InteropSuites {
-		t.Run(sc.String(), ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
-			requireAFALG(t, sc.Version, sc.Suite)
-			forceAFALG(t)
-			ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
-			k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg)
-			st := k.ConnectionState()
-			if st.Version != sc.Version || (sc.Suite != 0 && st.CipherSuite != sc.Suite) {
-				t.Fatalf("negotiated %s %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite))
-			}
-			ktlstest.WantBackend(t, k, "afalg", "afalg")
-			// Modest sizes: AES runs emulated in the VMs.
-			testenv.Exchange(t, k, s, 200<<10)
-			testenv.Exchange(t, k, s, 1)
-			ktlstest.CloseBoth(t, k, s)
-		}))
-	}
-}
-
 // TestAFALGOpenSSL covers what Go cannot negotiate: TLS 1.3 with
 // AES-256-GCM and ChaCha20-Poly1305, against openssl s_server -rev.
 func TestAFALGOpenSSL(t *testing.T) {
 	for _, oc := range opensslCases {
 		t.Run(oc.name, func(t *testing.T) {
-			requireAFALG(t, oc.version, oc.suite)
-			forceAFALG(t)
+			ktlstest.RequireAFALG(t, oc.version, oc.suite)
+			ktlstest.ForceAFALG(t)
 			srv, addr := startSServer(t, false, append([]string{"-naccept", "1", "-rev"}, oc.args...)...)
 			ccfg, _ := testpki.Configs(oc.version, 0)
 			c, err := ktls.Dial("tcp", addr, ccfg)
@@ -100,8 +52,8 @@ func TestAFALGOpenSSL(t *testing.T) {
 // KeyUpdate, sealing under its new key) and k, as server and as client.
 // Each rekey opens a fresh transform and operation socket.
 func TestAFALGKeyUpdate(t *testing.T) {
-	requireAFALG(t, tls.VersionTLS13, 0)
-	forceAFALG(t)
+	ktlstest.RequireAFALG(t, tls.VersionTLS13, 0)
+	ktlstest.ForceAFALG(t)
 	t.Run("from-server", func(t *testing.T) {
 		srv, addr := startSServer(t, true, "-naccept", "1", "-tls1_3")
 		raw, err := net.Dial("tcp", addr)
@@ -175,55 +127,5 @@ func TestAFALGKeyUpdate(t *testing.T) {
 			}
 			cli.out.waitCount(t, "s_client stdout", pong, 1)
 		}
-	})
-}
-
-// TestAFALGStrict: where AF_ALG cannot serve (every OS but Linux, a Linux
-// kernel without AF_ALG such as the development host's, Linux 7.3 with its
-// default af_alg_restrict), KTLS_BACKEND=afalg with KTLS_STRICT=1 fails the
-// handshake with the documented *ktls.StrictError, naming the engine's
-// reason; without KTLS_STRICT it falls back to what auto picks and says why.
-func TestAFALGStrict(t *testing.T) {
-	sc := ktlstest.SuiteCase{Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
-	err := afalgCheck(sc.Version, sc.Suite)
-	if err == nil {
-		t.Skipf("AF_ALG serves %s here; TestAFALGInteropStock covers it", sc)
-	}
-	if !errors.Is(err, backend.ErrNotSupported) {
-		t.Fatalf("the afalg engine's Check is inconclusive: %v", err)
-	}
-	if testenv.InVM() && testenv.ExpectedInVM(testenv.FeatureAFALG) {
-		t.Fatalf("AF_ALG must serve %s in the VM: %v", sc, err)
-	}
-	why := strings.TrimSuffix(strings.TrimPrefix(err.Error(), "afalg: "), ": "+backend.ErrNotSupported.Error())
-	if runtime.GOOS != "linux" && why != "AF_ALG needs Linux; this is "+runtime.GOOS+"/"+runtime.GOARCH {
-		t.Errorf("the afalg engine's reason off Linux = %q; want it to name the platform", why)
-	}
-	t.Run("strict", ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
-		forceAFALG(t)
-		ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
-		_, herr, finish := ktlstest.StrictHandshake(t, ktlsClient, ccfg, scfg)
-		finish()
-		var se *ktls.StrictError
-		if !errors.As(herr, &se) {
-			t.Fatalf("handshake error = %v (%T); want a *ktls.StrictError", herr, herr)
-		}
-		if se.Forced != "afalg" || se.Direction.String() != "tx" || se.Reason != why {
-			t.Errorf("StrictError = %+v; want tx forced to afalg with reason %q", *se, why)
-		}
-		if msg := herr.Error(); !strings.Contains(msg, "KTLS_STRICT") || !strings.Contains(msg, why) {
-			t.Errorf("handshake error %q does not name KTLS_STRICT and the reason", msg)
-		}
-	}))
-	t.Run("fallback", func(t *testing.T) {
-		t.Setenv("KTLS_BACKEND", "afalg")
-		t.Setenv("KTLS_STRICT", "")
-		ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
-		k, s := ktlstest.PairWithStock(t, true, ccfg, scfg)
-		// The fallback is what auto gives: kernel where kTLS serves.
-		ktlstest.WantBackend(t, k, ktlstest.AutoEngine(t, true, sc.Version, sc.Suite), ktlstest.AutoEngine(t, false, sc.Version, sc.Suite))
-		ktlstest.WantReason(t, k.Backend().Reason, "forced afalg unavailable: "+why)
-		testenv.Exchange(t, k, s, 64<<10)
-		ktlstest.CloseBoth(t, k, s)
 	})
 }

@@ -1,4 +1,4 @@
-package ktls_test
+package conn_test
 
 import (
 	"bytes"
@@ -28,35 +28,6 @@ import (
 
 // alertTimeout bounds each read of these tests (the VMs emulate the CPU).
 const alertTimeout = 10 * time.Second
-
-// flipConn is the stock peer's transport. Armed, it flips one bit in the
-// ciphertext of the next record the peer writes (crypto/tls writes one
-// record per Write once the handshake is done).
-type flipConn struct {
-	net.Conn
-	mu  sync.Mutex
-	arm bool
-}
-
-func (c *flipConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	if c.arm && len(p) > record.HeaderLen+8 {
-		c.arm = false
-		q := bytes.Clone(p)
-		// Two thirds into the fragment: past the TLS 1.2 explicit nonce,
-		// in the ciphertext or the tag.
-		q[record.HeaderLen+(len(q)-record.HeaderLen)*2/3] ^= 0x40
-		p = q
-	}
-	c.mu.Unlock()
-	return c.Conn.Write(p)
-}
-
-func (c *flipConn) armFlip() {
-	c.mu.Lock()
-	c.arm = true
-	c.mu.Unlock()
-}
 
 // alertEngines are the engine choices of these tests: the userspace engine
 // is the reference (and runs everywhere); the kernel ones need kTLS, and the
@@ -103,7 +74,7 @@ func alertModesFor(version uint16, ktlsClient bool) []alertMode {
 type alertPair struct {
 	k      *ktls.Conn
 	peer   *tls.Conn
-	flip   *flipConn
+	flip   *ktlstest.FlipConn
 	secret []byte // the peer's TLS 1.3 sending secret, from its key log
 	seq    uint64 // the peer's next TLS 1.3 sequence number
 	mode   alertMode
@@ -125,11 +96,11 @@ func newAlertPair(t *testing.T, ktlsClient bool, version, suite uint16, spec, tx
 	opts := []ktls.Option{ktls.WithBackend(spec), ktls.WithStrict()}
 	if ktlsClient {
 		scfg.KeyLogWriter = &log
-		p.flip = &flipConn{Conn: rs}
+		p.flip = &ktlstest.FlipConn{Conn: rs}
 		p.k, p.peer = ktls.Client(rc, ccfg, opts...), tls.Server(p.flip, scfg)
 	} else {
 		ccfg.KeyLogWriter = &log
-		p.flip = &flipConn{Conn: rc}
+		p.flip = &ktlstest.FlipConn{Conn: rc}
 		p.k, p.peer = ktls.Server(rs, scfg, opts...), tls.Client(p.flip, ccfg)
 	}
 	t.Cleanup(func() { p.k.Close(); p.peer.Close() })
@@ -201,7 +172,7 @@ func TestAlertBadRecordMAC(t *testing.T) {
 					for _, mode := range alertModesFor(sc.Version, ktlsClient) {
 						t.Run(mode.name, func(t *testing.T) {
 							p := newAlertPair(t, ktlsClient, sc.Version, sc.Suite, e.spec, e.tx, e.rx, mode)
-							p.flip.armFlip()
+							p.flip.ArmFlip()
 							if _, err := p.peer.Write([]byte("attack at dawn")); err != nil {
 								t.Fatal(err)
 							}

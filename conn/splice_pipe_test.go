@@ -1,6 +1,6 @@
 //go:build linux
 
-package ktls_test
+package conn_test
 
 import (
 	"crypto/sha256"

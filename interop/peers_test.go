@@ -1,4 +1,4 @@
-package ktls_test
+package interop_test
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package ktls_test
+package nicoffload_test
 
 import (
 	"crypto/tls"

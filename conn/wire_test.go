@@ -1,4 +1,4 @@
-package ktls_test
+package conn_test
 
 import (
 	"crypto/tls"
