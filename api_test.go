@@ -1,18 +1,20 @@
 package ktls_test
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/ktls-go/ktls/internal/ktlstest"
-	"github.com/ktls-go/ktls/internal/testenv"
+	"time"
 
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/internal/ktlstest"
+	"github.com/ktls-go/ktls/internal/testenv"
 	"github.com/ktls-go/ktls/internal/testpki"
 )
 
@@ -169,4 +171,92 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// silentServer accepts connections and never answers; each accepted conn
+// comes on the channel.
+func silentServer(t testing.TB) (string, <-chan net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan net.Conn, 16)
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			ch <- c
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String(), ch
+}
+
+// TestDialTimeout dials a server that accepts TCP and never speaks TLS,
+// with a context deadline, a Dialer timeout and a Dialer deadline: the dial
+// fails promptly with the deadline's error, returns no connection, and
+// closes the socket it opened.
+func TestDialTimeout(t *testing.T) {
+	ccfg, _ := testpki.Configs(tls.VersionTLS13, 0)
+	addr, accepted := silentServer(t)
+	for _, tc := range []struct {
+		name string
+		dial func() (net.Conn, error)
+	}{
+		{"Dialer.DialContext", func() (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			d := &ktls.Dialer{Config: ccfg}
+			return d.DialContext(ctx, "tcp", addr)
+		}},
+		{"DialWithDialer-Timeout", func() (net.Conn, error) {
+			c, err := ktls.DialWithDialer(&net.Dialer{Timeout: 100 * time.Millisecond}, "tcp", addr, ccfg)
+			if c == nil {
+				return nil, err
+			}
+			return c, err
+		}},
+		{"DialWithDialer-Deadline", func() (net.Conn, error) {
+			c, err := ktls.DialWithDialer(&net.Dialer{Deadline: time.Now().Add(100 * time.Millisecond)}, "tcp", addr, ccfg)
+			if c == nil {
+				return nil, err
+			}
+			return c, err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			c, err := tc.dial()
+			if d := time.Since(start); d > testenv.Prompt {
+				t.Fatalf("dial returned after %v", d)
+			}
+			if c != nil {
+				t.Fatalf("dial returned a connection (%T) with error %v", c, err)
+			}
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("dial error = %v, want context.DeadlineExceeded (as crypto/tls)", err)
+			}
+			select {
+			case peer := <-accepted:
+				testenv.PeerSeesClose(t, peer)
+			case <-time.After(testenv.Prompt):
+				t.Fatal("the server never saw the connection")
+			}
+		})
+	}
 }

@@ -13,12 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/nettest"
-
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/backend/kernel"
 	"github.com/ktls-go/ktls/internal/testenv"
 	"github.com/ktls-go/ktls/internal/testpki"
+	"golang.org/x/net/nettest"
 )
 
 // golang.org/x/net/nettest.TestConn over ktls connections (docs/ARCHITECTURE.md, tests

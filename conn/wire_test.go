@@ -5,11 +5,10 @@ import (
 	"encoding/binary"
 	"testing"
 
+	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/internal/ktlstest"
 	"github.com/ktls-go/ktls/internal/testenv"
 	"github.com/ktls-go/ktls/internal/testpki"
-
-	"github.com/ktls-go/ktls"
 )
 
 // TestExplicitNoncesUnique checks on the wire that TLS 1.2 AES-GCM explicit

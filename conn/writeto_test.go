@@ -8,10 +8,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/internal/ktlstest"
 	"github.com/ktls-go/ktls/internal/testenv"
-
-	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/internal/testpki"
 )
 

@@ -8,7 +8,6 @@ import (
 
 	"github.com/ktls-go/ktls/internal/ktlstest"
 	"github.com/ktls-go/ktls/internal/testenv"
-
 	"github.com/ktls-go/ktls/internal/testpki"
 )
 

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"testing"
@@ -78,4 +79,23 @@ func Loopback() (client, server net.Conn, err error) {
 		return nil, nil, fmt.Errorf("accept failed")
 	}
 	return client, server, nil
+}
+
+// PeerSeesClose reads from the raw peer of a connection until it fails and
+// checks that it sees the connection closed (EOF or a reset), promptly.
+func PeerSeesClose(t testing.TB, peer net.Conn) {
+	t.Helper()
+	peer.SetReadDeadline(time.Now().Add(Prompt))
+	buf := make([]byte, 4096)
+	for {
+		_, err := peer.Read(buf)
+		if err == nil {
+			continue
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("the peer did not see the connection closed: %v", err)
+		}
+		return
+	}
 }
