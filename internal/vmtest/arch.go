@@ -54,23 +54,49 @@ type guestArch struct {
 // so that a loaded CI machine does not fail a correct tree. Keys are the
 // plan's test names (package paths relative to the module root).
 var measured = map[string]time.Duration{
-	// The root package: 240 s on amd64 in a loaded run (it hit the 4 min
-	// limit), 193 s on arm64 (README.md, Timings); with TestFaultsUnderLoad
-	// (97-170 s alone) 484 s on amd64 6.1 and 320 s on arm64 6.1 with both
-	// architectures' guests running at once on the 2 cores.
-	".": 490 * time.Second,
+	// The root package took 490 s on amd64 6.1 (320 s on arm64 6.1) with
+	// both architectures' guests running at once on the 2 cores, before its
+	// behaviour, engine and interop tests moved to their packages (issue
+	// 14). Its share is split by the tests that moved, from the times of
+	// that run: TestFaultsUnderLoad (97-170 s alone) stays with the leak,
+	// FIPS and API tests; TestKernelSendfile (about 146 s of it) went to
+	// backend/kernel with the other kTLS handoff tests; the real peers'
+	// tests (about 58 s of the unloaded 134-152 s, README.md, Timings) went
+	// to interop, and the net.Conn behaviour tests to conn, which stays
+	// within the default. Estimates until a loaded run measures the new
+	// packages.
+	".":              200 * time.Second,
+	"backend/kernel": 170 * time.Second,
+	"interop":        120 * time.Second,
 }
 
-// otherBinaries is what a guest allows, besides its longest binary, for all
-// the others: together they took under 100 s per amd64 kernel (README.md,
-// Timings: 185-210 s per kernel, the root package 134-152 s of it), so 5 min
-// is a margin of more than 2x.
+// otherBinaries is what a guest allows, besides the binaries with more than
+// the default time, for all the others: together they took under 100 s per
+// amd64 kernel (README.md, Timings: 185-210 s per kernel, the root package
+// 134-152 s of it), so 5 min is a margin of more than 2x.
 const otherBinaries = 5 * time.Minute
 
 // packageTimeout is the -test.timeout of a package's binary: twice its
 // measured time, and at least the architecture's default.
 func packageTimeout(name string, a *guestArch) time.Duration {
 	return max(a.testTimeout, 2*measured[name])
+}
+
+// guestLimit is the -timeout of a guest that runs the named packages with
+// the default -test-timeout: the architecture's default, or, where some
+// binaries get more than the default (packageTimeout), the sum of their
+// limits and otherBinaries, so that each of them can use its time.
+func guestLimit(names []string, a *guestArch) time.Duration {
+	var longer time.Duration
+	for _, name := range names {
+		if limit := packageTimeout(name, a); limit > a.testTimeout {
+			longer += limit
+		}
+	}
+	if longer == 0 {
+		return a.timeout
+	}
+	return max(a.timeout, longer+otherBinaries)
 }
 
 var (

@@ -269,16 +269,19 @@ func TestElfDepsMachine(t *testing.T) {
 	}
 }
 
-// TestPackageTimeout: the root package gets twice its measured time, the
-// others the architecture's default, and a guest can hold the longest.
+// TestPackageTimeout: the measured packages get twice their measured time
+// where that is more than the architecture's default, the others the
+// default.
 func TestPackageTimeout(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		a    *guestArch
 		want time.Duration
 	}{
-		{".", archAMD64, 980 * time.Second},
-		{".", archARM64, 980 * time.Second},
+		{".", archAMD64, 400 * time.Second},
+		{".", archARM64, 8 * time.Minute},
+		{"backend/kernel", archAMD64, 340 * time.Second},
+		{"interop", archAMD64, 4 * time.Minute},
 		{"conn", archAMD64, 4 * time.Minute},
 		{"conn", archARM64, 8 * time.Minute},
 	} {
@@ -287,6 +290,35 @@ func TestPackageTimeout(t *testing.T) {
 		}
 		if got := packageTimeout(tc.name, tc.a); got < 2*measured[tc.name] {
 			t.Errorf("%q on %s: %v is less than twice the measured %v", tc.name, tc.a.name, got, measured[tc.name])
+		}
+	}
+}
+
+// TestGuestLimit: a guest can hold every binary given more than the default
+// time, and otherBinaries for the rest; without such binaries it gets the
+// architecture's default.
+func TestGuestLimit(t *testing.T) {
+	all := []string{".", "backend/kernel", "interop", "conn", "selector"}
+	for _, tc := range []struct {
+		names []string
+		a     *guestArch
+		want  time.Duration
+	}{
+		{all, archAMD64, 400*time.Second + 340*time.Second + otherBinaries},
+		{all, archARM64, 20 * time.Minute},
+		{[]string{"conn", "interop"}, archAMD64, 10 * time.Minute},
+	} {
+		if got := guestLimit(tc.names, tc.a); got != tc.want {
+			t.Errorf("guestLimit(%q, %s) = %v, want %v", tc.names, tc.a.name, got, tc.want)
+		}
+		var sum time.Duration
+		for _, name := range tc.names {
+			if limit := packageTimeout(name, tc.a); limit > tc.a.testTimeout {
+				sum += limit
+			}
+		}
+		if got := guestLimit(tc.names, tc.a); got < sum {
+			t.Errorf("guestLimit(%q, %s) = %v, less than its binaries' %v", tc.names, tc.a.name, got, sum)
 		}
 	}
 }
