@@ -115,7 +115,7 @@ func kernelPairs(version uint16) bool {
 
 // makePipe returns nettest's MakePipe for a pairing: both handshakes done,
 // concurrently, before it returns; stop closes both ends.
-func (p netPair) makePipe(t testing.TB) nettest.MakePipe {
+func (p netPair) makePipe() nettest.MakePipe {
 	ccfg, scfg := testpki.Configs(p.version, 0)
 	if p.cache {
 		ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(8)
@@ -193,7 +193,7 @@ func TestNetConn(t *testing.T) {
 			if testing.Short() && !p.shortToo {
 				continue
 			}
-			t.Run(p.name, func(t *testing.T) { nettest.TestConn(t, p.makePipe(t)) })
+			t.Run(p.name, func(t *testing.T) { nettest.TestConn(t, p.makePipe()) })
 		}
 		return
 	}
@@ -249,7 +249,7 @@ func TestConcurrentMethods(t *testing.T) {
 			continue
 		}
 		t.Run(p.name, func(t *testing.T) {
-			c1, c2, stop, err := p.makePipe(t)()
+			c1, c2, stop, err := p.makePipe()()
 			if err != nil {
 				t.Fatal(err)
 			}
