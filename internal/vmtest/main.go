@@ -373,7 +373,7 @@ func runKernel(ctx context.Context, c *config, k kernel, modules []string, commo
 		}
 		if c.timeout == 0 {
 			// A binary given more time than the default must be able to
-			// use it (guestLimit).
+			// use it, after the others (guestLimit).
 			guestTimeout = guestLimit(names, k.arch)
 		}
 	}
