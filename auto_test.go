@@ -10,7 +10,9 @@ import (
 
 	"github.com/ktls-go/ktls/backend/kernel"
 	"github.com/ktls-go/ktls/internal/cpufacts"
+	"github.com/ktls-go/ktls/internal/ktlstest"
 	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testpki"
 )
 
 // autoSoftEnv marks the child run of TestAutoChoice in which GODEBUG turns
@@ -21,11 +23,11 @@ const autoSoftEnv = "KTLS_TEST_AUTO_SOFT_AES"
 // both AES-GCM key sizes and ChaCha20-Poly1305 under TLS 1.2, and TLS 1.3
 // with crypto/tls's own pick (AES-128-GCM where Go's AES runs on the CPU's
 // instructions, ChaCha20-Poly1305 where it does not).
-var autoSuites = []suiteCase{
-	{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
-	{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384},
-	{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256},
-	{tls.VersionTLS13, 0},
+var autoSuites = []ktlstest.SuiteCase{
+	{Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
+	{Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384},
+	{Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256},
+	{Version: tls.VersionTLS13, Suite: 0},
 }
 
 // TestAutoChoice asserts, where the kernel's kTLS serves (the VMs, amd64
@@ -45,11 +47,11 @@ func TestAutoChoice(t *testing.T) {
 		t.Fatalf("GODEBUG=%s: cpufacts.Detect() = %+v; want the CPU's AES-GCM instructions, unused by Go", os.Getenv("GODEBUG"), cpu)
 	}
 	for _, sc := range autoSuites {
-		t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
-			ccfg, scfg := configs(t, sc.version, sc.suite)
-			k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+		t.Run(sc.String(), ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
+			ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
+			k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg)
 			st := k.ConnectionState()
-			if soft && sc.suite == 0 && !isChaCha(st.CipherSuite) {
+			if soft && sc.Suite == 0 && !ktlstest.IsChaCha(st.CipherSuite) {
 				t.Errorf("TLS 1.3 with Go's AES in software: crypto/tls chose %s, want ChaCha20-Poly1305", tls.CipherSuiteName(st.CipherSuite))
 			}
 			for _, tx := range []bool{true, false} {
@@ -59,25 +61,25 @@ func TestAutoChoice(t *testing.T) {
 			}
 			var want string
 			switch {
-			case isChaCha(st.CipherSuite):
+			case ktlstest.IsChaCha(st.CipherSuite):
 				want = "tx: kernel (auto); rx: userspace (auto; userspace before kernel: it receives ChaCha20-Poly1305 faster)"
-				wantBackend(t, k, "kernel", "userspace")
+				ktlstest.WantBackend(t, k, "kernel", "userspace")
 			case cpu.GoAESGCM:
 				want = "tx: kernel (auto); rx: kernel (auto)"
-				wantBackend(t, k, "kernel", "kernel")
+				ktlstest.WantBackend(t, k, "kernel", "kernel")
 			case cpu.AESGCM:
 				note := "the kernel's AES-GCM uses this " + runtime.GOARCH + " CPU's AES instructions, Go's does not here"
 				want = "tx: kernel (auto; " + note + "); rx: kernel (auto; " + note + ")"
-				wantBackend(t, k, "kernel", "kernel")
+				ktlstest.WantBackend(t, k, "kernel", "kernel")
 			default:
 				want = "tx: kernel (auto); rx: kernel (auto)"
-				wantBackend(t, k, "kernel", "kernel")
+				ktlstest.WantBackend(t, k, "kernel", "kernel")
 			}
 			if got := k.Backend().Reason; got != want {
 				t.Errorf("%s: Backend().Reason =\n\t%s\nwant\n\t%s", tls.CipherSuiteName(st.CipherSuite), got, want)
 			}
-			exchange(t, k, s, 16<<10)
-			closeBoth(t, k, s)
+			testenv.Exchange(t, k, s, 16<<10)
+			ktlstest.CloseBoth(t, k, s)
 		}))
 	}
 }

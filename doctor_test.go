@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/internal/ktlstest"
+	"github.com/ktls-go/ktls/internal/testpki"
 	"github.com/ktls-go/ktls/selector"
 )
 
@@ -15,12 +17,12 @@ import (
 // stock client reports, per direction, the first candidate and its reason.
 // (The server: a TLS 1.3 client installs RX later, with more to say.)
 func TestCandidatesMatchConnection(t *testing.T) {
-	for _, sc := range interopSuites {
+	for _, sc := range ktlstest.InteropSuites {
 		t.Run(sc.String(), func(t *testing.T) {
-			ccfg, scfg := configs(t, sc.version, sc.suite)
-			k, s := pairWithStock(t, false, ccfg, scfg)
+			ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
+			k, s := ktlstest.PairWithStock(t, false, ccfg, scfg)
 			candidatesMatch(t, k)
-			closeBoth(t, k, s)
+			ktlstest.CloseBoth(t, k, s)
 		})
 	}
 }

@@ -1,11 +1,17 @@
 package ktls_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log"
+	"math/big"
 	"net"
+	"time"
 
 	"github.com/ktls-go/ktls"
 )
@@ -13,7 +19,7 @@ import (
 // A server and a client, each as they would be with crypto/tls, and what
 // engines the client's connection got.
 func Example() {
-	client, server := configs(nil, tls.VersionTLS13, 0)
+	client, server := configs(tls.VersionTLS13)
 
 	l, err := ktls.Listen("tcp", "127.0.0.1:0", server)
 	if err != nil {
@@ -50,7 +56,7 @@ func Example() {
 // Forcing crypto/tls's own record layer for one connection; KTLS_BACKEND,
 // when set, would still win.
 func ExampleWithBackend() {
-	client, server := configs(nil, tls.VersionTLS12, 0)
+	client, server := configs(tls.VersionTLS12)
 	l, err := tls.Listen("tcp", "127.0.0.1:0", server) // a stock server
 	if err != nil {
 		log.Fatal(err)
@@ -74,4 +80,39 @@ func ExampleWithBackend() {
 	fmt.Println(c.Backend().TX, c.Backend().RX)
 	c.Close()
 	// Output: stdlib stdlib
+}
+
+// configs returns a server config with a fresh self-signed certificate for
+// localhost and a client config that trusts it, for one version (0:
+// crypto/tls's default range). A program has its own certificate
+// (tls.LoadX509KeyPair) and the system's roots.
+func configs(version uint16) (client, server *tls.Config) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		log.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		DNSNames:     []string{"localhost"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		log.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	server = &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		MinVersion:   version, MaxVersion: version,
+	}
+	client = &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: version, MaxVersion: version}
+	return client, server
 }

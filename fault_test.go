@@ -19,12 +19,14 @@ import (
 	"time"
 
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/internal/ktlstest"
 	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testpki"
 )
 
 // Faults under load (docs/ARCHITECTURE.md, test layer 5): many connections at once against stock
 // crypto/tls, on every engine that serves here (inside the VMs: kernel and
-// afalg too, see leakEngines), mixed versions and suites, random write
+// afalg too, see ktlstest.Engines), mixed versions and suites, random write
 // sizes, sendfile and splice, and injected faults: the peer resets the
 // connection mid-transfer, Close from another goroutine during Read, Write
 // and the handshake (and so, at random, the handoff), read deadlines that
@@ -67,7 +69,7 @@ const faultLimit = 5 * time.Minute
 const faultStall = time.Minute
 
 func TestFaultsUnderLoad(t *testing.T) {
-	engines := append([]string{"auto"}, leakEngines(t)...)
+	engines := append([]string{"auto"}, ktlstest.Engines(t)...)
 	file := faultFile(t)
 	keep := keeper(t)
 	seed := uint64(time.Now().UnixNano())
@@ -152,7 +154,7 @@ func faultKindNamed(t *testing.T, name string) faultKind {
 func faultFile(t *testing.T) *os.File {
 	t.Helper()
 	name := filepath.Join(t.TempDir(), "faults")
-	if err := os.WriteFile(name, pattern(1<<20, 7), 0o600); err != nil {
+	if err := os.WriteFile(name, testenv.Pattern(1<<20, 7), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(name)
@@ -198,8 +200,8 @@ func newFault(rng *rand.Rand, kind faultKind, file *os.File) *fault {
 		}
 		return rng.IntN(24 << 10)
 	}
-	f.toPeer = pattern(size(), byte(rng.Uint32()))
-	f.toKTLS = pattern(size(), byte(rng.Uint32()))
+	f.toPeer = testenv.Pattern(size(), byte(rng.Uint32()))
+	f.toKTLS = testenv.Pattern(size(), byte(rng.Uint32()))
 	for range 4 {
 		f.chunks = append(f.chunks, 1+rng.IntN(1<<uint(1+rng.IntN(16))))
 	}
@@ -219,19 +221,19 @@ func (f *fault) role() string {
 
 // run runs the connection and returns what went wrong, if anything.
 func (f *fault) run(keep func(...any), opts []ktls.Option) error {
-	rc, rs, err := loopback()
+	rc, rs, err := testenv.Loopback()
 	if err != nil {
 		return err
 	}
-	ccfg, scfg := configs(nil, f.version, f.suite)
-	var flip *flipConn
+	ccfg, scfg := testpki.Configs(f.version, f.suite)
+	var flip *ktlstest.FlipConn
 	var k *ktls.Conn
 	var p *tls.Conn
 	if f.ktlsClient {
-		flip = &flipConn{Conn: rs}
+		flip = &ktlstest.FlipConn{Conn: rs}
 		k, p = ktls.Client(rc, ccfg, opts...), tls.Server(flip, scfg)
 	} else {
-		flip = &flipConn{Conn: rc}
+		flip = &ktlstest.FlipConn{Conn: rc}
 		k, p = ktls.Server(rs, scfg, opts...), tls.Client(flip, ccfg)
 	}
 	keep(k, p)
@@ -307,7 +309,7 @@ func (f *fault) run(keep func(...any), opts []ktls.Option) error {
 		}()
 		wg.Wait()
 	case faultReset:
-		smallBuffers(rc, rs)
+		ktlstest.SmallBuffers(rc, rs)
 		go func() {
 			time.Sleep(f.delay)
 			flip.Conn.(*net.TCPConn).SetLinger(0)
@@ -315,19 +317,19 @@ func (f *fault) run(keep func(...any), opts []ktls.Option) error {
 		}()
 		werr := make(chan error, 1)
 		// More than the socket buffers hold; the peer reads nothing.
-		go func() { werr <- f.write(k, bigWrite) }()
+		go func() { werr <- f.write(k, ktlstest.BigWrite) }()
 		// The reader may see the end of the stream rather than the reset:
 		// the kernel reports a socket's error to one call only
 		// (sock_error), and the writer may take it first. crypto/tls then
 		// returns io.EOF too.
 		_, rerr := io.Copy(io.Discard, k)
 		we := <-werr
-		if we == nil && !writeFails(k) {
+		if we == nil && !ktlstest.WriteFails(k) {
 			check("write after reset", errors.New("Writes go on succeeding after the peer reset the connection"))
 		}
 		return errors.Join(append(errs, notHang(rerr), notHang(we))...)
 	case faultCloseRead, faultCloseWrite:
-		smallBuffers(rc, rs)
+		ktlstest.SmallBuffers(rc, rs)
 		done := make(chan error, 1)
 		go func() {
 			if f.kind == faultCloseRead {
@@ -335,7 +337,7 @@ func (f *fault) run(keep func(...any), opts []ktls.Option) error {
 				done <- err
 			} else {
 				// More than the socket buffers hold; the peer reads nothing.
-				_, err := k.Write(bigWrite)
+				_, err := k.Write(ktlstest.BigWrite)
 				done <- err
 			}
 		}()
@@ -348,19 +350,19 @@ func (f *fault) run(keep func(...any), opts []ktls.Option) error {
 		check("operation ended by Close", notHang(err))
 		// The peer may see close_notify, EOF or a reset, never a record
 		// it cannot open.
-		p.SetReadDeadline(time.Now().Add(prompt))
+		p.SetReadDeadline(time.Now().Add(testenv.Prompt))
 		_, perr := io.Copy(io.Discard, p)
 		check("peer after Close", peerAccepts(perr))
 		return errors.Join(errs...)
 	case faultTamper:
 		// Records of 4 KiB: tamperAt of them intact (the socket buffers
 		// take them), then the flipped one and the rest.
-		f.toKTLS, f.chunks = pattern(64<<10, 3), []int{4 << 10}
+		f.toKTLS, f.chunks = testenv.Pattern(64<<10, 3), []int{4 << 10}
 		intact := f.toKTLS[:f.tamperAt*4<<10]
 		if err := f.write(p, intact); err != nil {
 			return fmt.Errorf("peer write: %w", err)
 		}
-		flip.armFlip()
+		flip.ArmFlip()
 		go f.write(p, f.toKTLS[len(intact):])
 		err := readAll(k, f.toKTLS, 0)
 		if err == nil {
@@ -373,7 +375,7 @@ func (f *fault) run(keep func(...any), opts []ktls.Option) error {
 	}
 	if len(errs) == 0 {
 		cerr := k.Close()
-		p.SetReadDeadline(time.Now().Add(prompt))
+		p.SetReadDeadline(time.Now().Add(testenv.Prompt))
 		_, perr := p.Read(make([]byte, 1))
 		if perr != io.EOF {
 			check("peer after close_notify", fmt.Errorf("read %v, want EOF (close_notify)", perr))
@@ -401,25 +403,9 @@ func (f *fault) closeHandshake(k *ktls.Conn, p *tls.Conn) error {
 	if _, werr := k.Write([]byte("x")); werr == nil {
 		return errors.New("Write after Close succeeded")
 	}
-	p.SetReadDeadline(time.Now().Add(prompt))
+	p.SetReadDeadline(time.Now().Add(testenv.Prompt))
 	_, perr := io.Copy(io.Discard, p)
 	return errors.Join(notHang(err), peerAccepts(perr))
-}
-
-// bigWrite is more than smallBuffers lets the sockets hold, shared (Write
-// only reads it) so that a thousand blocked writers cost no memory each.
-var bigWrite = make([]byte, 4<<20)
-
-// smallBuffers caps the kernel's buffers of a pair whose reader stops, so
-// that a thousand such pairs do not fill a small VM's memory (loopback TCP
-// grows them to megabytes otherwise).
-func smallBuffers(conns ...net.Conn) {
-	for _, c := range conns {
-		if tc, ok := c.(*net.TCPConn); ok {
-			tc.SetReadBuffer(64 << 10)
-			tc.SetWriteBuffer(64 << 10)
-		}
-	}
 }
 
 // write writes b in the fault's chunk sizes.
@@ -460,7 +446,7 @@ func readAll(r io.Reader, want []byte, _ int) error {
 		}
 	}
 	if sha256.Sum256(got) != sha256.Sum256(want) {
-		return errMismatch
+		return testenv.ErrMismatch
 	}
 	return nil
 }
@@ -494,7 +480,7 @@ func readWithDeadlines(k *ktls.Conn, want []byte) error {
 	}
 	k.SetReadDeadline(time.Now().Add(faultLimit))
 	if !bytes.Equal(got, want) {
-		return errMismatch
+		return testenv.ErrMismatch
 	}
 	return nil
 }
@@ -502,7 +488,7 @@ func readWithDeadlines(k *ktls.Conn, want []byte) error {
 // spliceOut copies the connection into a loopback TCP conn, as a proxy does
 // (the kernel engine splices), and checks what comes out the other end.
 func spliceOut(k *ktls.Conn, want []byte) error {
-	a, b, err := loopback()
+	a, b, err := testenv.Loopback()
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,9 @@ import (
 	"testing"
 
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/internal/ktlstest"
+	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testpki"
 	"github.com/ktls-go/ktls/selector"
 )
 
@@ -30,17 +33,17 @@ const fipsReason = "FIPS 140-3 mode: only crypto/tls's record layer is inside th
 // mode, as a suite without AEAD); off, every AEAD suite of the interop
 // matrix. The server's certificate (internal/testpki) is ECDSA P-256 or RSA
 // 2048, both approved.
-func fipsSuites(fips bool) []suiteCase {
+func fipsSuites(fips bool) []ktlstest.SuiteCase {
 	if !fips {
-		return append(slices.Clip(interopSuites), suiteCase{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256})
+		return append(slices.Clip(ktlstest.InteropSuites), ktlstest.SuiteCase{Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256})
 	}
-	return []suiteCase{
-		{tls.VersionTLS13, 0},
-		{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
-		{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384},
-		{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256},
-		{tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384},
-		{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256},
+	return []ktlstest.SuiteCase{
+		{Version: tls.VersionTLS13, Suite: 0},
+		{Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
+		{Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384},
+		{Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256},
+		{Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384},
+		{Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256},
 	}
 }
 
@@ -96,26 +99,26 @@ func TestFIPSChild(t *testing.T) {
 
 	t.Run("auto", func(t *testing.T) {
 		for _, sc := range fipsSuites(fips) {
-			t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
-				ccfg, scfg := configs(t, sc.version, sc.suite)
-				k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+			t.Run(sc.String(), ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
+				ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
+				k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg)
 				st := k.ConnectionState()
 				switch {
 				case fips:
-					if !slices.Contains([]uint16{tls.TLS_AES_128_GCM_SHA256, tls.TLS_AES_256_GCM_SHA384}, st.CipherSuite) && sc.suite == 0 {
+					if !slices.Contains([]uint16{tls.TLS_AES_128_GCM_SHA256, tls.TLS_AES_256_GCM_SHA384}, st.CipherSuite) && sc.Suite == 0 {
 						t.Errorf("FIPS 140-3 mode: crypto/tls negotiated %s", tls.CipherSuiteName(st.CipherSuite))
 					}
-					wantBackend(t, k, "stdlib", "stdlib")
+					ktlstest.WantBackend(t, k, "stdlib", "stdlib")
 					if want := "tx: stdlib (" + fipsReason + "); rx: stdlib (" + fipsReason + ")"; k.Backend().Reason != want {
 						t.Errorf("Backend().Reason =\n\t%s\nwant\n\t%s", k.Backend().Reason, want)
 					}
 				case !isAEAD(st.CipherSuite):
-					wantBackend(t, k, "stdlib", "stdlib")
+					ktlstest.WantBackend(t, k, "stdlib", "stdlib")
 					if want := tls.CipherSuiteName(st.CipherSuite) + " is not a TLS 1.2 AEAD suite"; !strings.Contains(k.Backend().Reason, want) {
 						t.Errorf("Backend().Reason = %q, want it to say %q", k.Backend().Reason, want)
 					}
 				default:
-					wantAuto(t, k)
+					ktlstest.WantAuto(t, k)
 					if strings.Contains(k.Backend().Reason, "FIPS") {
 						t.Errorf("Backend().Reason = %q names FIPS with the mode off", k.Backend().Reason)
 					}
@@ -126,8 +129,8 @@ func TestFIPSChild(t *testing.T) {
 				if fips || !ktlsClient {
 					fipsCandidatesMatch(t, k)
 				}
-				exchange(t, k, s, 64<<10)
-				closeBoth(t, k, s)
+				testenv.Exchange(t, k, s, 64<<10)
+				ktlstest.CloseBoth(t, k, s)
 			}))
 		}
 	})
@@ -135,12 +138,12 @@ func TestFIPSChild(t *testing.T) {
 	// Forced, not strict: stdlib with the reason in FIPS 140-3 mode,
 	// whatever the host offers; off, the forced engine.
 	t.Run("forced", func(t *testing.T) {
-		for _, sc := range []suiteCase{{tls.VersionTLS13, 0}, {tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384}} {
-			t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
+		for _, sc := range []ktlstest.SuiteCase{{Version: tls.VersionTLS13, Suite: 0}, {Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384}} {
+			t.Run(sc.String(), ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
 				for _, forced := range []string{"userspace", "kernel", "tx=kernel,rx=userspace"} {
 					t.Setenv("KTLS_BACKEND", forced)
-					ccfg, scfg := configs(t, sc.version, sc.suite)
-					k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+					ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
+					k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg)
 					b := k.Backend()
 					switch {
 					case fips:
@@ -154,10 +157,10 @@ func TestFIPSChild(t *testing.T) {
 							t.Errorf("KTLS_BACKEND=%s: Backend() = %+v, want both stdlib with\n\t%s", forced, b, want)
 						}
 					case forced == "userspace":
-						wantBackend(t, k, "userspace", "userspace")
+						ktlstest.WantBackend(t, k, "userspace", "userspace")
 					}
-					exchange(t, k, s, 16<<10)
-					closeBoth(t, k, s)
+					testenv.Exchange(t, k, s, 16<<10)
+					ktlstest.CloseBoth(t, k, s)
 				}
 			}))
 		}
@@ -168,17 +171,17 @@ func TestFIPSChild(t *testing.T) {
 	t.Run("strict", func(t *testing.T) {
 		t.Setenv("KTLS_BACKEND", "userspace")
 		t.Setenv("KTLS_STRICT", "1")
-		for _, sc := range []suiteCase{{tls.VersionTLS13, 0}, {tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}} {
-			t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
-				ccfg, scfg := configs(t, sc.version, sc.suite)
+		for _, sc := range []ktlstest.SuiteCase{{Version: tls.VersionTLS13, Suite: 0}, {Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}} {
+			t.Run(sc.String(), ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
+				ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
 				if !fips {
-					k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
-					wantBackend(t, k, "userspace", "userspace")
-					exchange(t, k, s, 16<<10)
-					closeBoth(t, k, s)
+					k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg)
+					ktlstest.WantBackend(t, k, "userspace", "userspace")
+					testenv.Exchange(t, k, s, 16<<10)
+					ktlstest.CloseBoth(t, k, s)
 					return
 				}
-				k, err, finish := strictHandshake(t, ktlsClient, ccfg, scfg)
+				k, err, finish := ktlstest.StrictHandshake(t, ktlsClient, ccfg, scfg)
 				defer finish()
 				var se *ktls.StrictError
 				if !errors.As(err, &se) {
@@ -225,8 +228,8 @@ func fipsCandidatesMatch(t *testing.T, k *ktls.Conn) {
 
 // isAEAD reports whether suite is one of the AEAD suites the engines take.
 func isAEAD(suite uint16) bool {
-	for _, sc := range interopSuites {
-		if sc.suite == suite {
+	for _, sc := range ktlstest.InteropSuites {
+		if sc.Suite == suite {
 			return true
 		}
 	}

@@ -15,8 +15,9 @@ import (
 	"time"
 
 	"github.com/ktls-go/ktls"
-	"github.com/ktls-go/ktls/backend/kernel"
+	"github.com/ktls-go/ktls/internal/ktlstest"
 	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testpki"
 )
 
 // Leak discipline (docs/ARCHITECTURE.md, house rule 13): connections opened, used and closed, in
@@ -62,7 +63,7 @@ type leakScenario struct {
 // close behind ktls's back: closing is the Conns' job.
 func leakPair(t *testing.T, keep func(...any), ktlsClient bool, ccfg, scfg *tls.Config, opts ...ktls.Option) (*ktls.Conn, *tls.Conn) {
 	t.Helper()
-	rc, rs, err := loopback()
+	rc, rs, err := testenv.Loopback()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,42 +75,8 @@ func leakPair(t *testing.T, keep func(...any), ktlsClient bool, ccfg, scfg *tls.
 		k, s = ktls.Server(rs, scfg, opts...), tls.Client(rc, ccfg)
 	}
 	keep(k, s)
-	handshakeBoth(t, k, s)
+	testenv.HandshakeBoth(t, k, s)
 	return k, s
-}
-
-// leakEngines are the engines the scenarios force: userspace and stdlib
-// everywhere, and kernel and afalg where they serve TLS 1.3 and 1.2
-// AES-128-GCM (the scenarios' suite), which inside the VMs they must
-// (testenv): their halves hold sockets and AF_ALG descriptors of their own.
-func leakEngines(t *testing.T) []string {
-	engines := []string{"userspace", "stdlib"}
-	for _, e := range []struct {
-		name, feature string
-		check         func(version, suite uint16) error
-	}{
-		{"kernel", testenv.FeatureKTLS13, func(v, s uint16) error {
-			if err := kernel.Probe(true, v, s); err != nil {
-				return err
-			}
-			return kernel.Probe(false, v, s)
-		}},
-		{"afalg", testenv.FeatureAFALG, afalgCheck},
-	} {
-		err := e.check(tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256)
-		if err == nil {
-			err = e.check(tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
-		}
-		switch {
-		case err == nil:
-			engines = append(engines, e.name)
-		case testenv.InVM() && testenv.ExpectedInVM(e.feature):
-			t.Errorf("the %s engine does not serve inside the VM, where it must: %v", e.name, err)
-		default:
-			t.Logf("the %s engine does not serve here: %v", e.name, err)
-		}
-	}
-	return engines
 }
 
 func leakScenarios(engines []string) []leakScenario {
@@ -120,7 +87,7 @@ func leakScenarios(engines []string) []leakScenario {
 			opt := ktls.WithBackend(be)
 			ss = append(ss,
 				leakScenario{vn + "/" + be + "/ktls-both-dial-listen", func(t *testing.T, keep func(...any)) {
-					ccfg, scfg := configs(t, v, 0)
+					ccfg, scfg := testpki.Configs(v, 0)
 					ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 					l, err := ktls.Listen("tcp", "127.0.0.1:0", scfg, opt)
 					if err != nil {
@@ -145,7 +112,7 @@ func leakScenarios(engines []string) []leakScenario {
 						t.Fatal(err)
 					}
 					keep(c)
-					msg := pattern(20<<10, 9)
+					msg := testenv.Pattern(20<<10, 9)
 					if _, err := c.Write(msg); err != nil {
 						t.Fatal(err)
 					}
@@ -160,24 +127,24 @@ func leakScenarios(engines []string) []leakScenario {
 					}
 				}},
 				leakScenario{vn + "/" + be + "/ktls-client-stock-server", func(t *testing.T, keep func(...any)) {
-					ccfg, scfg := configs(t, v, 0)
+					ccfg, scfg := testpki.Configs(v, 0)
 					ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 					k, s := leakPair(t, keep, true, ccfg, scfg, opt)
-					exchange(t, k, s, 10<<10)
-					closeBoth(t, k, s)
+					testenv.Exchange(t, k, s, 10<<10)
+					ktlstest.CloseBoth(t, k, s)
 				}},
 				leakScenario{vn + "/" + be + "/stock-client-ktls-server", func(t *testing.T, keep func(...any)) {
-					ccfg, scfg := configs(t, v, 0)
+					ccfg, scfg := testpki.Configs(v, 0)
 					k, s := leakPair(t, keep, false, ccfg, scfg, opt)
-					exchange(t, k, s, 10<<10)
-					closeBoth(t, k, s)
+					testenv.Exchange(t, k, s, 10<<10)
+					ktlstest.CloseBoth(t, k, s)
 				}},
 				leakScenario{vn + "/" + be + "/close-during-read", func(t *testing.T, keep func(...any)) {
 					// The reader holds the read lock when Close runs.
-					ccfg, scfg := configs(t, v, 0)
+					ccfg, scfg := testpki.Configs(v, 0)
 					ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 					k, s := leakPair(t, keep, true, ccfg, scfg, opt)
-					exchange(t, k, s, 1<<10)
+					testenv.Exchange(t, k, s, 1<<10)
 					errc := make(chan error, 1)
 					go func() {
 						_, err := k.Read(make([]byte, 10))
@@ -187,7 +154,7 @@ func leakScenarios(engines []string) []leakScenario {
 					k.Close()
 					select {
 					case <-errc:
-					case <-time.After(prompt):
+					case <-time.After(testenv.Prompt):
 						t.Fatal("Close did not end the Read")
 					}
 					s.Close()
@@ -196,9 +163,9 @@ func leakScenarios(engines []string) []leakScenario {
 		}
 		ss = append(ss,
 			leakScenario{vn + "/failed-handshake", func(t *testing.T, keep func(...any)) {
-				ccfg, scfg := configs(t, v, 0)
+				ccfg, scfg := testpki.Configs(v, 0)
 				ccfg.ServerName = "wrong.example"
-				rc, rs, err := loopback()
+				rc, rs, err := testenv.Loopback()
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -214,8 +181,8 @@ func leakScenarios(engines []string) []leakScenario {
 				s.Close()
 			}},
 			leakScenario{vn + "/cancelled-handshake", func(t *testing.T, keep func(...any)) {
-				ccfg, _ := configs(t, v, 0)
-				rc, rs, err := loopback()
+				ccfg, _ := testpki.Configs(v, 0)
+				rc, rs, err := testenv.Loopback()
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -232,8 +199,8 @@ func leakScenarios(engines []string) []leakScenario {
 			leakScenario{vn + "/close-during-handshake", func(t *testing.T, keep func(...any)) {
 				// Close from another goroutine while the handshake waits
 				// for a peer that never answers.
-				ccfg, _ := configs(t, v, 0)
-				rc, rs, err := loopback()
+				ccfg, _ := testpki.Configs(v, 0)
+				rc, rs, err := testenv.Loopback()
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -251,17 +218,17 @@ func leakScenarios(engines []string) []leakScenario {
 					if !errors.Is(err, net.ErrClosed) {
 						t.Fatalf("handshake after Close: %v; want net.ErrClosed", err)
 					}
-				case <-time.After(prompt):
+				case <-time.After(testenv.Prompt):
 					t.Fatal("Close did not end the handshake")
 				}
 			}},
 			leakScenario{vn + "/peer-gone", func(t *testing.T, keep func(...any)) {
 				for _, ktlsClient := range []bool{true, false} {
-					ccfg, scfg := configs(t, v, 0)
+					ccfg, scfg := testpki.Configs(v, 0)
 					k, s := leakPair(t, keep, ktlsClient, ccfg, scfg)
-					exchange(t, k, s, 1<<10)
+					testenv.Exchange(t, k, s, 1<<10)
 					s.NetConn().Close()
-					k.SetReadDeadline(time.Now().Add(prompt))
+					k.SetReadDeadline(time.Now().Add(testenv.Prompt))
 					if _, err := k.Read(make([]byte, 10)); err == nil {
 						t.Fatal("Read from a vanished peer succeeded")
 					}
@@ -270,7 +237,7 @@ func leakScenarios(engines []string) []leakScenario {
 			}},
 			leakScenario{vn + "/close-during-io", func(t *testing.T, keep func(...any)) {
 				for _, ktlsClient := range []bool{true, false} {
-					ccfg, scfg := configs(t, v, 0)
+					ccfg, scfg := testpki.Configs(v, 0)
 					k, s := leakPair(t, keep, ktlsClient, ccfg, scfg)
 					errc := make(chan error, 2)
 					go func() {
@@ -286,7 +253,7 @@ func leakScenarios(engines []string) []leakScenario {
 					for range 2 {
 						select {
 						case <-errc:
-						case <-time.After(prompt):
+						case <-time.After(testenv.Prompt):
 							t.Fatal("Close did not end Read and Write")
 						}
 					}
@@ -308,7 +275,7 @@ func TestNoLeaks(t *testing.T) {
 	keep := keeper(t)
 	// One connection first, so that what the runtime and the test helpers
 	// set up once (the network poller, the test PKI) is in the baseline.
-	engines := leakEngines(t)
+	engines := ktlstest.Engines(t)
 	leakScenarios(engines)[0].run(t, keep)
 	baseG, baseFD := runtime.NumGoroutine(), fdCount(t)
 	for _, sc := range leakScenarios(engines) {

@@ -12,6 +12,9 @@ import (
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/backend/kernel"
 	"github.com/ktls-go/ktls/internal/cpufacts"
+	"github.com/ktls-go/ktls/internal/ktlstest"
+	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testpki"
 )
 
 // The TestPlatform tests check what a connection says where the kernel
@@ -27,15 +30,15 @@ import (
 func TestPlatformAuto(t *testing.T) {
 	t.Setenv("KTLS_BACKEND", "")
 	t.Setenv("KTLS_STRICT", "")
-	for _, sc := range interopSuites {
-		t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
-			ccfg, scfg := configs(t, sc.version, sc.suite)
-			k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+	for _, sc := range ktlstest.InteropSuites {
+		t.Run(sc.String(), ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
+			ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
+			k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg)
 			// TLS 1.3's suite is crypto/tls's choice (ChaCha20-Poly1305
 			// on CPUs without AES instructions, qemu's s390x among them).
 			st := k.ConnectionState()
 			txWhy, rxWhy := platformProbe(t, st.Version, st.CipherSuite)
-			wantBackend(t, k, "userspace", "userspace")
+			ktlstest.WantBackend(t, k, "userspace", "userspace")
 			reason := k.Backend().Reason
 			// Receiving ChaCha20-Poly1305, auto puts userspace before
 			// the kernel (selector.autoOrder), so the kernel is not
@@ -43,22 +46,22 @@ func TestPlatformAuto(t *testing.T) {
 			// reason still names the platform for the connection.
 			note := goAESNote(st.CipherSuite)
 			wantRX := "rx: userspace (auto; kernel: " + rxWhy + note + ")"
-			if isChaCha(st.CipherSuite) {
+			if ktlstest.IsChaCha(st.CipherSuite) {
 				wantRX = "rx: userspace (auto)"
 			}
-			wantReason(t, reason, "tx: userspace (auto; kernel: "+txWhy+note+")", wantRX)
+			ktlstest.WantReason(t, reason, "tx: userspace (auto; kernel: "+txWhy+note+")", wantRX)
 			t.Logf("%s", reason)
-			exchange(t, k, s, 64<<10)
-			closeBoth(t, k, s)
+			testenv.Exchange(t, k, s, 64<<10)
+			ktlstest.CloseBoth(t, k, s)
 		}))
 	}
 }
 
 // platformForced are the suites the forcing tests use: TLS 1.3 and TLS 1.2
 // AES-GCM, where auto would put the kernel first on both directions.
-var platformForced = []suiteCase{
-	{tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256},
-	{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
+var platformForced = []ktlstest.SuiteCase{
+	{Version: tls.VersionTLS13, Suite: tls.TLS_AES_128_GCM_SHA256},
+	{Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
 }
 
 // TestPlatformForcedKernel: KTLS_BACKEND=kernel without strictness falls
@@ -67,18 +70,18 @@ func TestPlatformForcedKernel(t *testing.T) {
 	t.Setenv("KTLS_BACKEND", "kernel")
 	t.Setenv("KTLS_STRICT", "")
 	for _, sc := range platformForced {
-		t.Run(sc.String(), roles(func(t *testing.T, ktlsClient bool) {
-			ccfg, scfg := configs(t, sc.version, sc.suite)
-			k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
+		t.Run(sc.String(), ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
+			ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
+			k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg)
 			st := k.ConnectionState()
 			txWhy, rxWhy := platformProbe(t, st.Version, st.CipherSuite)
-			wantBackend(t, k, "userspace", "userspace")
+			ktlstest.WantBackend(t, k, "userspace", "userspace")
 			note := goAESNote(st.CipherSuite)
-			wantReason(t, k.Backend().Reason,
+			ktlstest.WantReason(t, k.Backend().Reason,
 				"tx: userspace (forced kernel unavailable: "+txWhy+note+")",
 				"rx: userspace (forced kernel unavailable: "+rxWhy+note+")")
-			exchange(t, k, s, 64<<10)
-			closeBoth(t, k, s)
+			testenv.Exchange(t, k, s, 64<<10)
+			ktlstest.CloseBoth(t, k, s)
 		}))
 	}
 }
@@ -103,10 +106,10 @@ func TestPlatformStrict(t *testing.T) {
 				return []ktls.Option{ktls.WithBackend("kernel"), ktls.WithStrict()}
 			}},
 		} {
-			t.Run(sc.String()+"/"+how.name, roles(func(t *testing.T, ktlsClient bool) {
+			t.Run(sc.String()+"/"+how.name, ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
 				opts := how.setup(t)
-				ccfg, scfg := configs(t, sc.version, sc.suite)
-				k, err, finish := strictHandshake(t, ktlsClient, ccfg, scfg, opts...)
+				ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
+				k, err, finish := ktlstest.StrictHandshake(t, ktlsClient, ccfg, scfg, opts...)
 				var werr error
 				if err != nil {
 					_, werr = k.Write([]byte("x"))
@@ -128,14 +131,14 @@ func TestPlatformStrict(t *testing.T) {
 			// (TLS 1.3's suite is crypto/tls's choice, AES-128-GCM
 			// with AES instructions; the probe after the handshake
 			// checks the one it made).
-			probeSuite := sc.suite
+			probeSuite := sc.Suite
 			if probeSuite == 0 {
 				probeSuite = tls.TLS_AES_128_GCM_SHA256
 			}
-			platformProbe(t, sc.version, probeSuite)
+			platformProbe(t, sc.Version, probeSuite)
 			t.Setenv("KTLS_BACKEND", "kernel")
 			t.Setenv("KTLS_STRICT", "1")
-			ccfg, scfg := configs(t, sc.version, sc.suite)
+			ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
 			l, err := tls.Listen("tcp", "127.0.0.1:0", scfg)
 			if err != nil {
 				t.Fatal(err)
@@ -177,22 +180,12 @@ func TestPlatformStrict(t *testing.T) {
 func goAESNote(suite uint16) string {
 	f := cpufacts.Detect()
 	switch {
-	case isChaCha(suite) || f.GoAESGCM:
+	case ktlstest.IsChaCha(suite) || f.GoAESGCM:
 		return ""
 	case f.AESGCM:
 		return "; Go's AES-GCM does not use this " + runtime.GOARCH + " CPU's AES instructions here"
 	}
 	return "; this " + runtime.GOARCH + " CPU has no AES-GCM instructions: Go's AES is table-based"
-}
-
-// wantReason checks that a Backend().Reason contains each of wants.
-func wantReason(t *testing.T, reason string, wants ...string) {
-	t.Helper()
-	for _, want := range wants {
-		if !strings.Contains(reason, want) {
-			t.Errorf("Backend().Reason = %q; want it to contain %q", reason, want)
-		}
-	}
 }
 
 // platformProbe returns what the kernel engine says for each direction, as

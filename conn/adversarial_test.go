@@ -89,7 +89,7 @@ type advPair struct {
 // the userspace engine.
 func newAdvPair(t *testing.T, v advVariant) *advPair {
 	t.Helper()
-	ccfg, scfg := testConfigs(t, v.version)
+	ccfg, scfg := testConfigs(v.version)
 	if v.drain {
 		ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 	}

@@ -127,8 +127,7 @@ func (w *wireConn) Close() error {
 }
 
 // records splits a byte stream into whole records.
-func records(t *testing.T, b []byte) [][]byte {
-	t.Helper()
+func records(b []byte) [][]byte {
 	var rs [][]byte
 	for len(b) >= record.HeaderLen {
 		n := record.HeaderLen + recordLen(b)
@@ -157,7 +156,7 @@ func checkSequence(t *testing.T, isClient bool, version uint16, suiteID uint16, 
 			secrets[e.Label] = e.Secret
 		}
 	}
-	sent, got := records(t, out), records(t, in)
+	sent, got := records(out), records(in)
 	clientLog, serverLog := sent, got
 	if !isClient {
 		clientLog, serverLog = got, sent
@@ -209,7 +208,7 @@ func TestCloseDuringHandoff(t *testing.T) {
 }
 
 func closeDuringHandoff(t *testing.T, version uint16, ktlsClient bool) {
-	ccfg, scfg := testConfigs(t, version)
+	ccfg, scfg := testConfigs(version)
 	var keyLog bytes.Buffer
 	rc, rs := testenv.TCPPair(t)
 	g := newGateEngine()
@@ -313,7 +312,7 @@ func TestCloseDuringRead(t *testing.T) {
 		v := tc.version
 		t.Run(tc.name, func(t *testing.T) {
 			for range 20 {
-				ccfg, scfg := testConfigs(t, v)
+				ccfg, scfg := testConfigs(v)
 				if tc.drain {
 					ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 				}
@@ -383,7 +382,7 @@ func allZero(b []byte) bool {
 // the end of the ticket drain, under the read lock, while Backend may be
 // called from anywhere (a data race the race detector reported).
 func TestBackendDuringDrain(t *testing.T) {
-	ccfg, scfg := testConfigs(t, tls.VersionTLS13)
+	ccfg, scfg := testConfigs(tls.VersionTLS13)
 	ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 	rc, rs := testenv.TCPPair(t)
 	k, peer := Client(rc, ccfg, userspaceOptions()), tls.Server(rs, scfg)
@@ -447,7 +446,7 @@ func (b brokenRX) NewOpener(backend.Link, backend.Params) (backend.Opener, error
 func TestFailedRXInstallClosesTX(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
-			ccfg, scfg := testConfigs(t, v)
+			ccfg, scfg := testConfigs(v)
 			rc, rs := testenv.TCPPair(t)
 			g := newGateEngine()
 			close(g.release)

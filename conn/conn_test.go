@@ -17,10 +17,10 @@ import (
 	"github.com/ktls-go/ktls/selector"
 )
 
-// The tests here reach inside Conn; the public behaviour is tested from the
-// root package against stock peers.
+// The tests here reach inside Conn; the public behaviour is tested by the
+// external tests (package conn_test) and in interop/ against real peers.
 
-func testConfigs(t testing.TB, version uint16) (client, server *tls.Config) {
+func testConfigs(version uint16) (client, server *tls.Config) {
 	return testpki.Configs(version, 0)
 }
 
@@ -58,7 +58,7 @@ func handshakeThenWrite(peer *tls.Conn, msg string) <-chan error {
 // on the other end, follows every update.
 func TestKeyUpdateAtLimit(t *testing.T) {
 	for _, ktlsClient := range []bool{true, false} {
-		ccfg, scfg := testConfigs(t, tls.VersionTLS13)
+		ccfg, scfg := testConfigs(tls.VersionTLS13)
 		k, s := stockPair(t, ktlsClient, ccfg, scfg, userspaceOptions())
 		errc := make(chan error, 1)
 		go func() { errc <- s.Handshake() }()

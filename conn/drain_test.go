@@ -74,7 +74,7 @@ func TestDrainTickets(t *testing.T) {
 	} {
 		early := tc.early
 		t.Run(tc.name, func(t *testing.T) {
-			ccfg, scfg := testConfigs(t, tls.VersionTLS13)
+			ccfg, scfg := testConfigs(tls.VersionTLS13)
 			cache := &countingCache{ClientSessionCache: tls.NewLRUClientSessionCache(4)}
 			ccfg.ClientSessionCache = cache
 			for i := range 2 {
@@ -197,7 +197,7 @@ func TestDrainEndsAtKeyUpdate(t *testing.T) {
 // holds (the server's application key for opening tickets, the pending
 // install's key and IV), installs nothing more, and later reads fail.
 func TestCloseDuringDrain(t *testing.T) {
-	ccfg, scfg := testConfigs(t, tls.VersionTLS13)
+	ccfg, scfg := testConfigs(tls.VersionTLS13)
 	ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 	rc, rs := testenv.TCPPair(t)
 	g := newGateEngine()

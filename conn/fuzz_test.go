@@ -83,15 +83,15 @@ func FuzzRecordStream(f *testing.F) {
 
 const fuzzModes = 3
 
-func fuzzConfigs(t testing.TB, mode uint8) (client, server *tls.Config) {
+func fuzzConfigs(mode uint8) (client, server *tls.Config) {
 	switch mode {
 	case 0:
-		return testConfigs(t, tls.VersionTLS13)
+		return testConfigs(tls.VersionTLS13)
 	case 1:
-		client, server = testConfigs(t, tls.VersionTLS12)
+		client, server = testConfigs(tls.VersionTLS12)
 		client.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
 	default:
-		client, server = testConfigs(t, tls.VersionTLS12)
+		client, server = testConfigs(tls.VersionTLS12)
 		client.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}
 	}
 	return client, server
@@ -101,7 +101,7 @@ func fuzzConfigs(t testing.TB, mode uint8) (client, server *tls.Config) {
 // server's RX to the fixed key, and returns the server and the client's
 // socket, on which the test writes the stream.
 func fuzzVictim(t testing.TB, mode uint8) (*Conn, *net.TCPConn) {
-	ccfg, scfg := fuzzConfigs(t, mode)
+	ccfg, scfg := fuzzConfigs(mode)
 	rc, rs := testenv.TCPPair(t)
 	victim := Server(rs, scfg, userspaceOptions())
 	peer := tls.Client(rc, ccfg)

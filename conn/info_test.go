@@ -166,7 +166,7 @@ func TestHandoffInfo(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ccfg, scfg := testConfigs(t, tls.VersionTLS13)
+			ccfg, scfg := testConfigs(tls.VersionTLS13)
 			if tc.tickets {
 				ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 			}

@@ -99,7 +99,7 @@ func TestDir12ExplicitNonces(t *testing.T) {
 // logged when the session was made, and a session of another version or
 // suite gives none.
 func TestSessionSecret(t *testing.T) {
-	ccfg, scfg := testConfigs(t, tls.VersionTLS12)
+	ccfg, scfg := testConfigs(tls.VersionTLS12)
 	var keyLog bytes.Buffer
 	ccfg.KeyLogWriter = &keyLog
 	ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
@@ -145,7 +145,7 @@ func TestSessionSecret(t *testing.T) {
 // finds its keys through the session it resumed and moves to an engine.
 func TestResumedTLS12Moves(t *testing.T) {
 	for _, ktlsClient := range []bool{true, false} {
-		ccfg, scfg := testConfigs(t, tls.VersionTLS12)
+		ccfg, scfg := testConfigs(tls.VersionTLS12)
 		ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 		for i := range 2 {
 			k, peer := stockPair(t, ktlsClient, ccfg, scfg, userspaceOptions())

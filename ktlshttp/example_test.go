@@ -2,10 +2,15 @@ package ktlshttp_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -14,15 +19,13 @@ import (
 	"time"
 
 	"github.com/ktls-go/ktls"
-	"github.com/ktls-go/ktls/internal/testpki"
 	"github.com/ktls-go/ktls/ktlshttp"
 )
 
 // A server and a client on ktls: HTTP/2 by ALPN, and the TLS state on
 // both sides complete.
 func Example() {
-	// The test PKI's configs; a program has its own certificate.
-	client, server := testpki.Configs(0, 0)
+	client, server := configs(0)
 
 	s := &ktlshttp.Server{Server: &http.Server{
 		TLSConfig: server,
@@ -125,4 +128,39 @@ func ExampleNewTransport() {
 		fmt.Printf("tx=%s rx=%s (%s)\n", b.TX, b.RX, b.Reason)
 	}
 	io.Copy(os.Stdout, resp.Body)
+}
+
+// configs returns a server config with a fresh self-signed certificate for
+// localhost and a client config that trusts it, for one version (0:
+// crypto/tls's default range). A program has its own certificate
+// (tls.LoadX509KeyPair) and the system's roots.
+func configs(version uint16) (client, server *tls.Config) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		log.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		DNSNames:     []string{"localhost"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		log.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	server = &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		MinVersion:   version, MaxVersion: version,
+	}
+	client = &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: version, MaxVersion: version}
+	return client, server
 }

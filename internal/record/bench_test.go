@@ -56,8 +56,8 @@ func BenchmarkOpen(b *testing.B) {
 
 // cryptoTLSConfigs are the configurations the crypto/tls benchmarks run:
 // what TLS 1.3 negotiates here, and every TLS 1.2 AEAD suite.
-func cryptoTLSConfigs(tb testing.TB) []*tls.Config {
-	ec, rs := testCerts(tb)
+func cryptoTLSConfigs() []*tls.Config {
+	ec, rs := testCerts()
 	cfgs := []*tls.Config{{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{ec}}}
 	for _, s := range keyschedule.Suites() {
 		if s.Version != tls.VersionTLS12 {
@@ -80,7 +80,7 @@ func cryptoTLSConfigs(tb testing.TB) []*tls.Config {
 // the same job as BenchmarkSeal: a tls.Conn.Write of size bytes into a
 // connection that drops them.
 func BenchmarkCryptoTLSWrite(b *testing.B) {
-	for _, cfg := range cryptoTLSConfigs(b) {
+	for _, cfg := range cryptoTLSConfigs() {
 		for _, n := range benchSizes {
 			p := newTLSPair(b, cfg, cfg)
 			name := tls.CipherSuiteName(p.client.ConnectionState().CipherSuite)
@@ -103,7 +103,7 @@ func BenchmarkCryptoTLSWrite(b *testing.B) {
 // same job as BenchmarkOpen: a tls.Conn reads records of size bytes, which we
 // seal with the client's key (outside the timer) and feed it.
 func BenchmarkCryptoTLSRead(b *testing.B) {
-	for _, cfg := range cryptoTLSConfigs(b) {
+	for _, cfg := range cryptoTLSConfigs() {
 		for _, n := range benchSizes {
 			p := newTLSPair(b, cfg, cfg)
 			cs := p.client.ConnectionState()

@@ -35,7 +35,7 @@ var (
 	ecdsaCert, rsaCert tls.Certificate
 )
 
-func testCerts(t testing.TB) (ec, rs tls.Certificate) {
+func testCerts() (ec, rs tls.Certificate) {
 	certsOnce.Do(func() {
 		ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
@@ -259,7 +259,7 @@ func randomBytes(n int) []byte {
 }
 
 func TestCryptoTLS12(t *testing.T) {
-	ec, rs := testCerts(t)
+	ec, rs := testCerts()
 	for _, s := range keyschedule.Suites() {
 		if s.Version != tls.VersionTLS12 {
 			continue
@@ -393,7 +393,7 @@ func TestCryptoTLS13(t *testing.T) {
 			}
 		})
 	}
-	ec, _ := testCerts(t)
+	ec, _ := testCerts()
 	cfg := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{ec}}
 	p := newTLSPair(t, cfg, cfg)
 	cs := p.client.ConnectionState()

@@ -36,7 +36,7 @@ func TestOpenSSLTLS13(t *testing.T) {
 }
 
 func testOpenSSL(t *testing.T, openssl string, s keyschedule.Suite) {
-	ec, _ := testCerts(t)
+	ec, _ := testCerts()
 	keyLog := &syncBuffer{}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{ec}, KeyLogWriter: keyLog}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -52,4 +54,48 @@ func PairOn(t testing.TB, l net.Listener) (client, server net.Conn) {
 	}
 	t.Cleanup(func() { client.Close(); server.Close() })
 	return client, server
+}
+
+// Loopback returns both ends of a loopback TCP connection, for callers that
+// have no test to fail (a goroutine, a pairing made many times over); the
+// caller closes them.
+func Loopback() (client, server net.Conn, err error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer l.Close()
+	ch := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		ch <- c
+	}()
+	client, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		return nil, nil, err
+	}
+	if server = <-ch; server == nil {
+		client.Close()
+		return nil, nil, fmt.Errorf("accept failed")
+	}
+	return client, server, nil
+}
+
+// PeerSeesClose reads from the raw peer of a connection until it fails and
+// checks that it sees the connection closed (EOF or a reset), promptly.
+func PeerSeesClose(t testing.TB, peer net.Conn) {
+	t.Helper()
+	peer.SetReadDeadline(time.Now().Add(Prompt))
+	buf := make([]byte, 4096)
+	for {
+		_, err := peer.Read(buf)
+		if err == nil {
+			continue
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("the peer did not see the connection closed: %v", err)
+		}
+		return
+	}
 }

@@ -269,24 +269,56 @@ func TestElfDepsMachine(t *testing.T) {
 	}
 }
 
-// TestPackageTimeout: the root package gets twice its measured time, the
-// others the architecture's default, and a guest can hold the longest.
+// TestPackageTimeout: the measured packages get twice their measured time
+// where that is more than the architecture's default, the others the
+// default.
 func TestPackageTimeout(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		a    *guestArch
 		want time.Duration
 	}{
-		{".", archAMD64, 980 * time.Second},
-		{".", archARM64, 980 * time.Second},
+		{".", archAMD64, 530 * time.Second},
+		{".", archARM64, 530 * time.Second},
+		{"backend/kernel", archAMD64, 310 * time.Second},
+		{"backend/kernel", archARM64, 8 * time.Minute},
 		{"conn", archAMD64, 4 * time.Minute},
 		{"conn", archARM64, 8 * time.Minute},
+		{"selector", archAMD64, 4 * time.Minute},
 	} {
 		if got := packageTimeout(tc.name, tc.a); got != tc.want {
 			t.Errorf("packageTimeout(%q, %s) = %v, want %v", tc.name, tc.a.name, got, tc.want)
 		}
 		if got := packageTimeout(tc.name, tc.a); got < 2*measured[tc.name] {
 			t.Errorf("%q on %s: %v is less than twice the measured %v", tc.name, tc.a.name, got, measured[tc.name])
+		}
+	}
+}
+
+// TestGuestLimit: a guest holds twice the measured time of every package it
+// runs and otherBinaries for the rest, and at least the architecture's
+// default.
+func TestGuestLimit(t *testing.T) {
+	all := []string{".", "backend/kernel", "interop", "conn", "selector"}
+	for _, tc := range []struct {
+		names []string
+		a     *guestArch
+		want  time.Duration
+	}{
+		{all, archAMD64, 1210*time.Second + otherBinaries},
+		{all, archARM64, 1210*time.Second + otherBinaries},
+		{[]string{"conn", "selector"}, archAMD64, 10 * time.Minute},
+		{[]string{"conn", "selector"}, archARM64, 20 * time.Minute},
+	} {
+		if got := guestLimit(tc.names, tc.a); got != tc.want {
+			t.Errorf("guestLimit(%q, %s) = %v, want %v", tc.names, tc.a.name, got, tc.want)
+		}
+		var longest time.Duration
+		for _, name := range tc.names {
+			longest = max(longest, packageTimeout(name, tc.a))
+		}
+		if got := guestLimit(tc.names, tc.a); got < longest {
+			t.Errorf("guestLimit(%q, %s) = %v, less than its longest binary's %v", tc.names, tc.a.name, got, longest)
 		}
 	}
 }

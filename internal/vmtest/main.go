@@ -363,18 +363,18 @@ func runKernel(ctx context.Context, c *config, k kernel, modules []string, commo
 	tests := planTests(pkgs)
 	guestTimeout := cmp.Or(c.timeout, k.arch.timeout)
 	if c.testTimeout == 0 {
-		longest := testTimeout
+		names := make([]string, len(tests))
 		for i := range tests {
+			names[i] = tests[i].Name
 			limit := packageTimeout(tests[i].Name, k.arch)
 			if limit > testTimeout {
 				tests[i].TimeoutSeconds = int((limit + 30*time.Second).Seconds())
 			}
-			longest = max(longest, limit)
 		}
 		if c.timeout == 0 {
 			// A binary given more time than the default must be able to
-			// use it: the guest gets it and otherBinaries for the rest.
-			guestTimeout = max(guestTimeout, longest+otherBinaries)
+			// use it, after the others (guestLimit).
+			guestTimeout = guestLimit(names, k.arch)
 		}
 	}
 	p := &plan.Plan{

@@ -1,4 +1,4 @@
-package ktls_test
+package conn_test
 
 import (
 	"context"
@@ -11,36 +11,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktls-go/ktls/internal/testenv"
-
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/internal/ktlstest"
+	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testpki"
 )
 
 // Deadlines, context cancellation and Close behave as in crypto/tls on every
 // engine (docs/ARCHITECTURE.md, invariants).
-
-// prompt is how long an operation that must return "promptly" may take:
-// generous, for emulated kernels under load, and still far below a hang.
-const prompt = 5 * time.Second
-
-// peerSeesClose reads from the raw peer of a connection until it fails and
-// checks that it sees the connection closed (EOF or a reset), promptly.
-func peerSeesClose(t testing.TB, peer net.Conn) {
-	t.Helper()
-	peer.SetReadDeadline(time.Now().Add(prompt))
-	buf := make([]byte, 4096)
-	for {
-		_, err := peer.Read(buf)
-		if err == nil {
-			continue
-		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			t.Fatalf("the peer did not see the connection closed: %v", err)
-		}
-		return
-	}
-}
 
 // TestHandshakeContextCancel cancels a handshake that the peer never
 // answers: it returns promptly with the context's error, stays failed, and
@@ -65,8 +43,8 @@ func TestHandshakeContextCancel(t *testing.T) {
 			return ctx, cancel
 		}, context.Canceled},
 	} {
-		t.Run(tc.name, roles(func(t *testing.T, ktlsClient bool) {
-			ccfg, scfg := configs(t, tls.VersionTLS13, 0)
+		t.Run(tc.name, ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
+			ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
 			rc, rs := testenv.TCPPair(t)
 			var k *ktls.Conn
 			var peer net.Conn
@@ -79,13 +57,13 @@ func TestHandshakeContextCancel(t *testing.T) {
 			defer cancel()
 			start := time.Now()
 			err := k.HandshakeContext(ctx)
-			if d := time.Since(start); d > prompt {
+			if d := time.Since(start); d > testenv.Prompt {
 				t.Fatalf("HandshakeContext returned after %v", d)
 			}
 			if !errors.Is(err, tc.wantIs) {
 				t.Fatalf("HandshakeContext = %v, want %v", err, tc.wantIs)
 			}
-			peerSeesClose(t, peer)
+			testenv.PeerSeesClose(t, peer)
 			if err := k.Handshake(); err == nil {
 				t.Fatal("Handshake after a cancelled one succeeded")
 			}
@@ -97,94 +75,6 @@ func TestHandshakeContextCancel(t *testing.T) {
 			}
 			k.Close()
 		}))
-	}
-}
-
-// silentServer accepts connections and never answers; each accepted conn
-// comes on the channel.
-func silentServer(t testing.TB) (string, <-chan net.Conn) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch := make(chan net.Conn, 16)
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			ch <- c
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return l.Addr().String(), ch
-}
-
-// TestDialTimeout dials a server that accepts TCP and never speaks TLS,
-// with a context deadline, a Dialer timeout and a Dialer deadline: the dial
-// fails promptly with the deadline's error, returns no connection, and
-// closes the socket it opened.
-func TestDialTimeout(t *testing.T) {
-	ccfg, _ := configs(t, tls.VersionTLS13, 0)
-	addr, accepted := silentServer(t)
-	for _, tc := range []struct {
-		name string
-		dial func() (net.Conn, error)
-	}{
-		{"Dialer.DialContext", func() (net.Conn, error) {
-			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-			defer cancel()
-			d := &ktls.Dialer{Config: ccfg}
-			return d.DialContext(ctx, "tcp", addr)
-		}},
-		{"DialWithDialer-Timeout", func() (net.Conn, error) {
-			c, err := ktls.DialWithDialer(&net.Dialer{Timeout: 100 * time.Millisecond}, "tcp", addr, ccfg)
-			if c == nil {
-				return nil, err
-			}
-			return c, err
-		}},
-		{"DialWithDialer-Deadline", func() (net.Conn, error) {
-			c, err := ktls.DialWithDialer(&net.Dialer{Deadline: time.Now().Add(100 * time.Millisecond)}, "tcp", addr, ccfg)
-			if c == nil {
-				return nil, err
-			}
-			return c, err
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			start := time.Now()
-			c, err := tc.dial()
-			if d := time.Since(start); d > prompt {
-				t.Fatalf("dial returned after %v", d)
-			}
-			if c != nil {
-				t.Fatalf("dial returned a connection (%T) with error %v", c, err)
-			}
-			if !errors.Is(err, context.DeadlineExceeded) {
-				t.Fatalf("dial error = %v, want context.DeadlineExceeded (as crypto/tls)", err)
-			}
-			select {
-			case peer := <-accepted:
-				peerSeesClose(t, peer)
-			case <-time.After(prompt):
-				t.Fatal("the server never saw the connection")
-			}
-		})
 	}
 }
 
@@ -254,7 +144,7 @@ func deadlineCases() []deadlineCase {
 // be split.
 func (dc deadlineCase) pairSplit(t testing.TB) (*ktls.Conn, *tls.Conn, *splitConn) {
 	t.Helper()
-	ccfg, scfg := configs(t, dc.version, 0)
+	ccfg, scfg := testpki.Configs(dc.version, 0)
 	if dc.cache {
 		ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
 	}
@@ -270,8 +160,8 @@ func (dc deadlineCase) pairSplit(t testing.TB) (*ktls.Conn, *tls.Conn, *splitCon
 		split = &splitConn{Conn: rc}
 		k, s = ktls.Server(rs, scfg, opt), tls.Client(split, ccfg)
 	}
-	handshakeBoth(t, k, s)
-	wantBackend(t, k, dc.backend, dc.backend)
+	testenv.HandshakeBoth(t, k, s)
+	ktlstest.WantBackend(t, k, dc.backend, dc.backend)
 	t.Cleanup(func() { k.Close(); s.Close() })
 	return k, s, split
 }
@@ -292,7 +182,7 @@ func readExactly(t testing.TB, r interface {
 	SetReadDeadline(time.Time) error
 }, want []byte) {
 	t.Helper()
-	r.SetReadDeadline(time.Now().Add(prompt))
+	r.SetReadDeadline(time.Now().Add(testenv.Prompt))
 	got := make([]byte, len(want))
 	if _, err := io.ReadFull(r, got); err != nil {
 		t.Fatalf("read: %v", err)
@@ -324,7 +214,7 @@ func TestReadDeadline(t *testing.T) {
 			start := time.Now()
 			n, err := k.Read(make([]byte, 100))
 			checkTimeout(t, "Read with nothing to read", n, err)
-			if d := time.Since(start); d > prompt {
+			if d := time.Since(start); d > testenv.Prompt {
 				t.Fatalf("Read timed out after %v", d)
 			}
 			// A past deadline times out at once, even with data waiting.
@@ -339,7 +229,7 @@ func TestReadDeadline(t *testing.T) {
 			// The deadline fires with part of a record read: in the
 			// header, and in the body.
 			for i, cut := range []int{3, 600} {
-				data := pattern(1000, byte(i))
+				data := testenv.Pattern(1000, byte(i))
 				split.arm(cut)
 				errc := make(chan error, 1)
 				go func() {
@@ -348,7 +238,7 @@ func TestReadDeadline(t *testing.T) {
 				}()
 				select {
 				case <-split.first:
-				case <-time.After(prompt):
+				case <-time.After(testenv.Prompt):
 					t.Fatal("the peer did not write")
 				}
 				k.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
@@ -389,7 +279,7 @@ func TestWriteTimeoutParity(t *testing.T) {
 		var r result
 		_, r.writeAfter = w.Write([]byte("again"))
 		go peer.Write([]byte("read on"))
-		w.SetReadDeadline(time.Now().Add(prompt))
+		w.SetReadDeadline(time.Now().Add(testenv.Prompt))
 		buf := make([]byte, 7)
 		_, r.readAfter = io.ReadFull(w, buf)
 		if r.readAfter == nil && string(buf) != "read on" {
@@ -399,18 +289,18 @@ func TestWriteTimeoutParity(t *testing.T) {
 	}
 	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		t.Run(tls.VersionName(v), func(t *testing.T) {
-			ccfg, scfg := configs(t, v, 0)
+			ccfg, scfg := testpki.Configs(v, 0)
 			rc, rs := testenv.TCPPair(t)
 			sc, ss := tls.Client(rc, ccfg), tls.Server(rs, scfg)
-			handshakeBoth(t, sc, ss)
+			testenv.HandshakeBoth(t, sc, ss)
 			stock := try(t, sc, ss)
 			if stock.writeAfter == nil || stock.readAfter != nil {
 				t.Fatalf("control: crypto/tls after a write timeout: Write %v, Read %v", stock.writeAfter, stock.readAfter)
 			}
 			for _, be := range []string{"userspace", "stdlib"} {
-				t.Run(be, roles(func(t *testing.T, ktlsClient bool) {
-					k, s := pairWithStock(t, ktlsClient, ccfg, scfg, ktls.WithBackend(be))
-					wantBackend(t, k, be, be)
+				t.Run(be, ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
+					k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg, ktls.WithBackend(be))
+					ktlstest.WantBackend(t, k, be, be)
 					got := try(t, k, s)
 					if (got.writeAfter == nil) != (stock.writeAfter == nil) || got.readAfter != nil {
 						t.Fatalf("after a write timeout: Write %v, Read %v; crypto/tls: Write %v, Read %v",
@@ -444,10 +334,10 @@ func TestCloseUnblocks(t *testing.T) {
 					if !errors.Is(err, net.ErrClosed) {
 						t.Fatalf("blocked Read returned %v, want an error wrapping net.ErrClosed", err)
 					}
-				case <-time.After(prompt):
+				case <-time.After(testenv.Prompt):
 					t.Fatal("Close did not unblock Read")
 				}
-				if d := time.Since(start); d > prompt {
+				if d := time.Since(start); d > testenv.Prompt {
 					t.Fatalf("Read returned %v after Close", d)
 				}
 				if _, err := k.Read(make([]byte, 1)); err == nil {
@@ -481,15 +371,15 @@ func TestCloseUnblocks(t *testing.T) {
 					if r.err == nil || r.n >= len(big) {
 						t.Fatalf("blocked Write returned %d, %v after Close", r.n, r.err)
 					}
-				case <-time.After(prompt):
+				case <-time.After(testenv.Prompt):
 					t.Fatal("Close did not unblock Write")
 				}
 				select {
 				case <-closed:
-				case <-time.After(prompt):
+				case <-time.After(testenv.Prompt):
 					t.Fatal("Close blocked")
 				}
-				if d := time.Since(start); d > prompt {
+				if d := time.Since(start); d > testenv.Prompt {
 					t.Fatalf("Write returned %v after Close", d)
 				}
 			})

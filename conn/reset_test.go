@@ -1,4 +1,4 @@
-package ktls_test
+package conn_test
 
 import (
 	"crypto/tls"
@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/internal/ktlstest"
+	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testpki"
 )
 
 // TestWriteAfterPeerReset: when the peer resets the TCP connection, a Write
@@ -17,7 +20,7 @@ import (
 // Write, on every engine (the fault test found the kernel engine's TX
 // blocked until the deadline, or reporting success, after a reset).
 func TestWriteAfterPeerReset(t *testing.T) {
-	for _, eng := range leakEngines(t) {
+	for _, eng := range ktlstest.Engines(t) {
 		for _, reader := range []bool{false, true} {
 			name := eng + "/no-reader"
 			if reader {
@@ -34,34 +37,21 @@ func TestWriteAfterPeerReset(t *testing.T) {
 	}
 }
 
-// writeFails reports whether a Write fails soon on a connection whose peer
-// reset it: the Write in flight may have succeeded (its bytes left, or kTLS
-// took them, before the reset came), the next ones must not.
-func writeFails(k *ktls.Conn) bool {
-	time.Sleep(50 * time.Millisecond)
-	for range 3 {
-		if _, err := k.Write(make([]byte, 20<<10)); err != nil {
-			return true
-		}
-	}
-	return false
-}
-
 func writeAfterReset(t *testing.T, eng string, reader bool, delay time.Duration) error {
-	rc, rs, err := loopback()
+	rc, rs, err := testenv.Loopback()
 	if err != nil {
 		t.Fatal(err)
 	}
-	smallBuffers(rc, rs)
-	ccfg, scfg := configs(t, tls.VersionTLS13, 0)
+	ktlstest.SmallBuffers(rc, rs)
+	ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
 	k, p := ktls.Client(rc, ccfg, ktls.WithBackend(eng)), tls.Server(rs, scfg)
 	defer k.Close()
 	defer p.Close()
-	handshakeBoth(t, k, p)
+	testenv.HandshakeBoth(t, k, p)
 	k.SetDeadline(time.Now().Add(time.Minute))
 	werr := make(chan error, 1)
 	go func() {
-		_, err := k.Write(bigWrite)
+		_, err := k.Write(ktlstest.BigWrite)
 		werr <- err
 	}()
 	if reader {
@@ -73,7 +63,7 @@ func writeAfterReset(t *testing.T, eng string, reader bool, delay time.Duration)
 	start := time.Now()
 	select {
 	case err := <-werr:
-		if err == nil && !writeFails(k) {
+		if err == nil && !ktlstest.WriteFails(k) {
 			return fmt.Errorf("%s: Writes go on succeeding after the peer reset the connection (tx %s)", eng, k.Backend().TX)
 		}
 		var ne net.Error
@@ -81,7 +71,7 @@ func writeAfterReset(t *testing.T, eng string, reader bool, delay time.Duration)
 			return fmt.Errorf("%s: the blocked Write waited for its deadline after the reset (%v, tx %s)", eng, time.Since(start), k.Backend().TX)
 		}
 		return nil
-	case <-time.After(prompt + 5*time.Second):
+	case <-time.After(testenv.Prompt + 5*time.Second):
 		return fmt.Errorf("%s: the blocked Write did not return after the reset (tx %s)", eng, k.Backend().TX)
 	}
 }

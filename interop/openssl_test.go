@@ -1,4 +1,4 @@
-package ktls_test
+package interop_test
 
 import (
 	"bytes"
@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/internal/ktlstest"
+	"github.com/ktls-go/ktls/internal/testenv"
 	"github.com/ktls-go/ktls/internal/testpki"
 )
 
@@ -208,7 +210,7 @@ func checkNegotiated(t testing.TB, c *ktls.Conn, version, suite uint16) {
 		t.Fatalf("negotiated %s %s, want %s %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite),
 			tls.VersionName(version), tls.CipherSuiteName(suite))
 	}
-	wantAuto(t, c)
+	ktlstest.WantAuto(t, c)
 }
 
 // revLines returns lines of printable bytes for s_server -rev, which
@@ -220,7 +222,7 @@ func revLines() []string {
 	}
 	var lines []string
 	for i, n := range lens {
-		b := pattern(n, byte(i))
+		b := testenv.Pattern(n, byte(i))
 		for j := range b {
 			b[j] = 'a' + b[j]%26
 		}
@@ -271,7 +273,7 @@ func TestOpenSSLServer(t *testing.T) {
 	for _, oc := range opensslCases {
 		t.Run(oc.name, func(t *testing.T) {
 			srv, addr := startSServer(t, false, append([]string{"-naccept", "1", "-rev"}, oc.args...)...)
-			ccfg, _ := configs(t, oc.version, 0)
+			ccfg, _ := testpki.Configs(oc.version, 0)
 			c, err := ktls.Dial("tcp", addr, ccfg)
 			if err != nil {
 				t.Fatalf("Dial: %v", err)
@@ -297,13 +299,13 @@ func TestOpenSSLClient(t *testing.T) {
 	}
 	for _, oc := range opensslCases {
 		t.Run(oc.name, func(t *testing.T) {
-			_, scfg := configs(t, oc.version, 0)
+			_, scfg := testpki.Configs(oc.version, 0)
 			l, err := ktls.Listen("tcp", "127.0.0.1:0", scfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer l.Close()
-			up, down := pattern(n, 1), pattern(n+12345, 2)
+			up, down := testenv.Pattern(n, 1), testenv.Pattern(n+12345, 2)
 			// -quiet: no session output on stdout, no command letters on
 			// stdin, and s_client stays up after stdin ends, until the
 			// server closes.
@@ -367,21 +369,21 @@ func acceptKTLS(t testing.TB, l net.Listener) *ktls.Conn {
 }
 
 // countConn counts the bytes read from the socket under a ktls Conn, and
-// through its tapConn keeps what the Conn wrote.
+// through its TapConn keeps what the Conn wrote.
 type countConn struct {
-	*tapConn
+	*testenv.TapConn
 	read atomic.Int64
 }
 
 func (c *countConn) Read(p []byte) (int, error) {
-	n, err := c.tapConn.Read(p)
+	n, err := c.TapConn.Read(p)
 	c.read.Add(int64(n))
 	return n, err
 }
 
 // recordsWritten returns how many whole records the Conn wrote so far.
 func (c *countConn) recordsWritten(t testing.TB) int {
-	types, _ := c.records(t)
+	types, _ := c.Records(t)
 	return len(types)
 }
 
@@ -438,14 +440,14 @@ func TestOpenSSLKeyUpdateFromServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc := &countConn{tapConn: &tapConn{Conn: raw}}
-	ccfg, _ := configs(t, tls.VersionTLS13, 0)
+	cc := &countConn{TapConn: &testenv.TapConn{Conn: raw}}
+	ccfg, _ := testpki.Configs(tls.VersionTLS13, 0)
 	c := ktls.Client(cc, ccfg)
 	defer c.Close()
 	if err := c.Handshake(); err != nil {
 		t.Fatal(err)
 	}
-	wantAuto(t, c)
+	ktlstest.WantAuto(t, c)
 	// s_server prints what it reads once its handshake is done; only then
 	// does it act on commands.
 	if _, err := c.Write([]byte("hello from ktls\n")); err != nil {
@@ -514,14 +516,14 @@ func acceptSClient(t *testing.T) (net.Conn, *opensslProc) {
 // follow them and answer update_requested.
 func TestOpenSSLKeyUpdateFromClient(t *testing.T) {
 	raw, cli := acceptSClient(t)
-	cc := &countConn{tapConn: &tapConn{Conn: raw}}
-	_, scfg := configs(t, tls.VersionTLS13, 0)
+	cc := &countConn{TapConn: &testenv.TapConn{Conn: raw}}
+	_, scfg := testpki.Configs(tls.VersionTLS13, 0)
 	c := ktls.Server(cc, scfg)
 	defer c.Close()
 	if err := c.Handshake(); err != nil {
 		t.Fatal(err)
 	}
-	wantAuto(t, c)
+	ktlstest.WantAuto(t, c)
 	errc := readLine(c, "hello from s_client\n")
 	cli.send(t, "hello from s_client\n")
 	if err := <-errc; err != nil {
@@ -570,7 +572,7 @@ func TestOpenSSLResumptionClient(t *testing.T) {
 		flag    string
 	}{{"TLS13", tls.VersionTLS13, "-tls1_3"}, {"TLS12", tls.VersionTLS12, "-tls1_2"}} {
 		t.Run(v.name, func(t *testing.T) {
-			_, scfg := configs(t, v.version, 0)
+			_, scfg := testpki.Configs(v.version, 0)
 			l, err := ktls.Listen("tcp", "127.0.0.1:0", scfg)
 			if err != nil {
 				t.Fatal(err)
@@ -589,7 +591,7 @@ func TestOpenSSLResumptionClient(t *testing.T) {
 				if got := c.ConnectionState().DidResume; got != resume {
 					t.Fatalf("connection %d: DidResume = %v, want %v", i, got, resume)
 				}
-				wantAuto(t, c)
+				ktlstest.WantAuto(t, c)
 				// Data after the tickets, so that s_client reads them
 				// before the server closes.
 				if _, err := c.Write([]byte("served\n")); err != nil {
@@ -619,14 +621,14 @@ func TestOpenSSLResumptionServer(t *testing.T) {
 	}{{"TLS13", tls.VersionTLS13, "-tls1_3"}, {"TLS12", tls.VersionTLS12, "-tls1_2"}} {
 		t.Run(v.name, func(t *testing.T) {
 			_, addr := startSServer(t, false, "-rev", v.flag)
-			ccfg, _ := configs(t, v.version, 0)
+			ccfg, _ := testpki.Configs(v.version, 0)
 			ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 			for i, resume := range []bool{false, true, true} {
 				c, err := ktls.Dial("tcp", addr, ccfg)
 				if err != nil {
 					t.Fatalf("connection %d: %v", i, err)
 				}
-				wantAuto(t, c)
+				ktlstest.WantAuto(t, c)
 				// The first read takes the tickets on the way.
 				revExchange(t, c, []string{fmt.Sprintf("connection %d", i)})
 				if got := c.ConnectionState().DidResume; got != resume {

@@ -1,4 +1,4 @@
-package ktls_test
+package conn_test
 
 import (
 	"context"
@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/nettest"
-
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/backend/kernel"
 	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testpki"
+	"golang.org/x/net/nettest"
 )
 
 // golang.org/x/net/nettest.TestConn over ktls connections (docs/ARCHITECTURE.md, tests
@@ -113,38 +113,15 @@ func kernelPairs(version uint16) bool {
 	return testenv.InVM() || kernel.Probe(true, version, suite) == nil && kernel.Probe(false, version, suite) == nil
 }
 
-// loopback returns both ends of a loopback TCP connection.
-func loopback() (client, server net.Conn, err error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, nil, err
-	}
-	defer l.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, _ := l.Accept()
-		ch <- c
-	}()
-	client, err = net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		return nil, nil, err
-	}
-	if server = <-ch; server == nil {
-		client.Close()
-		return nil, nil, fmt.Errorf("accept failed")
-	}
-	return client, server, nil
-}
-
 // makePipe returns nettest's MakePipe for a pairing: both handshakes done,
 // concurrently, before it returns; stop closes both ends.
-func (p netPair) makePipe(t testing.TB) nettest.MakePipe {
-	ccfg, scfg := configs(t, p.version, 0)
+func (p netPair) makePipe() nettest.MakePipe {
+	ccfg, scfg := testpki.Configs(p.version, 0)
 	if p.cache {
 		ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(8)
 	}
 	return func() (c1, c2 net.Conn, stop func(), err error) {
-		rc, rs, err := loopback()
+		rc, rs, err := testenv.Loopback()
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -216,7 +193,7 @@ func TestNetConn(t *testing.T) {
 			if testing.Short() && !p.shortToo {
 				continue
 			}
-			t.Run(p.name, func(t *testing.T) { nettest.TestConn(t, p.makePipe(t)) })
+			t.Run(p.name, func(t *testing.T) { nettest.TestConn(t, p.makePipe()) })
 		}
 		return
 	}
@@ -272,7 +249,7 @@ func TestConcurrentMethods(t *testing.T) {
 			continue
 		}
 		t.Run(p.name, func(t *testing.T) {
-			c1, c2, stop, err := p.makePipe(t)()
+			c1, c2, stop, err := p.makePipe()()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -326,7 +303,7 @@ func TestConcurrentMethods(t *testing.T) {
 			if _, err := c2.Write([]byte("after the storm")); err != nil {
 				t.Fatalf("peer Write: %v", err)
 			}
-			c1.SetReadDeadline(time.Now().Add(prompt))
+			c1.SetReadDeadline(time.Now().Add(testenv.Prompt))
 			buf := make([]byte, 15)
 			if _, err := io.ReadFull(c1, buf); err != nil || string(buf) != "after the storm" {
 				t.Fatalf("Read after concurrent calls = %q, %v", buf, err)

@@ -1,4 +1,4 @@
-package ktls_test
+package conn_test
 
 import (
 	"bytes"
@@ -13,8 +13,10 @@ import (
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/internal/keyschedule"
+	"github.com/ktls-go/ktls/internal/ktlstest"
 	"github.com/ktls-go/ktls/internal/record"
 	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testpki"
 )
 
 // The alert on the wire (RFC 8446 §5.2, §6; RFC 5246 §7.2.2): when ktls
@@ -26,35 +28,6 @@ import (
 
 // alertTimeout bounds each read of these tests (the VMs emulate the CPU).
 const alertTimeout = 10 * time.Second
-
-// flipConn is the stock peer's transport. Armed, it flips one bit in the
-// ciphertext of the next record the peer writes (crypto/tls writes one
-// record per Write once the handshake is done).
-type flipConn struct {
-	net.Conn
-	mu  sync.Mutex
-	arm bool
-}
-
-func (c *flipConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	if c.arm && len(p) > record.HeaderLen+8 {
-		c.arm = false
-		q := bytes.Clone(p)
-		// Two thirds into the fragment: past the TLS 1.2 explicit nonce,
-		// in the ciphertext or the tag.
-		q[record.HeaderLen+(len(q)-record.HeaderLen)*2/3] ^= 0x40
-		p = q
-	}
-	c.mu.Unlock()
-	return c.Conn.Write(p)
-}
-
-func (c *flipConn) armFlip() {
-	c.mu.Lock()
-	c.arm = true
-	c.mu.Unlock()
-}
 
 // alertEngines are the engine choices of these tests: the userspace engine
 // is the reference (and runs everywhere); the kernel ones need kTLS, and the
@@ -101,7 +74,7 @@ func alertModesFor(version uint16, ktlsClient bool) []alertMode {
 type alertPair struct {
 	k      *ktls.Conn
 	peer   *tls.Conn
-	flip   *flipConn
+	flip   *ktlstest.FlipConn
 	secret []byte // the peer's TLS 1.3 sending secret, from its key log
 	seq    uint64 // the peer's next TLS 1.3 sequence number
 	mode   alertMode
@@ -111,9 +84,9 @@ type alertPair struct {
 func newAlertPair(t *testing.T, ktlsClient bool, version, suite uint16, spec, tx, rx string, mode alertMode) *alertPair {
 	t.Helper()
 	if rx == backend.Kernel || tx == backend.Kernel {
-		requireKTLS(t, version, suite)
+		ktlstest.RequireKTLS(t, version, suite)
 	}
-	ccfg, scfg := configs(t, version, suite)
+	ccfg, scfg := testpki.Configs(version, suite)
 	// No tickets: the stock server's first record after the handshake is
 	// then the test's, at sequence number 0 (RFC 8446 §5.3).
 	scfg.SessionTicketsDisabled = true
@@ -123,17 +96,17 @@ func newAlertPair(t *testing.T, ktlsClient bool, version, suite uint16, spec, tx
 	opts := []ktls.Option{ktls.WithBackend(spec), ktls.WithStrict()}
 	if ktlsClient {
 		scfg.KeyLogWriter = &log
-		p.flip = &flipConn{Conn: rs}
+		p.flip = &ktlstest.FlipConn{Conn: rs}
 		p.k, p.peer = ktls.Client(rc, ccfg, opts...), tls.Server(p.flip, scfg)
 	} else {
 		ccfg.KeyLogWriter = &log
-		p.flip = &flipConn{Conn: rc}
+		p.flip = &ktlstest.FlipConn{Conn: rc}
 		p.k, p.peer = ktls.Server(rs, scfg, opts...), tls.Client(p.flip, ccfg)
 	}
 	t.Cleanup(func() { p.k.Close(); p.peer.Close() })
-	handshakeBoth(t, p.k, p.peer)
+	testenv.HandshakeBoth(t, p.k, p.peer)
 	if st := p.k.ConnectionState(); st.Version != version || suite != 0 && st.CipherSuite != suite {
-		t.Fatalf("negotiated %s %s, want %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), suiteCase{version, suite})
+		t.Fatalf("negotiated %s %s, want %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite), ktlstest.SuiteCase{Version: version, Suite: suite})
 	}
 	if version == tls.VersionTLS13 {
 		label := keyschedule.LabelServerTraffic0
@@ -154,7 +127,7 @@ func newAlertPair(t *testing.T, ktlsClient bool, version, suite uint16, spec, tx
 	if _, err := p.k.Read(buf); err != nil || string(buf) != "hello" {
 		t.Fatalf("ktls Read = %q, %v", buf, err)
 	}
-	wantBackend(t, p.k, tx, rx)
+	ktlstest.WantBackend(t, p.k, tx, rx)
 	return p
 }
 
@@ -177,7 +150,7 @@ func (p *alertPair) fails(t *testing.T, want tls.AlertError) {
 	}
 	// The record reached the engine (a TLS 1.3 client's drain leaves a
 	// record it cannot open to the engine too).
-	wantBackend(t, p.k, p.tx, p.rx)
+	ktlstest.WantBackend(t, p.k, p.tx, p.rx)
 }
 
 // TestAlertBadRecordMAC flips a bit of a record's ciphertext on its way to
@@ -188,18 +161,18 @@ func (p *alertPair) fails(t *testing.T, want tls.AlertError) {
 // tcp_sendmsg_locked check it), so the opener takes that error back
 // (SO_ERROR) for the alert to go out.
 func TestAlertBadRecordMAC(t *testing.T) {
-	for _, sc := range []suiteCase{
-		{tls.VersionTLS13, 0},
-		{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
-		{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384},
+	for _, sc := range []ktlstest.SuiteCase{
+		{Version: tls.VersionTLS13, Suite: 0},
+		{Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
+		{Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384},
 	} {
 		t.Run(sc.String(), func(t *testing.T) {
 			for _, e := range alertEngines {
-				t.Run(e.spec, roles(func(t *testing.T, ktlsClient bool) {
-					for _, mode := range alertModesFor(sc.version, ktlsClient) {
+				t.Run(e.spec, ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
+					for _, mode := range alertModesFor(sc.Version, ktlsClient) {
 						t.Run(mode.name, func(t *testing.T) {
-							p := newAlertPair(t, ktlsClient, sc.version, sc.suite, e.spec, e.tx, e.rx, mode)
-							p.flip.armFlip()
+							p := newAlertPair(t, ktlsClient, sc.Version, sc.Suite, e.spec, e.tx, e.rx, mode)
+							p.flip.ArmFlip()
 							if _, err := p.peer.Write([]byte("attack at dawn")); err != nil {
 								t.Fatal(err)
 							}
@@ -221,7 +194,7 @@ func TestAlertBadRecordMAC(t *testing.T) {
 // traffic key (from its key log) and writes it below the peer.
 func TestAlertKeyUpdateNotLast(t *testing.T) {
 	for _, e := range alertEngines {
-		t.Run(e.spec, roles(func(t *testing.T, ktlsClient bool) {
+		t.Run(e.spec, ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
 			for _, mode := range alertModesFor(tls.VersionTLS13, ktlsClient) {
 				for _, request := range []byte{0, 1} {
 					t.Run(fmt.Sprintf("%s/request_update=%d", mode.name, request), func(t *testing.T) {

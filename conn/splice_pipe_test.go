@@ -1,6 +1,6 @@
 //go:build linux
 
-package ktls_test
+package conn_test
 
 import (
 	"crypto/sha256"
@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ktls-go/ktls/internal/ktlstest"
+	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testpki"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,16 +27,16 @@ import (
 // records (this process is both ends), where a copy through Read would add
 // the data again.
 func TestWriteToBlockingPipe(t *testing.T) {
-	requireKTLS(t, tls.VersionTLS13, 0)
+	ktlstest.RequireKTLS(t, tls.VersionTLS13, 0)
 	size := 4 << 20
-	data := pattern(size, 13)
-	ccfg, scfg := configs(t, tls.VersionTLS13, 0)
+	data := testenv.Pattern(size, 13)
+	ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
 	ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
-	k, s := pairWithStock(t, true, ccfg, scfg, kernelStrict()...)
+	k, s := ktlstest.PairWithStock(t, true, ccfg, scfg, ktlstest.KernelStrict()...)
 	defer k.Close()
-	wantBackend(t, k, "kernel", "kernel")
+	ktlstest.WantBackend(t, k, "kernel", "kernel")
 	w, sum := newBlockingPipe(t)
-	before := procWchar(t) // before the server's writes, which count too
+	before := testenv.ProcWchar(t) // before the server's writes, which count too
 	werr := make(chan error, 1)
 	go func() {
 		_, err := s.Write(data)
@@ -43,7 +46,7 @@ func TestWriteToBlockingPipe(t *testing.T) {
 		werr <- err
 	}()
 	n, err := io.Copy(w, k)
-	wchar := procWchar(t) - before
+	wchar := testenv.ProcWchar(t) - before
 	if err != nil || n != int64(size) {
 		t.Fatalf("io.Copy into a blocking pipe = %d, %v; want %d, nil", n, err, size)
 	}

@@ -1,4 +1,4 @@
-package ktls_test
+package interop_test
 
 import (
 	"bytes"
@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/internal/ktlstest"
+	"github.com/ktls-go/ktls/internal/testenv"
 	"github.com/ktls-go/ktls/internal/testpki"
 )
 
@@ -132,7 +134,7 @@ func gnutlsCLI(t testing.TB, addr, priority string, extra ...string) (stdin io.W
 func TestGnuTLSClient(t *testing.T) {
 	for _, gc := range gnutlsCases {
 		t.Run(gc.name, func(t *testing.T) {
-			_, scfg := configs(t, 0, 0)
+			_, scfg := testpki.Configs(0, 0)
 			scfg.MinVersion, scfg.MaxVersion = 0, 0
 			l, err := ktls.Listen("tcp", "127.0.0.1:0", scfg)
 			if err != nil {
@@ -151,7 +153,7 @@ func TestGnuTLSClient(t *testing.T) {
 				t.Fatalf("no connection; gnutls-cli: %s", out)
 			}
 			checkNegotiated(t, k, gc.version, gc.suite)
-			wantAuto(t, k)
+			ktlstest.WantAuto(t, k)
 			line := strings.Repeat("gnutls-", 5000) + "end"
 			if _, err := io.WriteString(stdin, line+"\n"); err != nil {
 				t.Fatal(err)
@@ -186,10 +188,10 @@ func TestGnuTLSKeyUpdate(t *testing.T) {
 	}
 }
 
-// tapListener wraps each accepted conn in a tapConn and keeps it.
+// tapListener wraps each accepted conn in a testenv.TapConn and keeps it.
 type tapListener struct {
 	net.Listener
-	taps chan *tapConn
+	taps chan *testenv.TapConn
 }
 
 func (l tapListener) Accept() (net.Conn, error) {
@@ -197,7 +199,7 @@ func (l tapListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc := &tapConn{Conn: c}
+	tc := &testenv.TapConn{Conn: c}
 	l.taps <- tc
 	return tc, nil
 }
@@ -206,12 +208,12 @@ func (l tapListener) Accept() (net.Conn, error) {
 // each line, cmds[i] first (if any), then the line, waiting for its echo.
 // It returns how many records the server read and wrote.
 func gnutlsSession(t *testing.T, cmds, lines []string) (in, out int) {
-	_, scfg := configs(t, tls.VersionTLS13, 0)
+	_, scfg := testpki.Configs(tls.VersionTLS13, 0)
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl := tapListener{Listener: inner, taps: make(chan *tapConn, 1)}
+	tl := tapListener{Listener: inner, taps: make(chan *testenv.TapConn, 1)}
 	l := ktls.NewListener(tl, scfg)
 	defer l.Close()
 	conns, errs := make(chan *ktls.Conn, 1), make(chan error, 1)
@@ -219,7 +221,7 @@ func gnutlsSession(t *testing.T, cmds, lines []string) (in, out int) {
 	stdin, outBuf, done := gnutlsCLI(t, l.Addr().String(), gnutlsCases[0].priority, "--inline-commands")
 	select {
 	case k := <-conns:
-		wantAuto(t, k)
+		ktlstest.WantAuto(t, k)
 	case <-time.After(opensslTimeout):
 		t.Fatalf("no connection; gnutls-cli: %s", outBuf)
 	}
@@ -236,8 +238,8 @@ func gnutlsSession(t *testing.T, cmds, lines []string) (in, out int) {
 		t.Fatalf("server: %v, want io.EOF", err)
 	}
 	<-done
-	wrote, _ := tap.records(t)
-	read, _ := splitRecords(t, tap.readBytes())
+	wrote, _ := tap.Records(t)
+	read, _ := testenv.SplitRecords(t, tap.ReadBytes())
 	return len(read), len(wrote)
 }
 
@@ -245,7 +247,7 @@ func gnutlsSession(t *testing.T, cmds, lines []string) (in, out int) {
 // (TLS 1.2, ^renegotiate^): ktls refuses with a no_renegotiation alert and
 // the connection ends with an error that says so.
 func TestGnuTLSRenegotiation(t *testing.T) {
-	_, scfg := configs(t, tls.VersionTLS12, 0)
+	_, scfg := testpki.Configs(tls.VersionTLS12, 0)
 	l, err := ktls.Listen("tcp", "127.0.0.1:0", scfg)
 	if err != nil {
 		t.Fatal(err)
@@ -276,7 +278,7 @@ func TestGnuTLSRenegotiation(t *testing.T) {
 func TestCurl(t *testing.T) {
 	bin := lookBin(t, "curl", "curl")
 	dir := t.TempDir()
-	body := pattern(3<<20+123, 7)
+	body := testenv.Pattern(3<<20+123, 7)
 	if testing.Short() {
 		body = body[:200<<10]
 	}
@@ -284,7 +286,7 @@ func TestCurl(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(body)
-	_, scfg := configs(t, 0, 0)
+	_, scfg := testpki.Configs(0, 0)
 	scfg.MinVersion, scfg.MaxVersion = 0, 0
 	l, err := ktls.Listen("tcp", "127.0.0.1:0", scfg)
 	if err != nil {
@@ -327,7 +329,7 @@ func TestCurl(t *testing.T) {
 			}
 			select {
 			case c := <-backends:
-				wantAuto(t, c)
+				ktlstest.WantAuto(t, c)
 			case <-time.After(opensslTimeout):
 				t.Fatal("no connection state seen")
 			}

@@ -1,4 +1,4 @@
-package ktls_test
+package nicoffload_test
 
 import (
 	"crypto/tls"
@@ -9,11 +9,14 @@ import (
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/backend/nicoffload"
+	"github.com/ktls-go/ktls/internal/ktlstest"
+	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testpki"
 )
 
 // nicSuite is a suite every mainline offloading device takes: TLS 1.2
 // AES-GCM (backend/nicoffload).
-var nicSuite = suiteCase{tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
+var nicSuite = ktlstest.SuiteCase{Version: tls.VersionTLS12, Suite: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
 
 // nicCheck is the nic engine's answer for nicSuite, both directions, which
 // must be a refusal here: no machine the tests run on (the VM's virtio and
@@ -24,7 +27,7 @@ func nicCheck(t *testing.T) (txWhy, rxWhy string) {
 	ch := nicoffload.New(nicoffload.Options{}).(backend.Checker)
 	var whys [2]string
 	for i, tx := range []bool{true, false} {
-		err := ch.Check(tx, nicSuite.version, nicSuite.suite)
+		err := ch.Check(tx, nicSuite.Version, nicSuite.Suite)
 		if err == nil {
 			t.Skip("a NIC here offloads kTLS; this test covers hosts without one")
 		}
@@ -41,25 +44,25 @@ func nicCheck(t *testing.T) (txWhy, rxWhy string) {
 // both directions, and BackendInfo says why, naming the feature and the
 // interfaces (docs/ARCHITECTURE.md: "verified per socket, else it is plain kernel").
 func TestNICFallsBack(t *testing.T) {
-	requireKTLS(t, nicSuite.version, nicSuite.suite)
+	ktlstest.RequireKTLS(t, nicSuite.Version, nicSuite.Suite)
 	txWhy, rxWhy := nicCheck(t)
 	for _, want := range []string{txWhy, rxWhy} {
 		if !strings.Contains(want, "tls-hw-") || !strings.Contains(want, "lo") {
 			t.Errorf("the nic engine's reason %q names neither the feature nor the device", want)
 		}
 	}
-	t.Run("fallback", roles(func(t *testing.T, ktlsClient bool) {
+	t.Run("fallback", ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
 		t.Setenv("KTLS_BACKEND", "nic")
 		t.Setenv("KTLS_STRICT", "")
-		ccfg, scfg := configs(t, nicSuite.version, nicSuite.suite)
-		k, s := pairWithStock(t, ktlsClient, ccfg, scfg)
-		wantBackend(t, k, "kernel", "kernel")
-		wantReason(t, k.Backend().Reason,
+		ccfg, scfg := testpki.Configs(nicSuite.Version, nicSuite.Suite)
+		k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg)
+		ktlstest.WantBackend(t, k, "kernel", "kernel")
+		ktlstest.WantReason(t, k.Backend().Reason,
 			"tx: kernel (forced nic unavailable: "+txWhy,
 			"rx: kernel (forced nic unavailable: "+rxWhy,
 			"tls-hw-tx-offload", "tls-hw-rx-offload")
-		exchange(t, k, s, 256<<10)
-		closeBoth(t, k, s)
+		testenv.Exchange(t, k, s, 256<<10)
+		ktlstest.CloseBoth(t, k, s)
 	}))
 }
 
@@ -68,11 +71,11 @@ func TestNICFallsBack(t *testing.T) {
 // no offloading NIC, or not Linux), naming the engine's reason.
 func TestNICStrict(t *testing.T) {
 	txWhy, _ := nicCheck(t)
-	t.Run("strict", roles(func(t *testing.T, ktlsClient bool) {
+	t.Run("strict", ktlstest.Roles(func(t *testing.T, ktlsClient bool) {
 		t.Setenv("KTLS_BACKEND", "nic")
 		t.Setenv("KTLS_STRICT", "1")
-		ccfg, scfg := configs(t, nicSuite.version, nicSuite.suite)
-		_, herr, finish := strictHandshake(t, ktlsClient, ccfg, scfg)
+		ccfg, scfg := testpki.Configs(nicSuite.Version, nicSuite.Suite)
+		_, herr, finish := ktlstest.StrictHandshake(t, ktlsClient, ccfg, scfg)
 		finish()
 		var se *ktls.StrictError
 		if !errors.As(herr, &se) {
