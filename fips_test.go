@@ -11,9 +11,9 @@ import (
 	"testing"
 
 	"github.com/ktls-go/ktls"
-	"github.com/ktls-go/ktls/internal/ktlstest"
-	"github.com/ktls-go/ktls/internal/testenv"
-	"github.com/ktls-go/ktls/internal/testpki"
+	"github.com/ktls-go/ktls/internal/testing/ktlstest"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testpki"
 	"github.com/ktls-go/ktls/selector"
 )
 
@@ -31,7 +31,7 @@ const fipsReason = "FIPS 140-3 mode: only crypto/tls's record layer is inside th
 // 140-3 approved" (https://go.dev/doc/security/fips140), which leaves the
 // AES-GCM suites (and, for TLS 1.2, the CBC-SHA256 ones: stdlib in every
 // mode, as a suite without AEAD); off, every AEAD suite of the interop
-// matrix. The server's certificate (internal/testpki) is ECDSA P-256 or RSA
+// matrix. The server's certificate (internal/testing/testpki) is ECDSA P-256 or RSA
 // 2048, both approved.
 func fipsSuites(fips bool) []ktlstest.SuiteCase {
 	if !fips {

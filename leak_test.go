@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/ktls-go/ktls"
-	"github.com/ktls-go/ktls/internal/ktlstest"
-	"github.com/ktls-go/ktls/internal/testenv"
-	"github.com/ktls-go/ktls/internal/testpki"
+	"github.com/ktls-go/ktls/internal/testing/ktlstest"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testpki"
 )
 
 // Leak discipline (docs/ARCHITECTURE.md, house rule 13): connections opened, used and closed, in

@@ -3,7 +3,7 @@
 // and benchmarks/report can group the rows by their conn= key:
 //
 //	go test -run '^$' -bench . -count 5 ./benchmarks | tee native.txt
-//	go run ./internal/vmtest -kernel newest -pkg ./benchmarks -run '^$' -bench . -benchtime 20x > vm.txt
+//	go run ./internal/testing/vmtest -kernel newest -pkg ./benchmarks -run '^$' -bench . -benchtime 20x > vm.txt
 //	go run -C benchmarks/report . -o ../results -links results/ ../../native.txt ../../vm.txt
 //
 // The conn= values are:
@@ -36,8 +36,8 @@ import (
 
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/backend/kernel"
-	"github.com/ktls-go/ktls/internal/testenv"
-	"github.com/ktls-go/ktls/internal/testpki"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testpki"
 )
 
 func TestMain(m *testing.M) {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
 
 	"golang.org/x/crypto/chacha20poly1305"
 

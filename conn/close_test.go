@@ -14,7 +14,7 @@ import (
 	"github.com/ktls-go/ktls/backend/userspace"
 	"github.com/ktls-go/ktls/internal/keyschedule"
 	"github.com/ktls-go/ktls/internal/record"
-	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
 )
 
 // The races of Close against the handshake and the handoff

@@ -9,11 +9,11 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
 
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/backend/userspace"
-	"github.com/ktls-go/ktls/internal/testpki"
+	"github.com/ktls-go/ktls/internal/testing/testpki"
 	"github.com/ktls-go/ktls/selector"
 )
 

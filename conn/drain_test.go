@@ -12,7 +12,7 @@ import (
 
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/backend/userspace"
-	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
 )
 
 // The TLS 1.3 client's ticket drain (drain.go, docs/ARCHITECTURE.md step 7).

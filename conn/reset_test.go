@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/ktls-go/ktls"
-	"github.com/ktls-go/ktls/internal/ktlstest"
-	"github.com/ktls-go/ktls/internal/testenv"
-	"github.com/ktls-go/ktls/internal/testpki"
+	"github.com/ktls-go/ktls/internal/testing/ktlstest"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testpki"
 )
 
 // TestWriteAfterPeerReset: when the peer resets the TCP connection, a Write

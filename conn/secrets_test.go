@@ -13,7 +13,7 @@ import (
 
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/internal/keyschedule"
-	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
 )
 
 // rec12 builds a TLS 1.2 record of type typ: plaintext as it is, or, with a

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktls-go/ktls/internal/ktlstest"
-	"github.com/ktls-go/ktls/internal/testenv"
-	"github.com/ktls-go/ktls/internal/testpki"
+	"github.com/ktls-go/ktls/internal/testing/ktlstest"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testpki"
 	"golang.org/x/sys/unix"
 )
 

@@ -6,9 +6,9 @@ import (
 	"testing"
 
 	"github.com/ktls-go/ktls"
-	"github.com/ktls-go/ktls/internal/ktlstest"
-	"github.com/ktls-go/ktls/internal/testenv"
-	"github.com/ktls-go/ktls/internal/testpki"
+	"github.com/ktls-go/ktls/internal/testing/ktlstest"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testpki"
 )
 
 // TestExplicitNoncesUnique checks on the wire that TLS 1.2 AES-GCM explicit

@@ -4,6 +4,6 @@
 // (docs/ARCHITECTURE.md, "Test layers", layer 3). It has no code of its own.
 //
 // The tests that need a peer program skip where it is not installed; the
-// VM harness (internal/vmtest) brings the peers into its guests, where the
+// VM harness (internal/testing/vmtest) brings the peers into its guests, where the
 // tests that also need kTLS or AF_ALG must run.
 package interop

@@ -6,9 +6,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/ktls-go/ktls/internal/ktlstest"
-	"github.com/ktls-go/ktls/internal/testenv"
-	"github.com/ktls-go/ktls/internal/testpki"
+	"github.com/ktls-go/ktls/internal/testing/ktlstest"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testpki"
 )
 
 // TestInteropStock runs every suite in both roles against stock crypto/tls:

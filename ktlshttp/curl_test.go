@@ -13,13 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ktls-go/ktls/internal/testenv"
-	"github.com/ktls-go/ktls/internal/testpki"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testpki"
 )
 
 // curl, with its own TLS stack (OpenSSL) and HTTP/2 (nghttp2), against the
 // Server, on both protocols. It skips where curl, or its HTTP/2, is missing,
-// except in the VM, whose harness packs a curl with HTTP/2 (internal/vmtest).
+// except in the VM, whose harness packs a curl with HTTP/2 (internal/testing/vmtest).
 func TestCurl(t *testing.T) {
 	checkLeaks(t)
 	bin, err := exec.LookPath("curl")

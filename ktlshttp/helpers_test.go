@@ -18,8 +18,8 @@ import (
 
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/backend/kernel"
-	"github.com/ktls-go/ktls/internal/testenv"
-	"github.com/ktls-go/ktls/internal/testpki"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testpki"
 	"github.com/ktls-go/ktls/ktlshttp"
 )
 

@@ -13,7 +13,7 @@ import (
 	"testing"
 
 	"github.com/ktls-go/ktls"
-	"github.com/ktls-go/ktls/internal/testpki"
+	"github.com/ktls-go/ktls/internal/testing/testpki"
 	"github.com/ktls-go/ktls/ktlshttp"
 )
 

@@ -21,7 +21,7 @@ import (
 	"github.com/ktls-go/ktls/backend/userspace"
 	"github.com/ktls-go/ktls/internal/keyschedule"
 	"github.com/ktls-go/ktls/internal/record"
-	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.MainWithLeakCheck(m) }

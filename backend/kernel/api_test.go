@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/ktls-go/ktls"
-	"github.com/ktls-go/ktls/internal/ktlstest"
-	"github.com/ktls-go/ktls/internal/testenv"
-	"github.com/ktls-go/ktls/internal/testpki"
+	"github.com/ktls-go/ktls/internal/testing/ktlstest"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testpki"
 )
 
 // TestKernelHandoff checks, against stock crypto/tls in both roles and for

@@ -10,7 +10,7 @@ import (
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/backend/kernel"
 	"github.com/ktls-go/ktls/internal/keyschedule"
-	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
 )
 
 // TestRXExpectNoPad: with Options.RXExpectNoPad a TLS 1.3 Opener sets

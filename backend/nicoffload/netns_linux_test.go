@@ -17,7 +17,7 @@ import (
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/backend/kernel"
 	"github.com/ktls-go/ktls/internal/netlink"
-	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
 )
 
 // The two ends of the veth pair of TestVeth, each in a network namespace of

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// vmOutput is what internal/vmtest prints for two kernels: every guest line
+// vmOutput is what internal/testing/vmtest prints for two kernels: every guest line
 // prefixed, logs and results interleaved, carriage returns from the serial
 // console, and a summary naming each kernel's release.
 const vmOutput = "" +

@@ -15,13 +15,13 @@ import (
 	"testing"
 
 	"github.com/ktls-go/ktls/backend"
-	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.MainWithLeakCheck(m) }
 
 // TestDoctorHere runs the doctor where the test runs and holds what it says
-// against the harness's own probes (internal/testenv), which share no code
+// against the harness's own probes (internal/testing/testenv), which share no code
 // with it: on the development host, where the kernel has neither kTLS nor
 // AF_ALG, it must say so with the reasons; in the VM, where the harness has
 // loaded and checked them, it must find them.

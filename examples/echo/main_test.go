@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/ktls-go/ktls"
-	"github.com/ktls-go/ktls/internal/testpki"
+	"github.com/ktls-go/ktls/internal/testing/testpki"
 )
 
 // The server and the client in one process: what the client sends comes

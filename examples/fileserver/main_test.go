@@ -14,8 +14,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/ktls-go/ktls/internal/testenv"
-	"github.com/ktls-go/ktls/internal/testpki"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testpki"
 	"github.com/ktls-go/ktls/ktlshttp"
 )
 

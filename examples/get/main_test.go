@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ktls-go/ktls/internal/testpki"
+	"github.com/ktls-go/ktls/internal/testing/testpki"
 	"github.com/ktls-go/ktls/ktlshttp"
 )
 

@@ -1,4 +1,4 @@
-// Command guest is the program that the VM harness (internal/vmtest) runs
+// Command guest is the program that the VM harness (internal/testing/vmtest) runs
 // inside each guest, from the initramfs's /init once the modules are in.
 //
 // It reads the plan that the host put at /vmtest/plan.json, then

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/ktls-go/ktls/internal/vmtest/plan"
+	"github.com/ktls-go/ktls/internal/testing/vmtest/plan"
 )
 
 // commonArchive builds the part of the initramfs that is the same for every
@@ -222,7 +222,7 @@ func kernelArchive(k kernel, modules []string, p *plan.Plan) (*archive, error) {
 func initScript(modules []string) []byte {
 	var b bytes.Buffer
 	b.WriteString(`#!/bin/busybox sh
-# Written by internal/vmtest (the VM test harness): the guest's /init.
+# Written by internal/testing/vmtest (the VM test harness): the guest's /init.
 /bin/busybox --install -s /bin
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TMPDIR=/tmp
 mount -t proc proc /proc

@@ -3,8 +3,8 @@
 // kernel has neither), on amd64 and arm64 guests. Run it from the
 // repository root:
 //
-//	go run ./internal/vmtest                       # every package; 6.1, 6.12 and the newest kernel; amd64 and arm64
-//	go run ./internal/vmtest -arch arm64 -kernel 6.1 -pkg ./conn -run 'TestKernel'
+//	go run ./internal/testing/vmtest                       # every package; 6.1, 6.12 and the newest kernel; amd64 and arm64
+//	go run ./internal/testing/vmtest -arch arm64 -kernel 6.1 -pkg ./conn -run 'TestKernel'
 //
 // It installs the host packages it needs, downloads the kernels through a
 // private apt configuration into .cache/vmtest/, builds static test binaries
@@ -30,7 +30,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ktls-go/ktls/internal/vmtest/plan"
+	"github.com/ktls-go/ktls/internal/testing/vmtest/plan"
 )
 
 // envFlags collects repeated -env KEY=VALUE flags.
@@ -108,7 +108,7 @@ func mainErr() int {
 	flag.StringVar(&c.mirror, "mirror", "", "Debian archive URI (default: the machine's own, from /etc/apt)")
 	flag.StringVar(&c.cache, "cache", "", "cache directory (default: .cache/vmtest under the module root)")
 	flag.Usage = func() {
-		fmt.Fprintf(os.Stderr, "usage: go run ./internal/vmtest [flags]\n\nRuns the module's tests in qemu VMs with real Debian kernels.\n\n")
+		fmt.Fprintf(os.Stderr, "usage: go run ./internal/testing/vmtest [flags]\n\nRuns the module's tests in qemu VMs with real Debian kernels.\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ktls-go/ktls/internal/vmtest/plan"
+	"github.com/ktls-go/ktls/internal/testing/vmtest/plan"
 )
 
 // program is what one program in a guest (the self-check or a test binary)

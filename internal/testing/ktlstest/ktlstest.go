@@ -4,7 +4,7 @@
 // crypto/tls peer, the checks of the engines a connection got, and the
 // kernel requirements of such tests.
 //
-// It imports the root package, so internal/testenv, which the packages
+// It imports the root package, so internal/testing/testenv, which the packages
 // under the root import in their own tests, cannot hold these.
 package ktlstest
 
@@ -18,7 +18,7 @@ import (
 
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/backend/kernel"
-	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
 )
 
 // SuiteCase is one negotiable version and suite.

@@ -8,7 +8,7 @@ func TestMarkersRoundTrip(t *testing.T) {
 		line string
 		want Marker
 	}{
-		{BeginLine(nonce, "internal/testenv"), Marker{Kind: Begin, Name: "internal/testenv"}},
+		{BeginLine(nonce, "internal/testing/testenv"), Marker{Kind: Begin, Name: "internal/testing/testenv"}},
 		{EndLine(nonce, ".", 1, 12.34), Marker{Kind: End, Name: ".", Exit: 1, Seconds: 12.3}},
 		{EndLine(nonce, SelfCheck, -1, 0), Marker{Kind: End, Name: SelfCheck, Exit: -1}},
 		{DoneLine(nonce), Marker{Kind: Done}},

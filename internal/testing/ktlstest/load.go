@@ -13,7 +13,7 @@ import (
 	"github.com/ktls-go/ktls/backend/afalg"
 	"github.com/ktls-go/ktls/backend/kernel"
 	"github.com/ktls-go/ktls/internal/record"
-	"github.com/ktls-go/ktls/internal/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
 )
 
 // AFALGCheck is what the afalg engine says about a version and suite.

@@ -3,7 +3,7 @@
 //
 // The tests of this module run in two places: natively on a development host
 // (whose kernel may lack the tls module and AF_ALG) and inside the VMs that
-// the harness in internal/vmtest boots with real Debian kernels, where those
+// the harness in internal/testing/vmtest boots with real Debian kernels, where those
 // features are known to exist because the harness loads them and checks them
 // before any test runs. A test that needs a kernel feature therefore must not
 // decide on its own to skip: it hands its probe result to

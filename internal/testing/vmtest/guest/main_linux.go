@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ktls-go/ktls/internal/testenv"
-	"github.com/ktls-go/ktls/internal/vmtest/plan"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
+	"github.com/ktls-go/ktls/internal/testing/vmtest/plan"
 )
 
 func main() {

@@ -175,7 +175,7 @@ func (a apt) setup(uri string, force bool) error {
 	if _, err := os.Stat(debianKeyring); err != nil {
 		return fmt.Errorf("vmtest: Debian's archive keyring is missing (apt-get install debian-archive-keyring): %w", err)
 	}
-	sources := fmt.Sprintf("# Written by internal/vmtest: Debian kernels for the test VMs.\nTypes: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: %s\n",
+	sources := fmt.Sprintf("# Written by internal/testing/vmtest: Debian kernels for the test VMs.\nTypes: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: %s\n",
 		uri, strings.Join(a.suites(), " "), debianKeyring)
 	sourcesFile := filepath.Join(a.sourcesDir(), "vmtest.sources")
 	if old, err := os.ReadFile(sourcesFile); err != nil || string(old) != sources {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ktls-go/ktls/internal/vmtest/plan"
+	"github.com/ktls-go/ktls/internal/testing/vmtest/plan"
 )
 
 // testPkg is a package of the module with tests, built into a static test
@@ -41,7 +41,7 @@ func binaryName(module, rel string) string {
 // hostOnly reports whether a package belongs to the harness itself, whose
 // tests run on the host with `go test`, not in the guests.
 func hostOnly(rel string) bool {
-	return rel == "internal/vmtest" || strings.HasPrefix(rel, "internal/vmtest/")
+	return rel == "internal/testing/vmtest" || strings.HasPrefix(rel, "internal/testing/vmtest/")
 }
 
 // listTestPackages lists the packages matched by the patterns that have test
@@ -91,7 +91,7 @@ func buildAll(root, outDir string, pkgs []testPkg, ga *guestArch) (guest string,
 	}
 	env := goEnv(ga)
 	guest = filepath.Join(outDir, "guest")
-	if err := run(root, env, "go", "build", "-o", guest, "./internal/vmtest/guest"); err != nil {
+	if err := run(root, env, "go", "build", "-o", guest, "./internal/testing/vmtest/guest"); err != nil {
 		return "", nil, err
 	}
 	pkgs = slices.Clone(pkgs)

@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ktls-go/ktls/internal/vmtest/plan"
+	"github.com/ktls-go/ktls/internal/testing/vmtest/plan"
 )
 
 // defaultAccel and defaultCPU are how qemu runs the amd64 guests. TCG, since KVM

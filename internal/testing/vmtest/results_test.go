@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ktls-go/ktls/internal/vmtest/plan"
+	"github.com/ktls-go/ktls/internal/testing/vmtest/plan"
 )
 
 const nonce = "5eed"
@@ -27,7 +27,7 @@ func newTestResult(names ...string) *kernelResult {
 // pass and skip (with subtests and parallel output), and a package with a
 // failing test.
 func TestCountsFullRun(t *testing.T) {
-	r := newTestResult("internal/testenv", "conn")
+	r := newTestResult("internal/testing/testenv", "conn")
 	feedAll(r, strings.Join([]string{
 		"[    1.234] Run /init as init process",
 		plan.BeginLine(nonce, plan.SelfCheck),
@@ -39,7 +39,7 @@ func TestCountsFullRun(t *testing.T) {
 		"--- PASS: SelfCheckAFALG (0.01s)",
 		"PASS",
 		plan.EndLine(nonce, plan.SelfCheck, 0, 0.1),
-		plan.BeginLine(nonce, "internal/testenv"),
+		plan.BeginLine(nonce, "internal/testing/testenv"),
 		"=== RUN   TestKernelFeatures",
 		"=== RUN   TestKernelFeatures/ktls",
 		"--- PASS: TestKernelFeatures (0.02s)",
@@ -47,7 +47,7 @@ func TestCountsFullRun(t *testing.T) {
 		"=== RUN   TestHostOnly",
 		"--- SKIP: TestHostOnly (0.00s)",
 		"PASS",
-		plan.EndLine(nonce, "internal/testenv", 0, 0.5),
+		plan.EndLine(nonce, "internal/testing/testenv", 0, 0.5),
 		plan.BeginLine(nonce, "conn"),
 		"--- PASS: TestA (0.00s)",
 		"--- FAIL: TestB (0.10s)",
