@@ -39,18 +39,19 @@ func TestPlatformAuto(t *testing.T) {
 			st := k.ConnectionState()
 			txWhy, rxWhy := platformProbe(t, st.Version, st.CipherSuite)
 			ktlstest.WantBackend(t, k, "userspace", "userspace")
-			reason := k.Backend().Reason
+			b := k.Backend()
 			// Receiving ChaCha20-Poly1305, auto puts userspace before
 			// the kernel (selector.autoOrder), so the kernel is not
 			// passed over and the rx reason is plain "auto"; the tx
 			// reason still names the platform for the connection.
 			note := goAESNote(st.CipherSuite)
-			wantRX := "rx: userspace (auto; kernel: " + rxWhy + note + ")"
+			wantRX := "auto; kernel: " + rxWhy + note
 			if ktlstest.IsChaCha(st.CipherSuite) {
-				wantRX = "rx: userspace (auto)"
+				wantRX = "auto"
 			}
-			ktlstest.WantReason(t, reason, "tx: userspace (auto; kernel: "+txWhy+note+")", wantRX)
-			t.Logf("%s", reason)
+			ktlstest.WantChoice(t, "tx", b.TXDetail, "userspace", "auto; kernel: "+txWhy+note)
+			ktlstest.WantChoice(t, "rx", b.RXDetail, "userspace", wantRX)
+			t.Logf("%s", b)
 			testenv.Exchange(t, k, s, 64<<10)
 			ktlstest.CloseBoth(t, k, s)
 		}))
@@ -77,9 +78,9 @@ func TestPlatformForcedKernel(t *testing.T) {
 			txWhy, rxWhy := platformProbe(t, st.Version, st.CipherSuite)
 			ktlstest.WantBackend(t, k, "userspace", "userspace")
 			note := goAESNote(st.CipherSuite)
-			ktlstest.WantReason(t, k.Backend().Reason,
-				"tx: userspace (forced kernel unavailable: "+txWhy+note+")",
-				"rx: userspace (forced kernel unavailable: "+rxWhy+note+")")
+			b := k.Backend()
+			ktlstest.WantChoice(t, "tx", b.TXDetail, "userspace", "forced kernel unavailable: "+txWhy+note)
+			ktlstest.WantChoice(t, "rx", b.RXDetail, "userspace", "forced kernel unavailable: "+rxWhy+note)
 			testenv.Exchange(t, k, s, 64<<10)
 			ktlstest.CloseBoth(t, k, s)
 		}))
@@ -203,7 +204,7 @@ func platformProbe(t *testing.T, version, suite uint16) (txWhy, rxWhy string) {
 			t.Fatalf("kernel.Probe = %v; want an error wrapping backend.ErrNotSupported", err)
 		}
 	}
-	txWhy, rxWhy = kernelWhy(txErr), kernelWhy(rxErr)
+	txWhy, rxWhy = testenv.Why(t, txErr), testenv.Why(t, rxErr)
 	if runtime.GOOS != "linux" {
 		// backend/kernel's stub names the platform, and so must the
 		// reason a connection gives.
@@ -215,13 +216,6 @@ func platformProbe(t *testing.T, version, suite uint16) (txWhy, rxWhy string) {
 		}
 	}
 	return txWhy, rxWhy
-}
-
-// kernelWhy is the kernel engine's refusal as a connection's reason gives
-// it: without the engine's name in front and the ErrNotSupported sentinel at
-// the end (conn.whyNot).
-func kernelWhy(err error) string {
-	return strings.TrimSuffix(strings.TrimPrefix(err.Error(), "kernel: "), ": "+backend.ErrNotSupported.Error())
 }
 
 // wantStrictError checks that err is the documented *ktls.StrictError for

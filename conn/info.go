@@ -160,11 +160,10 @@ func refusal(name string, err error) Refusal {
 		}
 		return Refusal{Engine: name, Reason: ns.Engine + ": " + ns.Reason}
 	}
-	// An engine that wraps backend.ErrNotSupported by hand: its name in
-	// front and the sentinel at the end say nothing the reason does not
-	// (docs/ARCHITECTURE.md, house rule 8).
-	msg := strings.TrimPrefix(err.Error(), name+": ")
-	return Refusal{Engine: name, Reason: strings.TrimSuffix(msg, ": "+backend.ErrNotSupported.Error())}
+	// An engine that wraps backend.ErrNotSupported by hand (none of ktls's
+	// does): its whole message, rather than a guess at which part of it is
+	// the reason.
+	return Refusal{Engine: name, Reason: err.Error()}
 }
 
 // setInfo publishes info, with its Reason, for Backend.

@@ -34,7 +34,7 @@ func nicCheck(t *testing.T) (txWhy, rxWhy string) {
 		if !errors.Is(err, backend.ErrNotSupported) {
 			t.Fatalf("the nic engine's Check is inconclusive: %v", err)
 		}
-		whys[i] = strings.TrimSuffix(strings.TrimPrefix(err.Error(), "nic: "), ": "+backend.ErrNotSupported.Error())
+		whys[i] = testenv.Why(t, err)
 	}
 	return whys[0], whys[1]
 }
@@ -57,10 +57,20 @@ func TestNICFallsBack(t *testing.T) {
 		ccfg, scfg := testpki.Configs(nicSuite.Version, nicSuite.Suite)
 		k, s := ktlstest.PairWithStock(t, ktlsClient, ccfg, scfg)
 		ktlstest.WantBackend(t, k, "kernel", "kernel")
-		ktlstest.WantReason(t, k.Backend().Reason,
-			"tx: kernel (forced nic unavailable: "+txWhy,
-			"rx: kernel (forced nic unavailable: "+rxWhy,
-			"tls-hw-tx-offload", "tls-hw-rx-offload")
+		b := k.Backend()
+		for _, d := range []struct {
+			dir, why string
+			info     ktls.DirectionInfo
+		}{{"tx", txWhy, b.TXDetail}, {"rx", rxWhy, b.RXDetail}} {
+			if got := ktlstest.Now(d.info); got.Engine != "kernel" || !strings.HasPrefix(got.Reason, "forced nic unavailable: "+d.why) {
+				t.Errorf("%s: Backend() chose %s (%q); want kernel, the reason beginning %q", d.dir, got.Engine, got.Reason, "forced nic unavailable: "+d.why)
+			}
+		}
+		for _, feature := range []string{"tls-hw-tx-offload", "tls-hw-rx-offload"} {
+			if !strings.Contains(b.String(), feature) {
+				t.Errorf("Backend() = %q does not name %s", b, feature)
+			}
+		}
 		testenv.Exchange(t, k, s, 256<<10)
 		ktlstest.CloseBoth(t, k, s)
 	}))

@@ -217,3 +217,15 @@ func KTLSFeature(version, suite uint16) string {
 	}
 	return FeatureKTLS
 }
+
+// Why is the reason of an engine's refusal, as a connection's BackendInfo
+// gives it: err must be a *backend.NotSupportedError (an engine's Check or
+// probe that refused conclusively), and anything else fails the test.
+func Why(t testing.TB, err error) string {
+	t.Helper()
+	ns, ok := errors.AsType[*backend.NotSupportedError](err)
+	if !ok {
+		t.Fatalf("%v (%T) is not an engine's refusal (*backend.NotSupportedError)", err, err)
+	}
+	return ns.Reason
+}
