@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -220,7 +221,7 @@ func fipsCandidatesMatch(t *testing.T, k *ktls.Conn) {
 	}
 	want := []selector.Candidate{{Name: "stdlib", Reason: fipsReason}}
 	for _, got := range [][]selector.Candidate{tx, rx} {
-		if !slices.Equal(got, want) {
+		if !reflect.DeepEqual(got, want) {
 			t.Errorf("Candidates = %v, want %v", got, want)
 		}
 	}

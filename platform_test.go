@@ -51,6 +51,12 @@ func TestPlatformAuto(t *testing.T) {
 			}
 			ktlstest.WantChoice(t, "tx", b.TXDetail, "userspace", "auto; kernel: "+txWhy+note)
 			ktlstest.WantChoice(t, "rx", b.RXDetail, "userspace", wantRX)
+			wantRXUnavailable := []ktls.Refusal{{Engine: "kernel", Reason: rxWhy}}
+			if ktlstest.IsChaCha(st.CipherSuite) {
+				wantRXUnavailable = nil
+			}
+			ktlstest.WantUnavailable(t, "tx", b.TXDetail, []ktls.Refusal{{Engine: "kernel", Reason: txWhy}})
+			ktlstest.WantUnavailable(t, "rx", b.RXDetail, wantRXUnavailable)
 			t.Logf("%s", b)
 			testenv.Exchange(t, k, s, 64<<10)
 			ktlstest.CloseBoth(t, k, s)
@@ -81,6 +87,8 @@ func TestPlatformForcedKernel(t *testing.T) {
 			b := k.Backend()
 			ktlstest.WantChoice(t, "tx", b.TXDetail, "userspace", "forced kernel unavailable: "+txWhy+note)
 			ktlstest.WantChoice(t, "rx", b.RXDetail, "userspace", "forced kernel unavailable: "+rxWhy+note)
+			ktlstest.WantUnavailable(t, "tx", b.TXDetail, []ktls.Refusal{{Engine: "kernel", Reason: txWhy}})
+			ktlstest.WantUnavailable(t, "rx", b.RXDetail, []ktls.Refusal{{Engine: "kernel", Reason: rxWhy}})
 			testenv.Exchange(t, k, s, 64<<10)
 			ktlstest.CloseBoth(t, k, s)
 		}))

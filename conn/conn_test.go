@@ -110,7 +110,7 @@ var _ backend.Reporter = reporter{}
 
 func TestInstalledChoice(t *testing.T) {
 	cand := selector.Candidate{Name: backend.NIC, Reason: "auto"}
-	refused := []Refusal{{backend.Kernel, "tls module not loaded"}}
+	refused := []Refusal{{Engine: backend.Kernel, Reason: "tls module not loaded"}}
 	for _, tc := range []struct {
 		half any
 		want EngineChoice
@@ -136,12 +136,12 @@ func TestRefusal(t *testing.T) {
 		err  error
 		want Refusal
 	}{
-		{backend.Kernel, backend.NotSupported(backend.Kernel, "no kTLS cipher for %s", "X"), Refusal{backend.Kernel, "no kTLS cipher for X"}},
-		{backend.NIC, backend.NotSupported(backend.Kernel, "tls module not loaded"), Refusal{backend.NIC, "kernel: tls module not loaded"}},
-		{backend.NIC, fmt.Errorf("nic: lo: %w", backend.NotSupported(backend.NIC, "no tls-hw-tx-offload")), Refusal{backend.NIC, "no tls-hw-tx-offload"}},
+		{backend.Kernel, backend.NotSupported(backend.Kernel, "no kTLS cipher for %s", "X"), Refusal{Engine: backend.Kernel, Reason: "no kTLS cipher for X"}},
+		{backend.NIC, backend.NotSupported(backend.Kernel, "tls module not loaded"), Refusal{Engine: backend.NIC, Reason: "kernel: tls module not loaded"}},
+		{backend.NIC, fmt.Errorf("nic: lo: %w", backend.NotSupported(backend.NIC, "no tls-hw-tx-offload")), Refusal{Engine: backend.NIC, Reason: "no tls-hw-tx-offload"}},
 		// Not a NotSupportedError (no engine of ktls's returns one): the
 		// whole message, nothing guessed away.
-		{backend.AFALG, fmt.Errorf("afalg: no AF_ALG: %w", backend.ErrNotSupported), Refusal{backend.AFALG, "afalg: no AF_ALG: backend: not supported"}},
+		{backend.AFALG, fmt.Errorf("afalg: no AF_ALG: %w", backend.ErrNotSupported), Refusal{Engine: backend.AFALG, Reason: "afalg: no AF_ALG: backend: not supported"}},
 	} {
 		if got := refusal(tc.name, tc.err); got != tc.want {
 			t.Errorf("refusal(%s, %v) = %+v; want %+v", tc.name, tc.err, got, tc.want)
@@ -167,8 +167,8 @@ func TestBackendInfoString(t *testing.T) {
 			"passed-over candidates",
 			BackendInfo{
 				TXDetail: DirectionInfo{EngineChoice: EngineChoice{Engine: "userspace", Reason: "forced kernel did not install",
-					Refused: []Refusal{{"nic", "no offload"}, {"kernel", "no ULP"}}}},
-				RXDetail: DirectionInfo{EngineChoice: EngineChoice{Engine: "userspace", Refused: []Refusal{{"kernel", "buffered"}}}},
+					Refused: []Refusal{{Engine: "nic", Reason: "no offload"}, {Engine: "kernel", Reason: "no ULP"}}}},
+				RXDetail: DirectionInfo{EngineChoice: EngineChoice{Engine: "userspace", Refused: []Refusal{{Engine: "kernel", Reason: "buffered"}}}},
 			},
 			"tx: userspace (forced kernel did not install; passed over nic: no offload, kernel: no ULP); rx: userspace (passed over kernel: buffered)",
 		},
@@ -185,7 +185,7 @@ func TestBackendInfoString(t *testing.T) {
 		{
 			"no engine took tx",
 			BackendInfo{
-				TXDetail:   DirectionInfo{EngineChoice: EngineChoice{Engine: "stdlib", Reason: "auto; kernel did not install", Refused: []Refusal{{"kernel", "a"}, {"userspace", "b"}}}},
+				TXDetail:   DirectionInfo{EngineChoice: EngineChoice{Engine: "stdlib", Reason: "auto; kernel did not install", Refused: []Refusal{{Engine: "kernel", Reason: "a"}, {Engine: "userspace", Reason: "b"}}}},
 				RXDetail:   DirectionInfo{EngineChoice: auto("kernel")},
 				BothStdlib: true,
 			},
@@ -210,7 +210,7 @@ func TestBackendInfoString(t *testing.T) {
 		{
 			"drained into another engine",
 			BackendInfo{TXDetail: DirectionInfo{EngineChoice: auto("kernel")}, RXDetail: DirectionInfo{EngineChoice: auto("kernel"), AfterTickets: true,
-				Drained: EngineChoice{Engine: "userspace", Reason: "auto; kernel did not install", Refused: []Refusal{{"kernel", "2 bytes buffered"}}}}},
+				Drained: EngineChoice{Engine: "userspace", Reason: "auto; kernel did not install", Refused: []Refusal{{Engine: "kernel", Reason: "2 bytes buffered"}}}}},
 			"tx: kernel (auto); rx: kernel (auto), after crypto/tls has read the session tickets; rx: userspace (auto; kernel did not install; passed over kernel: 2 bytes buffered)",
 		},
 		{

@@ -55,21 +55,18 @@ type EngineChoice struct {
 	// engine than the candidate that installed it (backend.Reporter: a nic
 	// half the kernel kept in software is kernel), or "".
 	Reported string
+	// Unavailable are the engines the policy found unable to serve before
+	// this candidate, from their cached probes (selector.Candidate's
+	// Unavailable: Reason names them too), in order.
+	Unavailable []Refusal
 	// Refused are the candidates before it that declined the direction
 	// when they were installed (backend.ErrNotSupported), in order.
 	Refused []Refusal
 }
 
-// Refusal is a candidate engine that declined a direction, and why.
-type Refusal struct {
-	Engine string
-	// Reason is the engine's refusal without its name in front
-	// (backend.NotSupportedError.Reason).
-	Reason string
-}
-
-// String returns "engine: reason".
-func (r Refusal) String() string { return r.Engine + ": " + r.Reason }
+// Refusal is an engine that declined a direction, and why: "engine: reason"
+// as a string.
+type Refusal = selector.Refusal
 
 // bothStdlibNote is what String says for BothStdlib.
 const bothStdlibNote = "both stay on stdlib: crypto/tls cannot share a connection with another engine"
@@ -132,14 +129,14 @@ func joinRefusals(rs []Refusal, sep string) string {
 
 // candidateChoice is a candidate as the policy named it, before any install.
 func candidateChoice(c selector.Candidate) EngineChoice {
-	return EngineChoice{Engine: c.Name, Reason: c.Reason}
+	return EngineChoice{Engine: c.Name, Reason: c.Reason, Unavailable: c.Unavailable}
 }
 
 // installedChoice is the choice of the candidate cand whose half is half,
 // after the candidates refused refused: the engine is the one the half says
 // it is (backend.Reporter), the candidate's otherwise.
 func installedChoice(half any, cand selector.Candidate, refused []Refusal) EngineChoice {
-	ch := EngineChoice{Engine: cand.Name, Reason: cand.Reason, Refused: refused}
+	ch := EngineChoice{Engine: cand.Name, Reason: cand.Reason, Unavailable: cand.Unavailable, Refused: refused}
 	if r, ok := half.(backend.Reporter); ok {
 		if name, why := r.Engine(); name != "" && name != cand.Name {
 			ch.Engine, ch.Reported = name, why

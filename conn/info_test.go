@@ -70,7 +70,7 @@ func TestHandoffInfo(t *testing.T) {
 		return &namedEngine{Backend: userspace.New(), name: backend.Kernel, refuseTX: tx, refuseRX: rx}
 	}
 	us := userspace.New()
-	refused := []Refusal{{backend.Kernel, refusedWhy}}
+	refused := []Refusal{{Engine: backend.Kernel, Reason: refusedWhy}}
 	for _, tc := range []struct {
 		name    string
 		engines []backend.Backend

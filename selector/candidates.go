@@ -118,7 +118,23 @@ type Candidate struct {
 	// "auto; kernel: tls module not loaded", "forced kernel unavailable: tls
 	// module not loaded", "forced kernel did not install".
 	Reason string
+	// Unavailable are the engines that Reason says could not serve before
+	// this one (the forced engine, and those of the automatic order before
+	// it whose Engine.OK was false), with their Why, in order: the same
+	// refusals, field by field.
+	Unavailable []Refusal
 }
+
+// Refusal is an engine that cannot serve a direction, and why.
+type Refusal struct {
+	Engine string
+	// Reason is the engine's own account, without its name in front
+	// (backend.NotSupportedError.Reason).
+	Reason string
+}
+
+// String returns "engine: reason".
+func (r Refusal) String() string { return r.Engine + ": " + r.Reason }
 
 // String returns "name (reason)".
 func (c Candidate) String() string {
@@ -266,7 +282,7 @@ func (p Policy) Candidates(f Facts) ([]Candidate, error) {
 		if p.Strict {
 			return nil, &StrictError{Direction: f.Direction, Forced: forced, Reason: why}
 		}
-		return autoCandidates(f, forced, "forced "+forced+" unavailable: "+why), nil
+		return autoCandidates(f, forced, "forced "+forced+" unavailable: "+why, Refusal{forced, why}), nil
 	}
 
 	// Rule 4.
@@ -279,8 +295,8 @@ func (p Policy) Candidates(f Facts) ([]Candidate, error) {
 
 // autoCandidates returns the automatic order without the engine exclude,
 // ending with stdlib. Each reason is prefix, then the notes about the engines
-// passed over before it.
-func autoCandidates(f Facts, exclude, prefix string) []Candidate {
+// passed over before it; unavailable are the refusals prefix names.
+func autoCandidates(f Facts, exclude, prefix string, unavailable ...Refusal) []Candidate {
 	var list []Candidate
 	var notes []string
 	reason := func(name string) string {
@@ -322,6 +338,7 @@ func autoCandidates(f Facts, exclude, prefix string) []Candidate {
 		if !ok {
 			if name != backend.NIC {
 				notes = append(notes, name+": "+why)
+				unavailable = append(unavailable, Refusal{name, why})
 			}
 			// nic refuses on nearly every host (no device offloads
 			// kTLS, or not this suite): like an engine not wired in,
@@ -330,10 +347,10 @@ func autoCandidates(f Facts, exclude, prefix string) []Candidate {
 			// says why per connection.
 			continue
 		}
-		list = append(list, Candidate{Name: name, Reason: reason(name)})
+		list = append(list, Candidate{Name: name, Reason: reason(name), Unavailable: slices.Clip(unavailable)})
 		notes = append(notes, name+" did not install")
 	}
-	return append(list, Candidate{Name: backend.Stdlib, Reason: reason(backend.Stdlib)})
+	return append(list, Candidate{Name: backend.Stdlib, Reason: reason(backend.Stdlib), Unavailable: slices.Clip(unavailable)})
 }
 
 // afalgAuto reports whether afalg joins the automatic order. docs/ARCHITECTURE.md's

@@ -76,10 +76,10 @@ func TestCandidates(t *testing.T) {
 			policy: policy("auto", false),
 			facts:  facts(TX, allOK...),
 			want: []Candidate{
-				{"nic", "auto"},
-				{"kernel", "auto; nic did not install"},
-				{"userspace", "auto; nic did not install; kernel did not install"},
-				{"stdlib", "auto; nic did not install; kernel did not install; userspace did not install"},
+				{Name: "nic", Reason: "auto"},
+				{Name: "kernel", Reason: "auto; nic did not install"},
+				{Name: "userspace", Reason: "auto; nic did not install; kernel did not install"},
+				{Name: "stdlib", Reason: "auto; nic did not install; kernel did not install; userspace did not install"},
 			},
 		},
 		{
@@ -87,9 +87,9 @@ func TestCandidates(t *testing.T) {
 			policy: policy("", false),
 			facts:  facts(RX, noNIC...),
 			want: []Candidate{
-				{"kernel", "auto"},
-				{"userspace", "auto; kernel did not install"},
-				{"stdlib", "auto; kernel did not install; userspace did not install"},
+				{Name: "kernel", Reason: "auto"},
+				{Name: "userspace", Reason: "auto; kernel did not install"},
+				{Name: "stdlib", Reason: "auto; kernel did not install; userspace did not install"},
 			},
 		},
 		{
@@ -97,9 +97,9 @@ func TestCandidates(t *testing.T) {
 			policy: policy("auto", false),
 			facts:  with(facts(RX, noNIC...), func(f *Facts) { f.CipherSuite = tls.TLS_CHACHA20_POLY1305_SHA256 }),
 			want: []Candidate{
-				{"userspace", "auto; userspace before kernel: it receives ChaCha20-Poly1305 faster"},
-				{"kernel", "auto; userspace before kernel: it receives ChaCha20-Poly1305 faster; userspace did not install"},
-				{"stdlib", "auto; userspace before kernel: it receives ChaCha20-Poly1305 faster; userspace did not install; kernel did not install"},
+				{Name: "userspace", Reason: "auto; userspace before kernel: it receives ChaCha20-Poly1305 faster"},
+				{Name: "kernel", Reason: "auto; userspace before kernel: it receives ChaCha20-Poly1305 faster; userspace did not install"},
+				{Name: "stdlib", Reason: "auto; userspace before kernel: it receives ChaCha20-Poly1305 faster; userspace did not install; kernel did not install"},
 			},
 		},
 		{
@@ -109,9 +109,9 @@ func TestCandidates(t *testing.T) {
 				f.Version, f.CipherSuite = tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
 			}),
 			want: []Candidate{
-				{"kernel", "auto"},
-				{"userspace", "auto; kernel did not install"},
-				{"stdlib", "auto; kernel did not install; userspace did not install"},
+				{Name: "kernel", Reason: "auto"},
+				{Name: "userspace", Reason: "auto; kernel did not install"},
+				{Name: "stdlib", Reason: "auto; kernel did not install; userspace did not install"},
 			},
 		},
 		{
@@ -119,8 +119,8 @@ func TestCandidates(t *testing.T) {
 			policy: policy("auto", false),
 			facts:  with(facts(RX, noKTLS2...), func(f *Facts) { f.CipherSuite = tls.TLS_CHACHA20_POLY1305_SHA256 }),
 			want: []Candidate{
-				{"userspace", "auto"},
-				{"stdlib", "auto; userspace did not install; kernel: tls module not loaded"},
+				{Name: "userspace", Reason: "auto"},
+				{Name: "stdlib", Reason: "auto; userspace did not install; kernel: tls module not loaded"},
 			},
 		},
 		{
@@ -128,41 +128,41 @@ func TestCandidates(t *testing.T) {
 			policy: policy("auto", false),
 			facts:  facts(TX, noKTLS...),
 			want: []Candidate{
-				{"userspace", "auto; kernel: tls module not loaded"},
-				{"stdlib", "auto; kernel: tls module not loaded; userspace did not install"},
+				{Name: "userspace", Reason: "auto; kernel: tls module not loaded"},
+				{Name: "stdlib", Reason: "auto; kernel: tls module not loaded; userspace did not install"},
 			},
 		},
 		{
 			name:   "auto, only userspace wired in",
 			policy: policy("auto", false),
 			facts:  facts(TX, onlyUS...),
-			want:   []Candidate{{"userspace", "auto"}, {"stdlib", "auto; userspace did not install"}},
+			want:   []Candidate{{Name: "userspace", Reason: "auto"}, {Name: "stdlib", Reason: "auto; userspace did not install"}},
 		},
 		{
 			name:   "auto, nothing wired in",
 			policy: policy("auto", false),
 			facts:  facts(TX),
-			want:   []Candidate{{"stdlib", "auto"}},
+			want:   []Candidate{{Name: "stdlib", Reason: "auto"}},
 		},
 		{
 			name:   "auto, stdlib listed as not OK is still possible",
 			policy: policy("auto", false),
 			facts:  facts(TX, no("stdlib", "whatever")),
-			want:   []Candidate{{"stdlib", "auto"}},
+			want:   []Candidate{{Name: "stdlib", Reason: "auto"}},
 		},
 		{
 			name:   "auto, names that are not engines are ignored",
 			policy: policy("auto", false),
 			facts:  facts(TX, yes("quic"), no("kernal", "typo"), yes("userspace")),
-			want:   []Candidate{{"userspace", "auto"}, {"stdlib", "auto; userspace did not install"}},
+			want:   []Candidate{{Name: "userspace", Reason: "auto"}, {Name: "stdlib", Reason: "auto; userspace did not install"}},
 		},
 		{
 			name:   "auto, an engine listed twice is OK only if both say so",
 			policy: policy("auto", false),
 			facts:  facts(TX, yes("kernel"), no("kernel", "second opinion"), no("kernel", "third"), yes("userspace")),
 			want: []Candidate{
-				{"userspace", "auto; kernel: second opinion"},
-				{"stdlib", "auto; kernel: second opinion; userspace did not install"},
+				{Name: "userspace", Reason: "auto; kernel: second opinion"},
+				{Name: "stdlib", Reason: "auto; kernel: second opinion; userspace did not install"},
 			},
 		},
 		{
@@ -170,8 +170,8 @@ func TestCandidates(t *testing.T) {
 			policy: policy("auto", false),
 			facts:  facts(TX, no("kernel", ""), yes("userspace")),
 			want: []Candidate{
-				{"userspace", "auto; kernel: cannot serve"},
-				{"stdlib", "auto; kernel: cannot serve; userspace did not install"},
+				{Name: "userspace", Reason: "auto; kernel: cannot serve"},
+				{Name: "stdlib", Reason: "auto; kernel: cannot serve; userspace did not install"},
 			},
 		},
 		{
@@ -179,8 +179,8 @@ func TestCandidates(t *testing.T) {
 			policy: policy("tx=kernel", true),
 			facts:  facts(RX, noKTLS2...),
 			want: []Candidate{
-				{"userspace", "auto; kernel: tls module not loaded"},
-				{"stdlib", "auto; kernel: tls module not loaded; userspace did not install"},
+				{Name: "userspace", Reason: "auto; kernel: tls module not loaded"},
+				{Name: "stdlib", Reason: "auto; kernel: tls module not loaded; userspace did not install"},
 			},
 		},
 		{
@@ -190,9 +190,9 @@ func TestCandidates(t *testing.T) {
 				f.Version, f.CipherSuite = tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
 			}),
 			want: []Candidate{
-				{"kernel", "auto"},
-				{"userspace", "auto; kernel did not install"},
-				{"stdlib", "auto; kernel did not install; userspace did not install"},
+				{Name: "kernel", Reason: "auto"},
+				{Name: "userspace", Reason: "auto; kernel did not install"},
+				{Name: "stdlib", Reason: "auto; kernel did not install; userspace did not install"},
 			},
 		},
 
@@ -202,9 +202,9 @@ func TestCandidates(t *testing.T) {
 			policy: policy("auto", false),
 			facts:  with(facts(TX, noKTLS...), noAES),
 			want: []Candidate{
-				{"afalg", "auto; kernel: tls module not loaded; hardware engine gcm-aes-caam"},
-				{"userspace", "auto; kernel: tls module not loaded; afalg did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
-				{"stdlib", "auto; kernel: tls module not loaded; afalg did not install; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{Name: "afalg", Reason: "auto; kernel: tls module not loaded; hardware engine gcm-aes-caam"},
+				{Name: "userspace", Reason: "auto; kernel: tls module not loaded; afalg did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{Name: "stdlib", Reason: "auto; kernel: tls module not loaded; afalg did not install; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
 			},
 		},
 		{
@@ -212,9 +212,9 @@ func TestCandidates(t *testing.T) {
 			policy: policy("auto", false),
 			facts:  with(facts(TX, hw("afalg"), yes("userspace")), noAES),
 			want: []Candidate{
-				{"afalg", "auto; hardware engine gcm-aes-caam"},
-				{"userspace", "auto; afalg did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
-				{"stdlib", "auto; afalg did not install; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{Name: "afalg", Reason: "auto; hardware engine gcm-aes-caam"},
+				{Name: "userspace", Reason: "auto; afalg did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{Name: "stdlib", Reason: "auto; afalg did not install; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
 			},
 		},
 		{
@@ -222,9 +222,9 @@ func TestCandidates(t *testing.T) {
 			policy: policy("auto", false),
 			facts:  with(facts(TX, yes("kernel"), hw("afalg"), yes("userspace")), noAES),
 			want: []Candidate{
-				{"kernel", "auto"},
-				{"userspace", "auto; kernel did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
-				{"stdlib", "auto; kernel did not install; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{Name: "kernel", Reason: "auto"},
+				{Name: "userspace", Reason: "auto; kernel did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{Name: "stdlib", Reason: "auto; kernel did not install; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
 			},
 		},
 		{
@@ -232,23 +232,23 @@ func TestCandidates(t *testing.T) {
 			policy: policy("auto", false),
 			facts:  with(facts(TX, no("kernel", "tls module not loaded"), no("afalg", "no gcm(aes)"), yes("userspace")), noAES),
 			want: []Candidate{
-				{"userspace", "auto; kernel: tls module not loaded; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
-				{"stdlib", "auto; kernel: tls module not loaded; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{Name: "userspace", Reason: "auto; kernel: tls module not loaded; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{Name: "stdlib", Reason: "auto; kernel: tls module not loaded; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
 			},
 		},
 		{
 			name:   "afalg: OK, AES instructions, nothing else: not chosen",
 			policy: policy("auto", false),
 			facts:  facts(TX, hw("afalg")),
-			want:   []Candidate{{"stdlib", "auto"}},
+			want:   []Candidate{{Name: "stdlib", Reason: "auto"}},
 		},
 		{
 			name:   "afalg: OK but on the CPU, no AES instructions, no kTLS: not chosen",
 			policy: policy("auto", false),
 			facts:  with(facts(TX, no("kernel", "tls module not loaded"), yes("afalg"), yes("userspace")), noAES),
 			want: []Candidate{
-				{"userspace", "auto; kernel: tls module not loaded; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
-				{"stdlib", "auto; kernel: tls module not loaded; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{Name: "userspace", Reason: "auto; kernel: tls module not loaded; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{Name: "stdlib", Reason: "auto; kernel: tls module not loaded; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
 			},
 		},
 		{
@@ -258,9 +258,9 @@ func TestCandidates(t *testing.T) {
 				f.Version, f.CipherSuite = tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
 			}),
 			want: []Candidate{
-				{"afalg", "auto; kernel: tls module not loaded; hardware engine gcm-aes-caam"},
-				{"userspace", "auto; kernel: tls module not loaded; afalg did not install"},
-				{"stdlib", "auto; kernel: tls module not loaded; afalg did not install; userspace did not install"},
+				{Name: "afalg", Reason: "auto; kernel: tls module not loaded; hardware engine gcm-aes-caam"},
+				{Name: "userspace", Reason: "auto; kernel: tls module not loaded; afalg did not install"},
+				{Name: "stdlib", Reason: "auto; kernel: tls module not loaded; afalg did not install; userspace did not install"},
 			},
 		},
 
@@ -269,9 +269,9 @@ func TestCandidates(t *testing.T) {
 			policy: policy("afalg", false),
 			facts:  facts(TX, Engine{Name: "afalg", OK: true, HardwareWhat: "gcm(aes) is served by generic-gcm-aesni"}, yes("userspace")),
 			want: []Candidate{
-				{"afalg", "forced"},
-				{"userspace", "forced afalg did not install"},
-				{"stdlib", "forced afalg did not install; userspace did not install"},
+				{Name: "afalg", Reason: "forced"},
+				{Name: "userspace", Reason: "forced afalg did not install"},
+				{Name: "stdlib", Reason: "forced afalg did not install; userspace did not install"},
 			},
 		},
 
@@ -281,9 +281,9 @@ func TestCandidates(t *testing.T) {
 			policy: policy("auto", false),
 			facts:  with(facts(RX, yes("kernel"), yes("userspace")), func(f *Facts) { f.CPU = arm64GoSoft }),
 			want: []Candidate{
-				{"kernel", "auto; the kernel's AES-GCM uses this arm64 CPU's AES instructions, Go's does not here"},
-				{"userspace", "auto; kernel did not install; Go's AES-GCM does not use this arm64 CPU's AES instructions here"},
-				{"stdlib", "auto; kernel did not install; userspace did not install; Go's AES-GCM does not use this arm64 CPU's AES instructions here"},
+				{Name: "kernel", Reason: "auto; the kernel's AES-GCM uses this arm64 CPU's AES instructions, Go's does not here"},
+				{Name: "userspace", Reason: "auto; kernel did not install; Go's AES-GCM does not use this arm64 CPU's AES instructions here"},
+				{Name: "stdlib", Reason: "auto; kernel did not install; userspace did not install; Go's AES-GCM does not use this arm64 CPU's AES instructions here"},
 			},
 		},
 		{
@@ -293,9 +293,9 @@ func TestCandidates(t *testing.T) {
 				f.CPU, f.CipherSuite = arm64NoAES, tls.TLS_CHACHA20_POLY1305_SHA256
 			}),
 			want: []Candidate{
-				{"kernel", "auto"},
-				{"userspace", "auto; kernel did not install"},
-				{"stdlib", "auto; kernel did not install; userspace did not install"},
+				{Name: "kernel", Reason: "auto"},
+				{Name: "userspace", Reason: "auto; kernel did not install"},
+				{Name: "stdlib", Reason: "auto; kernel did not install; userspace did not install"},
 			},
 		},
 
@@ -305,28 +305,28 @@ func TestCandidates(t *testing.T) {
 			policy: policy("kernel", false),
 			facts:  facts(TX, allOK...),
 			want: []Candidate{
-				{"kernel", "forced"},
-				{"nic", "forced kernel did not install"},
-				{"userspace", "forced kernel did not install; nic did not install"},
-				{"stdlib", "forced kernel did not install; nic did not install; userspace did not install"},
+				{Name: "kernel", Reason: "forced"},
+				{Name: "nic", Reason: "forced kernel did not install"},
+				{Name: "userspace", Reason: "forced kernel did not install; nic did not install"},
+				{Name: "stdlib", Reason: "forced kernel did not install; nic did not install; userspace did not install"},
 			},
 		},
 		{
 			name:   "forced kernel, OK, strict: alone",
 			policy: policy("kernel", true),
 			facts:  facts(TX, allOK...),
-			want:   []Candidate{{"kernel", "forced"}},
+			want:   []Candidate{{Name: "kernel", Reason: "forced"}},
 		},
 		{
 			name:   "forced afalg, OK, AES instructions: the user opted in",
 			policy: policy("rx=afalg", false),
 			facts:  facts(RX, allOK...),
 			want: []Candidate{
-				{"afalg", "forced"},
-				{"nic", "forced afalg did not install"},
-				{"kernel", "forced afalg did not install; nic did not install"},
-				{"userspace", "forced afalg did not install; nic did not install; kernel did not install"},
-				{"stdlib", "forced afalg did not install; nic did not install; kernel did not install; userspace did not install"},
+				{Name: "afalg", Reason: "forced"},
+				{Name: "nic", Reason: "forced afalg did not install"},
+				{Name: "kernel", Reason: "forced afalg did not install; nic did not install"},
+				{Name: "userspace", Reason: "forced afalg did not install; nic did not install; kernel did not install"},
+				{Name: "stdlib", Reason: "forced afalg did not install; nic did not install; kernel did not install; userspace did not install"},
 			},
 		},
 		{
@@ -334,9 +334,9 @@ func TestCandidates(t *testing.T) {
 			policy: policy("tx=kernel,rx=userspace", false),
 			facts:  facts(RX, noNIC...),
 			want: []Candidate{
-				{"userspace", "forced"},
-				{"kernel", "forced userspace did not install"},
-				{"stdlib", "forced userspace did not install; kernel did not install"},
+				{Name: "userspace", Reason: "forced"},
+				{Name: "kernel", Reason: "forced userspace did not install"},
+				{Name: "stdlib", Reason: "forced userspace did not install; kernel did not install"},
 			},
 		},
 
@@ -346,8 +346,8 @@ func TestCandidates(t *testing.T) {
 			policy: policy("kernel", false),
 			facts:  facts(TX, noKTLS2...),
 			want: []Candidate{
-				{"userspace", "forced kernel unavailable: tls module not loaded"},
-				{"stdlib", "forced kernel unavailable: tls module not loaded; userspace did not install"},
+				{Name: "userspace", Reason: "forced kernel unavailable: tls module not loaded"},
+				{Name: "stdlib", Reason: "forced kernel unavailable: tls module not loaded; userspace did not install"},
 			},
 		},
 		{
@@ -355,8 +355,8 @@ func TestCandidates(t *testing.T) {
 			policy: policy("kernel", false),
 			facts:  facts(TX, noKTLS...),
 			want: []Candidate{
-				{"userspace", "forced kernel unavailable: tls module not loaded"},
-				{"stdlib", "forced kernel unavailable: tls module not loaded; userspace did not install"},
+				{Name: "userspace", Reason: "forced kernel unavailable: tls module not loaded"},
+				{Name: "stdlib", Reason: "forced kernel unavailable: tls module not loaded; userspace did not install"},
 			},
 		},
 		{
@@ -364,8 +364,8 @@ func TestCandidates(t *testing.T) {
 			policy: policy("nic", false),
 			facts:  facts(TX, onlyUS...),
 			want: []Candidate{
-				{"userspace", "forced nic unavailable: not wired into this program"},
-				{"stdlib", "forced nic unavailable: not wired into this program; userspace did not install"},
+				{Name: "userspace", Reason: "forced nic unavailable: not wired into this program"},
+				{Name: "stdlib", Reason: "forced nic unavailable: not wired into this program; userspace did not install"},
 			},
 		},
 		{
@@ -373,9 +373,9 @@ func TestCandidates(t *testing.T) {
 			policy: policy("kernel", false),
 			facts:  with(facts(TX, no("kernel", "tls module not loaded"), hw("afalg"), yes("userspace")), noAES),
 			want: []Candidate{
-				{"afalg", "forced kernel unavailable: tls module not loaded; hardware engine gcm-aes-caam"},
-				{"userspace", "forced kernel unavailable: tls module not loaded; afalg did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
-				{"stdlib", "forced kernel unavailable: tls module not loaded; afalg did not install; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{Name: "afalg", Reason: "forced kernel unavailable: tls module not loaded; hardware engine gcm-aes-caam"},
+				{Name: "userspace", Reason: "forced kernel unavailable: tls module not loaded; afalg did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
+				{Name: "stdlib", Reason: "forced kernel unavailable: tls module not loaded; afalg did not install; userspace did not install; this arm64 CPU has no AES-GCM instructions: Go's AES is table-based"},
 			},
 		},
 
@@ -384,13 +384,13 @@ func TestCandidates(t *testing.T) {
 			name:   "forced stdlib",
 			policy: policy("stdlib", false),
 			facts:  facts(TX, allOK...),
-			want:   []Candidate{{"stdlib", "forced"}},
+			want:   []Candidate{{Name: "stdlib", Reason: "forced"}},
 		},
 		{
 			name:   "forced stdlib, strict, keys unknown",
 			policy: policy("stdlib", true),
 			facts:  with(facts(TX, allOK...), func(f *Facts) { f.Unknown = "records buffered" }),
-			want:   []Candidate{{"stdlib", "forced"}},
+			want:   []Candidate{{Name: "stdlib", Reason: "forced"}},
 		},
 
 		// Rule 2: facts that leave only stdlib.
@@ -400,7 +400,7 @@ func TestCandidates(t *testing.T) {
 			facts: with(facts(RX, allOK...), func(f *Facts) {
 				f.Unknown = "peer's ChangeCipherSpec not seen"
 			}),
-			want: []Candidate{{"stdlib", "keys or sequence numbers not known: peer's ChangeCipherSpec not seen"}},
+			want: []Candidate{{Name: "stdlib", Reason: "keys or sequence numbers not known: peer's ChangeCipherSpec not seen"}},
 		},
 		{
 			name:   "keys unknown, forced kernel",
@@ -408,7 +408,7 @@ func TestCandidates(t *testing.T) {
 			facts: with(facts(TX, allOK...), func(f *Facts) {
 				f.Unknown = "ticket count uncertain"
 			}),
-			want: []Candidate{{"stdlib", "forced kernel unavailable: keys or sequence numbers not known: ticket count uncertain"}},
+			want: []Candidate{{Name: "stdlib", Reason: "forced kernel unavailable: keys or sequence numbers not known: ticket count uncertain"}},
 		},
 		{
 			name:   "TLS 1.2 CBC suite",
@@ -416,13 +416,13 @@ func TestCandidates(t *testing.T) {
 			facts: with(facts(TX, allOK...), func(f *Facts) {
 				f.Version, f.CipherSuite = tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA
 			}),
-			want: []Candidate{{"stdlib", "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA is not a TLS 1.2 AEAD suite"}},
+			want: []Candidate{{Name: "stdlib", Reason: "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA is not a TLS 1.2 AEAD suite"}},
 		},
 		{
 			name:   "TLS 1.3 suite under TLS 1.2",
 			policy: policy("auto", false),
 			facts:  with(facts(TX, allOK...), func(f *Facts) { f.Version = tls.VersionTLS12 }),
-			want:   []Candidate{{"stdlib", "TLS_AES_128_GCM_SHA256 is not a TLS 1.2 AEAD suite"}},
+			want:   []Candidate{{Name: "stdlib", Reason: "TLS_AES_128_GCM_SHA256 is not a TLS 1.2 AEAD suite"}},
 		},
 		{
 			name:   "TLS 1.2 suite under TLS 1.3",
@@ -430,7 +430,7 @@ func TestCandidates(t *testing.T) {
 			facts: with(facts(TX, allOK...), func(f *Facts) {
 				f.CipherSuite = tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
 			}),
-			want: []Candidate{{"stdlib", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 is not a TLS 1.3 AEAD suite"}},
+			want: []Candidate{{Name: "stdlib", Reason: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 is not a TLS 1.3 AEAD suite"}},
 		},
 		{
 			name:   "TLS 1.1",
@@ -438,13 +438,13 @@ func TestCandidates(t *testing.T) {
 			facts: with(facts(TX, allOK...), func(f *Facts) {
 				f.Version, f.CipherSuite = tls.VersionTLS11, tls.TLS_RSA_WITH_AES_128_CBC_SHA
 			}),
-			want: []Candidate{{"stdlib", "forced userspace unavailable: TLS 1.1 is not served by any engine"}},
+			want: []Candidate{{Name: "stdlib", Reason: "forced userspace unavailable: TLS 1.1 is not served by any engine"}},
 		},
 		{
 			name:   "unknown version",
 			policy: policy("auto", false),
 			facts:  with(facts(TX, allOK...), func(f *Facts) { f.Version = 0 }),
-			want:   []Candidate{{"stdlib", "0x0000 is not served by any engine"}},
+			want:   []Candidate{{Name: "stdlib", Reason: "0x0000 is not served by any engine"}},
 		},
 
 		// Rule 2, FIPS 140-3 mode: stdlib whatever the engines say.
@@ -452,7 +452,7 @@ func TestCandidates(t *testing.T) {
 			name:   "FIPS, auto, every engine OK",
 			policy: policy("auto", false),
 			facts:  with(facts(TX, allOK...), fipsOn),
-			want:   []Candidate{{"stdlib", fips}},
+			want:   []Candidate{{Name: "stdlib", Reason: fips}},
 		},
 		{
 			name:   "FIPS, auto, RX, TLS 1.2 AES-256-GCM",
@@ -460,49 +460,49 @@ func TestCandidates(t *testing.T) {
 			facts: with(facts(RX, noNIC...), func(f *Facts) {
 				f.FIPS, f.Version, f.CipherSuite = true, tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
 			}),
-			want: []Candidate{{"stdlib", fips}},
+			want: []Candidate{{Name: "stdlib", Reason: fips}},
 		},
 		{
 			name:   "FIPS, auto, no AES instructions: no CPU note, afalg not chosen",
 			policy: policy("auto", false),
 			facts:  with(with(facts(TX, noKTLS...), noAES), fipsOn),
-			want:   []Candidate{{"stdlib", fips}},
+			want:   []Candidate{{Name: "stdlib", Reason: fips}},
 		},
 		{
 			name:   "FIPS, auto, nothing wired in",
 			policy: policy("auto", false),
 			facts:  with(facts(TX), fipsOn),
-			want:   []Candidate{{"stdlib", fips}},
+			want:   []Candidate{{Name: "stdlib", Reason: fips}},
 		},
 		{
 			name:   "FIPS, auto, strict changes nothing for an automatic direction",
 			policy: policy("tx=kernel", true),
 			facts:  with(facts(RX, allOK...), fipsOn),
-			want:   []Candidate{{"stdlib", fips}},
+			want:   []Candidate{{Name: "stdlib", Reason: fips}},
 		},
 		{
 			name:   "FIPS, forced kernel, OK: falls back to stdlib, not to userspace",
 			policy: policy("kernel", false),
 			facts:  with(facts(TX, allOK...), fipsOn),
-			want:   []Candidate{{"stdlib", "forced kernel unavailable: " + fips}},
+			want:   []Candidate{{Name: "stdlib", Reason: "forced kernel unavailable: " + fips}},
 		},
 		{
 			name:   "FIPS, forced userspace, per direction",
 			policy: policy("tx=auto,rx=userspace", false),
 			facts:  with(facts(RX, allOK...), fipsOn),
-			want:   []Candidate{{"stdlib", "forced userspace unavailable: " + fips}},
+			want:   []Candidate{{Name: "stdlib", Reason: "forced userspace unavailable: " + fips}},
 		},
 		{
 			name:   "FIPS, forced afalg on a hardware engine",
 			policy: policy("afalg", false),
 			facts:  with(with(facts(TX, noKTLS...), noAES), fipsOn),
-			want:   []Candidate{{"stdlib", "forced afalg unavailable: " + fips}},
+			want:   []Candidate{{Name: "stdlib", Reason: "forced afalg unavailable: " + fips}},
 		},
 		{
 			name:   "FIPS, forced nic, not wired in: FIPS is the reason",
 			policy: policy("nic", false),
 			facts:  with(facts(TX, onlyUS...), fipsOn),
-			want:   []Candidate{{"stdlib", "forced nic unavailable: " + fips}},
+			want:   []Candidate{{Name: "stdlib", Reason: "forced nic unavailable: " + fips}},
 		},
 		{
 			name:   "FIPS, keys unknown: FIPS is the reason",
@@ -510,7 +510,7 @@ func TestCandidates(t *testing.T) {
 			facts: with(facts(RX, allOK...), func(f *Facts) {
 				f.FIPS, f.Unknown = true, "records buffered"
 			}),
-			want: []Candidate{{"stdlib", fips}},
+			want: []Candidate{{Name: "stdlib", Reason: fips}},
 		},
 		{
 			name:   "FIPS, TLS 1.2 CBC suite that FIPS allows: FIPS is the reason",
@@ -518,13 +518,13 @@ func TestCandidates(t *testing.T) {
 			facts: with(facts(TX, allOK...), func(f *Facts) {
 				f.FIPS, f.Version, f.CipherSuite = true, tls.VersionTLS12, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256
 			}),
-			want: []Candidate{{"stdlib", fips}},
+			want: []Candidate{{Name: "stdlib", Reason: fips}},
 		},
 		{
 			name:   "FIPS, forced stdlib",
 			policy: policy("stdlib", true),
 			facts:  with(facts(TX, allOK...), fipsOn),
-			want:   []Candidate{{"stdlib", "forced"}},
+			want:   []Candidate{{Name: "stdlib", Reason: "forced"}},
 		},
 	}
 	for _, tt := range tests {
@@ -533,8 +533,65 @@ func TestCandidates(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Candidates: %v", err)
 			}
-			if !reflect.DeepEqual(got, tt.want) {
+			// The table pins names and reasons; each candidate's
+			// Unavailable must be the refusals its reason names
+			// (TestCandidatesUnavailable pins them exactly).
+			if !reflect.DeepEqual(withoutUnavailable(got), tt.want) {
 				t.Errorf("Candidates =\n%s\nwant\n%s", fmtList(got), fmtList(tt.want))
+			}
+			for _, c := range got {
+				for _, r := range c.Unavailable {
+					if !strings.Contains(c.Reason, r.String()) && !strings.Contains(c.Reason, "forced "+r.Engine+" unavailable: "+r.Reason) {
+						t.Errorf("%s: Unavailable has %q, which its reason does not name", c, r)
+					}
+				}
+			}
+		})
+	}
+}
+
+func withoutUnavailable(cs []Candidate) []Candidate {
+	out := make([]Candidate, len(cs))
+	for i, c := range cs {
+		out[i] = Candidate{Name: c.Name, Reason: c.Reason}
+	}
+	return out
+}
+
+// TestCandidatesUnavailable: the engines a candidate's reason says could not
+// serve are in its Unavailable, field by field and in order; nic's refusal,
+// which the reason leaves out as no news, is left out there too.
+func TestCandidatesUnavailable(t *testing.T) {
+	kernelNo := Engine{Name: "kernel", OK: false, Why: "tls module not loaded"}
+	nicNo := Engine{Name: "nic", OK: false, Why: "no device"}
+	userspace := Engine{Name: "userspace", OK: true}
+	for _, tt := range []struct {
+		name   string
+		policy Policy
+		facts  Facts
+		want   [][]Refusal // per candidate
+	}{
+		{"auto", policy("auto", false), facts(TX, nicNo, kernelNo, userspace),
+			[][]Refusal{{{"kernel", "tls module not loaded"}}, {{"kernel", "tls module not loaded"}}}},
+		{"auto, every engine OK", policy("auto", false), facts(TX, Engine{Name: "kernel", OK: true}, userspace),
+			[][]Refusal{nil, nil, nil}},
+		{"forced kernel unavailable", policy("kernel", false), facts(TX, kernelNo, userspace),
+			[][]Refusal{{{"kernel", "tls module not loaded"}}, {{"kernel", "tls module not loaded"}}}},
+		{"forced afalg not wired", policy("afalg", false), facts(TX, kernelNo, userspace),
+			[][]Refusal{{{"afalg", "not wired into this program"}, {"kernel", "tls module not loaded"}}, {{"afalg", "not wired into this program"}, {"kernel", "tls module not loaded"}}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.policy.Candidates(tt.facts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("Candidates = %s, want %d candidates", fmtList(got), len(tt.want))
+			}
+			for i, c := range got {
+				if !reflect.DeepEqual(c.Unavailable, tt.want[i]) {
+					t.Errorf("%s: Unavailable = %v, want %v", c, c.Unavailable, tt.want[i])
+				}
 			}
 		})
 	}
@@ -768,12 +825,12 @@ func checkInvariants(t *testing.T, label string, p Policy, f Facts, forced strin
 	}
 	switch {
 	case forced == "stdlib":
-		if !reflect.DeepEqual(got, []Candidate{{"stdlib", "forced"}}) {
+		if !reflect.DeepEqual(got, []Candidate{{Name: "stdlib", Reason: "forced"}}) {
 			t.Fatalf("%s: %v, want [stdlib (forced)]", label, got)
 		}
 		return
 	case isForced && canServe:
-		if got[0] != (Candidate{forced, "forced"}) {
+		if got[0].Name != forced || got[0].Reason != "forced" || got[0].Unavailable != nil {
 			t.Fatalf("%s: %v, want %s first", label, got, forced)
 		}
 		if p.Strict {
@@ -803,8 +860,8 @@ func TestCandidateString(t *testing.T) {
 		c    Candidate
 		want string
 	}{
-		{Candidate{"userspace", "auto"}, "userspace (auto)"},
-		{Candidate{"userspace", "forced kernel unavailable: tls module not loaded"}, "userspace (forced kernel unavailable: tls module not loaded)"},
+		{Candidate{Name: "userspace", Reason: "auto"}, "userspace (auto)"},
+		{Candidate{Name: "userspace", Reason: "forced kernel unavailable: tls module not loaded"}, "userspace (forced kernel unavailable: tls module not loaded)"},
 	}
 	for _, tt := range tests {
 		if got := tt.c.String(); got != tt.want {
@@ -822,14 +879,15 @@ func TestForcedKernelExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Candidate{"userspace", "forced kernel unavailable: tls module not loaded"}
+	want := Candidate{Name: "userspace", Reason: "forced kernel unavailable: tls module not loaded",
+		Unavailable: []Refusal{{"kernel", "tls module not loaded"}}}
 	for _, d := range []Direction{TX, RX} {
 		list, err := p.Candidates(facts(d, noKTLS2...))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if list[0] != want {
-			t.Errorf("%s: Candidates()[0] = %v, want %v", d, list[0], want)
+		if !reflect.DeepEqual(list[0], want) {
+			t.Errorf("%s: Candidates()[0] = %+v, want %+v", d, list[0], want)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -85,6 +86,15 @@ func WantChoice(t testing.TB, dir string, d ktls.DirectionInfo, engine, reason s
 	t.Helper()
 	if got := Now(d); got.Engine != engine || got.Reason != reason {
 		t.Errorf("%s: Backend() chose %s (%q), want %s (%q)", dir, got.Engine, got.Reason, engine, reason)
+	}
+}
+
+// WantUnavailable checks the engines the policy found unable to serve
+// direction dir before the one that holds it now, field by field.
+func WantUnavailable(t testing.TB, dir string, d ktls.DirectionInfo, want []ktls.Refusal) {
+	t.Helper()
+	if got := Now(d).Unavailable; !slices.Equal(got, want) {
+		t.Errorf("%s: Backend() found %v unavailable, want %v", dir, got, want)
 	}
 }
 
