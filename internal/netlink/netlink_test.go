@@ -73,3 +73,35 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestParseFamily reads a constructed CTRL_CMD_GETFAMILY reply with two
+// multicast groups and an attribute it does not know.
+func TestParseFamily(t *testing.T) {
+	var groups []byte
+	for i, g := range []struct {
+		name string
+		id   uint32
+	}{{"none", 7}, {"tlshd", 8}} {
+		var grp []byte
+		grp = AppendU32(grp, ctrlAttrMcastID, g.id)
+		grp = AppendString(grp, ctrlAttrMcastName, g.name)
+		groups = AppendNested(groups, uint16(i+1), grp)
+	}
+	var p []byte
+	p = AppendAttr(p, ctrlAttrFamilyID, []byte{0x22, 0x00, 0, 0}[:2])
+	p = AppendString(p, ctrlAttrFamilyName, "handshake")
+	p = AppendU32(p, ctrlAttrVersion, 1)
+	p = AppendU32(p, ctrlAttrMaxAttr, 9)
+	p = AppendU32(p, 99, 1)
+	p = AppendNested(p, ctrlAttrMcastGroups, groups)
+	f, err := ParseFamily(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Name != "handshake" || f.Version != 1 || f.MaxAttr != 9 || f.Groups["tlshd"] != 8 || f.Groups["none"] != 7 || f.ID == 0 {
+		t.Errorf("ParseFamily = %+v", f)
+	}
+	if _, err := ParseFamily(AppendString(nil, ctrlAttrFamilyName, "x")); err == nil {
+		t.Error("ParseFamily without an id succeeded")
+	}
+}
