@@ -292,7 +292,7 @@ func handshakeOn(ctx context.Context, cfg *Config, f *os.File, req *Request) (re
 	st := c.ConnectionState()
 	res.Version, res.Suite = st.Version, st.CipherSuite
 	if len(st.PeerCertificates) != 0 {
-		serial, err := peerKey(st.PeerCertificates[0])
+		serial, err := peerKey(st.PeerCertificates[0], res.Peer)
 		if err != nil {
 			cfg.logger().Warn("handshake: the peer's certificate verified; no key records it", "peer", res.Peer, "error", err)
 		}

@@ -26,7 +26,8 @@ type ConfigFile struct {
 	// Client and Server are [authenticate.client] and
 	// [authenticate.server].
 	Client, Server X509Files
-	// Debug holds the [debug] keys tlshd documents (loglevel, tls, nl).
+	// Debug holds the [debug] keys tlshd reads (loglevel, tls, nl,
+	// delay_done).
 	// They set the verbosity of tlshd's own libraries and mean nothing
 	// here: they are accepted and ignored.
 	Debug map[string]string
@@ -85,7 +86,7 @@ func (cf *ConfigFile) set(section, k, v string) bool {
 	switch section {
 	case "debug":
 		switch k {
-		case "loglevel", "tls", "nl":
+		case "loglevel", "tls", "nl", "delay_done":
 			cf.Debug[k] = v
 			return true
 		}

@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"os"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -48,13 +50,20 @@ func keyPairFromKeyring(certSerial, keySerial uint32) (*tls.Certificate, error) 
 // the consumer reads its serial once, when DONE arrives.
 const peerKeyTTL = 5 * time.Minute
 
-// peerKey records the peer's certificate as a key in this process's
-// keyring, as tlshd does, and returns its serial for DONE's remote-auth.
+// peerKey records the peer's certificate as a key, as tlshd does (an
+// "asymmetric" key of the DER certificate, "TLS x509 <peer>"; a "user" key
+// where the kernel has no X.509 parser), in this process's keyring with a
+// timeout, so that a long-running agent does not pile them up, and returns
+// its serial for DONE's remote-auth.
 // nfsd reads a non-zero serial as "the peer authenticated" (fs/nfsd and
 // net/sunrpc/svcsock.c, svc_tcp_handshake_done: XPT_PEER_AUTH unless
 // TLS_NO_PEERID). Where the keyring refuses, it returns authenticatedNoKey.
-func peerKey(cert *x509.Certificate) (uint32, error) {
-	id, err := unix.AddKey("user", "ktls-tlshd peer "+cert.Subject.String(), cert.Raw, unix.KEY_SPEC_PROCESS_KEYRING)
+func peerKey(cert *x509.Certificate, peer string) (uint32, error) {
+	desc := "TLS x509 " + peer
+	id, err := unix.AddKey("asymmetric", desc, cert.Raw, unix.KEY_SPEC_PROCESS_KEYRING)
+	if err != nil {
+		id, err = unix.AddKey("user", desc, cert.Raw, unix.KEY_SPEC_PROCESS_KEYRING)
+	}
 	if err != nil {
 		return authenticatedNoKey, fmt.Errorf("handshake: add_key for the peer's certificate: %w", err)
 	}
@@ -68,3 +77,33 @@ func peerKey(cert *x509.Certificate) (uint32, error) {
 // from 3 (security/keys/key.c, key_alloc_serial), so a consumer that looks
 // it up finds nothing.
 const authenticatedNoKey = 1
+
+// LinkKeyring links the keyring named name (or numbered so: a decimal
+// serial) into this process's session keyring, as tlshd does for .nfs,
+// .nfsd, .nvme and its configuration's keyrings: the consumers' keys are
+// then within reach of the agent (keyrings(7), possession). The keyring
+// is found in /proc/keys, among those this process may view.
+func LinkKeyring(name string) (uint32, error) {
+	serial, err := findKeyring(name)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := unix.KeyctlInt(unix.KEYCTL_LINK, int(int32(serial)), unix.KEY_SPEC_SESSION_KEYRING, 0, 0); err != nil {
+		return serial, fmt.Errorf("handshake: linking keyring %q (%d) into the session keyring: %w", name, serial, err)
+	}
+	return serial, nil
+}
+
+func findKeyring(name string) (uint32, error) {
+	if n, err := strconv.ParseUint(name, 10, 31); err == nil {
+		return uint32(n), nil
+	}
+	b, err := os.ReadFile("/proc/keys")
+	if err != nil {
+		return 0, fmt.Errorf("handshake: keyring %q: %w", name, err)
+	}
+	if s, ok := keyringByName(b, name); ok {
+		return s, nil
+	}
+	return 0, fmt.Errorf("handshake: no keyring %q in /proc/keys", name)
+}

@@ -60,3 +60,20 @@ func groupMembers(procNetlink []byte, group uint32) ([]uint32, bool) {
 	}
 	return ports, s.Err() == nil && !header
 }
+
+// keyringByName finds a keyring's serial in /proc/keys (security/keys/proc.c,
+// proc_keys_show: the serial in hex, flags, usage, expiry, permissions,
+// uid, gid, the type, then the description and a colon).
+func keyringByName(procKeys []byte, name string) (uint32, bool) {
+	s := bufio.NewScanner(bytes.NewReader(procKeys))
+	for s.Scan() {
+		f := strings.Fields(s.Text())
+		if len(f) < 9 || f[7] != "keyring" || strings.TrimSuffix(f[8], ":") != name {
+			continue
+		}
+		if v, err := strconv.ParseUint(f[0], 16, 32); err == nil {
+			return uint32(v), true
+		}
+	}
+	return 0, false
+}

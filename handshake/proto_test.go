@@ -221,3 +221,20 @@ func TestDoneLayout(t *testing.T) {
 		t.Errorf("status %d", got)
 	}
 }
+
+func TestKeyringByName(t *testing.T) {
+	proc := []byte(`0c3d8cfa I--Q---     1 perm 3f030000     0     0 keyring   _ses: 1
+1a2b3c4d I------     1 perm 1f0b0000     0     0 keyring   .nvme: empty
+2b3c4d5e I------     1 perm 1f0b0000     0     0 user      .nfs: 12
+3c4d5e6f I------     1 perm 1f0b0000     0     0 keyring   .nfs: 1
+`)
+	if s, ok := keyringByName(proc, ".nvme"); !ok || s != 0x1a2b3c4d {
+		t.Errorf(".nvme = %#x, %v", s, ok)
+	}
+	if s, ok := keyringByName(proc, ".nfs"); !ok || s != 0x3c4d5e6f {
+		t.Errorf(".nfs = %#x, %v (a user key of that name is not a keyring)", s, ok)
+	}
+	if _, ok := keyringByName(proc, ".nfsd"); ok {
+		t.Error(".nfsd found")
+	}
+}

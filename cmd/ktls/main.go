@@ -1,7 +1,9 @@
-// Command ktls tells an operator what ktls can do on this host.
+// Command ktls tells an operator what ktls can do on this host, and serves
+// the kernel's TLS handshake requests.
 //
 //	ktls doctor          # readable text
 //	ktls doctor -json    # the same as JSON (the schema is the Report type)
+//	ktls tlshd [-config /etc/tlshd/config]   # the handshake agent (package handshake)
 //
 // doctor reports, each from a real attempt where one is possible: the kernel
 // release; whether the kernel's TLS module (kTLS) takes each TLS version,
@@ -31,10 +33,14 @@ func main() {
 }
 
 const usage = `usage: ktls doctor [-json]
+       ktls tlshd [-config FILE] [-debug]
 
 doctor  describe what ktls can do on this host: kTLS, AF_ALG, NIC offload,
-        CPU, FIPS 140-3 mode, KTLS_BACKEND/KTLS_STRICT, and the engine each
-        direction gets
+        the kernel's handshake upcall, CPU, FIPS 140-3 mode,
+        KTLS_BACKEND/KTLS_STRICT, and the engine each direction gets
+tlshd   serve the kernel's TLS handshake requests (NFS and NVMe over TLS) in
+        the foreground, as ktls-utils' tlshd does, with its configuration
+        file; logs to stderr; SIGHUP reloads, SIGTERM stops
 `
 
 // run is the command, for the tests: it returns the exit status.
@@ -46,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "doctor":
 		return doctor(args[1:], stdout, stderr)
+	case "tlshd":
+		return tlshd(args[1:], stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
