@@ -69,7 +69,13 @@ func TestTlshd(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	self, err := os.FindProcess(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := self.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case code := <-done:
 		if code != 0 || !strings.Contains(stderr.String(), "stopped") {
