@@ -62,24 +62,41 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func doctor(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("ktls doctor", flag.ContinueOnError)
+// newFlags returns the flag set of subcommand name, whose usage is the
+// command's with the subcommand's flags after it.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("ktls "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "write the report as JSON")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, usage+"\nflags:\n")
+		fmt.Fprint(stderr, usage+"\nflags of "+name+":\n")
 		fs.PrintDefaults()
 	}
+	return fs
+}
+
+// parseFlags parses a subcommand's flags; it takes no arguments. It
+// returns false and the exit status where the command is to end: 0 for
+// -help, 2 for a wrong command line.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, ok bool) {
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
-			return 0
+			return 0, false
 		}
-		return 2
+		return 2, false
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintf(stderr, "ktls doctor: unexpected argument %q\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
 		fs.Usage()
-		return 2
+		return 2, false
+	}
+	return 0, true
+}
+
+func doctor(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("doctor", stderr)
+	asJSON := fs.Bool("json", false, "write the report as JSON")
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
 	}
 	r := collect()
 	var err error

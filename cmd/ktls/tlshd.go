@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,24 +28,11 @@ type settings struct {
 // tlshd is `ktls tlshd`: the handshake agent in the foreground, logging to
 // stderr, until SIGTERM or SIGINT; SIGHUP reads the configuration again.
 func tlshd(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("ktls tlshd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("tlshd", stderr)
 	config := fs.String("config", "", "tlshd's configuration file (default: /etc/tlshd/config, else /etc/tlshd.conf, else none)")
 	debug := fs.Bool("debug", false, "log Serve's debug events too")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage+"\nflags of tlshd:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() != 0 {
-		fmt.Fprintf(stderr, "ktls tlshd: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
-		return 2
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
 	}
 	level := slog.LevelInfo
 	if *debug {
