@@ -40,6 +40,9 @@ func (s Status) errno() uint32 {
 type agent struct {
 	cfg    *Config
 	family uint16
+	// done is what DONE's policy accepts; nil where the kernel did not
+	// say (CTRL_CMD_GETPOLICY per operation needs Linux 5.12).
+	done attrSet
 
 	// mu serializes requests on ctl, which runs one at a time.
 	mu  sync.Mutex
@@ -92,7 +95,15 @@ func Serve(ctx context.Context, cfg *Config) error {
 	}
 	a := &agent{cfg: cfg, family: fam.ID, ctl: ctl}
 	log := cfg.logger()
-	log.Info("handshake agent ready", "family", FamilyName, "family_version", fam.Version, "group", GroupName)
+	if done, err := ctl.GenlOpPolicy(fam.ID, cmdDone); err != nil {
+		log.Debug("handshake: DONE's policy unknown; sending the attributes every kernel has", "error", err)
+	} else {
+		a.done = done
+		if !a.done.has(attrDoneSockfd) {
+			return fmt.Errorf("handshake: the kernel's DONE takes no socket (attributes %v)", done)
+		}
+	}
+	log.Info("handshake agent ready", "family", FamilyName, "family_version", fam.Version, "group", GroupName, "done_attributes", a.done)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	// Requests queued before the group was joined got their READY already.
@@ -181,7 +192,7 @@ func (a *agent) serve(ctx context.Context, req *Request, parseErr error) {
 		defer release()
 	}
 	a.mu.Lock()
-	_, err := a.ctl.Execute(a.family, netlink.FAck, doneRequest(res.Status.errno(), req.Sockfd, res.RemoteAuth))
+	_, err := a.ctl.Execute(a.family, netlink.FAck, doneRequest(res.Status.errno(), req.Sockfd, res.RemoteAuth, a.done))
 	a.mu.Unlock()
 	if err != nil && res.Err == nil {
 		res.Err = fmt.Errorf("handshake: DONE: %w", err)

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ktls-go/ktls/internal/netlink"
 	"github.com/ktls-go/ktls/internal/testing/testenv"
 	"github.com/ktls-go/ktls/internal/testing/testpki"
 )
@@ -51,6 +52,29 @@ func TestServeFamily(t *testing.T) {
 	}
 	if info.Group == 0 {
 		t.Errorf("Probe = %+v: no %q group", info, GroupName)
+	}
+	// The policies say what Serve may send: every kernel with the family
+	// takes DONE's status, socket and remote-auth, and ACCEPT's handler
+	// class (Documentation/netlink/specs/handshake.yaml).
+	c, err := netlink.Dial(unix.NETLINK_GENERIC, "NETLINK_GENERIC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fam, err := c.GenlFamilyInfo(FamilyName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for op, want := range map[uint8][]uint16{cmdDone: {attrDoneStatus, attrDoneSockfd, attrDoneRemoteAuth}, cmdAccept: {attrAcceptHandlerClass}} {
+		got, err := c.GenlOpPolicy(fam.ID, op)
+		if err != nil {
+			t.Errorf("the policy of command %d: %v", op, err)
+		}
+		for _, a := range want {
+			if !attrSet(got).has(a) || got == nil {
+				t.Errorf("command %d's policy %v lacks attribute %d", op, got, a)
+			}
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package handshake
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ktls-go/ktls/internal/netlink"
 )
@@ -201,16 +202,29 @@ func parseAccept(payload []byte) (*Request, error) {
 	return r, nil
 }
 
+// attrSet is the attributes an operation's policy accepts, as
+// CTRL_CMD_GETPOLICY told; nil where the kernel did not say, and then every
+// attribute the family has had since Linux 6.4 is taken to be there.
+type attrSet []uint16
+
+func (s attrSet) has(t uint16) bool { return s == nil || slices.Contains(s, t) }
+
 // doneRequest is HANDSHAKE_CMD_DONE's payload: status is 0 or a positive
 // errno (net/handshake/netlink.c, handshake_nl_done_doit, passes it on as
-// the consumer's negative status), and remoteAuth the peer's key serials,
-// at most 5 of which the kernel keeps (net/handshake/tlshd.c, th_peerid).
-func doneRequest(status uint32, sockfd int, remoteAuth []uint32) []byte {
+// the consumer's negative status; without it the consumer gets EIO), and
+// remoteAuth the peer's key serials, at most 5 of which the kernel keeps
+// (net/handshake/tlshd.c, th_peerid). Only attributes in policy are sent:
+// a strict policy refuses the whole message for one it does not know.
+func doneRequest(status uint32, sockfd int, remoteAuth []uint32, policy attrSet) []byte {
 	b := []byte{cmdDone, genlVersion, 0, 0}
-	b = netlink.AppendU32(b, attrDoneStatus, status)
+	if policy.has(attrDoneStatus) {
+		b = netlink.AppendU32(b, attrDoneStatus, status)
+	}
 	b = netlink.AppendU32(b, attrDoneSockfd, uint32(sockfd))
-	for _, s := range remoteAuth {
-		b = netlink.AppendU32(b, attrDoneRemoteAuth, s)
+	if policy.has(attrDoneRemoteAuth) {
+		for _, s := range remoteAuth {
+			b = netlink.AppendU32(b, attrDoneRemoteAuth, s)
+		}
 	}
 	return b
 }

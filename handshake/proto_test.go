@@ -88,7 +88,7 @@ func TestParseAcceptMalformed(t *testing.T) {
 }
 
 func TestDoneRequest(t *testing.T) {
-	b := doneRequest(13, 9, []uint32{42, 43})
+	b := doneRequest(13, 9, []uint32{42, 43}, nil)
 	if b[0] != cmdDone || b[1] != genlVersion {
 		t.Fatalf("header % x", b[:4])
 	}
@@ -105,8 +105,12 @@ func TestDoneRequest(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("DONE attributes %v, want %v", got, want)
 	}
-	if n := len(doneRequest(0, 9, nil)); n != netlink.GenlHdrLen+16 {
+	if n := len(doneRequest(0, 9, nil, nil)); n != netlink.GenlHdrLen+16 {
 		t.Errorf("DONE without remote-auth: %d bytes", n)
+	}
+	// A kernel whose DONE policy had no remote-auth gets none.
+	if n := len(doneRequest(0, 9, []uint32{42}, attrSet{attrDoneStatus, attrDoneSockfd})); n != netlink.GenlHdrLen+16 {
+		t.Errorf("DONE under a policy without remote-auth: %d bytes", n)
 	}
 }
 
@@ -127,7 +131,7 @@ func TestIsReady(t *testing.T) {
 // parses has a socket.
 func FuzzParseAccept(f *testing.F) {
 	f.Add(acceptReply())
-	f.Add(doneRequest(5, 3, []uint32{1}))
+	f.Add(doneRequest(5, 3, []uint32{1}, nil))
 	f.Add([]byte{cmdAccept, 1, 0, 0, 4, 0, 7, 0x80})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := parseAccept(b)
@@ -216,7 +220,7 @@ func TestParseKeyPair(t *testing.T) {
 
 // The DONE attributes keep the kernel's numbering: the layout is ABI.
 func TestDoneLayout(t *testing.T) {
-	b := doneRequest(110, 5, nil)
+	b := doneRequest(110, 5, nil, nil)
 	if got := binary.NativeEndian.Uint32(b[netlink.GenlHdrLen+4:]); got != 110 {
 		t.Errorf("status %d", got)
 	}

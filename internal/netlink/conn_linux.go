@@ -174,6 +174,34 @@ func (c *Conn) GenlFamilyInfo(name string) (Family, error) {
 	return Family{}, fmt.Errorf("generic netlink family %q: no id in the reply", name)
 }
 
+// GenlOpPolicy returns the attribute types that operation op of family
+// accepts in a request (CTRL_CMD_GETPOLICY with CTRL_ATTR_OP). A kernel
+// that cannot say (before Linux 5.12, or an operation without a policy)
+// answers an error, or a dump without one: then the caller knows nothing.
+func (c *Conn) GenlOpPolicy(family uint16, op uint8) ([]uint16, error) {
+	payload := []byte{ctrlCmdGetPolicy, 1, 0, 0}
+	payload = AppendAttr(payload, ctrlAttrFamilyID, binary.NativeEndian.AppendUint16(nil, family))
+	payload = AppendU32(payload, ctrlAttrOp, uint32(op))
+	msgs, err := c.Execute(unix.GENL_ID_CTRL, FDump, payload)
+	if err != nil {
+		return nil, fmt.Errorf("netlink: CTRL_CMD_GETPOLICY: %w", err)
+	}
+	if len(msgs) > maxPolicyMessages {
+		return nil, errors.New("netlink: CTRL_CMD_GETPOLICY: too many messages")
+	}
+	var payloads [][]byte
+	for _, m := range msgs {
+		if len(m.Data) >= GenlHdrLen {
+			payloads = append(payloads, m.Data[GenlHdrLen:])
+		}
+	}
+	types, ok := ParseOpPolicy(payloads, uint32(op))
+	if !ok {
+		return nil, fmt.Errorf("netlink: CTRL_CMD_GETPOLICY: no policy for operation %d", op)
+	}
+	return types, nil
+}
+
 // JoinGroup subscribes the socket to multicast group id
 // (NETLINK_ADD_MEMBERSHIP, netlink(7)). Notifications then arrive for
 // Receive; a socket that joins groups is best kept for them alone, since

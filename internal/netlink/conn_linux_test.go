@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -100,5 +101,23 @@ func TestGenlFamilyInfo(t *testing.T) {
 	cancel()
 	if _, err := l.Receive(ctx); !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 		t.Errorf("Receive with an ended context = %v", err)
+	}
+}
+
+// TestGenlOpPolicy asks the kernel what nlctrl's own operations accept
+// (net/netlink/genetlink.c): ctrl_policy_family for CTRL_CMD_GETFAMILY's
+// do; CTRL_CMD_GETPOLICY is a dump only, so it has no do policy to tell.
+func TestGenlOpPolicy(t *testing.T) {
+	c, err := Dial(unix.NETLINK_GENERIC, "NETLINK_GENERIC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	want := []uint16{unix.CTRL_ATTR_FAMILY_ID, unix.CTRL_ATTR_FAMILY_NAME}
+	if got, err := c.GenlOpPolicy(unix.GENL_ID_CTRL, unix.CTRL_CMD_GETFAMILY); err != nil || !slices.Equal(got, want) {
+		t.Errorf("GenlOpPolicy(nlctrl, GETFAMILY) = %v, %v; want %v", got, err, want)
+	}
+	if got, err := c.GenlOpPolicy(unix.GENL_ID_CTRL, ctrlCmdGetPolicy); err == nil {
+		t.Errorf("GenlOpPolicy(nlctrl, GETPOLICY) = %v: a dump-only operation has no do policy", got)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 const (
@@ -234,4 +235,73 @@ func ParseFamily(payload []byte) (Family, error) {
 		return f, errors.New("netlink: no family id in the CTRL_CMD_GETFAMILY reply")
 	}
 	return f, nil
+}
+
+// The controller's policy dump (CTRL_CMD_GETPOLICY, Linux 5.8; per
+// operation with CTRL_ATTR_OP from 5.12), from include/uapi/linux/genetlink.h.
+const (
+	ctrlCmdGetPolicy  = 10 // CTRL_CMD_GETPOLICY
+	ctrlAttrPolicy    = 8  // CTRL_ATTR_POLICY: nest of policy index -> attribute -> description
+	ctrlAttrOpPolicy  = 9  // CTRL_ATTR_OP_POLICY: nest of op -> {DO, DUMP}
+	ctrlAttrOp        = 10 // CTRL_ATTR_OP, u32
+	ctrlAttrPolicyDo  = 1  // CTRL_ATTR_POLICY_DO, u32 policy index
+	maxPolicyMessages = 4096
+)
+
+// ParseOpPolicy reads the payloads (after the generic netlink header) of a
+// CTRL_CMD_GETPOLICY dump and returns the attribute types that operation
+// op's "do" policy accepts, sorted; false where the dump does not say.
+func ParseOpPolicy(payloads [][]byte, op uint32) ([]uint16, bool) {
+	doIdx, haveDo := uint32(0), false
+	policies := map[uint32][]uint16{}
+	for _, p := range payloads {
+		attrs, err := ParseAttrs(p)
+		if err != nil {
+			return nil, false
+		}
+		for _, a := range attrs {
+			switch a.Type {
+			case ctrlAttrOpPolicy:
+				ops, err := ParseAttrs(a.Data)
+				if err != nil {
+					return nil, false
+				}
+				for _, o := range ops {
+					if uint32(o.Type) != op {
+						continue
+					}
+					fields, err := ParseAttrs(o.Data)
+					if err != nil {
+						return nil, false
+					}
+					if d, ok := Find(fields, ctrlAttrPolicyDo); ok {
+						doIdx, haveDo = 0, false
+						if v, ok := d.U32(); ok {
+							doIdx, haveDo = v, true
+						}
+					}
+				}
+			case ctrlAttrPolicy:
+				idxs, err := ParseAttrs(a.Data)
+				if err != nil {
+					return nil, false
+				}
+				for _, idx := range idxs {
+					types, err := ParseAttrs(idx.Data)
+					if err != nil {
+						return nil, false
+					}
+					for _, t := range types {
+						policies[uint32(idx.Type)] = append(policies[uint32(idx.Type)], t.Type)
+					}
+				}
+			}
+		}
+	}
+	if !haveDo {
+		return nil, false
+	}
+	types := policies[doIdx]
+	slices.Sort(types)
+	return slices.Compact(types), true
 }
