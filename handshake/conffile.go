@@ -11,10 +11,10 @@ import (
 	"strings"
 )
 
-// DefaultConfigPaths are where tlshd looks for its configuration, in
-// order: /etc/tlshd/config (ktls-utils 1.1 and later), and /etc/tlshd.conf,
-// which older releases, Debian trixie's ktls-utils 1.0 among them, read.
-var DefaultConfigPaths = []string{"/etc/tlshd/config", "/etc/tlshd.conf"}
+// DefaultConfigPaths returns where tlshd looks for its configuration, in
+// order: /etc/tlshd/config (newer ktls-utils), and /etc/tlshd.conf, which
+// older releases, Debian trixie's ktls-utils 1.0 among them, read.
+func DefaultConfigPaths() []string { return []string{"/etc/tlshd/config", "/etc/tlshd.conf"} }
 
 // ConfigFile is tlshd's configuration file (tlshd.conf(5)), in GLib's key
 // file format: [sections] of key=value lines, # comments, lists separated
@@ -160,7 +160,7 @@ func unescape(v string) (string, error) {
 func LoadConfigFile(path string) (*ConfigFile, string, error) {
 	paths := []string{path}
 	if path == "" {
-		paths = DefaultConfigPaths
+		paths = DefaultConfigPaths()
 	}
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
@@ -176,7 +176,7 @@ func LoadConfigFile(path string) (*ConfigFile, string, error) {
 		}
 		return cf, p, nil
 	}
-	return nil, "", fmt.Errorf("handshake: no configuration file: none of %s exists", strings.Join(DefaultConfigPaths, ", "))
+	return nil, "", fmt.Errorf("handshake: no configuration file: none of %s exists", strings.Join(DefaultConfigPaths(), ", "))
 }
 
 // Credentials loads the files the section names.

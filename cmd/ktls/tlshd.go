@@ -97,7 +97,7 @@ func loadSettings(path string, log *slog.Logger) (*handshake.ConfigFile, *settin
 		if path != "" || used != "" {
 			return nil, nil, err
 		}
-		log.Warn("ktls tlshd: no configuration file; the system trust store and no certificate of our own", "looked_at", handshake.DefaultConfigPaths)
+		log.Warn("ktls tlshd: no configuration file; the system trust store and no certificate of our own", "looked_at", handshake.DefaultConfigPaths())
 		cf = &handshake.ConfigFile{}
 	} else {
 		log.Info("ktls tlshd: configuration", "file", used)
