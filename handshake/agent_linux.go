@@ -103,13 +103,14 @@ func Serve(ctx context.Context, cfg *Config) error {
 			return fmt.Errorf("handshake: the kernel's DONE takes no socket (attributes %v)", done)
 		}
 	}
-	log.Info("handshake agent ready", "family", FamilyName, "family_version", fam.Version, "group", GroupName, "done_attributes", a.done)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	// Requests queued before the group was joined got their READY already.
+	// Requests queued before the group was joined got their READY already;
+	// and this first ACCEPT says whether this process may take any.
 	if err := a.acceptAll(ctx, &wg); err != nil {
 		return err
 	}
+	log.Info("handshake agent ready", "family", FamilyName, "family_version", fam.Version, "group", GroupName, "done_attributes", a.done)
 	for {
 		msgs, err := lis.Receive(ctx)
 		if ctx.Err() != nil {
