@@ -319,3 +319,33 @@ func TestStatusErrno(t *testing.T) {
 		}
 	}
 }
+
+// TestHandshakeNonblockingConsumer: a consumer whose socket file is
+// non-blocking keeps it so. os.File.Fd, which net.FileConn calls, makes a
+// non-blocking file blocking before the dup sets O_NONBLOCK again
+// (net/file_unix.go, dupFileSocket): the saved flags are what counts.
+func TestHandshakeNonblockingConsumer(t *testing.T) {
+	fd, _ := consumer(t)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		t.Fatal(err)
+	}
+	before, err := saveSockState(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "consumer")
+	defer f.Close()
+	req := &Request{Sockfd: fd, Type: ClientHello, Auth: AuthUnauth, Peername: "localhost", TimeoutMillis: 100}
+	res, release := handshakeOn(context.Background(), &Config{Logger: slog.New(slog.DiscardHandler)}, f, req)
+	after, err := saveSockState(fd)
+	release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != StatusTimedOut {
+		t.Errorf("status %v (%v), want ETIMEDOUT from a silent peer", res.Status, res.Err)
+	}
+	if after != before || after.flags&unix.O_NONBLOCK == 0 {
+		t.Errorf("socket state after %+v, before %+v", after, before)
+	}
+}
