@@ -236,6 +236,13 @@ func handshakeOn(ctx context.Context, cfg *Config, f *os.File, req *Request) (re
 		res.Err = err
 		return res, release
 	}
+	if err := linkRequestKeyring(req.Keyring); err != nil {
+		// The keys may be within reach anyway (the kernel links the
+		// keyring into this process's keyring before it answers ACCEPT,
+		// net/handshake/tlshd.c, tls_handshake_private_keyring); a key
+		// that is not ends in ENOKEY below.
+		cfg.logger().Debug(err.Error())
+	}
 	cert, err := certificate(req, cr)
 	if err != nil {
 		res.Err = err

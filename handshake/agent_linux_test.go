@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -347,5 +348,75 @@ func TestHandshakeNonblockingConsumer(t *testing.T) {
 	}
 	if after != before || after.flags&unix.O_NONBLOCK == 0 {
 		t.Errorf("socket state after %+v, before %+v", after, before)
+	}
+}
+
+// TestHandshakeKeyringCredentials: the server's certificate and key come
+// from the key serials the request names, in a keyring it names, as the
+// kernel's consumers hand them over (DER in "user" keys). The stock client
+// verifies that certificate; with kTLS DONE says 0, without it EIO (not
+// ENOKEY: the key material was there).
+func TestHandshakeKeyringCredentials(t *testing.T) {
+	ok := kernelTLS13(t)
+	p := testpki.Get()
+	ring, err := unix.AddKey("keyring", "ktls-handshake-test", nil, unix.KEY_SPEC_PROCESS_KEYRING)
+	if err != nil {
+		if testenv.InVM() {
+			t.Fatal(err)
+		}
+		t.Skipf("no keyrings here: %v", err)
+	}
+	defer unix.KeyctlInt(unix.KEYCTL_UNLINK, ring, unix.KEY_SPEC_PROCESS_KEYRING, 0, 0)
+	cert := p.ECDSA()
+	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certSerial, err := unix.AddKey("user", "ktls test cert", cert.Certificate[0], ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keySerial, err := unix.AddKey("user", "ktls test key", keyDER, ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{Logger: slog.New(slog.DiscardHandler)}
+	req := Request{Type: ServerHello, Auth: AuthX509, Cert: uint32(certSerial), PrivKey: uint32(keySerial), Keyring: uint32(ring), TimeoutMillis: 5000}
+	o, _ := run(t, cfg, req, &tls.Config{RootCAs: p.Pool, ServerName: "localhost"}, true)
+	if o.peerErr != nil {
+		t.Fatalf("the client did not take the keyring's certificate: %v", o.peerErr)
+	}
+	want := StatusOK
+	if !ok {
+		want = StatusFault
+	}
+	if o.res.Status != want {
+		t.Fatalf("status %v (%v), want %v", o.res.Status, o.res.Err, want)
+	}
+	if ok {
+		exchange(t, o)
+	}
+}
+
+// TestLinkKeyring links a keyring into the session keyring by name, as
+// ktls tlshd does with .nvme, .nfs and .nfsd, and by serial.
+func TestLinkKeyring(t *testing.T) {
+	ring, err := unix.AddKey("keyring", "ktls-link-test", nil, unix.KEY_SPEC_PROCESS_KEYRING)
+	if err != nil {
+		if testenv.InVM() {
+			t.Fatal(err)
+		}
+		t.Skipf("no keyrings here: %v", err)
+	}
+	defer unix.KeyctlInt(unix.KEYCTL_UNLINK, ring, unix.KEY_SPEC_PROCESS_KEYRING, 0, 0)
+	for _, name := range []string{"ktls-link-test", strconv.Itoa(ring)} {
+		serial, err := LinkKeyring(name)
+		if err != nil || serial != uint32(ring) {
+			t.Errorf("LinkKeyring(%q) = %d, %v; want %d", name, serial, err, ring)
+		}
+		unix.KeyctlInt(unix.KEYCTL_UNLINK, ring, unix.KEY_SPEC_SESSION_KEYRING, 0, 0)
+	}
+	if _, err := LinkKeyring(".no-such-keyring"); err == nil || !strings.HasPrefix(err.Error(), "handshake: ") {
+		t.Errorf("LinkKeyring(.no-such-keyring) = %v", err)
 	}
 }

@@ -107,3 +107,18 @@ func findKeyring(name string) (uint32, error) {
 	}
 	return 0, fmt.Errorf("handshake: no keyring %q in /proc/keys", name)
 }
+
+// linkRequestKeyring links the keyring a request names (ACCEPT's keyring
+// attribute, newer kernels) into this process's session keyring, as tlshd
+// does for each handshake: this process then possesses the keyring and,
+// through it, the keys the consumer put there for it (keyrings(7),
+// possession), which may be readable by their possessor only.
+func linkRequestKeyring(serial uint32) error {
+	if serial == noKey {
+		return nil
+	}
+	if _, err := unix.KeyctlInt(unix.KEYCTL_LINK, int(int32(serial)), unix.KEY_SPEC_SESSION_KEYRING, 0, 0); err != nil {
+		return fmt.Errorf("handshake: linking the request's keyring %d into the session keyring: %w", serial, err)
+	}
+	return nil
+}
