@@ -303,6 +303,11 @@ func TestHandshakeServer(t *testing.T) {
 	if o.res.Status != StatusOK || o.peerErr != nil || len(o.res.RemoteAuth) != 1 || o.res.RemoteAuth[0] == 0 {
 		t.Fatalf("handshake: %+v; peer: %v", o.res, o.peerErr)
 	}
+	// remote-auth is a key that holds the client's certificate.
+	desc, err := unix.KeyctlString(unix.KEYCTL_DESCRIBE, int(o.res.RemoteAuth[0]))
+	if err != nil || !strings.Contains(desc, ";TLS x509 127.0.0.1:") {
+		t.Errorf("remote-auth %d: %q, %v", o.res.RemoteAuth[0], desc, err)
+	}
 	// No session ticket was sent: nothing arrives after the handshake.
 	peer.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	if n, err := peer.Read(make([]byte, 1)); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
