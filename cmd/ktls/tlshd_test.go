@@ -35,8 +35,8 @@ func (l *lockedBuffer) String() string {
 
 // TestTlshd runs `ktls tlshd -config FILE` as the NFS tests do. Without the
 // handshake family (this host, the 6.1 guest) it exits 1 at once, naming
-// the family; with it (every guest from 6.4) it serves until SIGTERM and
-// exits 0. Unknown keys of the file are reported either way.
+// the family; with it (every guest from 6.4) it serves, reloads its file on
+// SIGHUP, and exits 0 on SIGTERM. Unknown keys of the file are reported either way.
 func TestTlshd(t *testing.T) {
 	conf := filepath.Join(t.TempDir(), "config")
 	os.WriteFile(conf, []byte("[debug]\nloglevel=1\n[authenticate.server]\nx509.pq.certificate=/x\n"), 0o600)
@@ -62,17 +62,22 @@ func TestTlshd(t *testing.T) {
 	}
 	done := make(chan int, 1)
 	go func() { done <- run([]string{"tlshd", "-config", conf}, &stdout, stderr) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(stderr.String(), "handshake agent ready") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the agent did not start:\n%s", stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, stderr, "handshake agent ready")
 	self, err := os.FindProcess(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
+	// SIGHUP reads the file again; a file that no longer parses keeps
+	// the configuration in use.
+	if err := self.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, stderr, "configuration reloaded")
+	os.WriteFile(conf, []byte("[authenticate.server]\nx509.certificate=/missing.pem\nx509.private_key=/missing.key\n"), 0o600)
+	if err := self.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, stderr, "keeping the configuration in use")
 	if err := self.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -123,5 +128,17 @@ func TestHandshakeReport(t *testing.T) {
 		if r.Family.State != tc.family || r.Agents.State != tc.agents {
 			t.Errorf("%s: %+v", tc.name, r)
 		}
+	}
+}
+
+// waitFor waits for the command to log s.
+func waitFor(t *testing.T, stderr *lockedBuffer, s string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(stderr.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent did not log %q:\n%s", s, stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
