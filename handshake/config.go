@@ -116,7 +116,7 @@ func (c *Config) timeout(r *Request) time.Duration {
 }
 
 // tlsConfig builds the crypto/tls configuration for a request: TLS 1.3
-// only (the kernel consumers speak nothing else: RFC 9289 §5.1 for
+// only (the kernel consumers speak nothing else: RFC 9289 §5 for
 // RPC-with-TLS; tlshd offers TLS 1.3 alone), no session cache and no
 // tickets, since nothing may be read or written after the handshake (a
 // ticket would be a record the consumer must not see us take, and ktls's
