@@ -15,6 +15,7 @@ import (
 	"github.com/ktls-go/ktls/backend/afalg"
 	"github.com/ktls-go/ktls/backend/kernel"
 	"github.com/ktls-go/ktls/backend/nicoffload"
+	"github.com/ktls-go/ktls/handshake"
 	"github.com/ktls-go/ktls/internal/cpufacts"
 	"github.com/ktls-go/ktls/selector"
 )
@@ -55,6 +56,7 @@ func collect() Report {
 	// the mode (the FIPS section says the mode keeps every engine out).
 	guard(&r.AFALG.Error, func() { fips140.WithoutEnforcement(func() { r.AFALG = afalgReport() }) })
 	guard(&r.NIC.Error, func() { r.NIC = nicReport() })
+	guard(&r.Handshake.Error, func() { r.Handshake = handshakeReport(handshake.Probe) })
 	var cpuErr string
 	guard(&cpuErr, func() { r.CPU = cpuReport() })
 	if cpuErr != "" {
@@ -393,4 +395,34 @@ func choices() []Choice {
 		}
 	}
 	return out
+}
+
+// handshakeReport asks probe (handshake.Probe) about the kernel's handshake
+// upcall.
+func handshakeReport(probe func() (handshake.Info, error)) HandshakeReport {
+	info, err := probe()
+	if err != nil {
+		st := Status{State: stateError, Reason: err.Error()}
+		if errors.Is(err, errors.ErrUnsupported) {
+			st.State = stateUnavailable
+		}
+		return HandshakeReport{Family: st, Agents: Status{State: stateNotChecked, Reason: "no handshake family"}}
+	}
+	if !info.Family {
+		return HandshakeReport{
+			Family: Status{State: stateUnavailable, Reason: handshake.ErrNoFamily.Error()},
+			Agents: Status{State: stateNotChecked, Reason: "no handshake family"},
+		}
+	}
+	r := HandshakeReport{Family: Status{State: stateAvailable, Reason: fmt.Sprintf("version %d, group %q id %d", info.Version, handshake.GroupName, info.Group)}, Version: info.Version}
+	switch {
+	case !info.ListenersKnown:
+		r.Agents = Status{State: stateNotChecked, Reason: "/proc/net/netlink shows groups 1 to 32 only, or could not be read"}
+	case len(info.Listeners) == 0:
+		r.Agents = Status{State: stateUnavailable, Reason: "no socket in the group: consumers' handshakes fail with ESRCH until an agent (ktls tlshd, or tlshd) runs"}
+	default:
+		r.AgentPorts = info.Listeners
+		r.Agents = Status{State: stateAvailable, Reason: fmt.Sprintf("%d socket(s) in the group, netlink port(s) %v", len(info.Listeners), info.Listeners)}
+	}
+	return r
 }

@@ -352,13 +352,14 @@ func TestJSONShape(t *testing.T) {
 	}
 	// Keys that are there only when they say something (omitempty).
 	optional := []string{"error", "note", "others", "af_alg_restrict_meaning", "driver_source_note", "flags", "source", "reason", "machine",
-		"GOFIPS140", "GODEBUG"}
+		"GOFIPS140", "GODEBUG", "version", "agent_ports"}
 	for _, tc := range []struct {
 		what string
 		v    any
 		want string // the keys that are always there, sorted
 	}{
-		{"report", m, "afalg auto cpu effective fips140 host ktls nic policy schema"},
+		{"report", m, "afalg auto cpu effective fips140 handshake host ktls nic policy schema"},
+		{"handshake", m["handshake"], "agents family"},
 		{"fips140", m["fips140"], "meaning mode module"},
 		{"host", m["host"], "arch go kernel os"},
 		{"ktls", m["ktls"], "rekey suites tcp_available_ulp ulp"},

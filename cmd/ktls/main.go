@@ -1,7 +1,9 @@
-// Command ktls tells an operator what ktls can do on this host.
+// Command ktls tells an operator what ktls can do on this host, and serves
+// the kernel's TLS handshake requests.
 //
 //	ktls doctor          # readable text
 //	ktls doctor -json    # the same as JSON (the schema is the Report type)
+//	ktls tlshd [-config /etc/tlshd/config]   # the handshake agent (package handshake)
 //
 // doctor reports, each from a real attempt where one is possible: the kernel
 // release; whether the kernel's TLS module (kTLS) takes each TLS version,
@@ -31,10 +33,14 @@ func main() {
 }
 
 const usage = `usage: ktls doctor [-json]
+       ktls tlshd [-config FILE] [-debug]
 
 doctor  describe what ktls can do on this host: kTLS, AF_ALG, NIC offload,
-        CPU, FIPS 140-3 mode, KTLS_BACKEND/KTLS_STRICT, and the engine each
-        direction gets
+        the kernel's handshake upcall, CPU, FIPS 140-3 mode,
+        KTLS_BACKEND/KTLS_STRICT, and the engine each direction gets
+tlshd   serve the kernel's TLS handshake requests (NFS and NVMe over TLS) in
+        the foreground, as ktls-utils' tlshd does, with its configuration
+        file; logs to stderr; SIGHUP reloads, SIGTERM stops
 `
 
 // run is the command, for the tests: it returns the exit status.
@@ -46,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "doctor":
 		return doctor(args[1:], stdout, stderr)
+	case "tlshd":
+		return tlshd(args[1:], stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -54,24 +62,41 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func doctor(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("ktls doctor", flag.ContinueOnError)
+// newFlags returns the flag set of subcommand name, whose usage is the
+// command's with the subcommand's flags after it.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("ktls "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "write the report as JSON")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, usage+"\nflags:\n")
+		fmt.Fprint(stderr, usage+"\nflags of "+name+":\n")
 		fs.PrintDefaults()
 	}
+	return fs
+}
+
+// parseFlags parses a subcommand's flags; it takes no arguments. It
+// returns false and the exit status where the command is to end: 0 for
+// -help, 2 for a wrong command line.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, ok bool) {
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
-			return 0
+			return 0, false
 		}
-		return 2
+		return 2, false
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintf(stderr, "ktls doctor: unexpected argument %q\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
 		fs.Usage()
-		return 2
+		return 2, false
+	}
+	return 0, true
+}
+
+func doctor(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("doctor", stderr)
+	asJSON := fs.Bool("json", false, "write the report as JSON")
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
 	}
 	r := collect()
 	var err error

@@ -11,14 +11,16 @@ const Schema = 1
 
 // Report is everything ktls doctor found.
 type Report struct {
-	Schema int          `json:"schema"`
-	Host   HostReport   `json:"host"`
-	KTLS   KTLSReport   `json:"ktls"`
-	AFALG  AFALGReport  `json:"afalg"`
-	NIC    NICReport    `json:"nic"`
-	CPU    CPUReport    `json:"cpu"`
-	FIPS   FIPSReport   `json:"fips140"`
-	Policy PolicyReport `json:"policy"`
+	Schema int         `json:"schema"`
+	Host   HostReport  `json:"host"`
+	KTLS   KTLSReport  `json:"ktls"`
+	AFALG  AFALGReport `json:"afalg"`
+	NIC    NICReport   `json:"nic"`
+	// Handshake is the kernel's handshake upcall, which ktls tlshd serves.
+	Handshake HandshakeReport `json:"handshake"`
+	CPU       CPUReport       `json:"cpu"`
+	FIPS      FIPSReport      `json:"fips140"`
+	Policy    PolicyReport    `json:"policy"`
 	// Auto is what the automatic choice gives each version, suite and
 	// direction here, with KTLS_BACKEND and KTLS_STRICT unset.
 	Auto []Choice `json:"auto"`
@@ -138,6 +140,23 @@ type Driver struct {
 	Kind string `json:"kind"`
 	// Signal says what decided Kind.
 	Signal string `json:"signal"`
+}
+
+// HandshakeReport is the kernel's handshake upcall: the "handshake" generic
+// netlink family, and whether an agent waits on its "tlshd" group.
+type HandshakeReport struct {
+	// Family is available where CTRL_CMD_GETFAMILY resolves it.
+	Family Status `json:"family"`
+	// Version is the family's version.
+	Version uint32 `json:"version,omitempty"`
+	// Agents is available where a socket of this network namespace is in
+	// the group (/proc/net/netlink), unavailable where none is, and
+	// not-checked where the file cannot tell (a group id above 32).
+	Agents Status `json:"agents"`
+	// AgentPorts are the netlink port ids of those sockets (often the
+	// agent's pid).
+	AgentPorts []uint32 `json:"agent_ports,omitempty"`
+	Error      string   `json:"error,omitempty"`
 }
 
 // NICReport is kTLS device offload per network interface.

@@ -108,6 +108,12 @@ func writeText(w io.Writer, r Report) error {
 	sectionError(p, r.NIC.Error)
 
 	p("")
+	p("Handshake upcall (the kernel's TLS consumers: NFS, NVMe-TCP; ktls tlshd)")
+	p("  family %q\t%s", "handshake", statusText(r.Handshake.Family))
+	p("  agent listening\t%s", statusText(r.Handshake.Agents))
+	sectionError(p, r.Handshake.Error)
+
+	p("")
 	p("CPU (cpuid; Go's own view from golang.org/x/sys/cpu)")
 	for _, f := range r.CPU.Features {
 		v := yesNo(f.Present)

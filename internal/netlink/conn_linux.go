@@ -2,6 +2,7 @@ package netlink
 
 import (
 	"cmp"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -147,32 +148,106 @@ func (c *Conn) ioError(op string, err error) error {
 // GenlFamily resolves a generic netlink family's id by name
 // (CTRL_CMD_GETFAMILY).
 func (c *Conn) GenlFamily(name string) (uint16, error) {
+	f, err := c.GenlFamilyInfo(name)
+	return f.ID, err
+}
+
+// GenlFamilyInfo resolves a generic netlink family by name
+// (CTRL_CMD_GETFAMILY): its id, version, highest attribute and multicast
+// groups. A kernel without the family answers ENOENT, which the error wraps.
+func (c *Conn) GenlFamilyInfo(name string) (Family, error) {
 	payload := []byte{unix.CTRL_CMD_GETFAMILY, 1, 0, 0}
 	payload = AppendAttr(payload, unix.CTRL_ATTR_FAMILY_NAME, append([]byte(name), 0))
 	msgs, err := c.Execute(unix.GENL_ID_CTRL, 0, payload)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return 0, fmt.Errorf("generic netlink has no %q family (ENOENT)", name)
+			return Family{}, fmt.Errorf("generic netlink has no %q family (ENOENT): %w", name, err)
 		}
-		return 0, fmt.Errorf("generic netlink family %q: %w", name, err)
+		return Family{}, fmt.Errorf("generic netlink family %q: %w", name, err)
 	}
 	for _, m := range msgs {
 		if len(m.Data) < GenlHdrLen {
 			continue
 		}
-		attrs, err := ParseAttrs(m.Data[GenlHdrLen:])
-		if err != nil {
-			return 0, err
-		}
-		for _, a := range attrs {
-			if a.Type == unix.CTRL_ATTR_FAMILY_ID {
-				if id, ok := a.U16(); ok {
-					return id, nil
-				}
-			}
+		return ParseFamily(m.Data[GenlHdrLen:])
+	}
+	return Family{}, fmt.Errorf("generic netlink family %q: no id in the reply", name)
+}
+
+// GenlOpPolicy returns the attribute types that operation op of family
+// accepts in a request (CTRL_CMD_GETPOLICY with CTRL_ATTR_OP). A kernel
+// that cannot say (before Linux 5.12, or an operation without a policy)
+// answers an error, or a dump without one: then the caller knows nothing.
+func (c *Conn) GenlOpPolicy(family uint16, op uint8) ([]uint16, error) {
+	payload := []byte{ctrlCmdGetPolicy, 1, 0, 0}
+	payload = AppendAttr(payload, ctrlAttrFamilyID, binary.NativeEndian.AppendUint16(nil, family))
+	payload = AppendU32(payload, ctrlAttrOp, uint32(op))
+	msgs, err := c.Execute(unix.GENL_ID_CTRL, FDump, payload)
+	if err != nil {
+		return nil, fmt.Errorf("netlink: CTRL_CMD_GETPOLICY: %w", err)
+	}
+	if len(msgs) > maxPolicyMessages {
+		return nil, errors.New("netlink: CTRL_CMD_GETPOLICY: too many messages")
+	}
+	var payloads [][]byte
+	for _, m := range msgs {
+		if len(m.Data) >= GenlHdrLen {
+			payloads = append(payloads, m.Data[GenlHdrLen:])
 		}
 	}
-	return 0, fmt.Errorf("generic netlink family %q: no id in the reply", name)
+	types, ok := ParseOpPolicy(payloads, uint32(op))
+	if !ok {
+		return nil, fmt.Errorf("netlink: CTRL_CMD_GETPOLICY: no policy for operation %d", op)
+	}
+	return types, nil
+}
+
+// JoinGroup subscribes the socket to multicast group id
+// (NETLINK_ADD_MEMBERSHIP, netlink(7)). Notifications then arrive for
+// Receive; a socket that joins groups is best kept for them alone, since
+// Execute skips messages that do not answer its request.
+func (c *Conn) JoinGroup(id uint32) error {
+	var err error
+	if cerr := c.rc.Control(func(fd uintptr) {
+		err = unix.SetsockoptInt(int(fd), unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, int(id))
+	}); cerr != nil {
+		return fmt.Errorf("netlink: %w", cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("netlink: NETLINK_ADD_MEMBERSHIP %d: %w", id, ErrnoError{err})
+	}
+	return nil
+}
+
+// Receive waits for the next datagram on the socket and returns its
+// messages: notifications of the groups it joined. It parks the goroutine
+// until one arrives or ctx ends (then it returns ctx's error). ENOBUFS says
+// the socket's buffer overflowed and notifications were lost (netlink(7)).
+func (c *Conn) Receive(ctx context.Context) ([]Msg, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c.f.SetReadDeadline(time.Time{})
+	stop := context.AfterFunc(ctx, func() { c.f.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if c.buf == nil {
+		c.buf = make([]byte, 256<<10)
+	}
+	var n int
+	err := cmp.Or(rawio.Read(c.rc, func(fd int) (err error) {
+		n, _, err = unix.Recvfrom(fd, c.buf, unix.MSG_TRUNC)
+		return err
+	}))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("netlink: recvfrom: %w", ErrnoError{err})
+	}
+	if n > len(c.buf) {
+		return nil, fmt.Errorf("netlink: a message of %d bytes does not fit in %d", n, len(c.buf))
+	}
+	return ParseMessages(append([]byte(nil), c.buf[:n]...))
 }
 
 // ErrnoError shows an errno as ErrnoText does and still wraps it.

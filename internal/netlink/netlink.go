@@ -14,6 +14,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 const (
@@ -168,4 +169,139 @@ func Find(attrs []Attr, typ uint16) (Attr, bool) {
 		}
 	}
 	return Attr{}, false
+}
+
+// Generic netlink controller attributes (include/uapi/linux/genetlink.h),
+// spelled here so that parsing builds on every platform.
+const (
+	ctrlAttrFamilyID    = 1   // CTRL_ATTR_FAMILY_ID, u16
+	ctrlAttrFamilyName  = 2   // CTRL_ATTR_FAMILY_NAME, string
+	ctrlAttrVersion     = 3   // CTRL_ATTR_VERSION, u32
+	ctrlAttrMaxAttr     = 5   // CTRL_ATTR_MAXATTR, u32
+	ctrlAttrMcastGroups = 7   // CTRL_ATTR_MCAST_GROUPS, nest of nests
+	ctrlAttrMcastName   = 1   // CTRL_ATTR_MCAST_GRP_NAME, string
+	ctrlAttrMcastID     = 2   // CTRL_ATTR_MCAST_GRP_ID, u32
+	FAck                = 0x4 // NLM_F_ACK
+)
+
+// Family is what CTRL_CMD_GETFAMILY says about a generic netlink family.
+type Family struct {
+	ID      uint16
+	Name    string
+	Version uint32
+	// MaxAttr is the family's highest attribute type (CTRL_ATTR_MAXATTR).
+	MaxAttr uint32
+	// Groups maps each multicast group's name to its id.
+	Groups map[string]uint32
+}
+
+// ParseFamily reads a CTRL_CMD_GETFAMILY reply's payload (after the
+// generic netlink header). Attributes it does not know are skipped.
+func ParseFamily(payload []byte) (Family, error) {
+	attrs, err := ParseAttrs(payload)
+	if err != nil {
+		return Family{}, err
+	}
+	f := Family{Groups: map[string]uint32{}}
+	for _, a := range attrs {
+		switch a.Type {
+		case ctrlAttrFamilyID:
+			f.ID, _ = a.U16()
+		case ctrlAttrFamilyName:
+			f.Name = a.Str()
+		case ctrlAttrVersion:
+			f.Version, _ = a.U32()
+		case ctrlAttrMaxAttr:
+			f.MaxAttr, _ = a.U32()
+		case ctrlAttrMcastGroups:
+			groups, err := ParseAttrs(a.Data)
+			if err != nil {
+				return f, err
+			}
+			for _, g := range groups {
+				fields, err := ParseAttrs(g.Data)
+				if err != nil {
+					return f, err
+				}
+				name, hasName := Find(fields, ctrlAttrMcastName)
+				id, hasID := Find(fields, ctrlAttrMcastID)
+				if v, ok := id.U32(); hasName && hasID && ok {
+					f.Groups[name.Str()] = v
+				}
+			}
+		}
+	}
+	if f.ID == 0 {
+		return f, errors.New("netlink: no family id in the CTRL_CMD_GETFAMILY reply")
+	}
+	return f, nil
+}
+
+// The controller's policy dump (CTRL_CMD_GETPOLICY, Linux 5.8; per
+// operation with CTRL_ATTR_OP from 5.12), from include/uapi/linux/genetlink.h.
+const (
+	ctrlCmdGetPolicy  = 10 // CTRL_CMD_GETPOLICY
+	ctrlAttrPolicy    = 8  // CTRL_ATTR_POLICY: nest of policy index -> attribute -> description
+	ctrlAttrOpPolicy  = 9  // CTRL_ATTR_OP_POLICY: nest of op -> {DO, DUMP}
+	ctrlAttrOp        = 10 // CTRL_ATTR_OP, u32
+	ctrlAttrPolicyDo  = 1  // CTRL_ATTR_POLICY_DO, u32 policy index
+	maxPolicyMessages = 4096
+)
+
+// ParseOpPolicy reads the payloads (after the generic netlink header) of a
+// CTRL_CMD_GETPOLICY dump and returns the attribute types that operation
+// op's "do" policy accepts, sorted; false where the dump does not say.
+func ParseOpPolicy(payloads [][]byte, op uint32) ([]uint16, bool) {
+	doIdx, haveDo := uint32(0), false
+	policies := map[uint32][]uint16{}
+	for _, p := range payloads {
+		attrs, err := ParseAttrs(p)
+		if err != nil {
+			return nil, false
+		}
+		for _, a := range attrs {
+			switch a.Type {
+			case ctrlAttrOpPolicy:
+				ops, err := ParseAttrs(a.Data)
+				if err != nil {
+					return nil, false
+				}
+				for _, o := range ops {
+					if uint32(o.Type) != op {
+						continue
+					}
+					fields, err := ParseAttrs(o.Data)
+					if err != nil {
+						return nil, false
+					}
+					if d, ok := Find(fields, ctrlAttrPolicyDo); ok {
+						doIdx, haveDo = 0, false
+						if v, ok := d.U32(); ok {
+							doIdx, haveDo = v, true
+						}
+					}
+				}
+			case ctrlAttrPolicy:
+				idxs, err := ParseAttrs(a.Data)
+				if err != nil {
+					return nil, false
+				}
+				for _, idx := range idxs {
+					types, err := ParseAttrs(idx.Data)
+					if err != nil {
+						return nil, false
+					}
+					for _, t := range types {
+						policies[uint32(idx.Type)] = append(policies[uint32(idx.Type)], t.Type)
+					}
+				}
+			}
+		}
+	}
+	if !haveDo {
+		return nil, false
+	}
+	types := policies[doIdx]
+	slices.Sort(types)
+	return slices.Compact(types), true
 }

@@ -2,6 +2,7 @@ package netlink
 
 import (
 	"encoding/binary"
+	"slices"
 	"testing"
 )
 
@@ -72,4 +73,62 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseFamily reads a constructed CTRL_CMD_GETFAMILY reply with two
+// multicast groups and an attribute it does not know.
+func TestParseFamily(t *testing.T) {
+	var groups []byte
+	for i, g := range []struct {
+		name string
+		id   uint32
+	}{{"none", 7}, {"tlshd", 8}} {
+		var grp []byte
+		grp = AppendU32(grp, ctrlAttrMcastID, g.id)
+		grp = AppendString(grp, ctrlAttrMcastName, g.name)
+		groups = AppendNested(groups, uint16(i+1), grp)
+	}
+	var p []byte
+	p = AppendAttr(p, ctrlAttrFamilyID, []byte{0x22, 0x00, 0, 0}[:2])
+	p = AppendString(p, ctrlAttrFamilyName, "handshake")
+	p = AppendU32(p, ctrlAttrVersion, 1)
+	p = AppendU32(p, ctrlAttrMaxAttr, 9)
+	p = AppendU32(p, 99, 1)
+	p = AppendNested(p, ctrlAttrMcastGroups, groups)
+	f, err := ParseFamily(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Name != "handshake" || f.Version != 1 || f.MaxAttr != 9 || f.Groups["tlshd"] != 8 || f.Groups["none"] != 7 || f.ID == 0 {
+		t.Errorf("ParseFamily = %+v", f)
+	}
+	if _, err := ParseFamily(AppendString(nil, ctrlAttrFamilyName, "x")); err == nil {
+		t.Error("ParseFamily without an id succeeded")
+	}
+}
+
+// TestParseOpPolicy reads a constructed CTRL_CMD_GETPOLICY dump: op 3's do
+// policy is index 1, whose attributes are 1, 2 and 3; index 0 is another
+// op's.
+func TestParseOpPolicy(t *testing.T) {
+	nest := func(typ uint16, inner ...[]byte) []byte {
+		var b []byte
+		for _, i := range inner {
+			b = append(b, i...)
+		}
+		return AppendNested(nil, typ, b)
+	}
+	ops := nest(ctrlAttrOpPolicy, nest(2, AppendU32(nil, ctrlAttrPolicyDo, 0)), nest(3, AppendU32(nil, ctrlAttrPolicyDo, 1)))
+	pol0 := nest(ctrlAttrPolicy, nest(0, nest(1, AppendU32(nil, 1, 3))))
+	pol1 := nest(ctrlAttrPolicy, nest(1, nest(3, AppendU32(nil, 1, 3)), nest(1, AppendU32(nil, 1, 3)), nest(2, AppendU32(nil, 1, 3))))
+	got, ok := ParseOpPolicy([][]byte{ops, pol0, pol1}, 3)
+	if !ok || !slices.Equal(got, []uint16{1, 2, 3}) {
+		t.Errorf("ParseOpPolicy(3) = %v, %v", got, ok)
+	}
+	if _, ok := ParseOpPolicy([][]byte{pol0, pol1}, 3); ok {
+		t.Error("a dump without the op's policy index told")
+	}
+	if _, ok := ParseOpPolicy([][]byte{{5, 0}}, 3); ok {
+		t.Error("a malformed dump told")
+	}
 }

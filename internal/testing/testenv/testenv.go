@@ -72,6 +72,10 @@ const (
 	// from Linux 7.3 the default /proc/sys/crypto/af_alg_restrict=1 refuses
 	// gcm(aes), and then it is not expected (see [AFALGRestriction]).
 	FeatureAFALG = "afalg-aead"
+	// FeatureNetHandshake: the "handshake" generic netlink family, the
+	// kernel's upcall for TLS handshakes (CONFIG_NET_HANDSHAKE); Linux 6.4
+	// (net/handshake/; Documentation/networking/tls-handshake.rst).
+	FeatureNetHandshake = "net-handshake"
 )
 
 // RequireKernelFeature turns the result of a kernel feature probe into the
@@ -132,6 +136,8 @@ func (k kernelFacts) expects(feature string) bool {
 		return k.version.AtLeast(6, 14)
 	case FeatureKTLSDevice:
 		return false
+	case FeatureNetHandshake:
+		return k.version.AtLeast(6, 4)
 	case FeatureAFALG:
 		// Linux 7.3 refuses gcm(aes) to AF_ALG by default; the kernel's
 		// own switch says so better than a version number would.
