@@ -72,6 +72,11 @@ const (
 	// from Linux 7.3 the default /proc/sys/crypto/af_alg_restrict=1 refuses
 	// gcm(aes), and then it is not expected (see [AFALGRestriction]).
 	FeatureAFALG = "afalg-aead"
+	// FeatureNetHandshake: the "handshake" generic netlink family, through
+	// which the kernel's NFS client and server ask a user-space agent for
+	// TLS handshakes (Documentation/networking/tls-handshake.rst); Linux
+	// 6.4 (CONFIG_NET_HANDSHAKE, commit 3b3009ea8abb), so not on 6.1.
+	FeatureNetHandshake = "net-handshake"
 )
 
 // RequireKernelFeature turns the result of a kernel feature probe into the
@@ -132,6 +137,8 @@ func (k kernelFacts) expects(feature string) bool {
 		return k.version.AtLeast(6, 14)
 	case FeatureKTLSDevice:
 		return false
+	case FeatureNetHandshake:
+		return k.version.AtLeast(6, 4)
 	case FeatureAFALG:
 		// Linux 7.3 refuses gcm(aes) to AF_ALG by default; the kernel's
 		// own switch says so better than a version number would.
