@@ -79,10 +79,12 @@ func parseDependsRecurse(r io.Reader) []string {
 }
 
 // nfsPackageClosure returns what fetchNFSRoot downloads, each as
-// "pkg/suite": nfsDebs and the shared-library packages (named lib*, as
-// Debian's policy names them, 8.1) among everything they depend on. Which
-// of those libraries a program loads is read from the ELF files later
-// (addNFSTools); a library package that is not there then stops the run.
+// "pkg/suite": nfsDebs and everything they depend on, recursively. Most of
+// it is never copied into a guest: which libraries a program loads is read
+// from the ELF files (addNFSTools), and a library whose package is not
+// there stops the run. Taking every package, rather than guessing which
+// hold libraries by their names (zlib1g does not start with lib), costs a
+// one-time download (about 30 MB).
 func nfsPackageClosure(a apt) ([]string, error) {
 	args := append(a.opts(), "-o", "APT::Default-Release="+nfsSuite, "depends", "--recurse",
 		"--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances")
@@ -95,9 +97,7 @@ func nfsPackageClosure(a apt) ([]string, error) {
 	}
 	var pkgs []string
 	for _, p := range parseDependsRecurse(strings.NewReader(out)) {
-		if slices.Contains(nfsDebs, p) || strings.HasPrefix(p, "lib") {
-			pkgs = append(pkgs, p+"/"+nfsSuite)
-		}
+		pkgs = append(pkgs, p+"/"+nfsSuite)
 	}
 	for _, p := range nfsDebs {
 		if !slices.Contains(pkgs, p+"/"+nfsSuite) {
@@ -152,7 +152,8 @@ func fetchNFSRoot(a apt, cacheDir string) (string, error) {
 // tree under root to nfsGuestRoot in the archive, writes a wrapper at each
 // program's own path that starts it with that loader and those libraries,
 // and adds what the programs read or write outside their tree: libtirpc's
-// /etc/netconfig, and /var/lib/nfs for exportfs and rpc.mountd.
+// /etc/netconfig, netbase's /etc/services and /etc/protocols, and
+// /var/lib/nfs for exportfs and rpc.mountd.
 func addNFSTools(a *archive, root string, ga *guestArch) error {
 	tree := newArchive()
 	interp := ""
@@ -185,10 +186,21 @@ func addNFSTools(a *archive, root string, ga *guestArch) error {
 			return err
 		}
 	}
-	if err := a.addFile("etc/netconfig", filepath.Join(root, "etc/netconfig")); err != nil {
-		return err
+	// netconfig is libtirpc's (its transports); services and protocols are
+	// netbase's: rpc.nfsd resolves its port as the service "nfs".
+	for _, f := range []string{"etc/netconfig", "etc/services", "etc/protocols"} {
+		if err := a.addFile(f, filepath.Join(root, f)); err != nil {
+			return err
+		}
 	}
-	return a.addDir("var/lib/nfs", 0o755)
+	// exportfs reads the table of exports it wrote before, which
+	// nfs-kernel-server's installation creates empty.
+	for _, f := range []string{"var/lib/nfs/etab", "var/lib/nfs/rmtab"} {
+		if err := a.addBytes(f, 0o644, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // nfsWrapper is the script at a trixie program's path in the guest. exec
