@@ -9,7 +9,7 @@
 // KTLS_NFS_AGENT names another command line, in which {config} stands for
 // the path of the tlshd.conf(5) file the test writes, e.g.
 //
-//	go run ./internal/testing/vmtest -kernel 6.12 -pkg ./interop/nfs -env 'KTLS_NFS_AGENT=/vmtest/bin/ktls tlshd -config {config}'
+//	go run ./internal/testing/vmtest -kernel 6.12 -pkg ./interop/nfs -env 'KTLS_NFS_AGENT=ktls tlshd -config {config}'
 //
 // The tests start nfsd and mount file systems as root, so they run only in
 // the guests of the VM harness (internal/testing/vmtest), which bring the

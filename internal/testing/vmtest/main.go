@@ -196,6 +196,11 @@ func runAll(ctx context.Context, c *config) ([]*kernelResult, error) {
 		if err != nil {
 			return nil, err
 		}
+		if pa.nfsRoot != "" {
+			if err := addKTLSCommand(ca, c.root, dir, pa.arch); err != nil {
+				return nil, err
+			}
+		}
 		pa.pkgs = built
 		pa.common = filepath.Join(dir, "common.cpio")
 		if err := writeArchive(ca, pa.common); err != nil {

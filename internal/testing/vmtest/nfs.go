@@ -210,3 +210,18 @@ func nfsWrapper(loader, libPath, prog string) []byte {
 	return fmt.Appendf(nil, "#!/bin/sh\n# Written by internal/testing/vmtest: Debian %s's %s, run with its own loader and libraries.\nexec %s --library-path %s --argv0 %s %s \"$@\"\n",
 		nfsSuite, path.Base(prog), loader, libPath, prog, nfsGuestRoot+prog)
 }
+
+// ktlsCommand is the project's command, whose `ktls tlshd` is the agent
+// that the NFS tests are for (issue 15). Guests with the test bed get it
+// built for their architecture at /usr/bin/ktls, so that the tests'
+// KTLS_NFS_AGENT can name it (interop/nfs).
+const ktlsCommand = "./cmd/ktls"
+
+// addKTLSCommand builds ktlsCommand into outDir and adds it to the archive.
+func addKTLSCommand(a *archive, root, outDir string, ga *guestArch) error {
+	bin := filepath.Join(outDir, "ktls")
+	if err := run(root, goEnv(ga), "go", "build", "-ldflags=-s -w", "-o", bin, ktlsCommand); err != nil {
+		return err
+	}
+	return a.addFile("usr/bin/ktls", bin)
+}
