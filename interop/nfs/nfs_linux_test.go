@@ -58,7 +58,7 @@ const mountTimeout = 90 * time.Second
 // TLS is refused by the export (exports(5), nfs(5): xprtsec).
 func TestNFSOverTLS(t *testing.T) {
 	b := newBed(t)
-	b.startAgent(t, b.agentConfig(t, true, b.serverCert))
+	b.startAgent(t, b.agentConfig(t, true, b.serverCert, nil))
 	b.export(t, "tls:mtls")
 
 	if _, out, _, err := b.mount(t, "none"); err == nil {
@@ -104,12 +104,20 @@ func TestNFSOverTLS(t *testing.T) {
 func TestNFSOverTLSRefusals(t *testing.T) {
 	b := newBed(t)
 	t.Run("server certificate that does not verify", func(t *testing.T) {
-		b.startAgent(t, b.agentConfig(t, true, selfSigned(t)))
+		_, untrusted := newCA(t, "untrusted CA")
+		b.startAgent(t, b.agentConfig(t, true, untrusted(time.Now().Add(-time.Hour), time.Now().Add(time.Hour)), nil))
+		b.export(t, "tls:mtls")
+		b.mustFail(t, "tls", false)
+	})
+	t.Run("expired server certificate", func(t *testing.T) {
+		// Signed by a CA the client trusts, so that only the dates fail.
+		caDER, expired := newCA(t, "second CA")
+		b.startAgent(t, b.agentConfig(t, true, expired(time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour)), caDER))
 		b.export(t, "tls:mtls")
 		b.mustFail(t, "tls", false)
 	})
 	t.Run("client without certificate on an mtls export", func(t *testing.T) {
-		b.startAgent(t, b.agentConfig(t, false, b.serverCert))
+		b.startAgent(t, b.agentConfig(t, false, b.serverCert, nil))
 		b.export(t, "mtls")
 		// The client has no certificate to offer: no session.
 		b.mustFail(t, "mtls", false)
@@ -174,15 +182,28 @@ func newBed(t *testing.T) *bed {
 	return b
 }
 
-// agentConfig writes a tlshd.conf(5) file: both roles trust the test CA;
-// the client presents the PKI's client certificate if clientCert; the
-// server presents server.
-func (b *bed) agentConfig(t *testing.T, clientCert bool, server tls.Certificate) string {
+// agentConfig writes a tlshd.conf(5) file: both roles trust the test CA,
+// and the client also the CA certificate extraCA (DER) if not nil; the
+// client presents the PKI's client certificate if clientCert; the server
+// presents server.
+func (b *bed) agentConfig(t *testing.T, clientCert bool, server tls.Certificate, extraCA []byte) string {
 	t.Helper()
 	dir := t.TempDir()
 	serverCert, serverKey := writeCert(t, dir, "server", server)
+	clientTrust := b.ca
+	if extraCA != nil {
+		pems, err := os.ReadFile(b.ca)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pems = append(pems, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: extraCA})...)
+		clientTrust = filepath.Join(dir, "client-trust.pem")
+		if err := os.WriteFile(clientTrust, pems, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var conf strings.Builder
-	fmt.Fprintf(&conf, "[debug]\nloglevel=1\ntls=0\nnl=0\n\n[authenticate]\n\n[authenticate.client]\nx509.truststore=%s\n", b.ca)
+	fmt.Fprintf(&conf, "[debug]\nloglevel=1\ntls=0\nnl=0\n\n[authenticate]\n\n[authenticate.client]\nx509.truststore=%s\n", clientTrust)
 	if clientCert {
 		c, k := writeCert(t, dir, "client", testpki.Get().Client())
 		fmt.Fprintf(&conf, "x509.certificate=%s\nx509.private_key=%s\n", c, k)
@@ -542,29 +563,55 @@ func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
 	return file
 }
 
-// selfSigned returns a server certificate for 127.0.0.1 and localhost
-// that no CA signed: a client that trusts the test CA must refuse it.
-func selfSigned(t *testing.T) tls.Certificate {
+// newCA makes a CA other than the test PKI's and returns its certificate
+// (DER) and a function that issues server certificates for 127.0.0.1 and
+// localhost, valid between two times.
+func newCA(t *testing.T, name string) ([]byte, func(notBefore, notAfter time.Time) tls.Certificate) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(99),
-		Subject:      pkix.Name{CommonName: "untrusted"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-72 * time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := int64(1)
+	return caDER, func(notBefore, notAfter time.Time) tls.Certificate {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serial++
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial),
+			Subject:      pkix.Name{CommonName: "localhost"},
+			NotBefore:    notBefore,
+			NotAfter:     notAfter,
+			DNSNames:     []string{"localhost"},
+			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	}
 }
 
 // syncBuffer is a bytes.Buffer that a daemon's output and the test share.
