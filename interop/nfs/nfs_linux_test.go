@@ -160,7 +160,7 @@ func newBed(t *testing.T) *bed {
 	b := &bed{dir: t.TempDir(), agent: agent, serverCert: testpki.Get().ECDSA()}
 	b.exportDir = filepath.Join(b.dir, "export")
 	mountFS(t, "tmpfs", b.exportDir, "tmpfs", "size=64m")
-	b.ca = writePEM(t, b.dir, "ca.pem", "CERTIFICATE", testpki.Get().CADER)
+	b.ca = writePEM(t, b.dir, "ca.pem", "CERTIFICATE", testpki.Get().CADER, 0o644)
 
 	if !mounted(t, "/proc/fs/nfsd") {
 		mountFS(t, "nfsd", "/proc/fs/nfsd", "nfsd", "")
@@ -198,7 +198,7 @@ func (b *bed) agentConfig(t *testing.T, clientCert bool, server tls.Certificate,
 		}
 		pems = append(pems, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: extraCA})...)
 		clientTrust = filepath.Join(dir, "client-trust.pem")
-		if err := os.WriteFile(clientTrust, pems, 0o600); err != nil {
+		if err := os.WriteFile(clientTrust, pems, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -543,21 +543,22 @@ func writeCert(t *testing.T, dir, name string, c tls.Certificate) (certFile, key
 	for _, der := range c.Certificate {
 		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
 	}
+	// tlshd wants certificates readable by all (mode 644), keys not.
 	certFile = filepath.Join(dir, name+".pem")
-	if err := os.WriteFile(certFile, chain, 0o600); err != nil {
+	if err := os.WriteFile(certFile, chain, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	key, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return certFile, writePEM(t, dir, name+".key", "PRIVATE KEY", key)
+	return certFile, writePEM(t, dir, name+".key", "PRIVATE KEY", key, 0o600)
 }
 
-func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
+func writePEM(t *testing.T, dir, name, typ string, der []byte, perm os.FileMode) string {
 	t.Helper()
 	file := filepath.Join(dir, name)
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), perm); err != nil {
 		t.Fatal(err)
 	}
 	return file
