@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,6 +127,129 @@ func TestNFSOverTLSRefusals(t *testing.T) {
 	})
 }
 
+// The addresses of the veth pair of TestNFSOverTLSAcrossNamespaces: the
+// server's end stays in the guest's namespace, the client's end moves to
+// the client's.
+const (
+	vethServer     = "nfsv0"
+	vethServerAddr = "10.78.0.1"
+	vethClientAddr = "10.78.0.2"
+)
+
+// TestNFSOverTLSAcrossNamespaces runs the NFS client in a network
+// namespace of its own, joined to the server's (the guest's) by a veth
+// pair, each side with its own agent: the agent under test on one side and
+// Debian's tlshd on the other, both ways round (with the default agent,
+// tlshd on both). Each mount moves a file checked by hash, and each
+// namespace's tls_stat counts its own kTLS socket.
+func TestNFSOverTLSAcrossNamespaces(t *testing.T) {
+	b := newBed(t)
+	holder := startDaemon(t, "unshare", "-n", "sleep", "3600")
+	pid := holder.cmd.Process.Pid
+	waitNetns(t, pid)
+	enter := []string{"nsenter", "-t", strconv.Itoa(pid), "-n"}
+	peer := newVeth(t, vethServer)
+	run(t, "ip", "link", "set", peer, "netns", strconv.Itoa(pid))
+	run(t, "ip", "addr", "add", vethServerAddr+"/24", "dev", vethServer)
+	run(t, "ip", "link", "set", vethServer, "up")
+	for _, args := range [][]string{
+		{"ip", "addr", "add", vethClientAddr + "/24", "dev", peer},
+		{"ip", "link", "set", peer, "up"},
+		{"ip", "link", "set", "lo", "up"},
+	} {
+		args = append(slices.Clone(enter), args...)
+		run(t, args[0], args[1:]...)
+	}
+	b.client = clientSide{server: vethServerAddr, addr: vethClientAddr, enter: enter}
+	clientStat := fmt.Sprintf("/proc/%d/net/tls_stat", pid)
+
+	// The client checks the server's certificate against the address it
+	// mounts, which the test PKI's certificate does not name.
+	caDER, issue := newCA(t, "namespaces CA")
+	server := issue(time.Now().Add(-time.Hour), time.Now().Add(time.Hour), net.ParseIP(vethServerAddr))
+	config := b.agentConfig(t, true, server, caDER)
+
+	tlshd := strings.Fields(defaultAgent)
+	pairs := [][2][]string{{b.agent, tlshd}, {tlshd, b.agent}} // client's, server's
+	if slices.Equal(b.agent, tlshd) {
+		pairs = pairs[:1]
+	}
+	for i, p := range pairs {
+		t.Run(fmt.Sprintf("client %s, server %s", p[0][0], p[1][0]), func(t *testing.T) {
+			startAgentIn(t, enter, p[0], config)
+			startAgentIn(t, nil, p[1], config)
+			b.export(t, "tls:mtls")
+			for j, xprtsec := range []string{"tls", "mtls"} {
+				data := testenv.Pattern(1<<20, byte(16+2*i+j))
+				name := "data-" + xprtsec + strconv.Itoa(i)
+				serverBefore, clientBefore := tlsStat(t), tlsStatOf(t, clientStat)
+				mnt := b.mustMount(t, xprtsec)
+				if err := writeFileSync(filepath.Join(mnt, name), data); err != nil {
+					t.Fatalf("writing over NFS with xprtsec=%s: %v", xprtsec, err)
+				}
+				serverAfter, clientAfter := tlsStat(t), tlsStatOf(t, clientStat)
+				b.umount(t, mnt)
+				checkKTLSSocketsN(t, "server's namespace, xprtsec="+xprtsec, serverBefore, serverAfter, 1)
+				checkKTLSSocketsN(t, "client's namespace, xprtsec="+xprtsec, clientBefore, clientAfter, 1)
+				if got, err := os.ReadFile(filepath.Join(b.exportDir, name)); err != nil {
+					t.Fatalf("the exported file: %v", err)
+				} else if sha256.Sum256(got) != sha256.Sum256(data) {
+					t.Fatalf("the exported file's %d bytes differ from the %d written over NFS with xprtsec=%s", len(got), len(data), xprtsec)
+				}
+			}
+		})
+	}
+}
+
+// waitNetns waits until the process has left the test's network namespace.
+func waitNetns(t *testing.T, pid int) {
+	t.Helper()
+	ours, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(testenv.Prompt)
+	for {
+		if theirs, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil && theirs != ours {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d did not enter a network namespace of its own within %v", pid, testenv.Prompt)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// newVeth makes a veth pair whose first end is name, and returns the name
+// of the other end, which the kernel picks (busybox's ip does not pass a
+// peer's name); the pair is deleted when the test ends, if it still is.
+func newVeth(t *testing.T, name string) string {
+	t.Helper()
+	run(t, "ip", "link", "add", name, "type", "veth")
+	t.Cleanup(func() {
+		if _, err := net.InterfaceByName(name); err == nil {
+			if out, err := exec.Command("ip", "link", "del", name).CombinedOutput(); err != nil {
+				t.Errorf("ip link del %s: %v: %s", name, err, out)
+			}
+		}
+	})
+	out, err := exec.Command("ip", "-o", "link", "show").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip -o link show: %v: %s", err, out)
+	}
+	// Lines "N: peer@name: <...>".
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 {
+			if peer, ok := strings.CutSuffix(strings.TrimSuffix(f[1], ":"), "@"+name); ok {
+				return peer
+			}
+		}
+	}
+	t.Fatalf("no peer of %s in:\n%s", name, out)
+	return ""
+}
+
 // bed is the NFS server of one test: nfsd and rpc.mountd running, a tmpfs
 // to export, and the PKI's files.
 type bed struct {
@@ -134,7 +258,16 @@ type bed struct {
 	ca         string // the CA certificate's PEM file
 	serverCert tls.Certificate
 	agent      []string // the agent's command line, {config} not yet replaced
+	client     clientSide
 	mounts     int
+}
+
+// clientSide is where the NFS client runs: in the guest's own network
+// namespace, over loopback, or in another one (TestNFSOverTLSAcrossNamespaces).
+type clientSide struct {
+	server string   // the server's address, as the client reaches it
+	addr   string   // the client's address, as the server sees it
+	enter  []string // the command that runs a program in the client's namespace
 }
 
 // newBed starts the NFS server, or skips where it cannot run: outside the
@@ -157,7 +290,8 @@ func newBed(t *testing.T) *bed {
 	}
 	t.Cleanup(func() { checkNothingLeft(t) })
 
-	b := &bed{dir: t.TempDir(), agent: agent, serverCert: testpki.Get().ECDSA()}
+	b := &bed{dir: t.TempDir(), agent: agent, serverCert: testpki.Get().ECDSA(),
+		client: clientSide{server: "127.0.0.1", addr: "127.0.0.1"}}
 	b.exportDir = filepath.Join(b.dir, "export")
 	mountFS(t, "tmpfs", b.exportDir, "tmpfs", "size=64m")
 	b.ca = writePEM(t, b.dir, "ca.pem", "CERTIFICATE", testpki.Get().CADER, 0o644)
@@ -221,19 +355,27 @@ func (b *bed) agentConfig(t *testing.T, clientCert bool, server tls.Certificate,
 // ends.
 func (b *bed) startAgent(t *testing.T, config string) {
 	t.Helper()
-	args := make([]string, len(b.agent))
-	for i, a := range b.agent {
-		args[i] = strings.ReplaceAll(a, "{config}", config)
+	startAgentIn(t, nil, b.agent, config)
+}
+
+// startAgentIn starts the agent's command line with the config file, in
+// the network namespace that the command enter enters (none: the guest's),
+// and waits until it listens for the kernel's requests there.
+func startAgentIn(t *testing.T, enter, agent []string, config string) {
+	t.Helper()
+	args := slices.Clone(enter)
+	for _, a := range agent {
+		args = append(args, strings.ReplaceAll(a, "{config}", config))
 	}
 	d := startDaemon(t, args[0], args[1:]...)
 	waitListening(t, d)
 }
 
-// export exports the tmpfs to 127.0.0.1 as the NFSv4 root with the
-// xprtsec policy, until the test ends.
+// export exports the tmpfs to the client's address as the NFSv4 root with
+// the xprtsec policy, until the test ends.
 func (b *bed) export(t *testing.T, xprtsec string) {
 	t.Helper()
-	client := "127.0.0.1:" + b.exportDir
+	client := b.client.addr + ":" + b.exportDir
 	run(t, "exportfs", "-i", "-o", "rw,insecure,no_root_squash,no_subtree_check,sync,fsid=0,xprtsec="+xprtsec, client)
 	t.Cleanup(func() {
 		if out, err := exec.Command("exportfs", "-u", client).CombinedOutput(); err != nil {
@@ -261,7 +403,8 @@ func (b *bed) mount(t *testing.T, xprtsec string) (mnt, out string, took time.Du
 	ctx, cancel := context.WithTimeout(context.Background(), mountTimeout)
 	defer cancel()
 	start := time.Now()
-	outb, err := exec.CommandContext(ctx, "mount.nfs", "127.0.0.1:/", mnt, "-n", "-o", opts).CombinedOutput()
+	args := append(slices.Clone(b.client.enter), "mount.nfs", b.client.server+":/", mnt, "-n", "-o", opts)
+	outb, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
 	out, took = string(outb), time.Since(start)
 	if mounted(t, mnt) {
 		t.Cleanup(func() {
@@ -411,7 +554,8 @@ func genlSockets(pid int) (has, joined bool) {
 			inodes[strings.TrimSuffix(ino, "]")] = true
 		}
 	}
-	b, _ := os.ReadFile("/proc/net/netlink")
+	// The process's own view: /proc/net is the reader's network namespace.
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/netlink", pid))
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 10 || f[1] != strconv.Itoa(unix.NETLINK_GENERIC) || !inodes[f[len(f)-1]] {
@@ -459,12 +603,16 @@ func checkNothingLeft(t *testing.T) {
 	}
 }
 
-// tlsStat reads the kernel's kTLS counters.
-func tlsStat(t *testing.T) map[string]int64 {
+// tlsStat reads the kernel's kTLS counters of the guest's network
+// namespace.
+func tlsStat(t *testing.T) map[string]int64 { return tlsStatOf(t, "/proc/net/tls_stat") }
+
+// tlsStatOf reads a tls_stat file: each network namespace counts its own.
+func tlsStatOf(t *testing.T, file string) map[string]int64 {
 	t.Helper()
-	s, err := testenv.TLSStat()
+	s, err := testenv.TLSStatFile(file)
 	if err != nil {
-		t.Fatalf("/proc/net/tls_stat: %v", err)
+		t.Fatalf("%s: %v", file, err)
 	}
 	return s
 }
@@ -475,9 +623,15 @@ func tlsStat(t *testing.T) map[string]int64 {
 // connection (net/tls/tls_proc.c counts each TLS_TX and TLS_RX).
 func checkKTLSSockets(t *testing.T, what string, before, after map[string]int64) {
 	t.Helper()
+	checkKTLSSocketsN(t, what, before, after, 2)
+}
+
+// checkKTLSSocketsN checks that at least n sockets got kTLS both ways.
+func checkKTLSSocketsN(t *testing.T, what string, before, after map[string]int64, n int64) {
+	t.Helper()
 	for _, k := range []string{"TlsTxSw", "TlsRxSw"} {
-		if grew := after[k] - before[k]; grew < 2 {
-			t.Errorf("%s: %s grew by %d, want at least 2 (client and server sockets); before %v, after %v", what, k, grew, before, after)
+		if grew := after[k] - before[k]; grew < n {
+			t.Errorf("%s: %s grew by %d, want at least %d; before %v, after %v", what, k, grew, n, before, after)
 		}
 	}
 	t.Logf("%s: /proc/net/tls_stat TlsTxSw %d -> %d, TlsRxSw %d -> %d, TlsCurrTxSw %d", what,
@@ -565,9 +719,9 @@ func writePEM(t *testing.T, dir, name, typ string, der []byte, perm os.FileMode)
 }
 
 // newCA makes a CA other than the test PKI's and returns its certificate
-// (DER) and a function that issues server certificates for 127.0.0.1 and
-// localhost, valid between two times.
-func newCA(t *testing.T, name string) ([]byte, func(notBefore, notAfter time.Time) tls.Certificate) {
+// (DER) and a function that issues server certificates for localhost and
+// the addresses (none: 127.0.0.1), valid between two times.
+func newCA(t *testing.T, name string) ([]byte, func(notBefore, notAfter time.Time, ips ...net.IP) tls.Certificate) {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -591,7 +745,10 @@ func newCA(t *testing.T, name string) ([]byte, func(notBefore, notAfter time.Tim
 		t.Fatal(err)
 	}
 	serial := int64(1)
-	return caDER, func(notBefore, notAfter time.Time) tls.Certificate {
+	return caDER, func(notBefore, notAfter time.Time, ips ...net.IP) tls.Certificate {
+		if len(ips) == 0 {
+			ips = []net.IP{net.IPv4(127, 0, 0, 1)}
+		}
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			t.Fatal(err)
@@ -603,7 +760,7 @@ func newCA(t *testing.T, name string) ([]byte, func(notBefore, notAfter time.Tim
 			NotBefore:    notBefore,
 			NotAfter:     notAfter,
 			DNSNames:     []string{"localhost"},
-			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+			IPAddresses:  ips,
 			KeyUsage:     x509.KeyUsageDigitalSignature,
 			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		}
