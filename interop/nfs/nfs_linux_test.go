@@ -178,6 +178,7 @@ func TestNFSOverTLSAcrossNamespaces(t *testing.T) {
 		t.Run(fmt.Sprintf("client %s, server %s", p[0][0], p[1][0]), func(t *testing.T) {
 			startAgentIn(t, enter, p[0], config)
 			startAgentIn(t, nil, p[1], config)
+			b.agents = fmt.Sprintf("client's agent: %s; server's agent: %s", strings.Join(p[0], " "), strings.Join(p[1], " "))
 			b.export(t, "tls:mtls")
 			for j, xprtsec := range []string{"tls", "mtls"} {
 				data := testenv.Pattern(1<<20, byte(16+2*i+j))
@@ -260,6 +261,9 @@ type bed struct {
 	agent      []string // the agent's command line, {config} not yet replaced
 	client     clientSide
 	mounts     int
+	// agents names the agents serving the handshakes, for the log of
+	// each mount's time.
+	agents string
 }
 
 // clientSide is where the NFS client runs: in the guest's own network
@@ -356,6 +360,7 @@ func (b *bed) agentConfig(t *testing.T, clientCert bool, server tls.Certificate,
 func (b *bed) startAgent(t *testing.T, config string) {
 	t.Helper()
 	startAgentIn(t, nil, b.agent, config)
+	b.agents = "agent: " + strings.Join(b.agent, " ")
 }
 
 // startAgentIn starts the agent's command line with the config file, in
@@ -436,7 +441,7 @@ func (b *bed) mustMount(t *testing.T, xprtsec string) string {
 	if err != nil {
 		t.Fatalf("mount.nfs -o vers=4.2,xprtsec=%s: %v: %s", xprtsec, err, out)
 	}
-	t.Logf("mount with xprtsec=%s took %v (agent: %s)", xprtsec, took.Round(time.Millisecond), b.agent[0])
+	t.Logf("mount with xprtsec=%s took %v (%s)", xprtsec, took.Round(time.Millisecond), b.agents)
 	return mnt
 }
 
