@@ -1,7 +1,6 @@
 package nfs_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -21,7 +20,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -476,7 +474,7 @@ func (b *bed) umount(t *testing.T, mnt string) {
 type daemon struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testenv.Buffer
 	done chan struct{}
 	err  error // of Wait, once done is closed
 }
@@ -486,7 +484,7 @@ type daemon struct {
 // output is logged if the test failed.
 func startDaemon(t *testing.T, name string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	d := &daemon{name: name, out: &testenv.Buffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command(name, args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {
@@ -775,22 +773,4 @@ func newCA(t *testing.T, name string) ([]byte, func(notBefore, notAfter time.Tim
 		}
 		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 	}
-}
-
-// syncBuffer is a bytes.Buffer that a daemon's output and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
