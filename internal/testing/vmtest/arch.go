@@ -68,7 +68,7 @@ var measured = map[string]time.Duration{
 	"conn":           85 * time.Second,
 	// Three tests that each start nfsd and wait out its 10 s grace
 	// period (interop/nfs): 41 s in an amd64 6.12 guest with other
-	// guests on the same cores; the first two took 24 s on arm64 too.
+	// guests on the same cores, 39 s in an arm64 one.
 	"interop/nfs": 45 * time.Second,
 }
 
