@@ -395,8 +395,12 @@ func KTLSRecSeq(c net.Conn, tx bool) (uint64, error) {
 
 // TLSStat reads /proc/net/tls_stat, the kernel's kTLS counters for this
 // network namespace (TlsTxSw, TlsRxSw, TlsCurrTxSw, TlsDecryptError, ...).
-func TLSStat() (map[string]int64, error) {
-	b, err := os.ReadFile("/proc/net/tls_stat")
+func TLSStat() (map[string]int64, error) { return TLSStatFile("/proc/net/tls_stat") }
+
+// TLSStatFile reads a tls_stat file: /proc/<pid>/net/tls_stat holds the
+// counters of that process's network namespace.
+func TLSStatFile(file string) (map[string]int64, error) {
+	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
 	}

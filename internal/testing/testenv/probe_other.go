@@ -33,3 +33,11 @@ func KTLSRecSeq(c net.Conn, tx bool) (uint64, error) { return 0, ProbeKTLS() }
 
 // TLSStat reports that kTLS needs Linux.
 func TLSStat() (map[string]int64, error) { return nil, ProbeKTLS() }
+
+// TLSStatFile reports that kTLS needs Linux.
+func TLSStatFile(string) (map[string]int64, error) { return nil, ProbeKTLS() }
+
+// ProbeHandshake reports that the kernel's handshake upcall needs Linux.
+func ProbeHandshake() error {
+	return fmt.Errorf("testenv: the handshake netlink family on %s: %w", runtime.GOOS, backend.ErrNotSupported)
+}

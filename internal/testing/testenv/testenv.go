@@ -72,9 +72,10 @@ const (
 	// from Linux 7.3 the default /proc/sys/crypto/af_alg_restrict=1 refuses
 	// gcm(aes), and then it is not expected (see [AFALGRestriction]).
 	FeatureAFALG = "afalg-aead"
-	// FeatureNetHandshake: the "handshake" generic netlink family, the
-	// kernel's upcall for TLS handshakes (CONFIG_NET_HANDSHAKE); Linux 6.4
-	// (net/handshake/; Documentation/networking/tls-handshake.rst).
+	// FeatureNetHandshake: the "handshake" generic netlink family, through
+	// which the kernel's NFS client and server ask a user-space agent for
+	// TLS handshakes (Documentation/networking/tls-handshake.rst); Linux
+	// 6.4 (CONFIG_NET_HANDSHAKE, commit 3b3009ea8abb), so not on 6.1.
 	FeatureNetHandshake = "net-handshake"
 )
 

@@ -88,6 +88,8 @@ func TestRequireKernelFeature(t *testing.T) {
 		{"rekey missing on 6.1 VM", FeatureKTLSRekey, notSupported, true, v61, skip},
 		{"rekey missing on 7.3 VM", FeatureKTLSRekey, notSupported, true, v73, fail},
 		{"device offload missing in VM", FeatureKTLSDevice, notSupported, true, v73, skip},
+		{"handshake family missing on 6.1 VM", FeatureNetHandshake, notSupported, true, v61, skip},
+		{"handshake family missing on 7.3 VM", FeatureNetHandshake, notSupported, true, v73, fail},
 		{"unknown feature missing in VM", "something-new", notSupported, true, v61, fail},
 		{"unknown feature missing on host", "something-new", notSupported, false, v61, skip},
 		{"EOF is not a verdict", FeatureKTLS, io.EOF, false, v61, fail},

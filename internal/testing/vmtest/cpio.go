@@ -500,3 +500,20 @@ func (c *countWriter) header(ino, mode uint32, size int64, rmajor, rminor uint32
 	}
 	return c.pad()
 }
+
+// addUnder copies every entry of the archive sub into a under the
+// directory prefix. An absolute link target is moved under prefix too, so
+// that the links of a tree (a foreign release's unpacked packages) stay
+// inside it.
+func (a *archive) addUnder(prefix string, sub *archive) error {
+	for _, k := range slices.Sorted(maps.Keys(sub.entries)) {
+		e := *sub.entries[k]
+		if e.mode&sIFMT == sIFLNK && path.IsAbs(e.target) {
+			e.target = path.Join(prefix, e.target)
+		}
+		if err := a.put(path.Join(prefix, k), &e); err != nil {
+			return err
+		}
+	}
+	return nil
+}

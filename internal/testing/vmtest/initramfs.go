@@ -18,8 +18,9 @@ import (
 // kernel of an architecture: busybox, the peers, the guest program, the
 // test binaries and their package directories, and a minimal /etc and /dev.
 // busybox and the peers are the host's on the host's architecture, and
-// come from the tree root (fetchForeignRoot) on the others.
-func commonArchive(guest string, pkgs []testPkg, ga *guestArch, root string) (*archive, error) {
+// come from the tree root (fetchForeignRoot) on the others. With an
+// nfsRoot, the NFS test bed's programs come from that tree (nfs.go).
+func commonArchive(guest string, pkgs []testPkg, ga *guestArch, root, nfsRoot string) (*archive, error) {
 	a := newArchive()
 	// Without /dev/console in the initramfs the kernel starts /init with no
 	// stdin, stdout or stderr ("Warning: unable to open an initial
@@ -60,6 +61,11 @@ func commonArchive(guest string, pkgs []testPkg, ga *guestArch, root string) (*a
 			return nil, err
 		}
 		if err := addForeignPeers(a, root, ga); err != nil {
+			return nil, err
+		}
+	}
+	if nfsRoot != "" {
+		if err := addNFSTools(a, nfsRoot, ga); err != nil {
 			return nil, err
 		}
 	}
@@ -232,6 +238,8 @@ mount -t tmpfs -o mode=1777 tmpfs /tmp
 mkdir -p /dev/shm /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 ip link set lo up
+# nfsd and the NFS client name themselves by it (the NFSv4 client ID).
+hostname vmtest
 echo "vmtest: loading modules"
 `)
 	for _, m := range modules {

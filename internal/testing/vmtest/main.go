@@ -164,21 +164,20 @@ func runAll(ctx context.Context, c *config) ([]*kernelResult, error) {
 	if err := os.MkdirAll(c.cache, 0o755); err != nil {
 		return nil, fmt.Errorf("vmtest: %w", err)
 	}
+	pkgs, err := listTestPackages(c.root, c.patterns)
+	if err != nil {
+		return nil, err
+	}
 	unlock, err := lockCache(c.cache)
 	if err != nil {
 		return nil, err
 	}
-	prepared, err := prepareKernels(c)
+	prepared, err := prepareKernels(c, needsNFS(pkgs))
 	unlock()
 	if err != nil {
 		return nil, err
 	}
 	logf("kernels ready in %.1fs", time.Since(start).Seconds())
-
-	pkgs, err := listTestPackages(c.root, c.patterns)
-	if err != nil {
-		return nil, err
-	}
 	runDir, err := os.MkdirTemp(c.cache, "run-")
 	if err != nil {
 		return nil, fmt.Errorf("vmtest: %w", err)
@@ -193,9 +192,14 @@ func runAll(ctx context.Context, c *config) ([]*kernelResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		ca, err := commonArchive(guest, built, pa.arch, pa.root)
+		ca, err := commonArchive(guest, built, pa.arch, pa.root, pa.nfsRoot)
 		if err != nil {
 			return nil, err
+		}
+		if pa.nfsRoot != "" {
+			if err := addKTLSCommand(ca, c.root, dir, pa.arch); err != nil {
+				return nil, err
+			}
 		}
 		pa.pkgs = built
 		pa.common = filepath.Join(dir, "common.cpio")
@@ -236,12 +240,14 @@ type preparedKernel struct {
 
 // preparedArch is what one architecture's guests need: its kernels, the
 // tree of its busybox and peers (empty for the host's architecture, whose
-// own are copied), and, once built, its test binaries and the common part
-// of its initramfs.
+// own are copied), the tree of the NFS test bed's programs (empty unless a
+// package tests NFS: nfs.go), and, once built, its test binaries and the
+// common part of its initramfs.
 type preparedArch struct {
 	arch    *guestArch
 	kernels []preparedKernel
 	root    string
+	nfsRoot string
 	pkgs    []testPkg
 	common  string
 }
@@ -258,8 +264,13 @@ func kernelNames(pas []preparedArch) string {
 
 // prepareKernels installs the host's tools, then, for each architecture,
 // resolves, downloads and unpacks the kernels, works out which modules each
-// needs, and fetches the busybox and peers of a foreign architecture.
-func prepareKernels(c *config) ([]preparedArch, error) {
+// needs, and fetches the busybox and peers of a foreign architecture, and,
+// with nfs, the NFS test bed's modules and programs (nfs.go).
+func prepareKernels(c *config, nfs bool) ([]preparedArch, error) {
+	var extraModules []string
+	if nfs {
+		extraModules = nfsModules
+	}
 	if err := ensureHostPackages(hostNeeds(c.arches)); err != nil {
 		return nil, err
 	}
@@ -301,7 +312,7 @@ func prepareKernels(c *config) ([]preparedArch, error) {
 			if err != nil {
 				return nil, err
 			}
-			mods, absent, err := moduleOrder(k)
+			mods, absent, err := moduleOrder(k, extraModules)
 			if err != nil {
 				return nil, err
 			}
@@ -316,6 +327,11 @@ func prepareKernels(c *config) ([]preparedArch, error) {
 				return nil, err
 			}
 		}
+		if nfs {
+			if pa.nfsRoot, err = fetchNFSRoot(a, c.cache); err != nil {
+				return nil, err
+			}
+		}
 		out = append(out, pa)
 	}
 	if len(out) == 0 {
@@ -325,8 +341,9 @@ func prepareKernels(c *config) ([]preparedArch, error) {
 }
 
 // moduleOrder returns the modules to load into the kernel, in load order,
-// and the wanted names and aliases it does not have as modules.
-func moduleOrder(k kernel) (order, absent []string, err error) {
+// and the wanted names and aliases it does not have as modules; extra are
+// wanted too.
+func moduleOrder(k kernel, extra []string) (order, absent []string, err error) {
 	af, err := os.Open(filepath.Join(k.modDir, "modules.alias"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("vmtest: %w", err)
@@ -345,7 +362,7 @@ func moduleOrder(k kernel) (order, absent []string, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	wanted := slices.Concat(wantedModules, k.arch.modules, byAlias)
+	wanted := slices.Concat(wantedModules, k.arch.modules, byAlias, extra)
 	order, absent, err = md.closure(wanted)
 	if err != nil {
 		return nil, nil, fmt.Errorf("vmtest: %s: %w", k.release, err)

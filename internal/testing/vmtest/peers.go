@@ -222,30 +222,38 @@ func fetchForeignRoot(a apt, cacheDir string, suite string) (string, error) {
 		return dir, nil
 	}
 	logf("downloading busybox and the peers for %s: %d packages from %s", a.arch.name, len(pkgs), suite)
-	debs := filepath.Join(cacheDir, "debs-"+a.arch.name)
-	for _, d := range []string{dir, debs} {
-		if err := os.RemoveAll(d); err != nil {
-			return "", fmt.Errorf("vmtest: %w", err)
-		}
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return "", fmt.Errorf("vmtest: %w", err)
-		}
-	}
-	if err := a.download(debs, pkgs...); err != nil {
+	if err := unpackDebs(a, dir, filepath.Join(cacheDir, "debs-"+a.arch.name), pkgs); err != nil {
 		return "", err
 	}
-	files, _ := filepath.Glob(filepath.Join(debs, "*.deb"))
-	if len(files) != len(pkgs) {
-		return "", fmt.Errorf("vmtest: apt-get download of %d packages left %d .deb files in %s", len(pkgs), len(files), debs)
-	}
-	for _, f := range files {
-		if err := run("", nil, "dpkg-deb", "-x", f, dir); err != nil {
-			return "", err
-		}
-	}
-	os.RemoveAll(debs)
 	if err := os.WriteFile(stamp, []byte(want), 0o644); err != nil {
 		return "", fmt.Errorf("vmtest: %w", err)
 	}
 	return dir, nil
+}
+
+// unpackDebs downloads the packages (names with their suite, "pkg/suite")
+// into the directory debs and unpacks them with dpkg-deb -x into a new tree
+// dir; both directories are emptied first, and debs is removed at the end.
+func unpackDebs(a apt, dir, debs string, pkgs []string) error {
+	for _, d := range []string{dir, debs} {
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("vmtest: %w", err)
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("vmtest: %w", err)
+		}
+	}
+	if err := a.download(debs, pkgs...); err != nil {
+		return err
+	}
+	files, _ := filepath.Glob(filepath.Join(debs, "*.deb"))
+	if len(files) != len(pkgs) {
+		return fmt.Errorf("vmtest: apt-get download of %d packages left %d .deb files in %s", len(pkgs), len(files), debs)
+	}
+	for _, f := range files {
+		if err := run("", nil, "dpkg-deb", "-x", f, dir); err != nil {
+			return err
+		}
+	}
+	return os.RemoveAll(debs)
 }
