@@ -6,13 +6,15 @@
 // namespaces (docs/ARCHITECTURE.md, "Test layers"). It has no code of its
 // own.
 //
-// The agent is Debian's tlshd unless the environment variable
+// The agent under test is the project's own, "ktls tlshd" (the guests have
+// the ktls command at /usr/bin/ktls), unless the environment variable
 // KTLS_NFS_AGENT names another command line, in which {config} stands for
-// the path of the tlshd.conf(5) file the test writes; across namespaces it
-// serves one side and tlshd the other, both ways round. The guests have
-// the project's ktls command at /usr/bin/ktls, so:
+// the path of the tlshd.conf(5) file the test writes. TestNFSOverTLS runs
+// it and then Debian's tlshd, the reference; across namespaces the agent
+// under test serves one side and tlshd the other, both ways round. To test
+// tlshd alone:
 //
-//	go run ./internal/testing/vmtest -kernel 6.12 -pkg ./interop/nfs -env 'KTLS_NFS_AGENT=ktls tlshd -config {config}'
+//	go run ./internal/testing/vmtest -kernel 6.12 -pkg ./interop/nfs -env 'KTLS_NFS_AGENT=tlshd -s -c {config}'
 //
 // The tests start nfsd and mount file systems as root, so they run only in
 // the guests of the VM harness (internal/testing/vmtest), which bring the
