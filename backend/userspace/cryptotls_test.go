@@ -61,17 +61,6 @@ func (r *readTap) Read(b []byte) (int, error) {
 	return n, err
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
 func TestCryptoTLSPeer(t *testing.T) {
 	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	ec := selfSigned(t, &ecKey.PublicKey, ecKey)
@@ -98,7 +87,7 @@ func TestCryptoTLSPeer(t *testing.T) {
 
 func testCryptoTLSPeer(t *testing.T, cfg *tls.Config) {
 	rawC, rawS := testenv.TCPPair(t)
-	keyLog := &lockedBuffer{}
+	keyLog := &testenv.Buffer{}
 	ccfg := cfg.Clone()
 	ccfg.InsecureSkipVerify, ccfg.ServerName, ccfg.KeyLogWriter = true, "example.com", keyLog
 	tapC := &readTap{Conn: rawC}
@@ -120,7 +109,7 @@ func testCryptoTLSPeer(t *testing.T, cfg *tls.Config) {
 
 	// Keys from the key log, as conn derives them.
 	entries := map[string]keyschedule.KeyLogEntry{}
-	for _, line := range bytes.SplitAfter(keyLog.b.Bytes(), []byte("\n")) {
+	for _, line := range bytes.SplitAfter([]byte(keyLog.String()), []byte("\n")) {
 		if len(line) > 0 {
 			e, err := keyschedule.ParseKeyLogLine(line)
 			if err != nil {

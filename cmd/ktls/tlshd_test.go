@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,24 +13,6 @@ import (
 	"github.com/ktls-go/ktls/handshake"
 	"github.com/ktls-go/ktls/internal/testing/testenv"
 )
-
-// lockedBuffer is stderr for a command that runs in another goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestTlshd runs `ktls tlshd -config FILE` as the NFS tests do. Without the
 // handshake family (this host, the 6.1 guest) it exits 1 at once, naming
@@ -45,7 +26,7 @@ func TestTlshd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stdout bytes.Buffer
-	stderr := &lockedBuffer{}
+	stderr := &testenv.Buffer{}
 	if !info.Family {
 		if testenv.InVM() && testenv.ExpectedInVM(testenv.FeatureNetHandshake) {
 			t.Fatalf("no handshake family inside the VM on %s", testenv.KernelVersion())
@@ -132,7 +113,7 @@ func TestHandshakeReport(t *testing.T) {
 }
 
 // waitFor waits for the command to log s.
-func waitFor(t *testing.T, stderr *lockedBuffer, s string) {
+func waitFor(t *testing.T, stderr *testenv.Buffer, s string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(stderr.String(), s) {
