@@ -9,9 +9,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -164,6 +166,54 @@ func TestNFSOverTLSRefusals(t *testing.T) {
 		// A session without one: the export refuses it.
 		b.mustFail(t, "tls", true)
 	})
+	t.Run("server that never answers the handshake", func(t *testing.T) {
+		// A server that says it speaks RPC-with-TLS and then never
+		// answers the ClientHello: the client's handshake can only end
+		// at the request's timeout, which the kernel sets
+		// (HANDSHAKE_A_ACCEPT_TIMEOUT). The agent must give up then,
+		// answering DONE with ETIMEDOUT (tls-handshake.rst), and the
+		// mount must fail without waiting for more.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		silent := make(chan struct{})
+		go func() {
+			defer close(silent)
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					if startTLSProbe(c) == nil {
+						io.Copy(io.Discard, c) // the ClientHello, unanswered
+					}
+				}()
+			}
+		}()
+		t.Cleanup(func() { l.Close(); <-silent })
+		agent := b.startAgent(t, b.agentConfig(t, true, b.serverCert, nil))
+		// A hard mount reconnects for ever, a new handshake each time
+		// (nfs(5), "soft"); a soft one gives up after retrans tries of
+		// timeo tenths of a second, and mount.nfs itself tries once.
+		b.opts = "port=" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port) + ",retry=0,soft,timeo=100,retrans=1"
+		defer func() { b.opts = "" }()
+		start := time.Now()
+		b.mustFail(t, "tls", false)
+		t.Logf("the mount failed after %v", time.Since(start).Round(time.Millisecond))
+		if slices.Equal(b.agent, strings.Fields(defaultAgent)) {
+			// Our agent logs each result; the reference's wording is its own.
+			deadline := time.Now().Add(10 * time.Second)
+			for !strings.Contains(agent.out.String(), "result=ETIMEDOUT") {
+				if time.Now().After(deadline) {
+					t.Fatalf("the agent logged no ETIMEDOUT result:\n%s", agent.out.String())
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	})
 }
 
 // The addresses of the veth pair of TestNFSOverTLSAcrossNamespaces: the
@@ -303,6 +353,8 @@ type bed struct {
 	// agents names the agents serving the handshakes, for the log of
 	// each mount's time.
 	agents string
+	// opts are more mount options (nfs(5)), "" for none.
+	opts string
 }
 
 // clientSide is where the NFS client runs: in the guest's own network
@@ -397,16 +449,17 @@ func (b *bed) agentConfig(t *testing.T, clientCert bool, server tls.Certificate,
 // startAgent starts the handshake agent with the config file and waits
 // until it listens for the kernel's requests; it is stopped when the test
 // ends.
-func (b *bed) startAgent(t *testing.T, config string) {
+func (b *bed) startAgent(t *testing.T, config string) *daemon {
 	t.Helper()
-	startAgentIn(t, nil, b.agent, config)
+	d := startAgentIn(t, nil, b.agent, config)
 	b.agents = "agent: " + strings.Join(b.agent, " ")
+	return d
 }
 
 // startAgentIn starts the agent's command line with the config file, in
 // the network namespace that the command enter enters (none: the guest's),
 // and waits until it listens for the kernel's requests there.
-func startAgentIn(t *testing.T, enter, agent []string, config string) {
+func startAgentIn(t *testing.T, enter, agent []string, config string) *daemon {
 	t.Helper()
 	args := slices.Clone(enter)
 	for _, a := range agent {
@@ -414,6 +467,7 @@ func startAgentIn(t *testing.T, enter, agent []string, config string) {
 	}
 	d := startDaemon(t, args[0], args[1:]...)
 	waitListening(t, d)
+	return d
 }
 
 // export exports the tmpfs to the client's address as the NFSv4 root with
@@ -444,6 +498,9 @@ func (b *bed) mount(t *testing.T, xprtsec string) (mnt, out string, took time.Du
 	opts := "vers=4.2"
 	if xprtsec != "none" {
 		opts += ",xprtsec=" + xprtsec
+	}
+	if b.opts != "" {
+		opts += "," + b.opts
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), mountTimeout)
 	defer cancel()
@@ -815,4 +872,32 @@ func newCA(t *testing.T, name string) ([]byte, func(notBefore, notAfter time.Tim
 		}
 		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 	}
+}
+
+// startTLSProbe answers the client's RPC-with-TLS probe on c as a server
+// that supports it (RFC 9289, 4.1): the NULL call with AUTH_TLS gets an
+// accepted reply whose AUTH_NONE verifier holds "STARTTLS". The call and
+// reply are ONC RPC messages in record marking (RFC 5531, 9 and 11).
+func startTLSProbe(c net.Conn) error {
+	var mark [4]byte
+	if _, err := io.ReadFull(c, mark[:]); err != nil {
+		return err
+	}
+	call := make([]byte, binary.BigEndian.Uint32(mark[:])&0x7fffffff)
+	if _, err := io.ReadFull(c, call); err != nil {
+		return err
+	}
+	if len(call) < 4 {
+		return errors.New("an RPC call shorter than its XID")
+	}
+	reply := binary.BigEndian.AppendUint32(nil, 0) // the record mark, below
+	reply = append(reply, call[:4]...)             // xid
+	for _, v := range []uint32{1, 0, 0, 8} {       // REPLY, MSG_ACCEPTED, AUTH_NONE, 8 bytes
+		reply = binary.BigEndian.AppendUint32(reply, v)
+	}
+	reply = append(reply, "STARTTLS"...)
+	reply = binary.BigEndian.AppendUint32(reply, 0) // SUCCESS: NULL has no results
+	binary.BigEndian.PutUint32(reply, 0x80000000|uint32(len(reply)-4))
+	_, err := c.Write(reply)
+	return err
 }
