@@ -120,7 +120,7 @@ func newAdvPair(t *testing.T, v advVariant) *advPair {
 		}
 	}
 	if v.drain != p.victim.in.draining {
-		t.Fatalf("victim rxPending = %v, want %v", p.victim.in.draining, v.drain)
+		t.Fatalf("victim in.draining = %v, want %v", p.victim.in.draining, v.drain)
 	}
 	t.Cleanup(func() { p.attacker.Close(); p.victim.Close() })
 	return p

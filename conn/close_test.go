@@ -329,7 +329,7 @@ func TestCloseDuringRead(t *testing.T) {
 					t.Fatal(err)
 				}
 				if k.in.draining != tc.drain {
-					t.Fatalf("rxPending = %v, want %v", k.in.draining, tc.drain)
+					t.Fatalf("in.draining = %v, want %v", k.in.draining, tc.drain)
 				}
 				rerr := make(chan error, 1)
 				go func() {
