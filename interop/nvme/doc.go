@@ -1,7 +1,7 @@
 // Package nvme holds the test of the handshake agent's refusal of a PSK
-// request from the kernel's NVMe-over-TCP host (issue 15): NVMe/TCP with
-// TLS (NVMe TCP Transport Specification, 3.6; Linux 6.7+,
-// CONFIG_NVME_TCP_TLS) asks a user-space agent over the "handshake"
+// request from the kernel's NVMe-over-TCP host: NVMe/TCP with TLS
+// (drivers/nvme/host/tcp.c, CONFIG_NVME_TCP_TLS) asks a user-space agent
+// over the "handshake"
 // netlink family for a TLS 1.3 handshake with a pre-shared key
 // (tls_client_hello_psk, Documentation/networking/tls-handshake.rst), and
 // crypto/tls has no external PSK (Go issue 6379), so "ktls tlshd" answers
