@@ -172,7 +172,7 @@ func runAll(ctx context.Context, c *config) ([]*kernelResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	prepared, err := prepareKernels(c, needsNFS(pkgs))
+	prepared, err := prepareKernels(c, needsNFS(pkgs), testBedModulesFor(pkgs))
 	unlock()
 	if err != nil {
 		return nil, err
@@ -265,12 +265,8 @@ func kernelNames(pas []preparedArch) string {
 // prepareKernels installs the host's tools, then, for each architecture,
 // resolves, downloads and unpacks the kernels, works out which modules each
 // needs, and fetches the busybox and peers of a foreign architecture, and,
-// with nfs, the NFS test bed's modules and programs (nfs.go).
-func prepareKernels(c *config, nfs bool) ([]preparedArch, error) {
-	var extraModules []string
-	if nfs {
-		extraModules = nfsModules
-	}
+// with nfs, the test bed's programs, and extraModules (nfs.go).
+func prepareKernels(c *config, nfs bool, extraModules []string) ([]preparedArch, error) {
 	if err := ensureHostPackages(hostNeeds(c.arches)); err != nil {
 		return nil, err
 	}

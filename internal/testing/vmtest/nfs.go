@@ -25,10 +25,21 @@ import (
 // libraries (ld.so(8), --library-path and --argv0).
 //
 // All this comes only into runs that test a package of nfsTestPackages.
+// The NVMe-over-TCP test (interop/nvme) is the kernel's other consumer of
+// the handshake family and needs the same kind of tree (nvme-cli, keyctl,
+// ktls) but other modules: it shares the tree, with its own modules
+// (nvmeModules).
 
 // nfsTestPackages are the packages, relative to the module root, whose
-// tests need the NFS test bed.
-var nfsTestPackages = []string{"interop/nfs"}
+// tests need the test bed's trixie programs and the ktls command.
+var nfsTestPackages = []string{"interop/nfs", "interop/nvme"}
+
+// testBedModules are, for each package of nfsTestPackages, the modules
+// its guests load with their modules.dep closure.
+var testBedModules = map[string][]string{
+	"interop/nfs":  nfsModules,
+	"interop/nvme": nvmeModules,
+}
 
 // nfsModules are the modules the test bed loads, with what they need
 // (modules.dep): the NFS server and the NFSv4 client, and sunrpc with them,
@@ -37,8 +48,16 @@ var nfsTestPackages = []string{"interop/nfs"}
 // 6.1 predates it).
 var nfsModules = []string{"nfsd", "nfsv4"}
 
+// nvmeModules are NVMe over TCP's: the host (nvme-tcp, with nvme-fabrics
+// and, where it is a module, nvme-keyring for the .nvme keyring of PSKs)
+// and the target (nvmet-tcp, with nvmet and configfs), and null_blk as the
+// target's namespace. NVMe's TLS (CONFIG_NVME_TCP_TLS,
+// CONFIG_NVME_TARGET_TCP_TLS) is built into those modules on Debian's
+// 6.12 and 7.x kernels; 6.1 has neither it nor the handshake family.
+var nvmeModules = []string{"nvme-tcp", "nvmet-tcp", "null_blk"}
+
 // nfsDebs are the trixie packages of the programs in nfsPrograms.
-var nfsDebs = []string{"nfs-kernel-server", "nfs-common", "ktls-utils", "keyutils"}
+var nfsDebs = []string{"nfs-kernel-server", "nfs-common", "ktls-utils", "keyutils", "nvme-cli"}
 
 // nfsPrograms are the programs the guests get from nfsDebs, at these paths.
 var nfsPrograms = []string{
@@ -46,6 +65,7 @@ var nfsPrograms = []string{
 	"/usr/sbin/mount.nfs", // nfs-common
 	"/usr/sbin/tlshd",     // ktls-utils: the reference handshake agent
 	"/usr/bin/keyctl",     // keyutils: the kernel keyrings that tlshd and NFS use
+	"/usr/sbin/nvme",      // nvme-cli: NVMe over TCP's connect and its TLS keys (interop/nvme)
 }
 
 const (
@@ -55,9 +75,23 @@ const (
 	nfsGuestRoot = "/vmtest/trixie"
 )
 
-// needsNFS reports whether one of the packages tests NFS over TLS.
+// needsNFS reports whether one of the packages needs the test bed.
 func needsNFS(pkgs []testPkg) bool {
 	return slices.ContainsFunc(pkgs, func(p testPkg) bool { return slices.Contains(nfsTestPackages, p.rel) })
+}
+
+// testBedModulesFor returns the modules that the packages' tests need
+// beyond the common ones (testBedModules), each once.
+func testBedModulesFor(pkgs []testPkg) []string {
+	var mods []string
+	for _, p := range pkgs {
+		for _, m := range testBedModules[p.rel] {
+			if !slices.Contains(mods, m) {
+				mods = append(mods, m)
+			}
+		}
+	}
+	return mods
 }
 
 // parseDependsRecurse reads the output of `apt-cache depends --recurse`:

@@ -40,6 +40,20 @@ func TestNeedsNFS(t *testing.T) {
 	}
 }
 
+func TestTestBedModulesFor(t *testing.T) {
+	if got := testBedModulesFor([]testPkg{{rel: "."}, {rel: "interop"}}); len(got) != 0 {
+		t.Errorf("testBedModulesFor without the test bed = %v", got)
+	}
+	got := testBedModulesFor([]testPkg{{rel: "interop/nvme"}, {rel: "conn"}})
+	if !slices.Equal(got, nvmeModules) {
+		t.Errorf("testBedModulesFor(interop/nvme) = %v, want %v", got, nvmeModules)
+	}
+	got = testBedModulesFor([]testPkg{{rel: "interop/nfs"}, {rel: "interop/nvme"}})
+	if want := append(slices.Clone(nfsModules), nvmeModules...); !slices.Equal(got, want) {
+		t.Errorf("testBedModulesFor(both) = %v, want %v", got, want)
+	}
+}
+
 func TestAddUnder(t *testing.T) {
 	sub := newArchive()
 	for _, err := range []error{
