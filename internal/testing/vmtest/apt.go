@@ -14,7 +14,7 @@ import (
 
 // The kernels come from Debian's archive through apt, with a private sources
 // directory, lists directory and cache, so that the machine's own apt
-// configuration is never touched (vm-recipe.md). Only the archive URI is taken
+// configuration is never touched (README.md). Only the archive URI is taken
 // from the machine's sources.
 
 // debianSuites are the suites the private sources list: bookworm for 6.1,
@@ -105,8 +105,8 @@ func hostArchiveURI() (string, error) {
 
 // apt runs apt-get and apt-cache against the private configuration under
 // dir, for one architecture: the lists it reads and the packages it
-// downloads are that architecture's, whatever the host's is (vm-recipe.md,
-// "arm64 too").
+// downloads are that architecture's, whatever the host's is (README.md,
+// "arm64 guests").
 type apt struct {
 	dir  string
 	arch *guestArch

@@ -23,7 +23,7 @@ type guestArch struct {
 	// elfMachine is the e_machine of the architecture's ELF files.
 	elfMachine elf.Machine
 	// flavour is the Debian kernel flavour, "cloud-<arch>": the cloud kernels
-	// are small and have kTLS and AF_ALG as modules (vm-recipe.md).
+	// are small and have kTLS and AF_ALG as modules (README.md).
 	flavour string
 	// prefix starts the kernel's name in output lines: "linux-" on amd64,
 	// so the names that CI reads ("linux-6.1: N passed, N failed") did not
@@ -116,7 +116,7 @@ var (
 	// arm64: qemu's "virt" board needs no firmware with -kernel, and its
 	// PL011 UART is ttyAMA0. -cpu max has the ARMv8 Crypto Extensions (AES,
 	// PMULL), so gcm(aes) is served by gcm-aes-ce as on real arm64 servers
-	// (vm-recipe.md); see qemu.go for pauth-impdef.
+	// (README.md); see qemu.go for pauth-impdef.
 	archARM64 = &guestArch{
 		name:    "arm64",
 		triplet: "aarch64-linux-gnu", elfMachine: elf.EM_AARCH64,

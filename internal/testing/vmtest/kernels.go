@@ -240,7 +240,7 @@ func unpackKernel(a apt, cacheDir, dir string, rel release) error {
 	}
 	// Debian's packages do not ship modules.dep: the postinst runs depmod.
 	// depmod -b ROOT reads ROOT/lib/modules/<release>, so for the
-	// usr/lib/modules layout ROOT is the usr directory (vm-recipe.md).
+	// usr/lib/modules layout ROOT is the usr directory (README.md).
 	for _, base := range []string{dir, filepath.Join(dir, "usr")} {
 		if _, err := os.Stat(filepath.Join(base, "lib/modules", rel.name)); err == nil {
 			logf("depmod for %s", rel.name)

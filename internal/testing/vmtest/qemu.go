@@ -20,7 +20,7 @@ import (
 )
 
 // defaultAccel and defaultCPU are how qemu runs the amd64 guests. TCG, since KVM
-// does not work on the project's machines (vm-recipe.md). The CPU has every
+// does not work on the project's machines (README.md). The CPU has every
 // feature TCG emulates (AES-NI, PCLMULQDQ and AVX among them, so the
 // kernel's x86 crypto drivers load as on real hardware) except CMPXCHG16B,
 // and the vCPUs share one host thread. With qemu 7.2's defaults (one thread
@@ -70,7 +70,7 @@ type bootConfig struct {
 }
 
 // qemuArgs returns qemu's command line for the kernel's architecture. TCG,
-// not KVM: KVM does not work on the machines this runs on (vm-recipe.md),
+// not KVM: KVM does not work on the machines this runs on (README.md),
 // and another architecture is emulated anyway; c.accel and c.cpu are the
 // architecture's defaults unless the user says otherwise. -no-reboot with
 // panic=-1 turns a kernel panic into qemu's exit instead of a reboot loop;
