@@ -89,11 +89,7 @@ func (c *Conn) Execute(typ, flags uint16, payload []byte) ([]Msg, error) {
 	}
 	var out []Msg
 	for {
-		var n int
-		err := cmp.Or(rawio.Read(c.rc, func(fd int) (err error) {
-			n, _, err = unix.Recvfrom(fd, c.buf, unix.MSG_TRUNC)
-			return err
-		}))
+		n, err := c.recv()
 		if err != nil {
 			return out, c.ioError("recvfrom", err)
 		}
@@ -233,11 +229,7 @@ func (c *Conn) Receive(ctx context.Context) ([]Msg, error) {
 	if c.buf == nil {
 		c.buf = make([]byte, 256<<10)
 	}
-	var n int
-	err := cmp.Or(rawio.Read(c.rc, func(fd int) (err error) {
-		n, _, err = unix.Recvfrom(fd, c.buf, unix.MSG_TRUNC)
-		return err
-	}))
+	n, err := c.recv()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -266,4 +258,15 @@ func ErrnoText(err error) string {
 		}
 	}
 	return err.Error()
+}
+
+// recv reads one datagram into c.buf on the netpoller and returns its
+// length; MSG_TRUNC makes a datagram larger than c.buf say so (n >
+// len(c.buf)) instead of being cut silently (netlink(7)).
+func (c *Conn) recv() (n int, err error) {
+	err = cmp.Or(rawio.Read(c.rc, func(fd int) (err error) {
+		n, _, err = unix.Recvfrom(fd, c.buf, unix.MSG_TRUNC)
+		return err
+	}))
+	return n, err
 }
