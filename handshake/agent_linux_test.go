@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -362,6 +363,13 @@ func TestHandshakeNonblockingConsumer(t *testing.T) {
 // verifies that certificate; with kTLS DONE says 0, without it EIO (not
 // ENOKEY: the key material was there).
 func TestHandshakeKeyringCredentials(t *testing.T) {
+	// The keyring is added to the process keyring and read back by
+	// handshakeOn in this goroutine: both on one OS thread. Keyrings hang
+	// off a thread's credentials (keyrings(7)); the test failed once on
+	// 6.12 and 7.3 alike with the key apparently out of reach, and
+	// passed on every run before and since.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	ok := kernelTLS13(t)
 	p := testpki.Get()
 	ring, err := unix.AddKey("keyring", "ktls-handshake-test", nil, unix.KEY_SPEC_PROCESS_KEYRING)
