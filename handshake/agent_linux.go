@@ -44,6 +44,9 @@ type agent struct {
 	// say (CTRL_CMD_GETPOLICY per operation needs Linux 5.12).
 	done attrSet
 
+	// keys runs ACCEPT and every keyring call (keyThread).
+	keys *keyThread
+
 	// mu serializes requests on ctl, which runs one at a time.
 	mu  sync.Mutex
 	ctl *netlink.Conn
@@ -93,8 +96,16 @@ func Serve(ctx context.Context, cfg *Config) error {
 	if err := lis.JoinGroup(grp); err != nil {
 		return fmt.Errorf("handshake: joining the %q group: %w", GroupName, err)
 	}
-	a := &agent{cfg: cfg, family: fam.ID, ctl: ctl}
+	a := &agent{cfg: cfg, family: fam.ID, ctl: ctl, keys: newKeyThread()}
+	defer a.keys.stop()
 	log := cfg.logger()
+	for _, name := range cfg.Keyrings {
+		if serial, err := linkKeyring(a.keys, name); err != nil {
+			log.Debug("handshake: keyring not linked", "keyring", name, "error", err)
+		} else {
+			log.Info("handshake: keyring linked into the session keyring", "keyring", name, "serial", serial)
+		}
+	}
 	if done, err := ctl.GenlOpPolicy(fam.ID, cmdDone); err != nil {
 		log.Debug("handshake: DONE's policy unknown; sending the attributes every kernel has", "error", err)
 	} else {
@@ -144,9 +155,17 @@ func anyReady(msgs []netlink.Msg, family uint16) bool {
 // the netlink socket itself ends Serve; a request that fails is answered.
 func (a *agent) acceptAll(ctx context.Context, wg *sync.WaitGroup) error {
 	for ctx.Err() == nil {
-		a.mu.Lock()
-		msgs, err := a.ctl.Execute(a.family, 0, acceptRequest())
-		a.mu.Unlock()
+		var (
+			msgs []netlink.Msg
+			err  error
+		)
+		// On the keyring thread: ACCEPT links the request's keyring into
+		// the accepting thread's process keyring (keythread_linux.go).
+		a.keys.do(func() {
+			a.mu.Lock()
+			msgs, err = a.ctl.Execute(a.family, 0, acceptRequest())
+			a.mu.Unlock()
+		})
 		switch {
 		case errors.Is(err, unix.EAGAIN):
 			return nil
@@ -189,7 +208,7 @@ func (a *agent) serve(ctx context.Context, req *Request, parseErr error) {
 	} else {
 		// Stopping the agent does not cut a handshake short: the
 		// request's own timeout bounds it.
-		res, release = handshakeOn(context.WithoutCancel(ctx), a.cfg, f, req)
+		res, release = handshakeOn(context.WithoutCancel(ctx), a.cfg, a.keys, f, req)
 		defer release()
 	}
 	a.mu.Lock()
@@ -210,7 +229,7 @@ func (a *agent) serve(ctx context.Context, req *Request, parseErr error) {
 // handshake ran on (a dup of f's), to be called after DONE: until then
 // nothing reads or writes on it. The socket's options are as the consumer
 // left them when handshakeOn returns.
-func handshakeOn(ctx context.Context, cfg *Config, f *os.File, req *Request) (res Result, release func()) {
+func handshakeOn(ctx context.Context, cfg *Config, keys *keyThread, f *os.File, req *Request) (res Result, release func()) {
 	start := time.Now()
 	res = Result{Role: req.Type, Auth: req.Auth}
 	release = func() {}
@@ -236,14 +255,21 @@ func handshakeOn(ctx context.Context, cfg *Config, f *os.File, req *Request) (re
 		res.Err = err
 		return res, release
 	}
-	if err := linkRequestKeyring(req.Keyring); err != nil {
+	var (
+		linkErr error
+		cert    *tls.Certificate
+	)
+	keys.do(func() {
+		linkErr = linkRequestKeyring(req.Keyring)
+		cert, err = certificate(req, cr)
+	})
+	if linkErr != nil {
 		// The keys may be within reach anyway (the kernel links the
 		// keyring into this process's keyring before it answers ACCEPT,
 		// net/handshake/tlshd.c, tls_handshake_private_keyring); a key
 		// that is not ends in ENOKEY below.
-		cfg.logger().Debug(err.Error())
+		cfg.logger().Debug(linkErr.Error())
 	}
-	cert, err := certificate(req, cr)
 	if err != nil {
 		res.Err = err
 		return res, release
@@ -311,7 +337,8 @@ func handshakeOn(ctx context.Context, cfg *Config, f *os.File, req *Request) (re
 	st := c.ConnectionState()
 	res.Version, res.Suite = st.Version, st.CipherSuite
 	if len(st.PeerCertificates) != 0 {
-		serial, err := peerKey(st.PeerCertificates[0], res.Peer)
+		var serial uint32
+		keys.do(func() { serial, err = peerKey(st.PeerCertificates[0], res.Peer) })
 		if err != nil {
 			cfg.logger().Warn("handshake: the peer's certificate verified; no key records it", "peer", res.Peer, "error", err)
 		}

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -140,6 +141,23 @@ type outcome struct {
 	released bool
 }
 
+// testKeys is t's key thread (an agent's keyThread): run's handshakes and
+// the test's own keyring calls share it, as Serve's do.
+func testKeys(t *testing.T) *keyThread {
+	if k, ok := keyThreads.Load(t); ok {
+		return k.(*keyThread)
+	}
+	k := newKeyThread()
+	keyThreads.Store(t, k)
+	t.Cleanup(func() {
+		keyThreads.Delete(t)
+		k.stop()
+	})
+	return k
+}
+
+var keyThreads sync.Map // *testing.T -> *keyThread
+
 // run serves req on a fresh consumer socket against peer, played by
 // stock crypto/tls with pcfg (nil: the peer never speaks), and checks
 // that the socket's options and flags are as before.
@@ -172,7 +190,7 @@ func run(t *testing.T, cfg *Config, req Request, pcfg *tls.Config, client bool) 
 	}
 	req.Sockfd = fd
 	f := os.NewFile(uintptr(fd), "consumer")
-	res, release := handshakeOn(context.Background(), cfg, f, &req)
+	res, release := handshakeOn(context.Background(), cfg, testKeys(t), f, &req)
 	o.res = res
 	if o.after, err = saveSockState(fd); err != nil {
 		t.Fatal(err)
@@ -343,7 +361,7 @@ func TestHandshakeNonblockingConsumer(t *testing.T) {
 	f := os.NewFile(uintptr(fd), "consumer")
 	defer f.Close()
 	req := &Request{Sockfd: fd, Type: ClientHello, Auth: AuthUnauth, Peername: "localhost", TimeoutMillis: 100}
-	res, release := handshakeOn(context.Background(), &Config{Logger: slog.New(slog.DiscardHandler)}, f, req)
+	res, release := handshakeOn(context.Background(), &Config{Logger: slog.New(slog.DiscardHandler)}, testKeys(t), f, req)
 	after, err := saveSockState(fd)
 	release()
 	if err != nil {
@@ -363,33 +381,32 @@ func TestHandshakeNonblockingConsumer(t *testing.T) {
 // verifies that certificate; with kTLS DONE says 0, without it EIO (not
 // ENOKEY: the key material was there).
 func TestHandshakeKeyringCredentials(t *testing.T) {
-	// The keyring is added to the process keyring and read back by
-	// handshakeOn in this goroutine: both on one OS thread. Keyrings hang
-	// off a thread's credentials (keyrings(7)); the test failed once on
-	// 6.12 and 7.3 alike with the key apparently out of reach, and
-	// passed on every run before and since.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	ok := kernelTLS13(t)
 	p := testpki.Get()
-	ring, err := unix.AddKey("keyring", "ktls-handshake-test", nil, unix.KEY_SPEC_PROCESS_KEYRING)
+	keys := testKeys(t)
+	// The keys are added on the agent's keyring thread, as the kernel
+	// links them into the accepting thread's keyring (keythread_linux.go):
+	// the test thread's own keyrings may be others.
+	var ring, certSerial, keySerial int
+	var err error
+	keys.do(func() { ring, err = unix.AddKey("keyring", "ktls-handshake-test", nil, unix.KEY_SPEC_PROCESS_KEYRING) })
 	if err != nil {
 		if testenv.InVM() {
 			t.Fatal(err)
 		}
 		t.Skipf("no keyrings here: %v", err)
 	}
-	defer unix.KeyctlInt(unix.KEYCTL_UNLINK, ring, unix.KEY_SPEC_PROCESS_KEYRING, 0, 0)
+	defer keys.do(func() { unix.KeyctlInt(unix.KEYCTL_UNLINK, ring, unix.KEY_SPEC_PROCESS_KEYRING, 0, 0) })
 	cert := p.ECDSA()
 	keyDER, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	certSerial, err := unix.AddKey("user", "ktls test cert", cert.Certificate[0], ring)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keySerial, err := unix.AddKey("user", "ktls test key", keyDER, ring)
+	keys.do(func() {
+		if certSerial, err = unix.AddKey("user", "ktls test cert", cert.Certificate[0], ring); err == nil {
+			keySerial, err = unix.AddKey("user", "ktls test key", keyDER, ring)
+		}
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,22 +431,70 @@ func TestHandshakeKeyringCredentials(t *testing.T) {
 // TestLinkKeyring links a keyring into the session keyring by name, as
 // ktls tlshd does with .nvme, .nfs and .nfsd, and by serial.
 func TestLinkKeyring(t *testing.T) {
-	ring, err := unix.AddKey("keyring", "ktls-link-test", nil, unix.KEY_SPEC_PROCESS_KEYRING)
+	keys := testKeys(t)
+	// Made on the keyring thread, which then possesses it and may link
+	// it (keythread_linux.go).
+	var ring int
+	var err error
+	keys.do(func() { ring, err = unix.AddKey("keyring", "ktls-link-test", nil, unix.KEY_SPEC_PROCESS_KEYRING) })
 	if err != nil {
 		if testenv.InVM() {
 			t.Fatal(err)
 		}
 		t.Skipf("no keyrings here: %v", err)
 	}
-	defer unix.KeyctlInt(unix.KEYCTL_UNLINK, ring, unix.KEY_SPEC_PROCESS_KEYRING, 0, 0)
+	defer keys.do(func() { unix.KeyctlInt(unix.KEYCTL_UNLINK, ring, unix.KEY_SPEC_PROCESS_KEYRING, 0, 0) })
 	for _, name := range []string{"ktls-link-test", strconv.Itoa(ring)} {
-		serial, err := LinkKeyring(name)
+		serial, err := linkKeyring(keys, name)
 		if err != nil || serial != uint32(ring) {
-			t.Errorf("LinkKeyring(%q) = %d, %v; want %d", name, serial, err, ring)
+			t.Errorf("linkKeyring(keys, %q) = %d, %v; want %d", name, serial, err, ring)
 		}
-		unix.KeyctlInt(unix.KEYCTL_UNLINK, ring, unix.KEY_SPEC_SESSION_KEYRING, 0, 0)
+		keys.do(func() { unix.KeyctlInt(unix.KEYCTL_UNLINK, ring, unix.KEY_SPEC_SESSION_KEYRING, 0, 0) })
 	}
-	if _, err := LinkKeyring(".no-such-keyring"); err == nil || !strings.HasPrefix(err.Error(), "handshake: ") {
-		t.Errorf("LinkKeyring(.no-such-keyring) = %v", err)
+	if _, err := linkKeyring(keys, ".no-such-keyring"); err == nil || !strings.HasPrefix(err.Error(), "handshake: ") {
+		t.Errorf("linkKeyring(keys, .no-such-keyring) = %v", err)
 	}
+}
+
+// TestKeyringsArePerThread is why every keyring call of the agent runs on
+// one thread (keythread_linux.go): a session keyring one thread joins is
+// that thread's alone, and a key in it, readable only by its possessor, is
+// out of reach of the process's other threads.
+func TestKeyringsArePerThread(t *testing.T) {
+	type added struct {
+		key int
+		err error
+	}
+	ch := make(chan added)
+	release := make(chan struct{})
+	go func() {
+		// The thread ends with this goroutine: it is never unlocked, so
+		// its new session keyring leaves with it.
+		runtime.LockOSThread()
+		var a added
+		if _, a.err = unix.KeyctlJoinSessionKeyring("ktls-thread-test"); a.err == nil {
+			a.key, a.err = unix.AddKey("user", "ktls-thread-test", []byte("secret"), unix.KEY_SPEC_SESSION_KEYRING)
+		}
+		if a.err == nil {
+			// Possessor: everything; others: nothing (KEY_POS_ALL,
+			// include/linux/key.h).
+			a.err = unix.KeyctlSetperm(a.key, 0x3f000000)
+		}
+		ch <- a
+		<-release
+	}()
+	a := <-ch
+	defer close(release)
+	if a.err != nil {
+		if testenv.InVM() {
+			t.Fatal(a.err)
+		}
+		t.Skipf("no keyrings here: %v", a.err)
+	}
+	var err error
+	testKeys(t).do(func() { _, err = readKey(uint32(a.key)) })
+	if err == nil {
+		t.Fatal("another thread read a key only its possessor may read: keyrings would be per process, and the keyring thread needless")
+	}
+	t.Logf("as expected, from another thread: %v", err)
 }

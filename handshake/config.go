@@ -26,6 +26,14 @@ type Config struct {
 	// DefaultTimeout bounds a handshake whose request carries no timeout.
 	// 0: 10 seconds.
 	DefaultTimeout time.Duration
+	// Keyrings are linked into the agent's session keyring when Serve
+	// starts, by name as /proc/keys shows it or by decimal serial, as
+	// tlshd links .nvme, .nfs, .nfsd and its configuration's keyrings:
+	// the consumers' keys are then within reach (keyrings(7),
+	// possession). A keyring that does not exist is logged and skipped.
+	// They are linked on the thread that serves every request: keyrings
+	// hang off a thread's credentials.
+	Keyrings []string
 }
 
 // Credentials are one role's trust and identity, as tlshd's

@@ -12,9 +12,10 @@ import (
 )
 
 // readKey returns a key's payload (KEYCTL_READ, keyctl(2)). The kernel
-// links the request's keyring into this process's keyring before it
-// answers ACCEPT (net/handshake/tlshd.c, tls_handshake_private_keyring), so
-// the keys it names are within reach.
+// links the request's keyring into the accepting thread's process keyring
+// before it answers ACCEPT (net/handshake/tlshd.c,
+// tls_handshake_private_keyring), so the keys it names are within reach of
+// that thread: readKey runs on it (keyThread).
 func readKey(serial uint32) ([]byte, error) {
 	size := 4096
 	for range 3 {
@@ -78,17 +79,20 @@ func peerKey(cert *x509.Certificate, peer string) (uint32, error) {
 // it up finds nothing.
 const authenticatedNoKey = 1
 
-// LinkKeyring links the keyring named name (or numbered so: a decimal
-// serial) into this process's session keyring, as tlshd does for .nfs,
+// linkKeyring links the keyring named name (or numbered so: a decimal
+// serial) into the key thread's session keyring, as tlshd does for .nfs,
 // .nfsd, .nvme and its configuration's keyrings: the consumers' keys are
-// then within reach of the agent (keyrings(7), possession). The keyring
-// is found in /proc/keys, among those this process may view.
-func LinkKeyring(name string) (uint32, error) {
+// then within reach of the agent (keyrings(7), possession). The keyring is
+// found in /proc/keys, among those this process may view.
+func linkKeyring(keys *keyThread, name string) (uint32, error) {
 	serial, err := findKeyring(name)
 	if err != nil {
 		return 0, err
 	}
-	if _, err := unix.KeyctlInt(unix.KEYCTL_LINK, int(int32(serial)), unix.KEY_SPEC_SESSION_KEYRING, 0, 0); err != nil {
+	keys.do(func() {
+		_, err = unix.KeyctlInt(unix.KEYCTL_LINK, int(int32(serial)), unix.KEY_SPEC_SESSION_KEYRING, 0, 0)
+	})
+	if err != nil {
 		return serial, fmt.Errorf("handshake: linking keyring %q (%d) into the session keyring: %w", name, serial, err)
 	}
 	return serial, nil

@@ -18,6 +18,3 @@ func Serve(ctx context.Context, cfg *Config) error { return errPlatform() }
 
 // Probe is Linux's; elsewhere it fails, naming the platform.
 func Probe() (Info, error) { return Info{}, errPlatform() }
-
-// LinkKeyring is Linux's; elsewhere it fails, naming the platform.
-func LinkKeyring(name string) (uint32, error) { return 0, errPlatform() }

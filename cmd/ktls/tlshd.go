@@ -45,7 +45,6 @@ func tlshd(args []string, stderr io.Writer) int {
 		log.Error("ktls tlshd: " + err.Error())
 		return 1
 	}
-	linkKeyrings(cf, log)
 	var current atomic.Pointer[settings]
 	current.Store(st)
 
@@ -71,7 +70,8 @@ func tlshd(args []string, stderr io.Writer) int {
 	}()
 
 	err = handshake.Serve(ctx, &handshake.Config{
-		Logger: log,
+		Logger:   log,
+		Keyrings: keyrings(cf),
 		GetCredentials: func(t handshake.MsgType) (*handshake.Credentials, error) {
 			st := current.Load()
 			if t == handshake.ServerHello {
@@ -120,25 +120,14 @@ func loadSettings(path string, log *slog.Logger) (*handshake.ConfigFile, *settin
 	return cf, &settings{client: client, server: server}, nil
 }
 
-// linkKeyrings links .nvme, .nfs, .nfsd and the configuration's keyrings
-// into the session keyring, as tlshd does at start. A keyring that does not
-// exist (no NVMe, no NFS server here) is not an error.
-func linkKeyrings(cf *handshake.ConfigFile, log *slog.Logger) {
+// keyrings are .nvme, .nfs, .nfsd and the configuration's keyrings, which
+// Serve links into its session keyring as tlshd does at start.
+func keyrings(cf *handshake.ConfigFile) []string {
 	names := append([]string(nil), tlshdKeyrings...)
 	for _, k := range cf.Keyrings {
-		dup := false
-		for _, n := range tlshdKeyrings {
-			dup = dup || k == n
-		}
-		if !dup {
+		if !slices.Contains(tlshdKeyrings, k) {
 			names = append(names, k)
 		}
 	}
-	for _, n := range names {
-		if serial, err := handshake.LinkKeyring(n); err != nil {
-			log.Debug("ktls tlshd: keyring not linked", "keyring", n, "error", err)
-		} else {
-			log.Info("ktls tlshd: keyring linked into the session keyring", "keyring", n, "serial", serial)
-		}
-	}
+	return names
 }
