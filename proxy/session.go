@@ -263,22 +263,22 @@ func (s *session) pipe() {
 	tc, pc := s.tc, s.plain
 	s.mu.Unlock()
 	// TLS to plain: WriteTo with the raw socket itself, which the kernel
-	// engine splices into. The destination's write deadline and the TLS
-	// read deadline both end a call; a timeout is not an end for either
-	// (ktls's RX resumes on the next call; SpliceTo keeps what dst did not
-	// take).
+	// engine splices into. Only the TLS read deadline is set: a timeout
+	// there is not an end (ktls's RX resumes on the next call), while a
+	// write deadline on the destination would lose what the copying
+	// engines had read and not written yet (io.Copy drops its buffer on a
+	// write error).
 	opened := &direction{
-		copy: func() (int64, error) { return tc.WriteTo(pc) },
-		arm: func(t time.Time) {
-			tc.SetReadDeadline(t)
-			pc.SetWriteDeadline(t)
-		},
+		copy:   func() (int64, error) { return tc.WriteTo(pc) },
+		arm:    func(t time.Time) { tc.SetReadDeadline(t) },
 		finish: pc.CloseWrite,
 	}
 	// Plain to TLS: ReadFrom with the raw socket, never through io.Copy,
 	// whose (*net.TCPConn).WriteTo would hide the socket. Only the
 	// source's read deadline is set: a write that times out leaves a TLS
-	// connection broken for writes, as in crypto/tls.
+	// connection broken for writes, as in crypto/tls. So neither direction
+	// is woken by a deadline while it waits to write; a peer that does not
+	// read is found by the other direction (copyLoop).
 	sealed := &direction{
 		copy:   func() (int64, error) { return tc.ReadFrom(pc) },
 		arm:    func(t time.Time) { pc.SetReadDeadline(t) },
