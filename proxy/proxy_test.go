@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -694,4 +695,31 @@ func TestConcurrent(t *testing.T) {
 	if st := waitIdle(t, p); st.FromClient != conns*n || st.ToClient != conns*n {
 		t.Errorf("Stats = %+v, want %d bytes each way", st, conns*n)
 	}
+}
+
+// TestBig moves 256 MiB each way through a server-mode proxy, with an idle
+// timeout far shorter than the transfer, which must not end it. It runs
+// only with KTLS_PROXY_TEST_BIG=1: in the emulated VMs (AES at about 15
+// MB/s) it would take minutes.
+func TestBig(t *testing.T) {
+	if os.Getenv(bigEnv) != "1" {
+		t.Skipf("set %s=1 to move 256 MiB each way", bigEnv)
+	}
+	const n = 256 << 20
+	pattern(n, 1) // made before the clock of the idle timeout runs
+	pattern(n, 2)
+	ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
+	b, got := exchangeBackend(t, n, false)
+	p, _ := newProxy(t)
+	p.IdleTimeout = 200 * time.Millisecond
+	addr := serve(t, p, &proxy.Listener{TLSConfig: scfg, Backend: b.addr})
+	c, err := tls.Dial("tcp", addr, ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	exchange(c, pattern(n, 1), false).check(t, "client", pattern(n, 2))
+	recv(t, "backend result", got).check(t, "backend", pattern(n, 1))
+	st := c.ConnectionState()
+	checkEngines(t, p, st.Version, st.CipherSuite, n, n)
 }
