@@ -427,4 +427,3 @@ func peerCmdPath(t testing.TB, path string, args ...string) (*exec.Cmd, *testenv
 	})
 	return cmd, stderr
 }
-

@@ -240,6 +240,10 @@ func (s *session) abort(why string, err error) {
 			if c, ok := tc.NetConn().(*net.TCPConn); ok {
 				c.SetLinger(0)
 			}
+			// No close_notify: the TLS peer must not take the end
+			// for a clean one. Closing the socket first makes
+			// Close's alert fail.
+			tc.NetConn().Close()
 		}
 	}
 	closeSides(tc, pc, s.raw)
