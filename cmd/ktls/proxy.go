@@ -109,13 +109,11 @@ func (l *fileListener) check() error {
 		if l.Backend == "" && len(l.Routes) == 0 {
 			return errors.New("server mode needs a backend or routes")
 		}
-		if l.Cert == "" || l.Key == "" {
-			if !slices.ContainsFunc(l.Routes, func(r fileRoute) bool { return r.Cert != "" }) {
-				return errors.New("server mode needs cert and key")
-			}
-		}
 		if (l.Cert == "") != (l.Key == "") {
 			return errors.New("cert and key go together")
+		}
+		if l.Cert == "" && !slices.ContainsFunc(l.Routes, func(r fileRoute) bool { return r.Cert != "" }) {
+			return errors.New("server mode needs cert and key")
 		}
 		if l.Connect != "" || l.CA != "" || l.SNI != "" {
 			return errors.New("connect, ca and sni are for client mode")
