@@ -183,9 +183,13 @@ func startProxyCmd(t *testing.T, stderr *testenv.Buffer, listeners int, args ...
 	}
 }
 
-func signalSelf(t *testing.T, sig syscall.Signal) {
+func signalSelf(t *testing.T, sig os.Signal) {
 	t.Helper()
-	if err := syscall.Kill(os.Getpid(), sig); err != nil {
+	self, err := os.FindProcess(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := self.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 }
