@@ -53,6 +53,16 @@ func testBytes(t testing.TB) int {
 	return 4 << 20
 }
 
+// caseBytes is the size of case i of a matrix: testBytes for the first,
+// a quarter of it for the others, which check the suites and the peers
+// more than the volume (the VMs' emulated CPUs make volume dear).
+func caseBytes(t testing.TB, i int) int {
+	if i == 0 {
+		return testBytes(t)
+	}
+	return testBytes(t) / 4
+}
+
 var (
 	patternsMu sync.Mutex
 	patterns   = map[[2]int][]byte{}

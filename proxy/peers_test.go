@@ -138,14 +138,14 @@ func sClient(t testing.TB, addr, caFile string, in *os.File, args ...string) str
 // TestServerModeOpenSSL: openssl s_client through the proxy to a plain
 // backend, for each suite, n bytes each way.
 func TestServerModeOpenSSL(t *testing.T) {
-	n := testBytes(t)
 	caFile, _, _ := pkiFiles(t)
-	in := filepath.Join(t.TempDir(), "in")
-	if err := os.WriteFile(in, pattern(n, 1), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, oc := range opensslCases {
+	for i, oc := range opensslCases {
+		n := caseBytes(t, i)
 		t.Run(oc.name, func(t *testing.T) {
+			in := filepath.Join(t.TempDir(), "in")
+			if err := os.WriteFile(in, pattern(n, 1), 0o600); err != nil {
+				t.Fatal(err)
+			}
 			_, scfg := testpki.Configs(oc.version, 0)
 			b, got := fixedBackend(t, n)
 			p, _ := newProxy(t)
@@ -169,12 +169,12 @@ var acceptRE = regexp.MustCompile(`ACCEPT 127\.0\.0\.1:(\d+)`)
 // TestClientModeOpenSSL: a plain client through the proxy to openssl
 // s_server -HTTP, which sends a file of n bytes, for each suite.
 func TestClientModeOpenSSL(t *testing.T) {
-	n := testBytes(t)
 	_, certFile, keyFile := pkiFiles(t)
-	dir := t.TempDir()
-	dataFile(t, dir, "data", pattern(n, 2))
-	for _, oc := range opensslCases {
+	for i, oc := range opensslCases {
+		n := caseBytes(t, i)
 		t.Run(oc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			dataFile(t, dir, "data", pattern(n, 2))
 			args := append([]string{"s_server", "-accept", "127.0.0.1:0", "-cert", certFile, "-key", keyFile,
 				"-HTTP", "-naccept", "1"}, oc.args...)
 			cmd, _ := peerCmd(t, "openssl", args...)

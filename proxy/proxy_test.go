@@ -38,8 +38,8 @@ var stockSuites = []ktlstest.SuiteCase{
 // a FIN and the backend's FIN the client as close_notify. Each direction
 // must run on the kernel where kTLS serves the suite.
 func TestServerModeStock(t *testing.T) {
-	n := testBytes(t)
-	for _, sc := range stockSuites {
+	for i, sc := range stockSuites {
+		n := caseBytes(t, i)
 		t.Run(sc.String(), func(t *testing.T) {
 			ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
 			p, _ := newProxy(t)
@@ -64,8 +64,8 @@ func TestServerModeStock(t *testing.T) {
 // TestClientModeStock: a plain client through the proxy to a crypto/tls
 // server, as TestServerModeStock.
 func TestClientModeStock(t *testing.T) {
-	n := testBytes(t)
-	for _, sc := range stockSuites {
+	for i, sc := range stockSuites {
+		n := caseBytes(t, i)
 		t.Run(sc.String(), func(t *testing.T) {
 			ccfg, scfg := testpki.Configs(sc.Version, sc.Suite)
 			ln, err := tls.Listen("tcp", "127.0.0.1:0", scfg)
