@@ -90,7 +90,9 @@ type Proxy struct {
 	// for that long; 0 means none. A connection is closed between
 	// IdleTimeout and twice that after its last byte (the directions
 	// report their bytes when their copy returns, at least once per
-	// IdleTimeout), and never while bytes move.
+	// IdleTimeout), and never while bytes move, except to a peer so slow
+	// that one buffer of up to 64 KiB takes it more than IdleTimeout to
+	// read: a write is not interrupted to count its bytes.
 	IdleTimeout time.Duration
 	// MaxConns limits the connections open at once; 0 means no limit. A
 	// connection beyond it is accepted and closed at once (counted in
@@ -110,7 +112,7 @@ type Proxy struct {
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
 	shutdown  bool
-	wg        sync.WaitGroup // open sessions and Serve loops
+	wg        sync.WaitGroup // open sessions
 	idleCh    chan struct{}  // closed and replaced when sessions becomes empty
 
 	stats counters

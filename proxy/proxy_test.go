@@ -428,6 +428,33 @@ func TestIdleTimeout(t *testing.T) {
 		waitIdle(t, p)
 		waitLog(t, log, "end=idle")
 	})
+	t.Run("neither-reads", func(t *testing.T) {
+		// Both peers write and never read: both directions wait to
+		// write, no read deadline fires, and the watchdog must end it.
+		flood := func(w io.Writer) {
+			buf := make([]byte, 64<<10)
+			for {
+				if _, err := w.Write(buf); err != nil {
+					return
+				}
+			}
+		}
+		b := startBackend(t, func(c net.Conn) { flood(c) })
+		p, log := newProxy(t)
+		p.IdleTimeout = idle
+		addr := serve(t, p, &proxy.Listener{TLSConfig: scfg, Backend: b.addr})
+		c, err := tls.Dial("tcp", addr, ccfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		flooded := make(chan struct{})
+		go func() { flood(c); close(flooded) }()
+		recv(t, "the end of the client's flood", flooded)
+		waitIdle(t, p)
+		waitLog(t, log, "end=idle")
+	})
 	for _, dir := range []string{"up", "down"} {
 		t.Run("trickle-"+dir, func(t *testing.T) {
 			trickle := func(w io.Writer) error {

@@ -44,6 +44,7 @@ type session struct {
 	err     error              // and its error, if any
 
 	lastProgress         atomic.Int64 // unix nanoseconds of the last byte reported, either way
+	lastReturn           atomic.Int64 // unix nanoseconds of the last return of a copy, either way
 	fromClient, toClient atomic.Int64
 }
 
@@ -296,11 +297,38 @@ func (s *session) pipe() {
 	up.name, up.count, up.total = "client->backend", &s.fromClient, &s.p.stats.fromClient
 	down.name, down.count, down.total = "backend->client", &s.toClient, &s.p.stats.toClient
 	s.lastProgress.Store(time.Now().UnixNano())
+	s.lastReturn.Store(time.Now().UnixNano())
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); s.copyLoop(up, down) }()
 	go func() { defer wg.Done(); s.copyLoop(down, up) }()
+	if idle := s.p.IdleTimeout; idle > 0 {
+		stop := make(chan struct{})
+		defer close(stop)
+		go s.watchdog(idle, stop)
+	}
 	wg.Wait()
+}
+
+// watchdog ends the session when no copy has returned for twice the idle
+// timeout. A copy returns at least once per IdleTimeout at its read
+// deadline, unless it waits to write to a peer that does not read (no
+// write deadline is set, see pipe); with both directions so stuck no
+// timeout fires, and nothing else would find the connection idle.
+func (s *session) watchdog(idle time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(idle)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			if now.Sub(time.Unix(0, s.lastReturn.Load())) > 2*idle {
+				s.abort("idle", nil)
+				return
+			}
+		}
+	}
 }
 
 // copyLoop runs d until its source ends (then passes the end on) or fails
@@ -332,6 +360,7 @@ func (s *session) copyLoop(d, other *direction) {
 
 		n, err := d.copy()
 		now := time.Now()
+		s.lastReturn.Store(now.UnixNano())
 		s.mu.Lock()
 		d.inCall = false
 		nudged := d.nudged
