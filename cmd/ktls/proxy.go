@@ -343,7 +343,9 @@ func proxyCmd(args []string, stderr io.Writer) int {
 	var wg sync.WaitGroup
 	serveErr := make(chan error, len(bs))
 	for i, b := range bs {
-		log.Info("ktls proxy: listening on "+lns[i].Addr().String(), "mode", b.l.Mode.String(), "backend", b.l.Backend)
+		// A plain line, not slog's quoted one, for scripts that wait
+		// for it and take the address from its end.
+		fmt.Fprintf(stderr, "ktls proxy: listening on %s\n", lns[i].Addr())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

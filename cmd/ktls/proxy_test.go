@@ -146,7 +146,8 @@ func writeKeyPair(t *testing.T, certFile, keyFile string, serial int64) *x509.Ce
 	return c
 }
 
-var listeningRE = regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
+// listeningRE is the line that scripts wait for, whole.
+var listeningRE = regexp.MustCompile(`(?m)^ktls proxy: listening on (127\.0\.0\.1:\d+)$`)
 
 // startProxyCmd runs `ktls proxy` with args and returns the addresses it
 // listens on, in order, and a function that waits for its exit status.
