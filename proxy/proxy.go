@@ -182,6 +182,9 @@ func (l *Listener) check() error {
 		if strings.HasPrefix(l.Backend, "unix:") {
 			return errors.New("proxy: client mode connects over TCP, not to " + l.Backend)
 		}
+		if l.ProxyProtocol || len(l.Backends) != 0 {
+			return errors.New("proxy: ProxyProtocol and Backends are for server mode")
+		}
 		return nil
 	}
 	if l.TLSConfig == nil {

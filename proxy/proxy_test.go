@@ -750,3 +750,35 @@ func TestBig(t *testing.T) {
 	st := c.ConnectionState()
 	checkEngines(t, p, st.Version, st.CipherSuite, n, n)
 }
+
+// TestServeRefuses: a Listener that cannot work is refused at once, its
+// listener closed; so is Serve after Shutdown.
+func TestServeRefuses(t *testing.T) {
+	_, scfg := testpki.Configs(0, 0)
+	for _, l := range []*proxy.Listener{
+		{Backend: "127.0.0.1:1"}, // no TLSConfig
+		{TLSConfig: scfg},        // no backend
+		{Mode: proxy.ClientMode},
+		{Mode: proxy.ClientMode, Backend: "unix:/x"},
+		{Mode: proxy.ClientMode, Backend: "h:1", ProxyProtocol: true},
+	} {
+		ln, err := proxy.Listen("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &proxy.Proxy{}
+		if err := p.Serve(ln, l); err == nil || errors.Is(err, proxy.ErrServerClosed) {
+			t.Errorf("Serve(%+v) = %v, want a refusal", l, err)
+		}
+		waitClosed(t, ln.Addr().String())
+	}
+	p := &proxy.Proxy{}
+	p.Shutdown(context.Background())
+	ln, err := proxy.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Serve(ln, &proxy.Listener{TLSConfig: scfg, Backend: "127.0.0.1:1"}); !errors.Is(err, proxy.ErrServerClosed) {
+		t.Errorf("Serve after Shutdown = %v, want ErrServerClosed", err)
+	}
+}

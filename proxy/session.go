@@ -64,9 +64,12 @@ type direction struct {
 
 func (s *session) run() {
 	defer s.p.unregister(s)
-	ctx, cancel := context.WithCancel(context.Background())
+	var ctx context.Context
+	var cancel context.CancelFunc
 	if s.p.HandshakeTimeout > 0 {
 		ctx, cancel = context.WithTimeout(context.Background(), s.p.HandshakeTimeout)
+	} else {
+		ctx, cancel = context.WithCancel(context.Background())
 	}
 	s.mu.Lock()
 	s.cancel = cancel
