@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -191,33 +192,57 @@ func signalSelf(t *testing.T, sig os.Signal) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Release closes the pidfd FindProcess opened (Go 1.23); left to
+	// the finalizer, it would close during a later test that counts
+	// descriptors (TestDoctorHere).
+	defer self.Release()
 	if err := self.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// echoBackend echoes each connection until its end, then half-closes.
+// echoBackend echoes each connection until its end, then half-closes. The
+// test's cleanup waits for every connection to end, so that none outlives
+// the test (TestDoctorHere counts the process's descriptors).
 func echoBackend(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	serveEcho(t, ln, func(c net.Conn) { c.(*net.TCPConn).CloseWrite() })
+	return ln.Addr().String()
+}
+
+// serveEcho echoes each connection of ln, then calls end.
+func serveEcho(t *testing.T, ln net.Listener, end func(net.Conn)) {
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			wg.Add(1)
 			go func() {
+				defer wg.Done()
 				defer c.Close()
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
+				c.SetDeadline(time.Now().Add(time.Minute))
+				// Not io.Copy(c, c): between two TCP sockets the
+				// standard library splices through pipes from a pool
+				// that the garbage collector closes later, during
+				// another test that counts descriptors.
+				io.Copy(c, struct{ io.Reader }{c})
+				end(c)
 			}()
 		}
 	}()
-	return ln.Addr().String()
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
 }
 
 // echoes checks that c echoes msg, one round.
@@ -310,57 +335,69 @@ func atoi(s string) int {
 	return n
 }
 
-// freePort returns a loopback address that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// TestProxyConfigCommand runs `ktls proxy -config` with a client-mode
-// listener in front of a server-mode one in front of an echo backend: a
-// plain client's bytes go out as TLS and come back as plain. SIGINT stops
-// it; a connection still open when -grace is over is closed.
+// TestProxyConfigCommand runs `ktls proxy -config` with two listeners: a
+// server-mode one in front of a plain echo backend, and a client-mode one
+// in front of a TLS echo server. SIGINT stops it; connections still open
+// when -grace is over are closed.
 func TestProxyConfigCommand(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
 	writeKeyPair(t, certFile, keyFile, 1)
-	server, client := freePort(t), freePort(t)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsEcho, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveEcho(t, tlsEcho, func(net.Conn) {})
 	conf := filepath.Join(dir, "proxy.json")
 	os.WriteFile(conf, fmt.Appendf(nil, `{
   "grace": "300ms",
   "listeners": [
-    {"listen": %q, "backend": %q, "cert": %q, "key": %q, "routes": [{"sni": "localhost"}]},
-    {"mode": "client", "listen": %q, "connect": %q, "ca": %q, "sni": "localhost"}
+    {"listen": "127.0.0.1:0", "backend": %q, "cert": %q, "key": %q, "routes": [{"sni": "localhost"}]},
+    {"mode": "client", "listen": "127.0.0.1:0", "connect": %q, "ca": %q, "sni": "localhost"}
   ]
-}`, server, echoBackend(t), certFile, keyFile, client, server, certFile), 0o600)
+}`, echoBackend(t), certFile, keyFile, tlsEcho.Addr(), certFile), 0o600)
 	stderr := &testenv.Buffer{}
 	addrs, wait := startProxyCmd(t, stderr, 2, "-config", conf)
-	if addrs[0] != server || addrs[1] != client {
-		t.Fatalf("listening on %v, want %s and %s", addrs, server, client)
-	}
-	c, err := net.Dial("tcp", client)
+
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(must(os.ReadFile(certFile)))
+	server, err := tls.Dial("tcp", addrs[0], &tls.Config{RootCAs: pool, ServerName: "localhost"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	echoes(t, c, "through both modes")
+	defer server.Close()
+	echoes(t, server, "TLS in, plain out")
+	client, err := net.Dial("tcp", addrs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	echoes(t, client, "plain in, TLS out")
 
 	signalSelf(t, syscall.SIGINT)
 	if code := wait(); code != 0 {
 		t.Errorf("exit %d after SIGINT, want 0", code)
 	}
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.Read(make([]byte, 1)); err == nil {
-		t.Error("the connection is still open after the grace period")
+	for _, c := range []net.Conn{server, client} {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			t.Error("a connection is still open after the grace period")
+		}
 	}
-	for _, s := range []string{"grace period over", "end=shutdown", "accepted=2"} {
+	for _, s := range []string{"grace period over", "end=shutdown", "accepted=2", "mode=client", "mode=server"} {
 		if !strings.Contains(stderr.String(), s) {
 			t.Errorf("stderr does not say %q:\n%s", s, stderr)
 		}
 	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
