@@ -1,9 +1,10 @@
-// Command ktls tells an operator what ktls can do on this host, and serves
-// the kernel's TLS handshake requests.
+// Command ktls tells an operator what ktls can do on this host, serves
+// the kernel's TLS handshake requests, and proxies TCP into and out of TLS.
 //
 //	ktls doctor          # readable text
 //	ktls doctor -json    # the same as JSON (the schema is the Report type)
 //	ktls tlshd [-config /etc/tlshd/config]   # the handshake agent (package handshake)
+//	ktls proxy -listen :443 -backend 127.0.0.1:8080 -cert c.pem -key k.pem   # package proxy
 //
 // doctor reports, each from a real attempt where one is possible: the kernel
 // release; whether the kernel's TLS module (kTLS) takes each TLS version,
@@ -18,6 +19,15 @@
 // ktls itself uses. A probe that fails says why in its section; the others
 // go on. The exit status is 0 unless the command line is wrong (2) or the
 // report cannot be written (1).
+//
+// proxy terminates TLS in front of a plain TCP or unix backend (server
+// mode), or originates TLS for plain local clients (client mode), with
+// package proxy: on the kernel engine the bytes never enter the process
+// (splice(2) one way, kTLS's ReadFrom the other). Several listeners, and
+// backends by server name, come from a JSON file (-config). It logs
+// "listening on ADDR" once each listener is ready and one line per
+// connection; SIGHUP reads the certificates again; SIGTERM or SIGINT stop it
+// gracefully (exit 0).
 package main
 
 import (
@@ -34,6 +44,11 @@ func main() {
 
 const usage = `usage: ktls doctor [-json]
        ktls tlshd [-config FILE] [-debug]
+       ktls proxy -listen ADDR -backend ADDR|unix:PATH -cert FILE -key FILE
+                  [-client-ca FILE] [-proxy-protocol] [-handshake-timeout 10s]
+                  [-idle-timeout 5m] [-max-conns N] [-grace 30s]
+       ktls proxy -mode client -listen ADDR -connect HOST:PORT [-ca FILE] [-sni NAME]
+       ktls proxy -config FILE
 
 doctor  describe what ktls can do on this host: kTLS, AF_ALG, NIC offload,
         the kernel's handshake upcall, CPU, FIPS 140-3 mode,
@@ -41,6 +56,22 @@ doctor  describe what ktls can do on this host: kTLS, AF_ALG, NIC offload,
 tlshd   serve the kernel's TLS handshake requests (NFS and NVMe over TLS) in
         the foreground, as ktls-utils' tlshd does, with its configuration
         file; logs to stderr; SIGHUP reloads, SIGTERM stops
+proxy   a TLS-terminating (server mode) or TLS-originating (client mode) TCP
+        proxy whose bytes stay in the kernel on the kTLS engine; logs
+        "listening on ADDR" per listener and a line per connection to
+        stderr; SIGHUP reloads the certificates, SIGTERM or SIGINT stop it
+        after at most -grace (exit 0). -config FILE is JSON:
+          {"handshake-timeout": "10s", "idle-timeout": "5m",
+           "max-conns": 1000, "grace": "30s",
+           "listeners": [
+             {"listen": ":443", "backend": "127.0.0.1:8080",
+              "cert": "site.pem", "key": "site.key", "proxy-protocol": true,
+              "routes": [{"sni": "b.example", "backend": "unix:/run/b.sock",
+                          "cert": "b.pem", "key": "b.key"}]},
+             {"mode": "client", "listen": "127.0.0.1:8025",
+              "connect": "mail.example:465", "ca": "ca.pem"}]}
+        every key is the flag's name; durations as "10s"; a route without
+        cert uses the listener's
 `
 
 // run is the command, for the tests: it returns the exit status.
@@ -54,6 +85,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return doctor(args[1:], stdout, stderr)
 	case "tlshd":
 		return tlshd(args[1:], stderr)
+	case "proxy":
+		return proxyCmd(args[1:], stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
