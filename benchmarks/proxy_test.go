@@ -126,8 +126,14 @@ func proxyOp(addr string, ccfg *tls.Config, dir string, payload, buf []byte) err
 		if err := tc.Handshake(); err != nil {
 			return fmt.Errorf("handshake: %w", err)
 		}
-		if want := ccfg.MaxVersion; tc.ConnectionState().Version != want {
-			return fmt.Errorf("negotiated version %x, want %x", tc.ConnectionState().Version, want)
+		st := tc.ConnectionState()
+		want := uint16(tls.TLS_AES_128_GCM_SHA256)
+		if len(ccfg.CipherSuites) > 0 {
+			want = ccfg.CipherSuites[0]
+		}
+		if st.Version != ccfg.MaxVersion || st.CipherSuite != want {
+			return fmt.Errorf("negotiated %s %s, want %s %s", tls.VersionName(st.Version), tls.CipherSuiteName(st.CipherSuite),
+				tls.VersionName(ccfg.MaxVersion), tls.CipherSuiteName(want))
 		}
 		defer tc.Close()
 		c = tc
