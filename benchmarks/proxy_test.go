@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ktls-go/ktls/internal/testing/testenv"
 )
 
 // BenchmarkProxy moves size bytes per op through a TLS-terminating proxy
@@ -80,6 +82,7 @@ func BenchmarkProxy(b *testing.B) {
 					buf := make([]byte, size)
 					b.SetBytes(int64(size))
 					b.ResetTimer()
+					stat0, statErr := testenv.TLSStat()
 					before := inst.usage(b)
 					for range b.N {
 						if err := proxyOp(inst.addr, ccfg, dir, payload, buf); err != nil {
@@ -91,6 +94,15 @@ func BenchmarkProxy(b *testing.B) {
 					moved := float64(b.N) * float64(size)
 					b.ReportMetric((after.cpu-before.cpu).Seconds()/(moved/(1<<30)), "proxy-cpu-s/GiB")
 					b.ReportMetric(float64(after.io-before.io)/moved, "proxy-io-B/B")
+					// The client is crypto/tls and the backend plain TCP:
+					// the kernel's TLS sockets of these ops are the
+					// proxy's (Documentation/networking/tls.rst,
+					// Statistics).
+					if stat1, err := testenv.TLSStat(); statErr == nil && err == nil {
+						b.Logf("kTLS sockets the proxy set up in %d ops (/proc/net/tls_stat): TlsTxSw +%d, TlsRxSw +%d, TlsTxDevice +%d, TlsRxDevice +%d",
+							b.N, stat1["TlsTxSw"]-stat0["TlsTxSw"], stat1["TlsRxSw"]-stat0["TlsRxSw"],
+							stat1["TlsTxDevice"]-stat0["TlsTxDevice"], stat1["TlsRxDevice"]-stat0["TlsRxDevice"])
+					}
 				})
 			}
 		}
