@@ -17,8 +17,8 @@ go run ./internal/testing/vmtest -arch amd64 -kernel newest -cpu max -pkg ./benc
 	-benchtime 3x -test-timeout 40m -timeout 45m > benchmarks/results/proxy-vm.txt 2>&1
 out=$(mktemp -d)
 go run -C benchmarks/report . -o "$out" -title "BenchmarkProxy" \
-	-machine "the development machine, natively (no kTLS): 2-core cloud VM, Debian 12" \
-	-machine "the same machine: Linux newest under qemu TCG, -cpu max, one host thread" \
+	-machine "2-core AMD EPYC cloud VM, Debian 12, natively (no kTLS module)" \
+	-machine "the same machine: Linux newest under qemu TCG, -cpu max, one host thread for both vCPUs" \
 	-command "go test -run '^\$' -bench Proxy -count 5 ./benchmarks" \
 	-command "go run ./internal/testing/vmtest -arch amd64 -kernel newest -cpu max -pkg ./benchmarks -run '^\$' -bench Proxy -benchtime 3x -test-timeout 40m -timeout 45m" \
 	../results/proxy-native.txt ../results/proxy-vm.txt
