@@ -211,12 +211,14 @@ func ktlsProxyBinary(b *testing.B) (string, string) {
 				return
 			}
 		default:
-			dir, err := os.MkdirTemp("", "ktls-bench-cmd-")
+			// Built once per process (-count runs BenchmarkProxy again),
+			// into the process's temporary directory, which TestMain
+			// removes (removeSendfileDir).
+			dir, err := processTempDir()
 			if err != nil {
 				ktlsBuild.skip = err.Error()
 				return
 			}
-			b.Cleanup(func() { os.RemoveAll(dir) }) // BenchmarkProxy's b: the process lives on, the binary is not needed after it
 			p = filepath.Join(dir, "ktls")
 			out, err := exec.Command("go", "build", "-o", p, "../cmd/ktls").CombinedOutput()
 			if err != nil {
@@ -234,6 +236,21 @@ func ktlsProxyBinary(b *testing.B) (string, string) {
 		ktlsBuild.path = p
 	})
 	return ktlsBuild.path, ktlsBuild.skip
+}
+
+// processTempDir returns the directory that sendfileFile keeps its files in
+// for the life of the process, making it if need be.
+func processTempDir() (string, error) {
+	sendfileDir.Lock()
+	defer sendfileDir.Unlock()
+	if sendfileDir.dir == "" {
+		dir, err := os.MkdirTemp("", "ktls-bench-")
+		if err != nil {
+			return "", err
+		}
+		sendfileDir.dir = dir
+	}
+	return sendfileDir.dir, nil
 }
 
 // proxyPKI is the test PKI's ECDSA server certificate in the files the
