@@ -343,8 +343,9 @@ func freePort(b *testing.B) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// stop ends the proxy with SIGTERM, and SIGKILL 10 s later.
-func (p *proxyInstance) stop(b *testing.B) {
+// stop ends the proxy with SIGTERM, and SIGKILL 10 s later, and returns
+// how it ended.
+func (p *proxyInstance) stop(b *testing.B) *os.ProcessState {
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
@@ -353,6 +354,7 @@ func (p *proxyInstance) stop(b *testing.B) {
 		p.cmd.Process.Kill()
 		<-p.done
 	}
+	return p.cmd.ProcessState
 }
 
 func (p *proxyInstance) stderrTail() string { return p.stderr.String() }
