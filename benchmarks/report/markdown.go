@@ -27,6 +27,7 @@ var descriptions = map[string]string{
 	"RoundTrip": "1 KiB request/response",
 	"Handshake": "handshake + install",
 	"Write":     "bulk write",
+	"Proxy":     "TLS-terminating proxy to a plain TCP backend, MB/s in the row's direction",
 }
 
 func title(f *family) string {
@@ -36,15 +37,26 @@ func title(f *family) string {
 	return f.name
 }
 
-// resources are the per-conn absolute tables, the first group present wins.
-var resources = [][]struct{ unit, caption string }{
+// resources are the per-conn absolute tables, the first group present wins:
+// BenchmarkProxy's first, since -benchmem (which vmtest passes) adds B/op
+// to its rows, the allocations of the client and backend, not the proxy's.
+// ranged tables show each median's min–max range over the runs.
+var resources = [][]struct {
+	unit, caption string
+	ranged        bool
+}{
 	{
-		{"B/MiB", "Bytes allocated per MiB moved (B/MiB), lower is better"},
-		{"cpu-s/GiB", "CPU seconds per GiB moved (cpu-s/GiB, user + system of the whole process), lower is better"},
+		// BenchmarkProxy: the proxy is another process.
+		{"proxy-cpu-s/GiB", "CPU seconds of the proxy's processes per GiB moved (proxy-cpu-s/GiB, user + system from /proc/PID/stat of the proxy and its descendants), lower is better", true},
+		{"proxy-io-B/B", "Bytes the proxy's processes passed to read- and write-like calls per byte moved (proxy-io-B/B, rchar + wchar of /proc/PID/io: read(2), write(2) and their vector forms count, recv(2), send(2) and splice(2) do not), about 2 where every byte is read into the process and written out", true},
 	},
 	{
-		{"B/op", "Bytes allocated per operation (B/op), lower is better"},
-		{"allocs/op", "Allocations per operation (allocs/op), lower is better"},
+		{"B/MiB", "Bytes allocated per MiB moved (B/MiB), lower is better", false},
+		{"cpu-s/GiB", "CPU seconds per GiB moved (cpu-s/GiB, user + system of the whole process), lower is better", false},
+	},
+	{
+		{"B/op", "Bytes allocated per operation (B/op), lower is better", false},
+		{"allocs/op", "Allocations per operation (allocs/op), lower is better", false},
 	},
 }
 
@@ -118,15 +130,19 @@ func (f *family) markdown(b *strings.Builder, label, chart string) {
 		fmt.Fprintf(b, "\n**%s; %s**\n\n", f.axis(), runs)
 		f.ratioTable(b)
 	} else {
-		fmt.Fprintf(b, "\n**%s (no crypto-tls row to compare against); %s**\n\n", f.metricName(), runs)
-		f.absTable(b, f.metric())
+		fmt.Fprintf(b, "\n**%s (no crypto-tls row to compare against); %s%s**\n\n", f.metricName(), runs, rangeNote(f))
+		f.absTable(b, f.metric(), true)
 	}
 	for _, group := range resources {
 		shown := false
 		for _, r := range group {
 			if f.hasUnit(r.unit) {
-				fmt.Fprintf(b, "\n**%s**\n\n", r.caption)
-				f.absTable(b, r.unit)
+				note := ""
+				if r.ranged {
+					note = rangeNote(f)
+				}
+				fmt.Fprintf(b, "\n**%s%s**\n\n", r.caption, note)
+				f.absTable(b, r.unit, r.ranged)
 				shown = true
 			}
 		}
@@ -251,8 +267,18 @@ func (f *family) ratioTable(b *strings.Builder) {
 	fmt.Fprintf(b, "| %s |\n", strings.Join(cells, " | "))
 }
 
-// absTable shows the median of unit per conn, every conn a column.
-func (f *family) absTable(b *strings.Builder, unit string) {
+// rangeNote says what the parentheses of a ranged table hold, where some
+// cell has them.
+func rangeNote(f *family) string {
+	if _, hi := f.runCounts(); hi >= 3 {
+		return "; medians, in parentheses min–max over the runs"
+	}
+	return ""
+}
+
+// absTable shows the median of unit per conn, every conn a column; ranged,
+// with its min–max range from 3 runs up.
+func (f *family) absTable(b *strings.Builder, unit string, ranged bool) {
 	cols := make([]string, len(f.conns))
 	for i, c := range f.conns {
 		cols[i] = c
@@ -272,6 +298,8 @@ func (f *family) absTable(b *strings.Builder, unit string) {
 				cells = append(cells, duration(s.med))
 			case strings.HasSuffix(unit, "/op"):
 				cells = append(cells, count(s.med))
+			case ranged && s.n >= 3:
+				cells = append(cells, fmt.Sprintf("%s (%s–%s)", number(s.med), number(s.min), number(s.max)))
 			default:
 				cells = append(cells, number(s.med))
 			}

@@ -19,7 +19,8 @@ import (
 // test binaries and their package directories, and a minimal /etc and /dev.
 // busybox and the peers are the host's on the host's architecture, and
 // come from the tree root (fetchForeignRoot) on the others. With an
-// nfsRoot, the NFS test bed's programs come from that tree (nfs.go).
+// nfsRoot, the NFS test bed's programs come from that tree (nfs.go). A run
+// of the benchmarks' benchmarks adds the proxies they compare (benchpeers.go).
 func commonArchive(guest string, pkgs []testPkg, ga *guestArch, root, nfsRoot string) (*archive, error) {
 	a := newArchive()
 	// Without /dev/console in the initramfs the kernel starts /init with no
@@ -41,9 +42,11 @@ func commonArchive(guest string, pkgs []testPkg, ga *guestArch, root, nfsRoot st
 	for name, content := range map[string]string{
 		"etc/hosts":         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
 		"etc/nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
-		"etc/passwd":        "root:x:0:0:root:/root:/bin/sh\n",
-		"etc/group":         "root:x:0:\n",
-		"etc/resolv.conf":   "",
+		// nobody, for programs that refuse to run as root (hitch's
+		// workers, BenchmarkProxy).
+		"etc/passwd":      "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+		"etc/group":       "root:x:0:\nnogroup:x:65534:\n",
+		"etc/resolv.conf": "",
 	} {
 		if err := a.addBytes(name, 0o644, []byte(content)); err != nil {
 			return nil, err
@@ -68,6 +71,9 @@ func commonArchive(guest string, pkgs []testPkg, ga *guestArch, root, nfsRoot st
 		if err := addNFSTools(a, nfsRoot, ga); err != nil {
 			return nil, err
 		}
+	}
+	if err := addBenchPeers(a, pkgs, filepath.Dir(guest), ga); err != nil {
+		return nil, err
 	}
 	if err := a.addFile("vmtest/guest", guest); err != nil {
 		return nil, err
