@@ -40,6 +40,9 @@ type recordConn struct {
 	rxLog  [][]byte
 	drain  *drainState
 	record bool // keep copies of records (the handshake)
+	// rn counts the bytes read from the raw conn, for the proof that a
+	// wrapper holds nothing (wrapped.go).
+	rn uint64
 
 	// Write side. wmu is held by Write from its check of txMoved to the end
 	// of the write, so that once refuseWrites returned no write of crypto/tls
@@ -48,6 +51,12 @@ type recordConn struct {
 	wmu      sync.Mutex
 	wpartial []byte
 	txLog    [][]byte
+	wn       uint64 // bytes crypto/tls wrote to the raw conn (wrapped.go)
+
+	// wrap is what the handoff learned of a raw conn that wraps a TCP
+	// socket (wrapped.go), or nil; set by the handoff, read by it and by
+	// the end of the ticket drain.
+	wrap *wrapState
 
 	txMoved atomic.Bool
 	refused struct {
@@ -77,7 +86,9 @@ func newRecordConn(raw net.Conn) *recordConn {
 
 func (r *recordConn) Read(p []byte) (int, error) {
 	if r.mode == modePassthrough {
-		return r.Conn.Read(p)
+		n, err := r.Conn.Read(p)
+		r.rn += uint64(n)
+		return n, err
 	}
 	if r.drain != nil && r.drain.stopped {
 		return 0, errHandoff
@@ -138,6 +149,7 @@ func (r *recordConn) fillSome() error {
 			r.rbuf = nb
 		}
 		n, err := r.Conn.Read(r.rbuf[len(r.rbuf):want])
+		r.rn += uint64(n)
 		r.rbuf = r.rbuf[:len(r.rbuf)+n]
 		if n > 0 && r.record && r.recordComplete() {
 			r.rxLog = append(r.rxLog, append([]byte(nil), r.rbuf...))
@@ -165,7 +177,20 @@ func (r *recordConn) Write(p []byte) (int, error) {
 	if r.record {
 		r.logWrite(p)
 	}
-	return r.Conn.Write(p)
+	n, err := r.Conn.Write(p)
+	r.wn += uint64(n)
+	return n, err
+}
+
+// readBytes is how many bytes crypto/tls's side read from the raw conn.
+// Called while crypto/tls does not read (the handoff, the end of the drain).
+func (r *recordConn) readBytes() uint64 { return r.rn }
+
+// writtenBytes is how many bytes crypto/tls wrote to the raw conn.
+func (r *recordConn) writtenBytes() uint64 {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	return r.wn
 }
 
 // refuseWrites makes every later crypto/tls write fail, once a write in
