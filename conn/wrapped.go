@@ -150,6 +150,14 @@ func (w *wrapState) txSocket(n uint64) (net.Conn, string) {
 // still in the socket and must reach the RX engine first
 // (backend.Link.Buffered), whatever the answer.
 func (w *wrapState) rxSocket(n, wn uint64) (sock net.Conn, held []byte, why string) {
+	// A wrapper that holds, adds or transforms writes is no pass-through:
+	// reads do not bypass it either. Its reads may depend on its writes
+	// (one that sends what it holds when it is read from), and one that
+	// transforms the stream (a TLS conn) consumes bytes on reads too.
+	w.checkWrites(wn)
+	if !w.txSame {
+		return nil, nil, w.txWhy + "; reads do not bypass it either"
+	}
 	read, why := socketRead(w.rc)
 	switch {
 	case why != "":
@@ -165,13 +173,7 @@ func (w *wrapState) rxSocket(n, wn uint64) (sock net.Conn, held []byte, why stri
 		return nil, nil, fmt.Sprintf("%T gave crypto/tls %d bytes, more than the %d read from the socket under it: it transforms the stream", w.raw, n, read)
 	}
 	// The wrapper read read-n bytes that crypto/tls did not get: its own
-	// (a PROXY header), or bytes it holds. Only a wrapper that passes
-	// writes through byte for byte is trusted to pass reads through too:
-	// one that transforms the stream (a TLS conn) consumes bytes as well.
-	w.checkWrites(wn)
-	if !w.txSame {
-		return nil, nil, fmt.Sprintf("%T read %d bytes from the socket that crypto/tls did not get, and does not pass writes through byte for byte (%s)", w.raw, read-n, w.txWhy)
-	}
+	// (a PROXY header), or bytes it holds. The probe tells which.
 	held, why = w.probe()
 	switch {
 	case why != "":
