@@ -147,6 +147,10 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 	// While crypto/tls reads the tickets (drain.go), a write it attempts is
 	// decoded with its stale TX key.
 	drain := c.drains(st)
+	if w := c.rc.wrap; drain && w != nil && anySocketEngine(rxC) {
+		// RX is decided in a Read, after the drain (wrapped.go).
+		w.decideRXLater(c.rc.writtenBytes())
+	}
 	if drain {
 		c.rc.moveTX(tx.prot, tx.params.Seq)
 	} else {

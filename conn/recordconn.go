@@ -40,9 +40,6 @@ type recordConn struct {
 	rxLog  [][]byte
 	drain  *drainState
 	record bool // keep copies of records (the handshake)
-	// rn counts the bytes read from the raw conn, for the proof that a
-	// wrapper holds nothing (wrapped.go).
-	rn uint64
 
 	// Write side. wmu is held by Write from its check of txMoved to the end
 	// of the write, so that once refuseWrites returned no write of crypto/tls
@@ -51,12 +48,15 @@ type recordConn struct {
 	wmu      sync.Mutex
 	wpartial []byte
 	txLog    [][]byte
-	wn       uint64 // bytes crypto/tls wrote to the raw conn (wrapped.go)
 
 	// wrap is what the handoff learned of a raw conn that wraps a TCP
 	// socket (wrapped.go), or nil; set by the handoff, read by it and by
 	// the end of the ticket drain.
 	wrap *wrapState
+	// counts is Conn: the raw conn, with what crypto/tls's side read from
+	// it and wrote to it counted, for the proof that a wrapper holds
+	// nothing (wrapped.go).
+	counts *countingConn
 
 	txMoved atomic.Bool
 	refused struct {
@@ -79,16 +79,15 @@ const (
 var errTXMoved = errors.New("ktls: crypto/tls may not write after the record layer moved")
 
 func newRecordConn(raw net.Conn) *recordConn {
-	r := &recordConn{Conn: raw, record: true}
+	cc := &countingConn{Conn: raw}
+	r := &recordConn{Conn: cc, counts: cc, record: true}
 	r.refused.alert = -1
 	return r
 }
 
 func (r *recordConn) Read(p []byte) (int, error) {
 	if r.mode == modePassthrough {
-		n, err := r.Conn.Read(p)
-		r.rn += uint64(n)
-		return n, err
+		return r.Conn.Read(p)
 	}
 	if r.drain != nil && r.drain.stopped {
 		return 0, errHandoff
@@ -149,7 +148,6 @@ func (r *recordConn) fillSome() error {
 			r.rbuf = nb
 		}
 		n, err := r.Conn.Read(r.rbuf[len(r.rbuf):want])
-		r.rn += uint64(n)
 		r.rbuf = r.rbuf[:len(r.rbuf)+n]
 		if n > 0 && r.record && r.recordComplete() {
 			r.rxLog = append(r.rxLog, append([]byte(nil), r.rbuf...))
@@ -177,20 +175,18 @@ func (r *recordConn) Write(p []byte) (int, error) {
 	if r.record {
 		r.logWrite(p)
 	}
-	n, err := r.Conn.Write(p)
-	r.wn += uint64(n)
-	return n, err
+	return r.Conn.Write(p)
 }
 
 // readBytes is how many bytes crypto/tls's side read from the raw conn.
 // Called while crypto/tls does not read (the handoff, the end of the drain).
-func (r *recordConn) readBytes() uint64 { return r.rn }
+func (r *recordConn) readBytes() uint64 { return r.counts.rn }
 
 // writtenBytes is how many bytes crypto/tls wrote to the raw conn.
 func (r *recordConn) writtenBytes() uint64 {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
-	return r.wn
+	return r.counts.wn
 }
 
 // refuseWrites makes every later crypto/tls write fail, once a write in
@@ -276,4 +272,24 @@ func (r *recordConn) stopRecording() {
 	r.txLog, r.wpartial = nil, nil
 	r.wmu.Unlock()
 	r.rxLog = nil
+}
+
+// countingConn counts the bytes read from and written to the conn under it.
+// Reads come from crypto/tls's reading goroutine only (recordConn, the
+// drain); writes are made under recordConn.wmu.
+type countingConn struct {
+	net.Conn
+	rn, wn uint64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.rn += uint64(n)
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.wn += uint64(n)
+	return n, err
 }

@@ -53,6 +53,31 @@ type wrapState struct {
 	txChecked bool
 	txSame    bool
 	txWhy     string
+	// late says that RX is decided after the handshake, at the end of the
+	// TLS 1.3 client's ticket drain, in a Read: the program's read
+	// deadline is in force then and must not be touched, so the read
+	// deadline was checked at the handoff (rdWhy) and the wrapper is not
+	// probed.
+	late  bool
+	rdWhy string
+}
+
+// decideRXLater runs, at the handoff, what RX's decision after the ticket
+// drain needs and may not do then. wn is what crypto/tls wrote through the
+// wrapper.
+func (w *wrapState) decideRXLater(wn uint64) {
+	w.checkWrites(wn)
+	w.rdWhy = w.deadlineReaches(true)
+	w.late = true
+}
+
+// readDeadlineReaches is deadlineReaches(true), or what the handoff found
+// for a late RX.
+func (w *wrapState) readDeadlineReaches() string {
+	if w.late {
+		return w.rdWhy
+	}
+	return w.deadlineReaches(true)
 }
 
 // socketUnder returns the TCP socket under c, following NetConn() net.Conn
@@ -165,7 +190,7 @@ func (w *wrapState) rxSocket(n, wn uint64) (sock net.Conn, held []byte, why stri
 	case read == n:
 		// Every byte read from the socket reached crypto/tls: the wrapper
 		// holds none and consumed none.
-		if why := w.deadlineReaches(true); why != "" {
+		if why := w.readDeadlineReaches(); why != "" {
 			return nil, nil, why
 		}
 		return w.sock, nil, ""
@@ -174,6 +199,9 @@ func (w *wrapState) rxSocket(n, wn uint64) (sock net.Conn, held []byte, why stri
 	}
 	// The wrapper read read-n bytes that crypto/tls did not get: its own
 	// (a PROXY header), or bytes it holds. The probe tells which.
+	if w.late {
+		return nil, nil, fmt.Sprintf("%T read %d bytes from the socket that crypto/tls did not get, and is not probed after the handshake (the program's read deadline is in force)", w.raw, read-n)
+	}
 	held, why = w.probe()
 	switch {
 	case why != "":

@@ -321,3 +321,39 @@ func TestSocketCounts(t *testing.T) {
 		})
 	}
 }
+
+// TestWrappedClientDrain: a TLS 1.3 client that keeps tickets decides RX in
+// a Read, after the ticket drain. The wrapper (a syscall.Conn, so the drain
+// peeks at the socket) holds nothing, so the socket engine takes RX then,
+// and the read deadline the program set before that Read is still in force
+// after it: the late decision does not touch it.
+func TestWrappedClientDrain(t *testing.T) {
+	rc, rs := testenv.TCPPair(t)
+	ccfg, scfg := testConfigs(tls.VersionTLS13)
+	ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+	k, s := Client(sysConn{rc}, ccfg, sockOptions()), tls.Server(rs, scfg)
+	defer k.Close()
+	defer s.Close()
+	testenv.HandshakeBoth(t, k, s)
+	if !k.Backend().RXDetail.AfterTickets {
+		t.Fatalf("no ticket drain: %s", k.Backend())
+	}
+	if _, err := s.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	k.SetReadDeadline(time.Now().Add(time.Second))
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(k, b); err != nil {
+		t.Fatal(err)
+	}
+	if d := k.Backend().RXDetail; d.Drained.Engine != backend.Kernel {
+		t.Fatalf("rx after the drain: %s, want kernel (%s)", d.Drained.Engine, k.Backend())
+	}
+	watchdog := time.AfterFunc(20*time.Second, func() { k.Close() })
+	defer watchdog.Stop()
+	if _, err := k.Read(b); !timedOut(err) {
+		t.Fatalf("Read after the drain: %v, want the deadline set before it", err)
+	}
+	k.SetReadDeadline(time.Time{})
+	exchangeAfter(t, k, s, nil, 256<<10)
+}
