@@ -121,6 +121,7 @@ func wantEngine(t *testing.T, k *ktls.Conn, tx, held bool, why ...string) {
 	}
 	now := ktlstest.Now(d)
 	auto := ktlstest.AutoEngine(t, tx, st.Version, st.CipherSuite)
+	t.Logf("%s: %s", dir, k.Backend())
 	if !held {
 		if now.Engine != auto {
 			t.Errorf("%s: %s, want %s (%s)", dir, now.Engine, auto, k.Backend())
