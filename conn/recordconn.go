@@ -31,7 +31,7 @@ import (
 // lock) and its own writes (under its output lock); mode changes happen under
 // Conn.handshakeMu or Conn.in.mu while crypto/tls is not reading.
 type recordConn struct {
-	net.Conn // the raw transport
+	net.Conn // the raw transport, through counts
 
 	// Read side, used by crypto/tls's reading goroutine only.
 	mode   readMode
