@@ -57,7 +57,7 @@ func (e *engine) Check(tx bool, version, suite uint16) error {
 	return Probe(tx, version, suite)
 }
 
-// NewSealer attaches the "tls" ULP to l.Conn (a *net.TCPConn) and installs
+// NewSealer attaches the "tls" ULP to l.Conn (a TCP socket: tcpSocket) and installs
 // TLS_TX. Any failure leaves the socket as it was for the other engines (the
 // ULP alone passes bytes through untouched, tls.rst "base" mode), so it
 // wraps backend.ErrNotSupported.
