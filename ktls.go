@@ -21,6 +21,32 @@
 // record layer, the only one inside the Go Cryptographic Module: auto chooses
 // stdlib, and a forced engine falls back to stdlib, or fails the handshake
 // with a *StrictError in strict mode, with the reason in Conn.Backend.
+//
+// # Conns that arrive wrapped
+//
+// A conn wrapped by a PROXY-protocol reader, a multiplexer or a proxy may
+// still get kernel TLS. ktls follows NetConn() net.Conn (as crypto/tls.Conn
+// has) and Raw() net.Conn (as github.com/pires/go-proxyproto's Conn has) to
+// a *net.TCPConn, or takes a syscall.Conn whose descriptor is a TCP socket.
+// The kernel takes a direction only where ktls proves that no byte of it is
+// held above the socket:
+//
+//   - writes: the bytes the socket took from the process (TCP_INFO's
+//     counters, Linux 4.19, and SIOCOUTQ) equal those crypto/tls wrote
+//     through the wrapper;
+//   - reads: the bytes the process read from the socket (TCP_INFO's
+//     tcpi_bytes_received, Linux 4.1, minus SIOCINQ) equal those crypto/tls
+//     read through the wrapper; or, where the wrapper read more (a PROXY
+//     header), a Read of the wrapper under a read deadline already past
+//     returns a timeout and no bytes. Bytes it does return are kept: they go
+//     to the user-space engine first, and RX stays in user space.
+//
+// Otherwise the direction stays in ktls's user-space engine, which reads and
+// writes through the wrapper, and Conn.Backend says why. The wrapper's
+// deadlines must reach the socket; the checks clear the read and write
+// deadlines set before the handshake, so set them again after it.
+// RemoteAddr, LocalAddr and Close stay the wrapper's. docs/ARCHITECTURE.md,
+// "Conns that arrive wrapped", has the details.
 package ktls
 
 import (
@@ -148,7 +174,10 @@ func Client(c net.Conn, config *tls.Config, opts ...Option) *Conn {
 	return conn.Client(c, config, connOptions(opts))
 }
 
-// Server returns a server-side connection over c, as tls.Server.
+// Server returns a server-side connection over c, as tls.Server. c may wrap
+// the accepted *net.TCPConn (a PROXY-protocol reader, a multiplexer): see
+// "Conns that arrive wrapped" in the package documentation for when the
+// kernel still takes it.
 func Server(c net.Conn, config *tls.Config, opts ...Option) *Conn {
 	return conn.Server(c, config, connOptions(opts))
 }
@@ -170,7 +199,9 @@ func (l *listener) Accept() (net.Conn, error) {
 }
 
 // NewListener returns a listener whose Accept returns server-side *Conn, as
-// tls.NewListener. The options and KTLS_BACKEND are read once, here.
+// tls.NewListener. The options and KTLS_BACKEND are read once, here. inner
+// may wrap the conns it accepts, as a PROXY-protocol listener does; see
+// "Conns that arrive wrapped" in the package documentation.
 func NewListener(inner net.Listener, config *tls.Config, opts ...Option) net.Listener {
 	return &listener{Listener: inner, config: config, opts: connOptions(opts)}
 }

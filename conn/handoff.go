@@ -39,6 +39,11 @@ func (c *Conn) handoff() error {
 	if unknown == "" && c.isClient && st.Version == tls.VersionTLS12 && c.renegotiates() {
 		unknown = "tls.Config enables renegotiation, which only crypto/tls can do"
 	}
+	if unknown == "" {
+		// A conn that wraps a TCP socket: the socket engines take it
+		// only where nothing is held above the socket (wrapped.go).
+		c.rc.wrap = newWrapState(c.raw)
+	}
 	txC, err := c.opts.Policy.Candidates(c.facts(selector.TX, st, unknown))
 	if err == nil {
 		var rxC []selector.Candidate
@@ -125,7 +130,7 @@ func (c *Conn) stayStdlib(tx, rx *dirKeys, txc, rxc EngineChoice) {
 // install puts TX into the first engine that takes it, then RX (now, or after
 // the TLS 1.3 client's ticket drain). Keys are zeroed once handed over.
 func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selector.Candidate) error {
-	half, txChoice, err := c.installHalf(selector.TX, txC, backend.Link{Conn: c.raw}, tx.params)
+	half, txChoice, err := c.installHalf(selector.TX, txC, c.txPath(txC), tx.params)
 	if err != nil {
 		return err
 	}
@@ -142,6 +147,10 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 	// While crypto/tls reads the tickets (drain.go), a write it attempts is
 	// decoded with its stale TX key.
 	drain := c.drains(st)
+	if w := c.rc.wrap; drain && w != nil && anySocketEngine(rxC) {
+		// RX is decided in a Read, after the drain (wrapped.go).
+		w.decideRXLater(c.rc.writtenBytes())
+	}
 	if drain {
 		c.rc.moveTX(tx.prot, tx.params.Seq)
 	} else {
@@ -173,8 +182,10 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 // up to stdlib, and tracks the half (for closeHalves). It returns nil and the
 // refusals (the EngineChoice's Refused) when every engine candidate refused and
 // nothing was done; an error means a candidate failed after it changed the
-// socket (docs/ARCHITECTURE.md step 6).
-func (c *Conn) installHalf(d selector.Direction, cands []selector.Candidate, link backend.Link, p backend.Params) (io.Closer, EngineChoice, error) {
+// socket (docs/ARCHITECTURE.md step 6). The path gives each candidate its
+// link: a wrapped conn's socket engines get the socket, or are refused with
+// the reason the proof failed (wrapped.go).
+func (c *Conn) installHalf(d selector.Direction, cands []selector.Candidate, pa path, p backend.Params) (io.Closer, EngineChoice, error) {
 	var refused []Refusal
 	for _, cand := range cands {
 		if cand.Name == backend.Stdlib {
@@ -183,6 +194,11 @@ func (c *Conn) installHalf(d selector.Direction, cands []selector.Candidate, lin
 		b, err := c.engine(cand.Name)
 		if err != nil {
 			return nil, EngineChoice{}, err
+		}
+		link, err := pa.link(cand.Name)
+		if err != nil {
+			refused = append(refused, refusal(cand.Name, err))
+			continue
 		}
 		var half io.Closer
 		if d == selector.TX {
@@ -206,14 +222,15 @@ func (c *Conn) installHalf(d selector.Direction, cands []selector.Candidate, lin
 	return nil, ch, nil
 }
 
-// installRXLocked puts RX into the first engine that takes it. TX has moved
+// installRXLocked puts RX into the first engine that takes it, after
+// buffered, the bytes of the stream already read from the raw conn. TX has moved
 // already, so there is no way back to crypto/tls: failing here fails the
 // connection. After the TLS 1.3 client's ticket drain, the engine is
 // recorded as Drained: the handshake already named the one expected.
 func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 	rx := c.in.keys
 	rx.params.Seq = seq
-	half, choice, err := c.installHalf(selector.RX, c.in.cands, backend.Link{Conn: c.raw, Buffered: buffered}, rx.params)
+	half, choice, err := c.installHalf(selector.RX, c.in.cands, c.rxPath(c.in.cands, buffered), rx.params)
 	clear(rx.params.Key)
 	clear(rx.params.IV)
 	rx.prot = nil

@@ -31,7 +31,7 @@ import (
 // lock) and its own writes (under its output lock); mode changes happen under
 // Conn.handshakeMu or Conn.in.mu while crypto/tls is not reading.
 type recordConn struct {
-	net.Conn // the raw transport
+	net.Conn // the raw transport, through counts
 
 	// Read side, used by crypto/tls's reading goroutine only.
 	mode   readMode
@@ -48,6 +48,15 @@ type recordConn struct {
 	wmu      sync.Mutex
 	wpartial []byte
 	txLog    [][]byte
+
+	// wrap is what the handoff learned of a raw conn that wraps a TCP
+	// socket (wrapped.go), or nil; set by the handoff, read by it and by
+	// the end of the ticket drain.
+	wrap *wrapState
+	// counts is Conn: the raw conn, with what crypto/tls's side read from
+	// it and wrote to it counted, for the proof that a wrapper holds
+	// nothing (wrapped.go).
+	counts *countingConn
 
 	txMoved atomic.Bool
 	refused struct {
@@ -70,7 +79,8 @@ const (
 var errTXMoved = errors.New("ktls: crypto/tls may not write after the record layer moved")
 
 func newRecordConn(raw net.Conn) *recordConn {
-	r := &recordConn{Conn: raw, record: true}
+	cc := &countingConn{Conn: raw}
+	r := &recordConn{Conn: cc, counts: cc, record: true}
 	r.refused.alert = -1
 	return r
 }
@@ -168,6 +178,17 @@ func (r *recordConn) Write(p []byte) (int, error) {
 	return r.Conn.Write(p)
 }
 
+// readBytes is how many bytes crypto/tls's side read from the raw conn.
+// Called while crypto/tls does not read (the handoff, the end of the drain).
+func (r *recordConn) readBytes() uint64 { return r.counts.rn }
+
+// writtenBytes is how many bytes crypto/tls wrote to the raw conn.
+func (r *recordConn) writtenBytes() uint64 {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	return r.counts.wn
+}
+
 // refuseWrites makes every later crypto/tls write fail, once a write in
 // flight has ended. The handoff calls it before it counts crypto/tls's
 // records: a close_notify written after the count would go out at the
@@ -251,4 +272,24 @@ func (r *recordConn) stopRecording() {
 	r.txLog, r.wpartial = nil, nil
 	r.wmu.Unlock()
 	r.rxLog = nil
+}
+
+// countingConn counts the bytes read from and written to the conn under it.
+// Reads come from crypto/tls's reading goroutine only (recordConn, the
+// drain); writes are made under recordConn.wmu.
+type countingConn struct {
+	net.Conn
+	rn, wn uint64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.rn += uint64(n)
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.wn += uint64(n)
+	return n, err
 }

@@ -57,7 +57,7 @@ func (e *engine) Check(tx bool, version, suite uint16) error {
 	return Probe(tx, version, suite)
 }
 
-// NewSealer attaches the "tls" ULP to l.Conn (a *net.TCPConn) and installs
+// NewSealer attaches the "tls" ULP to l.Conn (a TCP socket: tcpSocket) and installs
 // TLS_TX. Any failure leaves the socket as it was for the other engines (the
 // ULP alone passes bytes through untouched, tls.rst "base" mode), so it
 // wraps backend.ErrNotSupported.
@@ -109,21 +109,65 @@ func (e *engine) prepare(tx bool, l backend.Link, p backend.Params) (cipher, soc
 	if err != nil {
 		return cipher{}, sock{}, err
 	}
-	tcp, ok := l.Conn.(*net.TCPConn)
-	if !ok {
-		return cipher{}, sock{}, backend.NotSupported(backend.Kernel, "kTLS needs a *net.TCPConn, not %T", l.Conn)
-	}
-	rc, err := tcp.SyscallConn()
+	rc, err := tcpSocket(l.Conn)
 	if err != nil {
-		return cipher{}, sock{}, backend.NotSupported(backend.Kernel, "%w", err)
+		return cipher{}, sock{}, err
 	}
-	return c, sock{conn: tcp, rc: rc}, nil
+	tcp, _ := l.Conn.(*net.TCPConn)
+	return c, sock{conn: tcp, link: l.Conn, rc: rc}, nil
 }
 
-// sock is the socket both halves work on.
+// tcpSocket returns the RawConn of c's TCP socket. c is a *net.TCPConn, or
+// any syscall.Conn whose descriptor is a TCP socket (SO_DOMAIN AF_INET or
+// AF_INET6, SO_TYPE SOCK_STREAM, SO_PROTOCOL IPPROTO_TCP; socket(7)): what
+// package conn passes for a wrapped conn once it proved that nothing is held
+// above the socket (docs/ARCHITECTURE.md, "Conns that arrive wrapped").
+func tcpSocket(c net.Conn) (syscall.RawConn, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil, backend.NotSupported(backend.Kernel, "kTLS needs a TCP socket (a *net.TCPConn or a syscall.Conn), not %T", c)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, backend.NotSupported(backend.Kernel, "%w", err)
+	}
+	if _, ok := c.(*net.TCPConn); ok {
+		return rc, nil
+	}
+	var dom, typ, proto int
+	var err1, err2, err3 error
+	if err := rc.Control(func(fd uintptr) {
+		dom, err1 = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
+		typ, err2 = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TYPE)
+		proto, err3 = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PROTOCOL)
+	}); err != nil {
+		return nil, backend.NotSupported(backend.Kernel, "%T: %w", c, err)
+	}
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return nil, backend.NotSupported(backend.Kernel, "%T: getsockopt: %w", c, err)
+	}
+	if (dom != unix.AF_INET && dom != unix.AF_INET6) || typ != unix.SOCK_STREAM || proto != unix.IPPROTO_TCP {
+		return nil, backend.NotSupported(backend.Kernel, "kTLS needs a TCP socket; %T's is domain %d, type %d, protocol %d", c, dom, typ, proto)
+	}
+	return rc, nil
+}
+
+// sock is the socket both halves work on. link is the conn the halves got,
+// a *net.TCPConn or a syscall.Conn of a TCP socket (tcpSocket); conn is the
+// same when it is a *net.TCPConn (the probe's sockets set only conn); rc is
+// its RawConn.
 type sock struct {
 	conn *net.TCPConn
+	link net.Conn
 	rc   syscall.RawConn
+}
+
+// netConn is the conn whose addresses errors name.
+func (s sock) netConn() net.Conn {
+	if s.link != nil {
+		return s.link
+	}
+	return s.conn
 }
 
 // install attaches the ULP (once per socket; EEXIST says the other direction
@@ -199,7 +243,7 @@ func (s sock) opError(op, syscallName string, err error) error {
 		e.Op = op
 		return &e
 	}
-	return &net.OpError{Op: op, Net: "tcp", Source: s.conn.LocalAddr(), Addr: s.conn.RemoteAddr(), Err: os.NewSyscallError(syscallName, err)}
+	return &net.OpError{Op: op, Net: "tcp", Source: s.netConn().LocalAddr(), Addr: s.netConn().RemoteAddr(), Err: os.NewSyscallError(syscallName, err)}
 }
 
 // sealer is the TX half: the kernel seals what is written to the socket.

@@ -107,7 +107,10 @@ func (e *engine) prepare(tx bool, l backend.Link, p backend.Params) (*net.TCPCon
 	}
 	tcp, ok := l.Conn.(*net.TCPConn)
 	if !ok {
-		return nil, sockInfo{}, device{}, backend.NotSupported(backend.NIC, "kTLS needs a *net.TCPConn, not %T", l.Conn)
+		// Package conn unwraps NetConn and Raw down to the *net.TCPConn
+		// (docs/ARCHITECTURE.md, "Conns that arrive wrapped"); a socket
+		// reached only through syscall.Conn has no address for egress.
+		return nil, sockInfo{}, device{}, backend.NotSupported(backend.NIC, "device offload needs a *net.TCPConn, not %T", l.Conn)
 	}
 	s, err := socketOf(tcp)
 	if err != nil {
