@@ -75,11 +75,29 @@ func copyFrom(k *ktls.Conn, r net.Conn, kind string, n int64) (int64, error) {
 
 // peerSum reads the stock peer until its end and returns the hash of what
 // it read and how much.
-func peerSum(s *tls.Conn) <-chan [2]any {
+func peerSum(s *tls.Conn) <-chan [2]any { return peerSumAt(s, -1, nil) }
+
+// notifyAt is a writer that closes reached once at bytes have come.
+type notifyAt struct {
+	n, at   int64
+	reached chan struct{}
+}
+
+func (w *notifyAt) Write(b []byte) (int, error) {
+	w.n += int64(len(b))
+	if w.at >= 0 && w.n >= w.at {
+		close(w.reached)
+		w.at = -1
+	}
+	return len(b), nil
+}
+
+// peerSumAt is peerSum that also closes reached once at bytes came.
+func peerSumAt(s *tls.Conn, at int64, reached chan struct{}) <-chan [2]any {
 	res := make(chan [2]any, 1)
 	go func() {
 		h := sha256.New()
-		n, err := io.Copy(h, s)
+		n, err := io.Copy(io.MultiWriter(h, &notifyAt{at: at, reached: reached}), s)
 		if err != nil {
 			res <- [2]any{err, n}
 			return
@@ -202,15 +220,15 @@ func TestReadFromSocket(t *testing.T) {
 	}
 }
 
-// TestReadFromSocketLarge is 64 MiB from a TCP source (directly and through
-// io.Copy's wrapper) and from a unix one, under TLS 1.3.
+// TestReadFromSocketLarge is 64 MiB from a TCP source through io.Copy and
+// net's wrapper, and from a unix one (16 MiB with -short), under TLS 1.3.
 func TestReadFromSocketLarge(t *testing.T) {
-	size := 64 << 20
-	if testing.Short() {
-		size = 8 << 20
-	}
-	for _, kind := range []string{"tcp-io.Copy", "tcp-ReadFrom", "unix"} {
+	for _, kind := range []string{"tcp-io.Copy", "unix"} {
 		t.Run(kind, func(t *testing.T) {
+			size := 64 << 20
+			if testing.Short() && kind == "unix" {
+				size = 16 << 20 // the CI budget: the 64 MiB run is TCP's
+			}
 			ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
 			k, s := ktlstest.PairWithStock(t, false, ccfg, scfg)
 			defer k.Close()
@@ -295,8 +313,16 @@ func TestReadFromSocketDeadline(t *testing.T) {
 			}()
 			var sum <-chan [2]any
 			if side == "source" {
-				sum = peerSum(s)
-				r.SetReadDeadline(time.Now().Add(time.Second))
+				// The deadline is absolute: once passed, the source
+				// refuses even bytes it has (as its Read would), so it
+				// is set once the first half went through and the source
+				// is silent.
+				reached := make(chan struct{})
+				sum = peerSumAt(s, size/2, reached)
+				go func() {
+					<-reached
+					r.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+				}()
 			} else {
 				k.SetWriteDeadline(time.Now().Add(time.Second))
 			}
