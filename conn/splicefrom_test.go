@@ -281,7 +281,7 @@ func TestReadFromSocketKeyUpdate(t *testing.T) {
 //
 // The peer checks everything it got by hash.
 func TestReadFromSocketDeadline(t *testing.T) {
-	const size = 16 << 20
+	const size = 4 << 20
 	data := testenv.Pattern(size, 23)
 	for _, side := range []string{"source", "write"} {
 		t.Run(side, func(t *testing.T) {
@@ -379,7 +379,7 @@ func TestReadFromSocketDeadline(t *testing.T) {
 // a timeout, having counted no more than the source sent, and the direction
 // stays broken: a later Write fails too.
 func TestReadFromSocketPeerReset(t *testing.T) {
-	const size = 16 << 20
+	const size = 4 << 20
 	data := testenv.Pattern(size, 24)
 	ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
 	k, s := ktlstest.PairWithStock(t, false, ccfg, scfg)
@@ -391,7 +391,7 @@ func TestReadFromSocketPeerReset(t *testing.T) {
 		w.Close()
 	}()
 	go func() {
-		io.CopyN(io.Discard, s, 1<<20)
+		io.CopyN(io.Discard, s, 256<<10)
 		s.NetConn().(*net.TCPConn).SetLinger(0)
 		s.NetConn().Close()
 	}()
