@@ -234,7 +234,9 @@ type Splicer interface {
 // docs/ARCHITECTURE.md, "Socket to kTLS: splice").
 type SocketSender interface {
 	// SpliceFrom moves up to n bytes (n < 0: until the end of the stream)
-	// from src, a stream socket, into application data records. sent is
+	// from src, a stream socket, into application data records. It waits
+	// for src only while it has moved nothing; once it has, it returns
+	// when src has nothing more to read, as a Read would. sent is
 	// what the TLS socket took, records what the kernel sealed in the call
 	// (read back from it, never estimated from sent). readErr is src's
 	// (io.EOF at the end of the stream, a timeout under src's read

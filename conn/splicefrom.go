@@ -127,6 +127,13 @@ func embeddedSocket(r io.Reader) (interface {
 // spliceFrom sends r through ss if r is a socket it can splice from;
 // handled false means nothing was read from r and the caller copies.
 //
+// out.mu is held only while bytes move, never while the source is silent:
+// the copy path holds it only inside Write, and a Read must be able to take
+// it meanwhile, to answer a KeyUpdate with update_requested or send an
+// alert (handshakeMessageLocked, rxFailLocked). A proxy copying each way in
+// its own goroutine would otherwise deadlock. So the source is waited for
+// first (waitReadable), and SpliceFrom returns once it is empty again.
+//
 // Nothing read from r is lost while the connection can still send: bytes
 // the TLS socket did not take when its write deadline passed stay with the
 // half (backend.SocketSender's held), which sends them first on the next
@@ -148,62 +155,102 @@ func (c *Conn) spliceFrom(ss backend.SocketSender, r io.Reader) (n int64, handle
 	if !ok {
 		return 0, false, nil
 	}
-	c.out.mu.Lock()
-	defer c.unlockOut()
-	if c.out.err != nil {
-		return 0, true, c.out.err
-	}
-	if c.out.closeNotifySent {
-		return 0, true, errShutdown
-	}
 	for src.n != 0 {
-		left, err := c.beforeDataLocked()
-		if err != nil {
+		if err := c.txUsable(); err != nil {
 			return n, true, err
 		}
-		want := int64(spliceFromChunk)
-		if left < uint64(want/backend.MaxPlaintext) {
-			want = max(int64(left), 1) * backend.MaxPlaintext
+		if err := waitReadable(src.rc); err != nil {
+			return n, true, sourceError(src.conn, err)
 		}
-		if src.n > 0 {
-			want = min(want, src.n)
-		}
-		sent, held, records, readErr, writeErr := ss.SpliceFrom(src.rc, want)
-		if writeErr != nil && n == 0 && sent == 0 && held == 0 && errors.Is(writeErr, backend.ErrNotSupported) {
-			// src cannot be spliced from (not a stream socket), or no
-			// pipe: nothing was read.
+		m, done, handled, err := c.spliceChunk(ss, &src)
+		n += m
+		if !handled {
 			return 0, false, nil
 		}
-		taken := sent + int64(held)
-		if src.lr != nil {
-			src.lr.N -= taken
-		}
-		if src.n > 0 {
-			src.n -= taken
-		}
-		n += sent
-		c.out.records += records
-		if writeErr != nil {
-			if errors.Is(writeErr, os.ErrDeadlineExceeded) && c.peerReset.Load() == nil {
-				n += int64(held)
-				c.out.records += uint64((held + backend.MaxPlaintext - 1) / backend.MaxPlaintext)
-				return n, true, writeErr
-			}
-			return n, true, c.out.setErrorLocked(c.resetOr(writeErr))
-		}
-		if readErr == io.EOF {
-			return n, true, nil
-		}
-		if readErr != nil {
-			return n, true, sourceError(src.conn, readErr)
+		if err != nil || done {
+			return n, true, err
 		}
 	}
 	return n, true, nil
 }
 
-// sourceError gives a failed splice from the source the shape of the
-// source's own Read error: a *net.OpError with its addresses.
+// txUsable says, under out.mu, whether TX can still send.
+func (c *Conn) txUsable() error {
+	c.out.mu.Lock()
+	defer c.unlockOut()
+	if c.out.err != nil {
+		return c.out.err
+	}
+	if c.out.closeNotifySent {
+		return errShutdown
+	}
+	return nil
+}
+
+// spliceChunk is one SpliceFrom call under out.mu, for what the source has
+// now, within one chunk (spliceFromChunk). done is the source's end.
+func (c *Conn) spliceChunk(ss backend.SocketSender, src *spliceSrc) (n int64, done, handled bool, err error) {
+	c.out.mu.Lock()
+	defer c.unlockOut()
+	if c.out.err != nil {
+		return 0, true, true, c.out.err
+	}
+	if c.out.closeNotifySent {
+		return 0, true, true, errShutdown
+	}
+	left, err := c.beforeDataLocked()
+	if err != nil {
+		return 0, true, true, err
+	}
+	want := int64(spliceFromChunk)
+	if left < uint64(want/backend.MaxPlaintext) {
+		want = max(int64(left), 1) * backend.MaxPlaintext
+	}
+	if src.n > 0 {
+		want = min(want, src.n)
+	}
+	sent, held, records, readErr, writeErr := ss.SpliceFrom(src.rc, want)
+	if writeErr != nil && sent == 0 && held == 0 && errors.Is(writeErr, backend.ErrNotSupported) {
+		// src cannot be spliced from (not a stream socket), or no pipe:
+		// nothing was read. Only the first call can find that.
+		return 0, true, false, nil
+	}
+	taken := sent + int64(held)
+	if src.lr != nil {
+		src.lr.N -= taken
+	}
+	if src.n > 0 {
+		src.n -= taken
+	}
+	n = sent
+	c.out.records += records
+	if writeErr != nil {
+		if errors.Is(writeErr, os.ErrDeadlineExceeded) && c.peerReset.Load() == nil {
+			n += int64(held)
+			c.out.records += uint64((held + backend.MaxPlaintext - 1) / backend.MaxPlaintext)
+			return n, true, true, writeErr
+		}
+		return n, true, true, c.out.setErrorLocked(c.resetOr(writeErr))
+	}
+	if readErr == io.EOF {
+		return n, true, true, nil
+	}
+	if readErr != nil {
+		return n, true, true, sourceError(src.conn, readErr)
+	}
+	return n, src.n == 0, true, nil
+}
+
+// sourceError gives a failed splice from the source, or a failed wait for
+// it, the shape of the source's own Read error: a *net.OpError with its
+// addresses, whose Op is "read" (a RawConn's own says "raw-read").
 func sourceError(src net.Conn, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		e := *oe
+		e.Op = "read"
+		return &e
+	}
 	var se *os.SyscallError
 	if !errors.As(err, &se) {
 		return err

@@ -423,3 +423,63 @@ func TestReadFromSocketPeerReset(t *testing.T) {
 	r.Close()
 	runtime.Gosched()
 }
+
+// TestReadFromSocketIdleSource: while ReadFrom waits for a silent source,
+// the connection's TX is free, as on the copy path, which holds it only
+// inside Write. A Read that must send an alert (here bad_record_mac, for a
+// record the peer's raw socket forges) returns promptly, and the copy ends
+// normally once the source does.
+func TestReadFromSocketIdleSource(t *testing.T) {
+	ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
+	k, s := ktlstest.PairWithStock(t, false, ccfg, scfg)
+	defer k.Close()
+	ktlstest.WantAuto(t, k)
+	r, w := sourcePair(t, "tcp")
+	w.Write([]byte("first"))
+	copied := make(chan error, 1)
+	var n int64
+	go func() {
+		var err error
+		n, err = io.Copy(k, r)
+		copied <- err
+	}()
+	buf := make([]byte, 5)
+	s.SetReadDeadline(time.Now().Add(testenv.Prompt))
+	if _, err := io.ReadFull(s, buf); err != nil || string(buf) != "first" {
+		t.Fatalf("the peer read %q, %v", buf, err)
+	}
+	// io.Copy now waits for the source. A forged application data record:
+	// it fails authentication.
+	forged := append([]byte{23, 3, 3, 0, 32}, make([]byte, 32)...)
+	if _, err := s.NetConn().Write(forged); err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan error, 1)
+	go func() {
+		_, err := k.Read(make([]byte, 10))
+		read <- err
+	}()
+	select {
+	case err := <-read:
+		var alert tls.AlertError
+		if !errors.As(err, &alert) || alert != 20 {
+			t.Fatalf("Read of a forged record = %v; want bad_record_mac", err)
+		}
+	case <-time.After(testenv.Prompt):
+		w.Close()
+		t.Fatal("Read could not send its alert while ReadFrom waited for a silent source")
+	}
+	w.Close()
+	select {
+	case err := <-copied:
+		// TX failed with the alert it sent; the copy ends either with
+		// that (a Write of the copy path, or spliceFrom's check) or, if
+		// the source's end came first, cleanly.
+		t.Logf("tx %s: io.Copy = %d, %v", k.Backend().TX, n, err)
+		if n != 5 {
+			t.Fatalf("io.Copy counted %d bytes; the source sent 5", n)
+		}
+	case <-time.After(testenv.Prompt):
+		t.Fatal("io.Copy did not end at the source's end")
+	}
+}

@@ -25,11 +25,13 @@ var _ backend.SocketSender = (*sealer)(nil)
 // "splice_from_pipe"; fs/splice.c, splice_to_socket). The bytes never enter
 // the process.
 //
-// Each round fills the pipe from src, waiting on src's netpoller (and its
-// read deadline) only while the pipe is empty, then empties the pipe into
-// the socket, waiting on the socket's netpoller (and its write deadline).
-// So a source that fails or times out never strands bytes in the pipe: what
-// was read before it is sent first. A socket that fails does: those bytes
+// Each round fills the pipe from src, then empties the pipe into the
+// socket, waiting on the socket's netpoller (and its write deadline). src
+// is waited for on its netpoller (and its read deadline) only while the
+// call has moved nothing: once it has, an empty src ends the call, so that
+// the caller, which holds its TX lock through the call, waits for src
+// without it. So a source that fails or times out never strands bytes in
+// the pipe: what was read before it is sent first. A socket that fails does: those bytes
 // are read back from the pipe into s.held, and the next WriteRecords or
 // SpliceFrom sends them first (backend.SocketSender). The pipe lives for one
 // call.
@@ -67,7 +69,10 @@ func (s *sealer) SpliceFrom(src syscall.RawConn, n int64) (sent int64, held int,
 		if n >= 0 {
 			want = int(min(int64(want), n-sent))
 		}
-		filled, stop, perr := fillFrom(src, p[1], want)
+		filled, stop, perr := fillFrom(src, p[1], want, sent == 0)
+		if filled == 0 && stop == nil && perr == nil {
+			break // src is empty, after the call moved something
+		}
 		if perr != nil {
 			// src's deadline passed or it was closed, while the pipe
 			// was empty.
@@ -107,12 +112,12 @@ func (s *sealer) SpliceFrom(src syscall.RawConn, n int64) (sent int64, held int,
 }
 
 // fillFrom moves up to want bytes from src into the pipe's write end w. It
-// waits on src's netpoller only while nothing was moved: once the pipe
-// holds bytes, an empty source (or a full pipe: splice answers EAGAIN for
-// both) ends the round so that they are sent. stop is what ends the stream
-// after the bytes moved: io.EOF at src's end, or its error; perr is the
-// netpoller's (a deadline, a close).
-func fillFrom(src syscall.RawConn, w int, want int) (filled int, stop, perr error) {
+// waits on src's netpoller only when wait is set and nothing was moved:
+// once the pipe holds bytes, an empty source (or a full pipe: splice
+// answers EAGAIN for both) ends the round so that they are sent. stop is
+// what ends the stream after the bytes moved: io.EOF at src's end, or its
+// error; perr is the netpoller's (a deadline, a close).
+func fillFrom(src syscall.RawConn, w int, want int, wait bool) (filled int, stop, perr error) {
 	perr = src.Read(func(fd uintptr) bool {
 		for filled < want {
 			var m int // unix.Splice's count is int64 on some GOARCHes, int on others
@@ -123,7 +128,7 @@ func fillFrom(src syscall.RawConn, w int, want int) (filled int, stop, perr erro
 			})
 			switch {
 			case serr == unix.EAGAIN:
-				return filled > 0
+				return filled > 0 || !wait
 			case serr != nil:
 				stop = os.NewSyscallError("splice", serr)
 				return true
