@@ -242,8 +242,9 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 		}
 		if ss, ok := c.out.sealer.(backend.SocketSender); ok {
 			m, handled, err := c.spliceFrom(ss, r)
+			n += m
 			if handled || err != nil {
-				return n + m, err
+				return n, err
 			}
 		}
 	}

@@ -125,7 +125,9 @@ func embeddedSocket(r io.Reader) (interface {
 }
 
 // spliceFrom sends r through ss if r is a socket it can splice from;
-// handled false means nothing was read from r and the caller copies.
+// handled false means the engine cannot splice from r, and the caller
+// copies the rest; n is what was sent before (none, but for a pipe(2) that
+// failed after earlier calls succeeded).
 //
 // out.mu is held only while bytes move, never while the source is silent:
 // the copy path holds it only inside Write, and a Read must be able to take
@@ -165,7 +167,9 @@ func (c *Conn) spliceFrom(ss backend.SocketSender, r io.Reader) (n int64, handle
 		m, done, handled, err := c.spliceChunk(ss, &src)
 		n += m
 		if !handled {
-			return 0, false, nil
+			// The first call found src unfit, or a later one could not
+			// make its pipe (EMFILE): the caller copies the rest.
+			return n, false, nil
 		}
 		if err != nil || done {
 			return n, true, err
@@ -212,7 +216,7 @@ func (c *Conn) spliceChunk(ss backend.SocketSender, src *spliceSrc) (n int64, do
 	sent, held, records, readErr, writeErr := ss.SpliceFrom(src.rc, want)
 	if writeErr != nil && sent == 0 && held == 0 && errors.Is(writeErr, backend.ErrNotSupported) {
 		// src cannot be spliced from (not a stream socket), or no pipe:
-		// nothing was read. Only the first call can find that.
+		// nothing was read in this call.
 		return 0, true, false, nil
 	}
 	taken := sent + int64(held)
