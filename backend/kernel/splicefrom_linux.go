@@ -31,10 +31,10 @@ var _ backend.SocketSender = (*sealer)(nil)
 // call has moved nothing: once it has, an empty src ends the call, so that
 // the caller, which holds its TX lock through the call, waits for src
 // without it. So a source that fails or times out never strands bytes in
-// the pipe: what was read before it is sent first. A socket that fails does: those bytes
-// are read back from the pipe into s.held, and the next WriteRecords or
-// SpliceFrom sends them first (backend.SocketSender). The pipe lives for one
-// call.
+// the pipe: what was read before it is sent first. A socket that fails
+// does: those bytes are read back from the pipe into s.held, and the next
+// WriteRecords or SpliceFrom sends them first (backend.SocketSender). The
+// pipe lives for one call.
 //
 // records is the kernel's own count: the TX record sequence number after the
 // call less the one before (the same read as SendFile's), since how many
