@@ -193,7 +193,7 @@ var readFromSuites = []ktlstest.SuiteCase{
 func TestReadFromSocket(t *testing.T) {
 	size := 4 << 20
 	if testing.Short() {
-		size = 1 << 20
+		size = 256 << 10
 	}
 	for _, sc := range readFromSuites {
 		t.Run(sc.String(), func(t *testing.T) {
@@ -227,7 +227,7 @@ func TestReadFromSocket(t *testing.T) {
 
 // TestReadFromSocketLarge is 64 MiB from a TCP source through io.Copy and
 // net's wrapper, and from a unix one, under TLS 1.3; with -short (the VM
-// runs' default), 16 MiB from TCP only.
+// runs' default), 8 MiB from TCP only.
 func TestReadFromSocketLarge(t *testing.T) {
 	for _, kind := range []string{"tcp-io.Copy", "unix"} {
 		t.Run(kind, func(t *testing.T) {
@@ -239,7 +239,7 @@ func TestReadFromSocketLarge(t *testing.T) {
 				if kind == "unix" {
 					t.Skip("-short: the CI budget")
 				}
-				size = 16 << 20
+				size = 8 << 20
 			}
 			ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
 			k, s := ktlstest.PairWithStock(t, false, ccfg, scfg)
@@ -253,12 +253,15 @@ func TestReadFromSocketLarge(t *testing.T) {
 }
 
 // TestReadFromSocketKeyUpdate lowers the records a TLS 1.3 key may seal to
-// 64 (1 MiB of full records), so that a splice of 8 MiB must stop between
-// chunks for KeyUpdates (RFC 8446 §5.5); stock crypto/tls follows each one
-// and checks every byte. With TX in the kernel this needs Linux 6.14's
+// 64 (1 MiB of full records), so that a splice of 8 MiB (4 MiB with
+// -short) must stop between chunks for KeyUpdates (RFC 8446 §5.5); stock
+// crypto/tls follows each one and checks every byte. With TX in the kernel this needs Linux 6.14's
 // second TLS_TX (ProbeRekey): the test fails where the kernel must have it.
 func TestReadFromSocketKeyUpdate(t *testing.T) {
 	size := 8 << 20
+	if testing.Short() {
+		size = 4 << 20 // still three KeyUpdates at least
+	}
 	for _, kind := range []string{"tcp-io.Copy", "unix"} {
 		t.Run(kind, func(t *testing.T) {
 			if testing.Short() && kind == "unix" {
