@@ -403,6 +403,10 @@ func TestReadFromSocketPeerReset(t *testing.T) {
 	k, s := ktlstest.PairWithStock(t, false, ccfg, scfg)
 	defer k.Close()
 	ktlstest.WantAuto(t, k)
+	// Small buffers, so that most of the data is still to send when the
+	// reset comes: loopback's own hold all of it.
+	k.NetConn().(*net.TCPConn).SetWriteBuffer(64 << 10)
+	s.NetConn().(*net.TCPConn).SetReadBuffer(64 << 10)
 	r, w := sourcePair(t, "tcp")
 	go func() {
 		w.Write(data)
