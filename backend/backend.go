@@ -8,9 +8,9 @@
 // user-space Opener. Everything that is the same for every engine (alerts,
 // close_notify, KeyUpdate, limits) lives in package conn, not here.
 //
-// Optional capabilities (rekeying for TLS 1.3 KeyUpdate, sendfile, splice,
-// reading into the caller's buffer) are separate interfaces that a half may
-// implement and that the connection finds by type assertion.
+// Optional capabilities (rekeying for TLS 1.3 KeyUpdate, sendfile, splice in
+// both directions, reading into the caller's buffer) are separate interfaces
+// that a half may implement and that the connection finds by type assertion.
 package backend
 
 import (
@@ -225,6 +225,33 @@ type Splicer interface {
 	// was done. Bytes taken from the socket that dst did not take are not
 	// lost: ReadRecord returns them first, as application data.
 	SpliceTo(dst syscall.RawConn) (n int64, readErr, writeErr error)
+}
+
+// SocketSender is implemented by a Sealer that can send the bytes a stream
+// socket receives without them entering the process: splice(2) from the
+// source socket into a pipe and from the pipe into a kTLS socket, where the
+// kernel seals the records (tls.rst; selftests "splice_from_pipe";
+// docs/ARCHITECTURE.md, "Socket to kTLS: splice").
+type SocketSender interface {
+	// SpliceFrom moves up to n bytes (n < 0: until the end of the stream)
+	// from src, a stream socket, into application data records. It waits
+	// for src only while it has moved nothing; once it has, it returns
+	// when src has nothing more to read, as a Read would. sent is
+	// what the TLS socket took, records what the kernel sealed in the call
+	// (read back from it, never estimated from sent). readErr is src's
+	// (io.EOF at the end of the stream, a timeout under src's read
+	// deadline), after everything read before it was sent; writeErr is the
+	// TLS socket's. A writeErr that wraps ErrNotSupported with sent and held
+	// 0 means src cannot be spliced from and nothing was done.
+	//
+	// held is what the call read from src and the TLS socket did not take
+	// when writeErr came: the half keeps those bytes and sends them, as
+	// application data, before anything else on its next WriteRecords or
+	// SpliceFrom, so that a write timeout loses nothing. They were read
+	// from src: the caller accounts for them (as taken from src, and as
+	// records still to seal), or counts them lost once the direction is
+	// broken and nothing can be sent anyway.
+	SpliceFrom(src syscall.RawConn, n int64) (sent int64, held int, records uint64, readErr, writeErr error)
 }
 
 // Checker is implemented by an engine that can tell, without side effects

@@ -220,7 +220,12 @@ func (c *Conn) Write(b []byte) (int, error) {
 // the TX engine can send files itself (kTLS: sendfile(2), the kernel seals
 // the records) and r is a regular file, an *os.File or an
 // *io.LimitedReader or *io.SectionReader of one, the file's bytes never enter
-// the process. Anything else is copied through Write.
+// the process. When it can splice (kTLS: splice(2) through a pipe) and r is
+// a *net.TCPConn, a stream *net.UnixConn, an *io.LimitedReader of one, or
+// the wrapper that io.Copy(conn, tcpConn) hands over (see spliceSourceOf),
+// the socket's bytes never enter the process either; a write timeout there
+// loses nothing and leaves the connection writable (see spliceFrom).
+// Anything else is copied through Write.
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err
@@ -231,6 +236,13 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 			var handled bool
 			var err error
 			n, handled, err = c.sendFile(fs, r)
+			if handled || err != nil {
+				return n, err
+			}
+		}
+		if ss, ok := c.out.sealer.(backend.SocketSender); ok {
+			m, handled, err := c.spliceFrom(ss, r)
+			n += m
 			if handled || err != nil {
 				return n, err
 			}

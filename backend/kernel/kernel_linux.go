@@ -252,6 +252,10 @@ type sealer struct {
 	sock
 	c   cipher
 	oob []byte
+	// held is application data SpliceFrom read from its source and the
+	// socket did not take (a write timeout); it goes out first, before
+	// whatever is written next (splicefrom_linux.go).
+	held []byte
 }
 
 // WriteRecords writes data; the kernel cuts it into records of at most 2^14
@@ -259,6 +263,9 @@ type sealer struct {
 // with sendmsg(2) and a TLS_SET_RECORD_TYPE cmsg, which the kernel never
 // merges with data (tls.rst, "Send TLS control messages").
 func (s *sealer) WriteRecords(typ uint8, data []byte) (int, error) {
+	if err := s.sendHeld(); err != nil {
+		return 0, err
+	}
 	if typ != backend.TypeApplicationData && s.oob == nil {
 		s.oob = make([]byte, unix.CmsgSpace(1))
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&s.oob[0]))

@@ -19,15 +19,16 @@ import (
 )
 
 var (
-	_ backend.Backend    = (*engine)(nil)
-	_ backend.Checker    = (*engine)(nil)
-	_ backend.Sealer     = (*sealer)(nil)
-	_ backend.FileSender = (*sealer)(nil)
-	_ backend.Reporter   = (*sealer)(nil)
-	_ backend.Opener     = (*opener)(nil)
-	_ backend.Splicer    = (*opener)(nil)
-	_ backend.Reporter   = (*opener)(nil)
-	_ backend.IntoReader = (*intoOpener)(nil)
+	_ backend.Backend      = (*engine)(nil)
+	_ backend.Checker      = (*engine)(nil)
+	_ backend.Sealer       = (*sealer)(nil)
+	_ backend.FileSender   = (*sealer)(nil)
+	_ backend.SocketSender = (*sealer)(nil)
+	_ backend.Reporter     = (*sealer)(nil)
+	_ backend.Opener       = (*opener)(nil)
+	_ backend.Splicer      = (*opener)(nil)
+	_ backend.Reporter     = (*opener)(nil)
+	_ backend.IntoReader   = (*intoOpener)(nil)
 )
 
 type engine struct {
@@ -303,7 +304,7 @@ type report struct{ name, reason string }
 func (r report) Engine() (name, reason string) { return r.name, r.reason }
 
 // sealer is the kernel engine's TX half with the report. It keeps the
-// kernel half's sendfile. It is never a backend.Rekeyer: the engine serves
+// kernel half's sendfile and splice. It is never a backend.Rekeyer: the engine serves
 // TLS 1.2 only, which has no KeyUpdate (RFC 8446 §4.6.3 is TLS 1.3's).
 type sealer struct {
 	backend.Sealer
@@ -318,6 +319,15 @@ func (s *sealer) SendFile(f backend.File, off, n int64) (int64, uint64, bool, er
 		return fs.SendFile(f, off, n)
 	}
 	return 0, 0, false, nil
+}
+
+// SpliceFrom is the kernel half's; where it has none, nothing is done and
+// the caller copies (the backend.SocketSender contract's ErrNotSupported).
+func (s *sealer) SpliceFrom(src syscall.RawConn, n int64) (int64, int, uint64, error, error) {
+	if ss, ok := s.Sealer.(backend.SocketSender); ok {
+		return ss.SpliceFrom(src, n)
+	}
+	return 0, 0, 0, nil, backend.NotSupported(backend.NIC, "the kernel half cannot splice")
 }
 
 // opener is the kernel engine's RX half with the report. It keeps the

@@ -273,6 +273,9 @@ func softwareOn(t *testing.T, c, srv net.Conn, dev string) {
 	if _, ok := se.(backend.FileSender); !ok {
 		t.Error("the sealer lost FileSender")
 	}
+	if _, ok := se.(backend.SocketSender); !ok {
+		t.Error("the sealer lost SocketSender")
+	}
 	if _, ok := op.(backend.Splicer); !ok {
 		t.Error("the opener lost Splicer")
 	}
