@@ -124,8 +124,11 @@ type Params struct {
 
 // Link is the transport a half runs over.
 type Link struct {
-	// Conn is the raw connection under TLS (a *net.TCPConn for the kernel
-	// engines). Deadlines set on it apply to the half's I/O.
+	// Conn is the raw connection under TLS. The kernel engines get the TCP
+	// socket itself (a *net.TCPConn, or a syscall.Conn on a TCP socket that
+	// package conn found under a wrapper holding nothing above it,
+	// docs/ARCHITECTURE.md "Conns that arrive wrapped"); nic needs a
+	// *net.TCPConn. Deadlines set on it apply to the half's I/O.
 	Conn net.Conn
 	// Buffered, for an Opener only, holds bytes of the incoming record stream
 	// that were already read from Conn and come before anything still in it.

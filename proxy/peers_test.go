@@ -282,11 +282,11 @@ func TestCurl(t *testing.T) {
 // zeroCopy says, per direction, whether the proxy must move a
 // connection's bytes without reading or writing them itself when both its
 // TLS directions are on the kernel engine. TLS to plain is WriteTo's
-// splice(2); plain to TLS is ReadFrom from a socket, which copies until
-// ktls's ReadFrom splices from a socket into kTLS: set it true then.
+// splice(2); plain to TLS is ReadFrom's, from the socket into kTLS
+// (docs/ARCHITECTURE.md, "Socket to kTLS: splice").
 var zeroCopy = map[string]bool{
 	"tls->plain": true,
-	"plain->tls": false,
+	"plain->tls": true,
 }
 
 // TestZeroCopy: with the proxy in this process and both peers in others
