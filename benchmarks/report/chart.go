@@ -19,12 +19,20 @@ import (
 )
 
 // A chart is a family's ratios against crypto/tls as grouped horizontal
-// bars: one group per row, one bar per conn.
+// bars: one group per row, one bar per conn. An absolute chart
+// (newAbsChart) shows a family without crypto/tls by its own values
+// instead: the bars' ratio fields then hold a unit's median, min and max.
 type chart struct {
 	title, subtitle, axis string
 	faster                float64 // the side of 1× that is faster: 1 right, -1 left
 	conns                 []string
 	groups                []chartGroup
+
+	// Absolute charts only.
+	abs    bool
+	unit   string    // of the values
+	linear bool      // a linear axis from 0, else logarithmic
+	ends   [2]string // the words under the axis's ends
 }
 
 type chartGroup struct {
@@ -112,6 +120,14 @@ var connColors = map[string]color.RGBA{
 	"kernel":       {0xd5, 0x5e, 0x00, 0xff},
 	"openssl-ktls": {0xcc, 0x79, 0xa7, 0xff},
 	"crypto-tls":   {0x00, 0x00, 0x00, 0xff},
+	// BenchmarkProxy's proxies: ktls proxy ("ktls-proxy") in the kernel
+	// engine's colour, since it is that engine; the others in the palette's
+	// rest, apart from one another.
+	"proxy":    {0xd5, 0x5e, 0x00, 0xff},
+	"stunnel4": {0x00, 0x72, 0xb2, 0xff},
+	"hitch":    {0xe6, 0x9f, 0x00, 0xff},
+	"haproxy":  {0xf0, 0xe4, 0x42, 0xff},
+	"nginx":    {0x55, 0x55, 0x55, 0xff},
 }
 
 var spareColors = []color.RGBA{
@@ -201,6 +217,7 @@ type layout struct {
 	axisX         float64 // where the axis starts, right of room for values left of it
 	dmin, dmax    float64 // the axis's ends, in ratios
 	ticks         []float64
+	linear        bool    // an absolute chart's linear axis
 	legendRows    [][]int // indexes into conns
 	legendY       float64
 	groupH        float64
@@ -213,6 +230,9 @@ type layout struct {
 // x places a ratio on the axis, which is logarithmic: 2× and 0.5× are as
 // far from 1×, and a tcp ceiling at 10× does not squeeze the rest.
 func (l *layout) x(v float64) float64 {
+	if l.linear {
+		return l.axisX + (v-l.dmin)/(l.dmax-l.dmin)*plotW
+	}
 	return l.axisX + math.Log(v/l.dmin)/math.Log(l.dmax/l.dmin)*plotW
 }
 
@@ -263,6 +283,10 @@ func (c *chart) layout(fs *faces) layout {
 				}
 			}
 		}
+	}
+	if c.abs {
+		c.absAxis(&l, fs)
+		return l
 	}
 	l.dmax = max(bmax*1.06, min(wmax, bmax*1.5), 1.1)
 	l.dmin = min(bmin/1.06, max(wmin, bmin/1.5), 1/1.1)
@@ -332,13 +356,20 @@ func (c *chart) render() (*image.RGBA, error) {
 			cv.rect(pad/2, y, l.w-pad/2, y+l.groupH, stripe)
 		}
 	}
+	tickLabel := ratioLabel
+	if c.abs {
+		tickLabel = absLabel
+	}
 	for _, v := range l.ticks {
 		cv.rect(x(v)-0.5, l.plotY, x(v)+0.5, l.plotY+l.plotH, gridColor)
-		cv.text(fs.small, x(v), l.tickY, 0.5, ratioLabel(v), muted)
+		cv.text(fs.small, x(v), l.tickY, 0.5, tickLabel(v), muted)
 	}
 	// Bars grow from 1×, right for more, left for less; their values are
-	// drawn last.
-	one := x(1)
+	// drawn last. An absolute chart's grow from the axis's start.
+	one := l.axisX
+	if !c.abs {
+		one = x(1)
+	}
 	var values []func()
 	for gi, g := range c.groups {
 		gy := l.plotY + float64(gi)*l.groupH + groupGap/2
@@ -350,6 +381,10 @@ func (c *chart) render() (*image.RGBA, error) {
 		for bi, b := range g.bars {
 			y0 := gy + float64(bi)*(barH+barGap)
 			cy := y0 + barH/2
+			if c.abs && b.ok && b.r <= 0 {
+				cv.text(fs.small, one+6, cy, 0, c.valueLabel(b.r), muted)
+				continue
+			}
 			if !b.ok || b.r <= 0 {
 				cv.text(fs.small, one+6, cy, 0, "not measured", muted)
 				continue
@@ -370,12 +405,14 @@ func (c *chart) render() (*image.RGBA, error) {
 				left, right = min(left, lo), max(right, hi)
 			}
 			v := fmt.Sprintf("%.2f×", b.r)
-			if b.noisy() {
+			if c.abs {
+				v = c.valueLabel(b.r)
+			} else if b.noisy() {
 				v = "~" + v
 			}
 			tw := width(fs.small, v)
 			tx := right + 7
-			if b.r < 1 {
+			if !c.abs && b.r < 1 {
 				tx = left - 7 - tw
 			}
 			values = append(values, func() {
@@ -390,7 +427,9 @@ func (c *chart) render() (*image.RGBA, error) {
 	for _, draw := range values {
 		draw()
 	}
-	cv.text(fs.small, one, l.plotY-6-smallSize/2, 0.5, "crypto/tls", ink)
+	if !c.abs {
+		cv.text(fs.small, one, l.plotY-6-smallSize/2, 0.5, "crypto/tls", ink)
+	}
 
 	cv.text(fs.title, pad, l.titleY, 0, c.title, ink)
 	cv.text(fs.small, pad, l.subY, 0, c.subtitle, muted)
@@ -407,6 +446,9 @@ func (c *chart) render() (*image.RGBA, error) {
 	left, right := "← slower", "faster →"
 	if c.faster < 0 {
 		left, right = "← faster", "slower →"
+	}
+	if c.abs {
+		left, right = c.ends[0], c.ends[1]
 	}
 	cv.text(fs.small, l.axisX, l.axisY, 0, left, muted)
 	cv.text(fs.small, l.axisX+plotW, l.axisY, 1, right, muted)

@@ -9,6 +9,9 @@
 // It writes results.md and one chart per benchmark family per input file
 // (send-native.png, ...) into the -o folder; -links results/ makes the
 // charts' links right for a copy of results.md in benchmarks/RESULTS.md.
+// A family without crypto/tls, such as BenchmarkProxy, gets charts of its
+// absolute values instead: proxy-native.txt gives proxy-native.png (MB/s)
+// and proxy-cpu-native.png (proxy-cpu-s/GiB).
 // Each input is a section; a file with lines of several VM kernels
 // ("[linux-6.1] ...") is a section per kernel. The rows are grouped by the
 // conn= key of the benchmark names (benchmarks/harness_test.go); the cells
@@ -74,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fl.Usage = func() {
 		fmt.Fprintf(stderr, "usage: report [-o folder] [-title text] [-machine text]... [-command text]... bench.txt...\n\n"+
 			"Reads go test -bench output (\"-\" for standard input) and writes results.md and PNG charts\n"+
-			"of every conn= against crypto-tls.\n\n")
+			"of every conn= against crypto-tls (absolute values where there is no crypto-tls).\n\n")
 		fl.PrintDefaults()
 	}
 	if err := fl.Parse(args); err != nil {
@@ -127,6 +130,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		data []byte
 	}
 	var outs []output
+	names := map[string]bool{} // the absolute charts' file names
 	for _, s := range secs {
 		for _, f := range s.families {
 			c, ok := newChart(f, s.label)
@@ -139,7 +143,23 @@ func run(args []string, stdout, stderr io.Writer) error {
 			}
 			name := sanitize(f.name) + "-" + s.label + ".png"
 			s.charts[f.name] = name
+			names[name] = true
 			outs = append(outs, output{name, data})
+		}
+		for _, f := range s.families {
+			for _, a := range absCharts(f) {
+				c, ok := newAbsChart(f, s.label, a)
+				if !ok {
+					continue
+				}
+				data, err := c.encode()
+				if err != nil {
+					return fmt.Errorf("chart %s %s of %s: %w", f.name, a.unit, s.label, err)
+				}
+				name := absName(f, a, s.label, names)
+				s.charts[a.chartKey(f)] = name
+				outs = append(outs, output{name, data})
+			}
 		}
 	}
 	var md strings.Builder
@@ -197,4 +217,18 @@ func sanitize(s string) string {
 		}
 	}
 	return strings.Trim(string(b), "-.")
+}
+
+// absName names an absolute chart's file like a ratio chart's, family then
+// label, but without saying the family twice: proxy-native.txt's Proxy chart
+// is proxy-native.png, its CPU chart proxy-cpu-native.png. Where that name
+// is taken, the label is kept whole.
+func absName(f *family, a absChart, label string, used map[string]bool) string {
+	fam := sanitize(f.name)
+	name := fam + a.suffix + "-" + strings.TrimPrefix(label, fam+"-") + ".png"
+	if used[name] {
+		name = fam + a.suffix + "-" + label + ".png"
+	}
+	used[name] = true
+	return name
 }

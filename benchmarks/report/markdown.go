@@ -16,7 +16,7 @@ type section struct {
 	machine  string // -machine
 	command  string // -command
 	families []*family
-	charts   map[string]string // family name → chart file name
+	charts   map[string]string // family name → chart file name; an absolute chart's of a second unit under "name unit" (absChart.chartKey)
 }
 
 // descriptions name the harness's benchmarks in headings and chart titles.
@@ -102,7 +102,7 @@ func (s *section) markdown(b *strings.Builder, links string) {
 		"With 3 runs or more, the range in parentheses divides the conn's min and max by crypto/tls's max and min, "+
 		"~ marks a ratio whose range includes 1× (no clear difference), and ± is half crypto/tls's own min–max range. – means not measured.\n")
 	for _, f := range s.families {
-		f.markdown(b, s.label, links+s.charts[f.name])
+		f.markdown(b, s.label, links, s.charts)
 	}
 }
 
@@ -123,7 +123,9 @@ func kernel(ru *dataset) string {
 	return strings.Join(parts, ", ")
 }
 
-func (f *family) markdown(b *strings.Builder, label, chart string) {
+// markdown writes f's tables and links its charts, named in charts as
+// section.charts does, each link prefixed with links.
+func (f *family) markdown(b *strings.Builder, label, links string, charts map[string]string) {
 	fmt.Fprintf(b, "\n### %s\n", title(f))
 	runs := f.runsText()
 	if f.hasBaseline() {
@@ -150,8 +152,20 @@ func (f *family) markdown(b *strings.Builder, label, chart string) {
 			break
 		}
 	}
-	if chart != "" {
-		fmt.Fprintf(b, "\n![%s, %s: %s](%s)\n", f.name, label, f.axis(), chart)
+	if f.hasBaseline() {
+		if chart := charts[f.name]; chart != "" {
+			fmt.Fprintf(b, "\n![%s, %s: %s](%s)\n", f.name, label, f.axis(), links+chart)
+		}
+		return
+	}
+	for _, a := range absCharts(f) {
+		if chart := charts[a.chartKey(f)]; chart != "" {
+			better := "lower is better"
+			if a.higher {
+				better = "higher is better"
+			}
+			fmt.Fprintf(b, "\n![%s, %s: %s, %s, absolute](%s)\n", f.name, label, a.unit, better, links+chart)
+		}
 	}
 }
 

@@ -277,7 +277,7 @@ BenchmarkOther/big  10  9 ns/op
 		t.Errorf("Write: throughput %v, conns %q, rows %q", w.throughput, w.conns, w.rowKeys)
 	}
 	var b strings.Builder
-	w.markdown(&b, "x", "")
+	w.markdown(&b, "x", "", nil)
 	if want := "| 1 KiB | 100 ns | 2.00× | 0.50× | 0.50× |\n"; !strings.Contains(b.String(), want) {
 		t.Errorf("Write lacks %q:\n%s", want, b.String())
 	}
@@ -285,7 +285,7 @@ BenchmarkOther/big  10  9 ns/op
 		t.Error("a chart without crypto/tls")
 	}
 	b.Reset()
-	o.markdown(&b, "x", "")
+	o.markdown(&b, "x", "", nil)
 	if want := "| case | ns/op |\n|---|---:|\n| small | 7.00 ns |\n| big | 9.00 ns |\n"; !strings.Contains(b.String(), want) {
 		t.Errorf("Other lacks %q:\n%s", want, b.String())
 	}
