@@ -91,8 +91,11 @@ type Proxy struct {
 	// IdleTimeout and twice that after its last byte (the directions
 	// report their bytes when their copy returns, at least once per
 	// IdleTimeout), and never while bytes move, except to a peer so slow
-	// that one buffer of up to 64 KiB takes it more than IdleTimeout to
-	// read: a write is not interrupted to count its bytes.
+	// that one buffer takes it more than IdleTimeout to read (twice that
+	// when both directions are so stuck): a write is not interrupted to
+	// count its bytes. A buffer is 64 KiB on the copying engines, and a
+	// pipe round of up to 1 MiB where the kernel engine splices, so keep
+	// IdleTimeout well above the time a slow peer takes to read 1 MiB.
 	IdleTimeout time.Duration
 	// MaxConns limits the connections open at once; 0 means no limit. A
 	// connection beyond it is accepted and closed at once (counted in
