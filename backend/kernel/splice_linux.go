@@ -4,6 +4,7 @@ package kernel
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"syscall"
@@ -211,6 +212,19 @@ func (o *opener) keep(r int, n int) error {
 	if err := unix.SetNonblock(r, true); err != nil {
 		return backend.NotSupported(backend.Kernel, "reading back %d bytes from the splice pipe: %v", n, err)
 	}
+	buf, err := readPipe(r, n)
+	if err != nil {
+		return backend.NotSupported(backend.Kernel, "%v", err)
+	}
+	o.pending = buf
+	return nil
+}
+
+// readPipe reads back the n bytes a splice pipe's read end r holds: the
+// bytes a splice round moved and its destination did not take (keep,
+// hold). r is non-blocking and holds them, so it never waits; a pipe
+// holding less answers EAGAIN, an error.
+func readPipe(r int, n int) ([]byte, error) {
 	buf := make([]byte, n)
 	for got := 0; got < n; {
 		var m int
@@ -219,12 +233,11 @@ func (o *opener) keep(r int, n int) error {
 			return err
 		})
 		if err != nil || m == 0 {
-			return backend.NotSupported(backend.Kernel, "reading back %d bytes from the splice pipe: %v", n-got, err)
+			return nil, fmt.Errorf("reading back %d bytes from the splice pipe: %v", n-got, err)
 		}
 		got += m
 	}
-	o.pending = buf
-	return nil
+	return buf, nil
 }
 
 // spliceTarget checks that splice(2) can write to dst as a stream: a stream

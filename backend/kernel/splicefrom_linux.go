@@ -186,17 +186,9 @@ func (s *sealer) drainInto(r int, n int) (drained int, err error) {
 // were read from the source, and only the connection can still send them.
 // The pipe is non-blocking and holds them, so this never waits.
 func (s *sealer) hold(r int, n int) error {
-	buf := make([]byte, n)
-	for got := 0; got < n; {
-		var m int
-		err := rawio.Restart(func() (err error) {
-			m, err = unix.Read(r, buf[got:])
-			return err
-		})
-		if err != nil || m == 0 {
-			return fmt.Errorf("kernel: reading back %d bytes from the splice pipe, lost: %v", n-got, err)
-		}
-		got += m
+	buf, err := readPipe(r, n)
+	if err != nil {
+		return fmt.Errorf("kernel: %w, lost", err)
 	}
 	s.held = append(s.held, buf...)
 	return nil
