@@ -90,12 +90,13 @@ type Proxy struct {
 	// for that long; 0 means none. A connection is closed between
 	// IdleTimeout and twice that after its last byte (the directions
 	// report their bytes when their copy returns, at least once per
-	// IdleTimeout), and never while bytes move, except to a peer so slow
-	// that one buffer takes it more than IdleTimeout to read (twice that
-	// when both directions are so stuck): a write is not interrupted to
-	// count its bytes. A buffer is 64 KiB on the copying engines, and a
-	// pipe round of up to 1 MiB where the kernel engine splices, so keep
-	// IdleTimeout well above the time a slow peer takes to read 1 MiB.
+	// IdleTimeout), and never while bytes move: on Linux the TLS socket's
+	// own byte counters (TCP_INFO) count as movement while a copy is in
+	// the middle of a round (a splice round is up to 1 MiB). Elsewhere, or
+	// where the counters cannot be read, a peer so slow that one round (64
+	// KiB on the copying engines) takes it more than twice IdleTimeout to
+	// read ends the connection: a write is not interrupted to count its
+	// bytes.
 	IdleTimeout time.Duration
 	// MaxConns limits the connections open at once; 0 means no limit. A
 	// connection beyond it is accepted and closed at once (counted in

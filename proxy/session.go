@@ -308,25 +308,37 @@ func (s *session) pipe() {
 	if idle := s.p.IdleTimeout; idle > 0 {
 		stop := make(chan struct{})
 		defer close(stop)
-		go s.watchdog(idle, stop)
+		go s.watchdog(idle, tc.NetConn(), stop)
 	}
 	wg.Wait()
 }
 
-// watchdog ends the session when no copy has returned for twice the idle
-// timeout. A copy returns at least once per IdleTimeout at its read
-// deadline, unless it waits to write to a peer that does not read (no
-// write deadline is set, see pipe); with both directions so stuck no
-// timeout fires, and nothing else would find the connection idle.
-func (s *session) watchdog(idle time.Duration, stop <-chan struct{}) {
-	t := time.NewTicker(idle)
+// watchdog ends the session when no copy has returned and the TLS socket
+// has moved no byte for twice the idle timeout. A copy returns at least once
+// per IdleTimeout at its read deadline, unless it is in the middle of a
+// round: writing to a peer that reads slowly or not at all (no write
+// deadline is set, see pipe), or, on the kernel engine, draining a splice
+// round of up to 1 MiB. So every half period it also reads the TLS
+// socket's own byte counters (moved): bytes that move there are progress
+// (lastProgress, which copyLoop's nudges read too) though no copy has
+// returned to report them. Where the counters cannot be read, a round
+// that outlasts two periods ends the session (Proxy.IdleTimeout).
+func (s *session) watchdog(idle time.Duration, sock net.Conn, stop <-chan struct{}) {
+	t := time.NewTicker(idle / 2)
 	defer t.Stop()
+	last, counted := moved(sock)
 	for {
 		select {
 		case <-stop:
 			return
 		case now := <-t.C:
-			if now.Sub(time.Unix(0, s.lastReturn.Load())) > 2*idle {
+			if n, ok := moved(sock); ok && counted && n != last {
+				last = n
+				s.lastProgress.Store(now.UnixNano())
+				continue
+			}
+			seen := max(s.lastReturn.Load(), s.lastProgress.Load())
+			if now.Sub(time.Unix(0, seen)) > 2*idle {
 				s.abort("idle", nil)
 				return
 			}
