@@ -144,42 +144,20 @@ func fillFrom(src syscall.RawConn, w int, want int, wait bool) (filled int, stop
 }
 
 // drainInto moves n bytes from the pipe's read end r into the kTLS socket,
-// waiting on the socket's netpoller while it is full. It never waits for
-// the pipe, which holds the n bytes.
-func (s *sealer) drainInto(r int, n int) (drained int, err error) {
-	var serr error
-	werr := s.rc.Write(func(fd uintptr) bool {
-		for drained < n {
-			var m int
-			e := rawio.Restart(func() error {
-				k, err := unix.Splice(r, nil, int(fd), nil, n-drained, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-				m = int(k)
-				return err
-			})
-			switch {
-			case e == unix.EAGAIN:
-				return false
-			case e != nil:
-				serr = e
-				return true
-			case m == 0:
-				serr = io.ErrShortWrite
-				return true
-			}
-			drained += m
-		}
-		return true
-	})
-	if werr != nil {
-		return drained, s.opError("write", "", werr)
+// waiting on the socket's netpoller while it is full (drain, as SpliceTo
+// empties its pipe), with the socket's errors as the sealer names them. It
+// never waits for the pipe, which holds the n bytes.
+func (s *sealer) drainInto(r int, n int) (int, error) {
+	drained, err := drain(r, s.rc, n, false)
+	var se *os.SyscallError
+	switch {
+	case err == nil || err == io.ErrShortWrite:
+		return drained, err
+	case errors.As(err, &se):
+		return drained, s.opError("write", "splice", se.Err)
+	default: // the netpoller's: a deadline, a close
+		return drained, s.opError("write", "", err)
 	}
-	if serr != nil {
-		if serr == io.ErrShortWrite {
-			return drained, serr
-		}
-		return drained, s.opError("write", "splice", serr)
-	}
-	return drained, nil
 }
 
 // hold reads back the n bytes the socket did not take into s.held: they
