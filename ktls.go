@@ -103,6 +103,7 @@ type options struct {
 	specSet bool
 	strict  bool
 	noPad   bool
+	zcRO    bool
 }
 
 // WithBackend forces engines with the grammar of KTLS_BACKEND: "auto", one
@@ -127,6 +128,23 @@ func WithStrict() Option {
 // ignore it.
 func WithRXExpectNoPad() Option {
 	return func(o *options) { o.noPad = true }
+}
+
+// WithNICZeroCopySendfile lets the nic engine set TLS_TX_ZEROCOPY_RO
+// (Linux 5.19) on a sending socket the device took: sendfile then hands the
+// page cache's pages to the device without the kernel copying them first.
+//
+// The hazard: a file must not change while it is served. The device reads
+// the pages when it transmits and again for every TCP retransmission, so a
+// file written to before the peer acknowledged its bytes reaches the peer
+// as records that fail authentication, and the peer drops the connection
+// (Documentation/networking/tls.rst, TLS_TX_ZEROCOPY_RO). Use it only for
+// files nothing writes while they are served: immutable objects,
+// content-addressed blobs. It does nothing for a connection the kernel
+// keeps in software, or on the other engines; BackendInfo's reason says
+// whether it was set. Off by default.
+func WithNICZeroCopySendfile() Option {
+	return func(o *options) { o.zcRO = true }
 }
 
 // connOptions resolves the options and the environment into what a
@@ -160,7 +178,7 @@ func connOptions(opts []Option) conn.Options {
 	if !out.FIPS {
 		out.Backends = []backend.Backend{
 			kernel.New(kernel.Options{RXExpectNoPad: o.noPad}),
-			nicoffload.New(nicoffload.Options{}),
+			nicoffload.New(nicoffload.Options{ZeroCopySendfile: o.zcRO}),
 			afalg.New(),
 			userspace.New(),
 		}
