@@ -52,12 +52,12 @@ func (c *Conn) handoff() error {
 		if err == nil {
 			if txC[0].Name == backend.Stdlib || rxC[0].Name == backend.Stdlib {
 				c.stayStdlib(tx, rx, candidateChoice(txC[0]), candidateChoice(rxC[0]))
-				c.countHandoff(unknown)
+				c.countHandoff(st, unknown)
 				return nil
 			}
 			err = c.install(st, tx, rx, txC, rxC)
 			if err == nil {
-				c.countHandoff(unknown)
+				c.countHandoff(st, unknown)
 				return nil
 			}
 		}

@@ -1,9 +1,11 @@
 package conn
 
 import (
+	"crypto/tls"
 	"errors"
 
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/keyschedule"
 	"github.com/ktls-go/ktls/internal/stats"
 	"github.com/ktls-go/ktls/selector"
 )
@@ -19,7 +21,12 @@ import (
 // installed (installRXLocked), now or after the ticket drain. unknown is
 // the handoff's reason for not knowing the keys, or "". It runs under
 // handshakeMu, before handshakeDone: info is read directly.
-func (c *Conn) countHandoff(unknown string) {
+func (c *Conn) countHandoff(st tls.ConnectionState, unknown string) {
+	if _, ok := keyschedule.Lookup(st.Version, st.CipherSuite); !ok {
+		// No engine takes the version or suite (TLS 1.2 CBC): that, not
+		// the keys it has no table for, is why it stays.
+		unknown = noSuite
+	}
 	c.infoMu.Lock()
 	info := c.info
 	c.infoMu.Unlock()
@@ -57,6 +64,8 @@ func (c *Conn) fallbackClass(d selector.Direction, engine string, choice EngineC
 		return 0, false // what was asked for
 	case stdlib && c.opts.FIPS:
 		return stats.FIPS, true
+	case stdlib && unknown == noSuite:
+		return stats.Suite, true
 	case stdlib && unknown != "":
 		return stats.Uncertain, true
 	case stdlib && choice.Engine != backend.Stdlib:
@@ -70,13 +79,13 @@ func (c *Conn) fallbackClass(d selector.Direction, engine string, choice EngineC
 		return stats.Refused, true
 	case len(choice.Unavailable) > 0:
 		return stats.Unavailable, true
-	case stdlib:
-		// Automatic, keys known, no engine passed over: the version or
-		// suite is one no engine takes (a CBC suite).
-		return stats.Suite, true
 	}
 	return 0, false
 }
+
+// noSuite stands for the reason unknown where no engine takes the version
+// or suite (countHandoff).
+const noSuite = "\x00no engine takes the suite"
 
 // wrapRefused says whether a socket engine was refused direction d because
 // the conn arrived wrapped and nothing proved the wrapper holds no bytes

@@ -58,13 +58,13 @@ type Class int
 // direction that fell back counts once, in the first class that applies.
 const (
 	FIPS Class = iota
+	Suite
 	Uncertain
 	Paired
 	Wrapped
 	Forced
 	Refused
 	Unavailable
-	Suite
 	Strict
 	NumClasses
 )
