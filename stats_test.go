@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync"
@@ -320,4 +322,14 @@ func TestStatsKernel(t *testing.T) {
 		SpliceWriteBytes: sockSize,
 		SpliceReadBytes:  rxSize,
 	})
+}
+
+// TestNoDebugVars checks that importing ktls leaves http.DefaultServeMux
+// alone: neither the package nor anything it imports (expvar would)
+// registers /debug/vars. Package ktlsexpvar publishes the counters for
+// programs that ask.
+func TestNoDebugVars(t *testing.T) {
+	if _, pattern := http.DefaultServeMux.Handler(httptest.NewRequest("GET", "/debug/vars", nil)); pattern != "" {
+		t.Errorf("http.DefaultServeMux serves /debug/vars (pattern %q): something ktls imports registered it", pattern)
+	}
 }
