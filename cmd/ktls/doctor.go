@@ -146,6 +146,7 @@ func ktlsReport() KTLSReport {
 		k.Rekey.Reason = "the kernel takes new TLS 1.3 keys (KeyUpdate)"
 	}
 	k.AvailableULP = availableULP()
+	k.Diagnosis = ktlsDiagnosisHere(k.ULP)
 	return k
 }
 

@@ -352,7 +352,7 @@ func TestJSONShape(t *testing.T) {
 	}
 	// Keys that are there only when they say something (omitempty).
 	optional := []string{"error", "note", "others", "af_alg_restrict_meaning", "driver_source_note", "flags", "source", "reason", "machine",
-		"GOFIPS140", "GODEBUG", "version", "agent_ports"}
+		"GOFIPS140", "GODEBUG", "version", "agent_ports", "fix"}
 	for _, tc := range []struct {
 		what string
 		v    any
@@ -362,7 +362,8 @@ func TestJSONShape(t *testing.T) {
 		{"handshake", m["handshake"], "agents family"},
 		{"fips140", m["fips140"], "meaning mode module"},
 		{"host", m["host"], "arch go kernel os"},
-		{"ktls", m["ktls"], "rekey suites tcp_available_ulp ulp"},
+		{"ktls", m["ktls"], "diagnosis rekey suites tcp_available_ulp ulp"},
+		{"ktls.diagnosis", obj(m["ktls"], "diagnosis"), "cause explanation facts"},
 		{"ktls.suites[0]", first(obj(m["ktls"], "suites")), "cipher rx suite suite_id tx version"},
 		{"ktls.suites[0].tx", obj(first(obj(m["ktls"], "suites")), "tx"), "state"},
 		{"afalg", m["afalg"], "aeads af_alg_restrict driver_source engine socket"},
