@@ -171,6 +171,23 @@ func TestStatsFallbacks(t *testing.T) {
 		wantDelta(t, before, want)
 	})
 
+	t.Run("uncertain", func(t *testing.T) {
+		// A TLS 1.2 client that allows renegotiation stays on crypto/tls,
+		// the only one that can renegotiate.
+		before := ktls.Stats()
+		ccfg, scfg := testpki.Configs(tls.VersionTLS12, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+		ccfg.Renegotiation = tls.RenegotiateOnceAsClient
+		k, s := ktlstest.PairWithStock(t, true, ccfg, scfg)
+		ktlstest.WantBackend(t, k, "stdlib", "stdlib")
+		ktlstest.CloseBoth(t, k, s)
+		want := ktls.Counters{
+			TX: ktls.DirectionCounters{Connections: one("stdlib", 1)},
+			RX: ktls.DirectionCounters{Connections: one("stdlib", 1)},
+		}
+		want.Fallbacks.TX.Uncertain, want.Fallbacks.RX.Uncertain = 1, 1
+		wantDelta(t, before, want)
+	})
+
 	t.Run("paired", func(t *testing.T) {
 		before := ktls.Stats()
 		ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
@@ -332,4 +349,28 @@ func TestNoDebugVars(t *testing.T) {
 	if _, pattern := http.DefaultServeMux.Handler(httptest.NewRequest("GET", "/debug/vars", nil)); pattern != "" {
 		t.Errorf("http.DefaultServeMux serves /debug/vars (pattern %q): something ktls imports registered it", pattern)
 	}
+}
+
+// TestStatsRefused checks the "refused" class: over a conn that is not a
+// TCP socket (net.Pipe), the kernel engine, which its probe says can
+// serve, refuses at install, and userspace takes both directions. It needs
+// kTLS, and fails where the kernel is known to have it (the VMs).
+func TestStatsRefused(t *testing.T) {
+	ktlstest.RequireKTLS(t, tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256)
+	t.Setenv("KTLS_BACKEND", "")
+	t.Setenv("KTLS_STRICT", "")
+	before := ktls.Stats()
+	ccfg, scfg := testpki.Configs(tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256)
+	a, b := net.Pipe()
+	k, s := ktls.Server(b, scfg), tls.Client(a, ccfg)
+	testenv.HandshakeBoth(t, k, s)
+	ktlstest.WantBackend(t, k, "userspace", "userspace")
+	testenv.Exchange(t, k, s, 1000)
+	ktlstest.CloseBoth(t, k, s)
+	want := ktls.Counters{
+		TX: ktls.DirectionCounters{Connections: one("userspace", 1), Bytes: one("userspace", 1000)},
+		RX: ktls.DirectionCounters{Connections: one("userspace", 1), Bytes: one("userspace", 1000)},
+	}
+	want.Fallbacks.TX.Refused, want.Fallbacks.RX.Refused = 1, 1
+	wantDelta(t, before, want)
 }

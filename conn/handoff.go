@@ -267,9 +267,9 @@ func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 		info.RXDetail.EngineChoice = choice
 	}
 	c.setInfo(info)
-	// The handoff keeps no connection with uncertain keys off stdlib, so
-	// there is no unknown reason here.
-	c.countDirection(selector.RX, choice.Engine, choice, "")
+	// Only a connection whose keys are known gets here (an uncertain one
+	// stays on stdlib in the handoff).
+	c.countDirection(selector.RX, choice.Engine, choice, keysKnown)
 	return nil
 }
 

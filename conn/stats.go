@@ -16,29 +16,41 @@ import (
 // per call, in the functions that return the bytes (docs/ARCHITECTURE.md,
 // "Counters").
 
+// keysWhy is what the handoff knew of the keys, for the fallback classes.
+type keysWhy uint8
+
+const (
+	keysKnown     keysWhy = iota
+	keysNoSuite           // no engine takes the version or suite (TLS 1.2 CBC)
+	keysUncertain         // keys or sequence numbers not known with certainty
+)
+
 // countHandoff counts the directions a successful handoff settled: TX, and
 // RX where both stayed on stdlib; an engine's RX is counted where it is
 // installed (installRXLocked), now or after the ticket drain. unknown is
 // the handoff's reason for not knowing the keys, or "". It runs under
 // handshakeMu, before handshakeDone: info is read directly.
 func (c *Conn) countHandoff(st tls.ConnectionState, unknown string) {
+	why := keysKnown
 	if _, ok := keyschedule.Lookup(st.Version, st.CipherSuite); !ok {
-		// No engine takes the version or suite (TLS 1.2 CBC): that, not
-		// the keys it has no table for, is why it stays.
-		unknown = noSuite
+		// The handoff has no keys for a suite outside the table either;
+		// the suite, not the keys, is why the connection stays.
+		why = keysNoSuite
+	} else if unknown != "" {
+		why = keysUncertain
 	}
 	c.infoMu.Lock()
 	info := c.info
 	c.infoMu.Unlock()
-	c.countDirection(selector.TX, info.TX, info.TXDetail.EngineChoice, unknown)
+	c.countDirection(selector.TX, info.TX, info.TXDetail.EngineChoice, why)
 	if !c.moved {
-		c.countDirection(selector.RX, info.RX, info.RXDetail.EngineChoice, unknown)
+		c.countDirection(selector.RX, info.RX, info.RXDetail.EngineChoice, why)
 	}
 }
 
 // countDirection counts direction d settled on engine after choice, and
 // its fallback, if any.
-func (c *Conn) countDirection(d selector.Direction, engine string, choice EngineChoice, unknown string) {
+func (c *Conn) countDirection(d selector.Direction, engine string, choice EngineChoice, why keysWhy) {
 	i := stats.EngineIndex(engine)
 	if d == selector.TX {
 		c.out.eng = i
@@ -46,7 +58,7 @@ func (c *Conn) countDirection(d selector.Direction, engine string, choice Engine
 		c.in.eng = i
 	}
 	stats.Installed(statsDir(d), i)
-	if class, ok := c.fallbackClass(d, engine, choice, unknown); ok {
+	if class, ok := c.fallbackClass(d, engine, choice, why); ok {
 		stats.Fallback(statsDir(d), class)
 	}
 }
@@ -56,7 +68,7 @@ func (c *Conn) countDirection(d selector.Direction, engine string, choice Engine
 // stats.Class (ktls.FallbackCounters says what each means). A direction
 // that got what was forced, or the best engine the automatic order had
 // without passing one over, did not fall back.
-func (c *Conn) fallbackClass(d selector.Direction, engine string, choice EngineChoice, unknown string) (stats.Class, bool) {
+func (c *Conn) fallbackClass(d selector.Direction, engine string, choice EngineChoice, why keysWhy) (stats.Class, bool) {
 	forced := c.opts.Policy.Spec.For(d)
 	stdlib := engine == backend.Stdlib
 	switch {
@@ -64,9 +76,9 @@ func (c *Conn) fallbackClass(d selector.Direction, engine string, choice EngineC
 		return 0, false // what was asked for
 	case stdlib && c.opts.FIPS:
 		return stats.FIPS, true
-	case stdlib && unknown == noSuite:
+	case stdlib && why == keysNoSuite:
 		return stats.Suite, true
-	case stdlib && unknown != "":
+	case stdlib && why == keysUncertain:
 		return stats.Uncertain, true
 	case stdlib && choice.Engine != backend.Stdlib:
 		// The policy chose an engine; the other direction stayed (BothStdlib).
@@ -82,10 +94,6 @@ func (c *Conn) fallbackClass(d selector.Direction, engine string, choice EngineC
 	}
 	return 0, false
 }
-
-// noSuite stands for the reason unknown where no engine takes the version
-// or suite (countHandoff).
-const noSuite = "\x00no engine takes the suite"
 
 // wrapRefused says whether a socket engine was refused direction d because
 // the conn arrived wrapped and nothing proved the wrapper holds no bytes
