@@ -29,10 +29,12 @@ type Counters struct {
 	Fallbacks FallbackDirections `json:"fallbacks"`
 	// HandshakeFailures counts handshakes that failed, for any reason:
 	// crypto/tls's (a certificate, a protocol error, a peer that hung up,
-	// a cancelled context), a malformed KTLS_BACKEND, a *StrictError, an
-	// engine that failed after it changed the socket, or a Close that
-	// overtook the handshake. A connection counts once, whatever number of
-	// calls see the error.
+	// a cancelled context), a *StrictError, an engine that failed after it
+	// changed the socket, a Close that overtook the handshake, or a
+	// malformed KTLS_BACKEND on a connection made by Client or Server
+	// (Dial and Listen return that error before there is a connection, and
+	// count nothing). A connection counts once, whatever number of calls
+	// see the error.
 	HandshakeFailures uint64 `json:"handshake_failures"`
 	// SendfileBytes are the bytes ReadFrom sent from a file with the TX
 	// engine's sendfile(2) (io.Copy(conn, file) on the kernel engine): the
