@@ -249,9 +249,8 @@ func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 	}
 	if half == nil {
 		rx.wipe()
-		// The handoff counts neither direction of a connection that fails
-		// here (countHandoff runs on success only); the RX fallback is
-		// counted here, as strict where a forced engine was the only
+		// No RX engine is counted for a connection that fails here; its
+		// fallback is, as strict where a forced engine was the only
 		// candidate (selector rule 4).
 		class := stats.Refused
 		if c.opts.Policy.Strict && c.opts.Policy.Spec.For(selector.RX) != selector.Auto {
