@@ -351,18 +351,19 @@ func TestNoDebugVars(t *testing.T) {
 	}
 }
 
-// TestStatsRefused checks the "refused" class: over a conn that is not a
-// TCP socket (net.Pipe), the kernel engine, which its probe says can
-// serve, refuses at install, and userspace takes both directions. It needs
-// kTLS, and fails where the kernel is known to have it (the VMs).
+// TestStatsRefused checks the "refused" class: over a conn that hides its
+// TCP socket (opaqueConn: no NetConn, Raw or SyscallConn), the kernel
+// engine, which its probe says can serve, refuses at install, and
+// userspace takes both directions. It needs kTLS, and fails where the
+// kernel is known to have it (the VMs).
 func TestStatsRefused(t *testing.T) {
 	ktlstest.RequireKTLS(t, tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256)
 	t.Setenv("KTLS_BACKEND", "")
 	t.Setenv("KTLS_STRICT", "")
 	before := ktls.Stats()
 	ccfg, scfg := testpki.Configs(tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256)
-	a, b := net.Pipe()
-	k, s := ktls.Server(b, scfg), tls.Client(a, ccfg)
+	rc, rs := testenv.TCPPair(t)
+	k, s := ktls.Server(opaqueConn{rs}, scfg), tls.Client(rc, ccfg)
 	testenv.HandshakeBoth(t, k, s)
 	ktlstest.WantBackend(t, k, "userspace", "userspace")
 	testenv.Exchange(t, k, s, 1000)
@@ -374,3 +375,6 @@ func TestStatsRefused(t *testing.T) {
 	want.Fallbacks.TX.Refused, want.Fallbacks.RX.Refused = 1, 1
 	wantDelta(t, before, want)
 }
+
+// opaqueConn hides the socket under a net.Conn: only net.Conn's methods.
+type opaqueConn struct{ net.Conn }
