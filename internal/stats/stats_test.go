@@ -76,3 +76,25 @@ func TestEngineIndex(t *testing.T) {
 		t.Errorf("EngineIndex(nonsense) = %d, want Stdlib", got)
 	}
 }
+
+// BenchmarkAdd is the data path's cost: one add per call, from every
+// core, into each goroutine's own shard (as connections do) and, for
+// comparison, all into one counter.
+func BenchmarkAdd(b *testing.B) {
+	b.Run("shard", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			sh := Pick()
+			for pb.Next() {
+				sh.Sent[Userspace].Add(1)
+			}
+		})
+	})
+	b.Run("one-counter", func(b *testing.B) {
+		sh := Pick()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				sh.Sent[Userspace].Add(1)
+			}
+		})
+	})
+}
