@@ -94,7 +94,9 @@ type EngineCounters struct {
 
 // FallbackDirections are the fallbacks of each direction.
 type FallbackDirections struct {
+	// TX are the sending directions that fell back.
 	TX FallbackCounters `json:"tx"`
+	// RX are the receiving directions that fell back.
 	RX FallbackCounters `json:"rx"`
 }
 

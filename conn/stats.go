@@ -28,8 +28,9 @@ const (
 // countHandoff counts the directions a successful handoff settled: TX, and
 // RX where both stayed on stdlib; an engine's RX is counted where it is
 // installed (installRXLocked), now or after the ticket drain. unknown is
-// the handoff's reason for not knowing the keys, or "". It runs under
-// handshakeMu, before handshakeDone: info is read directly.
+// the handoff's reason for not knowing the keys, or "". It runs in the
+// handoff, before handshakeDone is set, so it reads info under infoMu
+// rather than through Backend, which is empty until then.
 func (c *Conn) countHandoff(st tls.ConnectionState, unknown string) {
 	why := keysKnown
 	if _, ok := keyschedule.Lookup(st.Version, st.CipherSuite); !ok {
