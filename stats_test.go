@@ -1,13 +1,16 @@
 package ktls_test
 
 import (
+	"crypto/fips140"
 	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -378,3 +381,50 @@ func TestStatsRefused(t *testing.T) {
 
 // opaqueConn hides the socket under a net.Conn: only net.Conn's methods.
 type opaqueConn struct{ net.Conn }
+
+// statsFIPSChildEnv marks the child run of TestStatsFIPS.
+const statsFIPSChildEnv = "KTLS_TEST_STATS_FIPS"
+
+// TestStatsFIPS runs TestStatsFIPSChild in a child process of this test
+// binary with GODEBUG=fips140=on: the mode is fixed at start-up, so only a
+// child can be in it.
+func TestStatsFIPS(t *testing.T) {
+	if os.Getenv(statsFIPSChildEnv) != "" {
+		t.Skip("the child run")
+	}
+	godebug := "fips140=on"
+	if g := os.Getenv("GODEBUG"); g != "" {
+		godebug = g + "," + godebug
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestStatsFIPSChild$", "-test.v")
+	cmd.Env = append(os.Environ(), statsFIPSChildEnv+"=1", "GODEBUG="+godebug)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestStatsFIPSChild ") {
+		t.Fatalf("child TestStatsFIPSChild with GODEBUG=%s: %v\n%s", godebug, err, out)
+	}
+}
+
+// TestStatsFIPSChild: in FIPS 140-3 mode a connection stays on stdlib, and
+// each direction counts one "fips" fallback.
+func TestStatsFIPSChild(t *testing.T) {
+	if os.Getenv(statsFIPSChildEnv) == "" {
+		t.Skip("run by TestStatsFIPS")
+	}
+	if !fips140.Enabled() {
+		t.Fatal("the child is not in FIPS 140-3 mode")
+	}
+	t.Setenv("KTLS_BACKEND", "")
+	t.Setenv("KTLS_STRICT", "")
+	before := ktls.Stats()
+	ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
+	k, s := ktlstest.PairWithStock(t, false, ccfg, scfg)
+	ktlstest.WantBackend(t, k, "stdlib", "stdlib")
+	testenv.Exchange(t, k, s, 500)
+	ktlstest.CloseBoth(t, k, s)
+	want := ktls.Counters{
+		TX: ktls.DirectionCounters{Connections: one("stdlib", 1), Bytes: one("stdlib", 500)},
+		RX: ktls.DirectionCounters{Connections: one("stdlib", 1), Bytes: one("stdlib", 500)},
+	}
+	want.Fallbacks.TX.FIPS, want.Fallbacks.RX.FIPS = 1, 1
+	wantDelta(t, before, want)
+}
