@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/stats"
 	"github.com/ktls-go/ktls/selector"
 )
 
@@ -51,6 +52,7 @@ type Conn struct {
 	cfg      *tls.Config // the per-connection clone crypto/tls runs with
 	keyLog   *keyLog
 	sessions *sessions
+	ctr      *stats.Shard // the process-wide counters this connection adds to (stats.go)
 
 	// handshakeMu serializes the handshake and the handoff; handshakeDone
 	// is set, after every field below that the handoff fills, once it ended
@@ -101,7 +103,7 @@ func Server(raw net.Conn, config *tls.Config, o Options) *Conn {
 }
 
 func newConn(raw net.Conn, config *tls.Config, o Options, isClient bool) *Conn {
-	c := &Conn{raw: raw, isClient: isClient, opts: o, keyLog: &keyLog{discard: o.FIPS}, sessions: &sessions{}}
+	c := &Conn{raw: raw, isClient: isClient, opts: o, keyLog: &keyLog{discard: o.FIPS}, sessions: &sessions{}, ctr: stats.Pick()}
 	c.out.keyUpdateAfter = defaultKeyUpdateAfter
 	c.rc = newRecordConn(raw)
 	c.cfg = prepareConfig(config, isClient, c.keyLog, c.sessions)
@@ -155,6 +157,8 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	c.handshakeErr = err
 	c.handshakeDone.Store(true)
 	if err != nil {
+		stats.HandshakeFailed()
+		countStrict(err)
 		// Read and Write wait on handshakeMu and then see handshakeErr, so
 		// nothing else holds the directions' state now.
 		c.closeHalves()
@@ -173,7 +177,9 @@ func (c *Conn) Read(b []byte) (int, error) {
 		return 0, nil
 	}
 	if !c.moved {
-		return c.tls.Read(b)
+		n, err := c.tls.Read(b)
+		c.ctr.Received[stats.Stdlib].Add(uint64(n))
+		return n, err
 	}
 	c.in.mu.Lock()
 	defer c.unlockIn()
@@ -188,11 +194,13 @@ func (c *Conn) Read(b []byte) (int, error) {
 			return 0, err
 		}
 		if n > 0 {
+			c.ctr.Received[c.in.eng].Add(uint64(n))
 			return n, nil
 		}
 	}
 	n := copy(b, c.in.input)
 	c.in.input = c.in.input[n:]
+	c.ctr.Received[c.in.eng].Add(uint64(n))
 	return n, nil
 }
 
@@ -203,7 +211,9 @@ func (c *Conn) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	if !c.moved {
-		return c.tls.Write(b)
+		n, err := c.tls.Write(b)
+		c.ctr.Sent[stats.Stdlib].Add(uint64(n))
+		return n, err
 	}
 	c.out.mu.Lock()
 	defer c.unlockOut()
@@ -213,7 +223,9 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if c.out.closeNotifySent {
 		return 0, errShutdown
 	}
-	return c.writeRecordsLocked(b)
+	n, err := c.writeRecordsLocked(b)
+	c.ctr.Sent[c.out.eng].Add(uint64(n))
+	return n, err
 }
 
 // ReadFrom copies from r until EOF, as io.ReaderFrom; io.Copy uses it. When
@@ -236,12 +248,17 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 			var handled bool
 			var err error
 			n, handled, err = c.sendFile(fs, r)
+			// out.eng is set once before the handshake ends.
+			c.ctr.Sent[c.out.eng].Add(uint64(n))
+			c.ctr.Sendfile.Add(uint64(n))
 			if handled || err != nil {
 				return n, err
 			}
 		}
 		if ss, ok := c.out.sealer.(backend.SocketSender); ok {
 			m, handled, err := c.spliceFrom(ss, r)
+			c.ctr.Sent[c.out.eng].Add(uint64(m))
+			c.ctr.SpliceFrom.Add(uint64(m))
 			n += m
 			if handled || err != nil {
 				return n, err

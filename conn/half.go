@@ -20,6 +20,13 @@ type half struct {
 	mu   sync.Mutex
 	keys *dirKeys // TLS 1.3: for KeyUpdate; the suite in every version
 	err  error    // sticky: once set, every call of the direction fails with it
+
+	// eng is the engine's index in the counters (stats.EngineIndex),
+	// set once when the direction settles (countDirection), before any
+	// data moves; wrapRefused says a socket engine was refused because the
+	// conn arrived wrapped (installHalf).
+	eng         uint8
+	wrapRefused bool
 }
 
 // setErrorLocked makes err the direction's sticky error and returns it, as

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/stats"
 	"github.com/ktls-go/ktls/selector"
 )
 
@@ -51,10 +52,12 @@ func (c *Conn) handoff() error {
 		if err == nil {
 			if txC[0].Name == backend.Stdlib || rxC[0].Name == backend.Stdlib {
 				c.stayStdlib(tx, rx, candidateChoice(txC[0]), candidateChoice(rxC[0]))
+				c.countHandoff(st, unknown)
 				return nil
 			}
 			err = c.install(st, tx, rx, txC, rxC)
 			if err == nil {
+				c.countHandoff(st, unknown)
 				return nil
 			}
 		}
@@ -198,6 +201,11 @@ func (c *Conn) installHalf(d selector.Direction, cands []selector.Candidate, pa 
 		link, err := pa.link(cand.Name)
 		if err != nil {
 			refused = append(refused, refusal(cand.Name, err))
+			if d == selector.TX {
+				c.out.wrapRefused = true
+			} else {
+				c.in.wrapRefused = true
+			}
 			continue
 		}
 		var half io.Closer
@@ -241,6 +249,14 @@ func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 	}
 	if half == nil {
 		rx.wipe()
+		// No RX engine is counted for a connection that fails here; its
+		// fallback is, as strict where a forced engine was the only
+		// candidate (selector rule 4).
+		class := stats.Refused
+		if c.opts.Policy.Strict && c.opts.Policy.Spec.For(selector.RX) != selector.Auto {
+			class = stats.Strict
+		}
+		stats.Fallback(stats.RX, class)
 		return fmt.Errorf("ktls: no engine took rx after tx moved (%s)", joinRefusals(choice.Refused, "; "))
 	}
 	c.in.opener = half.(backend.Opener)
@@ -254,6 +270,9 @@ func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 		info.RXDetail.EngineChoice = choice
 	}
 	c.setInfo(info)
+	// Only a connection whose keys are known gets here (an uncertain one
+	// stays on stdlib in the handoff).
+	c.countDirection(selector.RX, choice.Engine, choice, keysKnown)
 	return nil
 }
 

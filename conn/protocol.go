@@ -260,6 +260,7 @@ func (c *Conn) rekeyRXLocked() error {
 		}
 		return c.in.setErrorLocked(err)
 	}
+	c.ctr.KeyUpdatesReceived.Add(1)
 	return nil
 }
 
@@ -294,6 +295,7 @@ func (c *Conn) updateTXKeyLocked() error {
 		return c.out.setErrorLocked(err)
 	}
 	c.out.records = 0
+	c.ctr.KeyUpdatesSent.Add(1)
 	return nil
 }
 

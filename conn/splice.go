@@ -78,6 +78,7 @@ func (c *Conn) splice(dst syscall.RawConn, w io.Writer) (n int64, handled bool, 
 			m, err := w.Write(c.in.input)
 			c.in.input = c.in.input[m:]
 			n += int64(m)
+			c.ctr.Received[c.in.eng].Add(uint64(m))
 			if err != nil {
 				return n, true, err
 			}
@@ -97,6 +98,8 @@ func (c *Conn) splice(dst syscall.RawConn, w io.Writer) (n int64, handled bool, 
 		if ok && canSplice {
 			m, readErr, writeErr := sp.SpliceTo(dst)
 			n += m
+			c.ctr.Received[c.in.eng].Add(uint64(m))
+			c.ctr.SpliceTo.Add(uint64(m))
 			if m > 0 {
 				c.in.useless, c.in.keyUpdates = 0, 0
 			}

@@ -1,14 +1,21 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"crypto/fips140"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/backend"
@@ -146,6 +153,7 @@ func ktlsReport() KTLSReport {
 		k.Rekey.Reason = "the kernel takes new TLS 1.3 keys (KeyUpdate)"
 	}
 	k.AvailableULP = availableULP()
+	k.Diagnosis = ktlsDiagnosisHere(k.ULP)
 	return k
 }
 
@@ -425,4 +433,121 @@ func handshakeReport(probe func() (handshake.Info, error)) HandshakeReport {
 		r.Agents = Status{State: stateAvailable, Reason: fmt.Sprintf("%d socket(s) in the group, netlink port(s) %v", len(info.Listeners), info.Listeners)}
 	}
 	return r
+}
+
+// statsVar is the expvar name package ktlsexpvar publishes the counters
+// under.
+const statsVar = "ktls"
+
+// fetchStats reads a running program's counters from its expvar endpoint
+// (the JSON object /debug/vars serves): the "ktls" variable, as
+// ktls.Counters, and as the program wrote it. An address without a scheme
+// is taken as http://ADDR, and without a path as /debug/vars.
+func fetchStats(ctx context.Context, url string) (ktls.Counters, json.RawMessage, error) {
+	if !strings.Contains(url, "://") {
+		url = "http://" + url
+		if !strings.Contains(strings.TrimPrefix(url, "http://"), "/") {
+			url += "/debug/vars"
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return ktls.Counters{}, nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ktls.Counters{}, nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return ktls.Counters{}, nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	var vars map[string]json.RawMessage
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&vars); err != nil {
+		return ktls.Counters{}, nil, fmt.Errorf("GET %s: not an expvar endpoint (a JSON object of variables): %w", url, err)
+	}
+	raw, ok := vars[statsVar]
+	if !ok {
+		return ktls.Counters{}, nil, fmt.Errorf("%s has no %q variable: the program must import github.com/ktls-go/ktls/ktlsexpvar, which publishes ktls.Stats there (%d other variables)", url, statsVar, len(vars))
+	}
+	var c ktls.Counters
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return ktls.Counters{}, nil, fmt.Errorf("%s: the %q variable is not ktls's counters: %w", url, statsVar, err)
+	}
+	return c, raw, nil
+}
+
+// writeStats writes the counters for a person: one block per kind, blank
+// lines between them (which end tabwriter's columns).
+func writeStats(w io.Writer, source string, c ktls.Counters) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	p := func(format string, args ...any) { fmt.Fprintf(tw, format+"\n", args...) }
+	engines := func(e ktls.EngineCounters) [5]uint64 {
+		return [5]uint64{e.Kernel, e.NIC, e.AFALG, e.Userspace, e.Stdlib}
+	}
+
+	p("ktls counters of %s (since the program started; README, \"Counters\", says what each means)", source)
+	p("")
+	p("Engines\ttx connections\trx connections\tbytes sent\tbytes received")
+	txc, rxc, txb, rxb := engines(c.TX.Connections), engines(c.RX.Connections), engines(c.TX.Bytes), engines(c.RX.Bytes)
+	for i, n := range []string{"kernel", "nic", "afalg", "userspace", "stdlib"} {
+		p("  %s\t%d\t%d\t%s\t%s", n, txc[i], rxc[i], byteCount(txb[i]), byteCount(rxb[i]))
+	}
+	p("")
+	p("Zero-copy\tbytes")
+	p("  sendfile (ReadFrom a file)\t%s", byteCount(c.SendfileBytes))
+	p("  splice out of kTLS RX (WriteTo)\t%s", byteCount(c.SpliceReadBytes))
+	p("  splice into kTLS TX (ReadFrom a socket)\t%s", byteCount(c.SpliceWriteBytes))
+	p("")
+	p("TLS 1.3 KeyUpdates\tsent %d, received %d", c.KeyUpdatesSent, c.KeyUpdatesReceived)
+	p("Handshake failures\t%d", c.HandshakeFailures)
+	p("")
+	p("Fallbacks, by class\ttx\trx")
+	f := func(x ktls.FallbackCounters) []uint64 {
+		return []uint64{x.FIPS, x.Suite, x.Uncertain, x.Paired, x.Wrapped, x.Forced, x.Refused, x.Unavailable, x.Strict}
+	}
+	tx, rx := f(c.Fallbacks.TX), f(c.Fallbacks.RX)
+	for i, n := range []string{"fips", "suite", "uncertain", "paired", "wrapped", "forced", "refused", "unavailable", "strict"} {
+		p("  %s\t%d\t%d", n, tx[i], rx[i])
+	}
+	return tw.Flush()
+}
+
+// byteCount is n in bytes, with a binary unit where it helps.
+func byteCount(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%d (%.1f %ciB)", n, float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// doctorStats is `ktls doctor -stats URL`.
+func doctorStats(url string, asJSON bool, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, raw, err := fetchStats(ctx, url)
+	if err != nil {
+		fmt.Fprintf(stderr, "ktls doctor: %v\n", err)
+		return 1
+	}
+	if asJSON {
+		var buf bytes.Buffer
+		if err = json.Indent(&buf, raw, "", "  "); err == nil {
+			buf.WriteByte('\n')
+			_, err = buf.WriteTo(stdout)
+		}
+	} else {
+		err = writeStats(stdout, url, c)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "ktls doctor: writing the counters: %v\n", err)
+		return 1
+	}
+	return 0
 }

@@ -6,16 +6,25 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"expvar"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/testing/ktlstest"
 	"github.com/ktls-go/ktls/internal/testing/testenv"
+	"github.com/ktls-go/ktls/internal/testing/testpki"
+	_ "github.com/ktls-go/ktls/ktlsexpvar" // the "ktls" variable TestDoctorStats reads
 )
 
 func TestMain(m *testing.M) { testenv.MainWithLeakCheck(m) }
@@ -352,7 +361,7 @@ func TestJSONShape(t *testing.T) {
 	}
 	// Keys that are there only when they say something (omitempty).
 	optional := []string{"error", "note", "others", "af_alg_restrict_meaning", "driver_source_note", "flags", "source", "reason", "machine",
-		"GOFIPS140", "GODEBUG", "version", "agent_ports"}
+		"GOFIPS140", "GODEBUG", "version", "agent_ports", "fix"}
 	for _, tc := range []struct {
 		what string
 		v    any
@@ -362,7 +371,8 @@ func TestJSONShape(t *testing.T) {
 		{"handshake", m["handshake"], "agents family"},
 		{"fips140", m["fips140"], "meaning mode module"},
 		{"host", m["host"], "arch go kernel os"},
-		{"ktls", m["ktls"], "rekey suites tcp_available_ulp ulp"},
+		{"ktls", m["ktls"], "diagnosis rekey suites tcp_available_ulp ulp"},
+		{"ktls.diagnosis", obj(m["ktls"], "diagnosis"), "cause explanation facts"},
 		{"ktls.suites[0]", first(obj(m["ktls"], "suites")), "cipher rx suite suite_id tx version"},
 		{"ktls.suites[0].tx", obj(first(obj(m["ktls"], "suites")), "tx"), "state"},
 		{"afalg", m["afalg"], "aeads af_alg_restrict driver_source engine socket"},
@@ -609,4 +619,73 @@ func fdCount() int {
 		return -1
 	}
 	return len(ents)
+}
+
+// TestDoctorStats reads the counters of this process from a real expvar
+// endpoint (package ktlsexpvar's variable, served by expvar.Handler over
+// loopback HTTP) after a ktls connection, as text and as JSON; and fails
+// clearly where the endpoint has no "ktls" variable, or is no endpoint.
+func TestDoctorStats(t *testing.T) {
+	srv := httptest.NewServer(expvar.Handler())
+	defer srv.Close()
+
+	ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
+	k, s := ktlstest.PairWithStock(t, false, ccfg, scfg, ktls.WithBackend("userspace"))
+	testenv.Exchange(t, k, s, 3<<20)
+	ktlstest.CloseBoth(t, k, s)
+	want := ktls.Stats()
+
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"doctor", "-stats", srv.URL}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, stderr.String())
+	}
+	out := stdout.String()
+	t.Logf("\n%s", out)
+	// The userspace row: at least this connection, and its 3 MiB each way.
+	row := regexp.MustCompile(`(?m)^  userspace +(\d+) +(\d+) +(\d+) \([0-9.]+ [KMG]iB\) +(\d+) `).FindStringSubmatch(out)
+	if row == nil {
+		t.Fatalf("no userspace row with counts:\n%s", out)
+	}
+	for i, min := range []uint64{1, 1, 3 << 20, 3 << 20} {
+		n, _ := strconv.ParseUint(row[i+1], 10, 64)
+		if n < min {
+			t.Errorf("userspace column %d is %d, want at least %d", i+1, n, min)
+		}
+	}
+	for _, s := range []string{"sendfile", "splice out of kTLS RX", "splice into kTLS TX", "KeyUpdates", "Handshake failures", "unavailable", "strict"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("the text lacks %q", s)
+		}
+	}
+
+	stdout.Reset()
+	if code := run([]string{"doctor", "-stats", srv.URL, "-json"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("-json: exit %d, stderr %s", code, stderr.String())
+	}
+	var got ktls.Counters
+	dec := json.NewDecoder(&stdout)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&got); err != nil {
+		t.Fatalf("-json: %v", err)
+	}
+	if got.TX.Connections.Userspace < want.TX.Connections.Userspace || got.RX.Bytes.Userspace < want.RX.Bytes.Userspace {
+		t.Errorf("-json gave %+v, less than ktls.Stats() before it, %+v", got, want)
+	}
+
+	// An endpoint without the variable: the error says what to import.
+	other := http.NewServeMux()
+	other.HandleFunc("/debug/vars", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"cmdline": ["x"], "memstats": {}}`) })
+	plain := httptest.NewServer(other)
+	defer plain.Close()
+	for _, tc := range []struct{ url, want string }{
+		{plain.URL + "/debug/vars", `has no "ktls" variable: the program must import github.com/ktls-go/ktls/ktlsexpvar`},
+		{strings.TrimPrefix(plain.URL, "http://"), `has no "ktls" variable`}, // host:port alone: /debug/vars
+		{plain.URL + "/nothing", "404 Not Found"},
+	} {
+		stdout.Reset()
+		stderr.Reset()
+		if code := run([]string{"doctor", "-stats", tc.url}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), tc.want) || stdout.Len() != 0 {
+			t.Errorf("-stats %s: exit %d, stderr %q, stdout %q; want 1 and %q", tc.url, code, stderr.String(), stdout.String(), tc.want)
+		}
+	}
 }

@@ -13,6 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// hostIsLinux says the kernel is Linux, whose files the diagnosis reads.
+const hostIsLinux = true
+
 // uname returns the kernel release and the machine.
 func uname() (release, machine string, err error) {
 	var u unix.Utsname

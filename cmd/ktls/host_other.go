@@ -15,6 +15,9 @@ var errPlatform = errors.New("needs Linux; this is " + runtime.GOOS + "/" + runt
 
 const nicSource = "none: " + runtime.GOOS + " has no kTLS"
 
+// hostIsLinux says the kernel is Linux, whose files the diagnosis reads.
+const hostIsLinux = false
+
 func uname() (release, machine string, err error) { return "", "", nil }
 
 func probeULP() Status {

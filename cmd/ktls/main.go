@@ -3,6 +3,7 @@
 //
 //	ktls doctor          # readable text
 //	ktls doctor -json    # the same as JSON (the schema is the Report type)
+//	ktls doctor -stats http://127.0.0.1:6060/debug/vars   # a running program's counters
 //	ktls tlshd [-config /etc/tlshd/config]   # the handshake agent (package handshake)
 //	ktls proxy -listen :443 -backend 127.0.0.1:8080 -cert c.pem -key k.pem   # package proxy
 //
@@ -42,7 +43,7 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `usage: ktls doctor [-json]
+const usage = `usage: ktls doctor [-json] [-stats URL]
        ktls tlshd [-config FILE] [-debug]
        ktls proxy -listen ADDR -backend ADDR|unix:PATH -cert FILE -key FILE
                   [-client-ca FILE] [-proxy-protocol] [-handshake-timeout 10s]
@@ -52,7 +53,10 @@ const usage = `usage: ktls doctor [-json]
 
 doctor  describe what ktls can do on this host: kTLS, AF_ALG, NIC offload,
         the kernel's handshake upcall, CPU, FIPS 140-3 mode,
-        KTLS_BACKEND/KTLS_STRICT, and the engine each direction gets
+        KTLS_BACKEND/KTLS_STRICT, and the engine each direction gets;
+        why kTLS is missing, and what to do; with -stats URL, the
+        counters of a running program instead, from its expvar endpoint
+        (the "ktls" variable of package ktlsexpvar)
 tlshd   serve the kernel's TLS handshake requests (NFS and NVMe over TLS) in
         the foreground, as ktls-utils' tlshd does, with its configuration
         file; logs to stderr; SIGHUP reloads, SIGTERM stops
@@ -128,8 +132,12 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, ok
 func doctor(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("doctor", stderr)
 	asJSON := fs.Bool("json", false, "write the report as JSON")
+	stats := fs.String("stats", "", "print a running program's ktls counters from its expvar endpoint (http://127.0.0.1:6060/debug/vars) instead")
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
+	}
+	if *stats != "" {
+		return doctorStats(*stats, *asJSON, stdout, stderr)
 	}
 	r := collect()
 	var err error

@@ -76,7 +76,10 @@ type KTLSReport struct {
 	// Rekey is kernel.ProbeRekey: a second TLS_TX and TLS_RX on a TLS 1.3
 	// socket (KeyUpdate, Linux 6.14).
 	Rekey Status `json:"rekey"`
-	Error string `json:"error,omitempty"`
+	// Diagnosis says why kTLS is missing here, and what to do (or that it
+	// is available): host_diagnosis.go.
+	Diagnosis *KTLSDiagnosis `json:"diagnosis"`
+	Error     string         `json:"error,omitempty"`
 }
 
 // KTLSSuite is the kernel's answer for one version and suite.

@@ -45,6 +45,7 @@ func writeText(w io.Writer, r Report) error {
 	}
 	notes.write(p)
 	p("  rekey (KeyUpdate)\t%s", statusText(r.KTLS.Rekey))
+	writeDiagnosis(p, r.KTLS.Diagnosis)
 	sectionError(p, r.KTLS.Error)
 
 	p("")

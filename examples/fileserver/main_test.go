@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"io"
 	"log"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/internal/testing/testenv"
 	"github.com/ktls-go/ktls/internal/testing/testpki"
 	"github.com/ktls-go/ktls/ktlshttp"
@@ -48,7 +50,7 @@ func TestFileServer(t *testing.T) {
 	}
 	client, server := testpki.Configs(0, 0)
 	var logs syncBuffer
-	s := newServer(dir, server.Certificates[0], log.New(&logs, "", 0))
+	s := newServer(dir, false, server.Certificates[0], log.New(&logs, "", 0))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -140,5 +142,150 @@ func TestFileServer(t *testing.T) {
 		if !strings.Contains(line, "TLS 1.3 TLS_") || !strings.Contains(line, " tx=") || !strings.Contains(line, " rx=") {
 			t.Errorf("log line without version, suite or engines: %s", line)
 		}
+	}
+}
+
+// startServer serves dir over HTTPS on loopback and returns its base URL
+// and an HTTP client that trusts it.
+func startServer(t *testing.T, dir string, dotfiles bool) (string, *http.Client) {
+	t.Helper()
+	client, server := testpki.Configs(0, 0)
+	s := newServer(dir, dotfiles, server.Certificates[0], log.New(io.Discard, "", 0))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.ServeTLS(l, "", "")
+	t.Cleanup(func() { s.Close() })
+	tr := &http.Transport{TLSClientConfig: client.Clone()}
+	t.Cleanup(tr.CloseIdleConnections)
+	return "https://" + l.Addr().String(), &http.Client{Transport: tr}
+}
+
+// get returns the status and body of url.
+func get(t *testing.T, c *http.Client, url string) (int, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// TestDotFiles: by default, every path with a component that starts with
+// "." is a 404 and is not listed (a checkout's .git, an .env); -dotfiles
+// serves them.
+func TestDotFiles(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"visible.txt":         "visible",
+		".env":                "SECRET=1",
+		".git/config":         "[core]",
+		"sub/.hidden":         "hidden",
+		"sub/shown.txt":       "shown",
+		".well-known/x/y.txt": "deep",
+	} {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hidden := []string{"/.env", "/.git/config", "/.git/", "/.git", "/sub/.hidden", "/.well-known/x/y.txt", "/sub/../.env", "/%2egit/config"}
+
+	t.Run("hidden", func(t *testing.T) {
+		base, c := startServer(t, dir, false)
+		for _, p := range hidden {
+			if code, body := get(t, c, base+p); code != http.StatusNotFound {
+				t.Errorf("GET %s: %d %q, want 404", p, code, body)
+			}
+		}
+		for p, want := range map[string]string{"/visible.txt": "visible", "/sub/shown.txt": "shown"} {
+			if code, body := get(t, c, base+p); code != http.StatusOK || body != want {
+				t.Errorf("GET %s: %d %q, want 200 %q", p, code, body, want)
+			}
+		}
+		_, root := get(t, c, base+"/")
+		if !strings.Contains(root, "visible.txt") || !strings.Contains(root, "sub/") {
+			t.Errorf("the listing of / lacks visible.txt or sub/:\n%s", root)
+		}
+		for _, name := range []string{".env", ".git", ".well-known"} {
+			if strings.Contains(root, name) {
+				t.Errorf("the listing of / shows %s:\n%s", name, root)
+			}
+		}
+		if _, sub := get(t, c, base+"/sub/"); strings.Contains(sub, ".hidden") || !strings.Contains(sub, "shown.txt") {
+			t.Errorf("the listing of /sub/ is wrong:\n%s", sub)
+		}
+	})
+
+	t.Run("dotfiles", func(t *testing.T) {
+		base, c := startServer(t, dir, true)
+		for p, want := range map[string]string{"/.env": "SECRET=1", "/.git/config": "[core]", "/sub/.hidden": "hidden"} {
+			if code, body := get(t, c, base+p); code != http.StatusOK || body != want {
+				t.Errorf("-dotfiles: GET %s: %d %q, want 200 %q", p, code, body, want)
+			}
+		}
+		if _, root := get(t, c, base+"/"); !strings.Contains(root, ".git/") || !strings.Contains(root, ".env") {
+			t.Errorf("-dotfiles: the listing of / lacks .git/ or .env:\n%s", root)
+		}
+	})
+}
+
+// TestDebugCounters: the debug listener serves the "ktls" counters, which
+// count the file server's connections; the file listener does not serve
+// them.
+func TestDebugCounters(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f.txt"), []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := newDebugServer()
+	go ds.Serve(dl)
+	defer ds.Close()
+	vars := "http://" + dl.Addr().String() + "/debug/vars"
+
+	counters := func() ktls.Counters {
+		t.Helper()
+		resp, err := http.Get(vars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var v struct {
+			KTLS *ktls.Counters `json:"ktls"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || v.KTLS == nil {
+			t.Fatalf("%s: no ktls counters (%v)", vars, err)
+		}
+		return *v.KTLS
+	}
+	total := func(e ktls.EngineCounters) uint64 { return e.Kernel + e.NIC + e.AFALG + e.Userspace + e.Stdlib }
+
+	before := counters()
+	base, c := startServer(t, dir, false)
+	if code, body := get(t, c, base+"/f.txt"); code != http.StatusOK || body != "hello" {
+		t.Fatalf("GET /f.txt: %d %q", code, body)
+	}
+	after := counters()
+	if d := total(after.TX.Connections) - total(before.TX.Connections); d < 1 {
+		t.Errorf("tx connections moved by %d after a request, want at least 1", d)
+	}
+	if d := total(after.TX.Bytes) - total(before.TX.Bytes); d < 5 {
+		t.Errorf("tx bytes moved by %d after a 5-byte file, want at least 5 (and the headers)", d)
+	}
+	if code, _ := get(t, c, base+"/debug/vars"); code != http.StatusNotFound {
+		t.Errorf("the file listener answers /debug/vars with %d, want 404", code)
 	}
 }
