@@ -180,7 +180,8 @@ func TestHandshakeTimeout(t *testing.T) {
 	}
 	start := time.Now()
 	// HTTP/1.1: the connection then closes at once on Shutdown, where
-	// HTTP/2 takes x/net's second after its GOAWAY.
+	// HTTP/2 takes a second after its GOAWAY (goAwayTimeout, in x/net and in
+	// Go 1.27's net/http/internal/http2 alike).
 	c, tr := ktlsClient(t, "http/1.1")
 	if _, body := get(t, c, s.URL+"/"); body != "done" {
 		t.Errorf("got %q", body)
@@ -275,8 +276,10 @@ func TestConnHooks(t *testing.T) {
 		p := c.(*ktls.Conn).ConnectionState().NegotiatedProtocol
 		want := []http.ConnState{http.StateNew, http.StateActive, http.StateIdle, http.StateClosed}
 		if p == "h2" {
-			// x/net's serve loop goes Active and Idle once on the
-			// preface, then again for the request (http2/server.go).
+			// The HTTP/2 serve loop goes Active and Idle once on the
+			// preface, then again for the request (x/net's
+			// http2/server.go on Go 1.26, Go 1.27's
+			// net/http/internal/http2/server.go alike).
 			want = []http.ConnState{http.StateNew, http.StateActive, http.StateIdle, http.StateActive, http.StateIdle, http.StateClosed}
 		}
 		if !slices.Equal(sts, want) {
