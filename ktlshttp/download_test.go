@@ -33,8 +33,8 @@ func writeFile(t *testing.T, dir string, n int64) (string, [32]byte) {
 
 // A 64 MiB file through http.FileServer, which copies it to the
 // ResponseWriter with io.Copy: over HTTP/1.1 that is ktls.Conn.ReadFrom,
-// sendfile(2) with the kernel engine; over HTTP/2, x/net's DATA frames.
-// Both arrive whole, checked by SHA-256. With -short (as in the VMs, where
+// sendfile(2) with the kernel engine; over HTTP/2, DATA frames (x/net's on
+// Go 1.26, net/http's own on Go 1.27). Both arrive whole, checked by SHA-256. With -short (as in the VMs, where
 // each 64 MiB takes 15 to 20 s of emulated AES-GCM), HTTP/2, which has no
 // path of its own for files, gets the first 16 MiB, by a Range request.
 func TestDownload(t *testing.T) {

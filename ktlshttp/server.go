@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/ktls-go/ktls"
 )
 
@@ -27,16 +25,30 @@ const defaultHandshakeTimeout = 10 * time.Second
 // Each accepted connection's handshake runs in a goroutine of its own, bound
 // by the smallest of the http.Server's ReadHeaderTimeout, ReadTimeout and
 // WriteTimeout that is set, as in net/http, or else by 10 seconds.
-// Then a connection that negotiated "h2" is served by
-// golang.org/x/net/http2 with the http.Server as its base configuration;
-// any other goes to the http.Server itself as an accepted connection. Both
-// see the *ktls.Conn after its handshake: Request.TLS is complete, and
-// ConnContext and ConnState receive the *ktls.Conn with its engines chosen.
+// Then the connection goes to the server of the protocol it negotiated,
+// which sees the *ktls.Conn after its handshake: Request.TLS is complete,
+// and ConnContext and ConnState receive the *ktls.Conn with its engines
+// chosen.
 //
-// Stop a Server with its own Shutdown and Close: the embedded http.Server's
-// know nothing of the HTTP/2 connections (as net/http's do not of hijacked
+// On Go 1.27 and later every connection, "h2" ones included, goes to the
+// http.Server as an accepted connection: its own HTTP/2 serves any conn
+// with ConnectionState and HandshakeContext methods (net/http/server.go,
+// (*conn).serve), and its Shutdown and Close cover the HTTP/2 connections
+// too. If the http.Server's TLSConfig is set and does not offer "h2" while
+// it serves HTTP/2, the Server gives it, at first use, a clone that does:
+// net/http's Serve turns its HTTP/2 on only then (server.go,
+// shouldConfigureHTTP2ForServe); the config given is not changed.
+//
+// On Go 1.26 a connection that negotiated "h2" is served by
+// golang.org/x/net/http2 with the http.Server as its base configuration,
+// since net/http's own HTTP/2 serves only a *tls.Conn; any other goes to
+// the http.Server. The embedded http.Server's Shutdown and Close then know
+// nothing of the HTTP/2 connections (as net/http's do not of hijacked
 // ones), although they still stop the Server accepting and send those
 // connections a GOAWAY.
+//
+// On either, stop a Server with its own Shutdown and Close, which also
+// end the handshakes in flight.
 type Server struct {
 	// Server is the net/http server whose configuration applies: Addr,
 	// Handler, TLSConfig, the timeouts, MaxHeaderBytes, ConnState,
@@ -52,18 +64,17 @@ type Server struct {
 	Options []ktls.Option
 
 	initOnce   sync.Once
-	http1      bool        // the http.Server serves HTTP/1
-	http2      bool        // the http.Server serves HTTP/2
-	tlsConfig  *tls.Config // Server.TLSConfig as it was at first use
-	h2         *http2.Server
-	h2ctl      *http.Server       // whose Shutdown sends h2's connections a GOAWAY
+	http1      bool               // the http.Server serves HTTP/1
+	http2      bool               // the http.Server serves HTTP/2
+	tlsConfig  *tls.Config        // Server.TLSConfig as it was at first use
+	h2         h2Server           // what serves "h2" besides the http.Server, if anything (per Go version)
 	stopCtx    context.Context    // done once the Server stops
 	stopCancel context.CancelFunc // aborts the handshakes in flight
 
 	// mu protects the fields below.
 	mu      sync.Mutex
 	stopped bool
-	conns   map[net.Conn]struct{} // in their handshake, or serving HTTP/2
+	conns   map[net.Conn]struct{} // in their handshake, or served by h2
 }
 
 var errNoServer = errors.New("ktlshttp: Server.Server is nil")
@@ -77,22 +88,7 @@ func (s *Server) init() {
 		p := protocols(s.Server)
 		s.http1, s.http2 = p.HTTP1(), p.HTTP2()
 		s.tlsConfig = s.Server.TLSConfig.Clone()
-		// As http2.ConfigureServer does for its own server.
-		idle := s.IdleTimeout
-		if idle == 0 {
-			idle = s.ReadTimeout
-		}
-		s.h2 = &http2.Server{IdleTimeout: idle}
-		// http2.ConfigureServer registers h2's graceful shutdown of every
-		// connection it serves as an OnShutdown hook of the server it is
-		// given. Giving it a server of our own, with no listener and no
-		// connection, lets the Server send the GOAWAYs whenever it needs
-		// to and leaves the user's http.Server untouched. It fails only on
-		// a TLSConfig, which h2ctl has not.
-		s.h2ctl = &http.Server{}
-		if err := http2.ConfigureServer(s.h2ctl, s.h2); err != nil {
-			s.logf("ktlshttp: configuring HTTP/2: %v", err)
-		}
+		s.initHTTP2()
 		s.stopCtx, s.stopCancel = context.WithCancel(context.Background())
 		s.conns = make(map[net.Conn]struct{})
 	})
@@ -142,13 +138,7 @@ func (s *Server) Serve(l net.Listener) error {
 		return err
 	}
 	cl := &chanListener{l: l, conns: make(chan net.Conn), done: make(chan struct{}), onServerClose: s.stop}
-	base := context.Background()
-	if s.BaseContext != nil {
-		if base = s.BaseContext(cl); base == nil {
-			panic("ktlshttp: BaseContext returned a nil context") // as net/http
-		}
-	}
-	base = context.WithValue(base, http.ServerContextKey, s.Server)
+	base := s.http2Context(cl)
 
 	served := make(chan error, 1)
 	go func() { served <- s.Server.Serve(cl) }()
@@ -217,12 +207,13 @@ func (s *Server) handshake(c net.Conn, cl *chanListener, base context.Context) {
 		}
 		switch tc.ConnectionState().NegotiatedProtocol {
 		case "h2":
-			if s.http2 {
-				s.serveHTTP2(c, base)
-			} else {
+			if !s.http2 {
 				c.Close()
+				return
 			}
-			return
+			if s.serveHTTP2(c, base) {
+				return
+			}
 		case "", "http/1.1", "http/1.0":
 		default:
 			// As net/http: a protocol with no server for it ends the
@@ -234,27 +225,6 @@ func (s *Server) handshake(c net.Conn, cl *chanListener, base context.Context) {
 	if !cl.deliver(c) {
 		c.Close()
 	}
-}
-
-// serveHTTP2 serves c with HTTP/2 until it ends. net/http gives its user's
-// ConnState a StateNew before and a StateClosed after the HTTP/2 server's
-// own StateActive and StateIdle, and so does serveHTTP2.
-func (s *Server) serveHTTP2(c net.Conn, base context.Context) {
-	if s.stopCtx.Err() != nil {
-		c.Close()
-		return
-	}
-	ctx := base
-	if cc := s.ConnContext; cc != nil {
-		if ctx = cc(ctx, c); ctx == nil {
-			panic("ktlshttp: ConnContext returned nil") // as net/http
-		}
-	}
-	s.connState(c, http.StateNew)
-	// x/net's ServeConn takes Request.TLS from c's ConnectionState
-	// (http2/server.go, serveConn), and closes c when it returns.
-	s.h2.ServeConn(c, &http2.ServeConnOpts{Context: ctx, BaseConfig: s.Server})
-	s.connState(c, http.StateClosed)
 }
 
 func (s *Server) connState(c net.Conn, st http.ConnState) {
@@ -309,7 +279,7 @@ func (s *Server) idle() bool {
 }
 
 // stop ends accepting and handshakes, and sends a GOAWAY to every HTTP/2
-// connection. It may run under the http.Server's lock (from
+// connection h2 serves. It may run under the http.Server's lock (from
 // chanListener.Close), so it must not call the http.Server.
 func (s *Server) stop() {
 	s.mu.Lock()
@@ -319,18 +289,11 @@ func (s *Server) stop() {
 	s.goAway()
 }
 
-// goAway starts x/net's graceful shutdown of every HTTP/2 connection it
-// serves: a GOAWAY, then the end of the connection once its streams are
-// done (http2/server.go, startGracefulShutdown). Each connection gets it
-// once, however often goAway runs.
-func (s *Server) goAway() {
-	s.h2ctl.Shutdown(context.Background())
-}
-
 // Shutdown stops the Server gracefully: it closes the listeners, lets the
 // HTTP/1 connections finish their requests (http.Server.Shutdown), sends
-// every HTTP/2 connection a GOAWAY and waits for their streams to end, and
-// aborts the handshakes in flight. It returns when all are done, or with
+// every HTTP/2 connection a GOAWAY and waits for their streams to end
+// (net/http's Shutdown does on Go 1.27, the Server with x/net on Go 1.26),
+// and aborts the handshakes in flight. It returns when all are done, or with
 // ctx's error when ctx ends first; Close then ends what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if s.Server == nil {
@@ -339,8 +302,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	s.stop()
 	err := s.Server.Shutdown(ctx)
-	// x/net registers an HTTP/2 connection only once ServeConn runs, which
-	// may be just after a GOAWAY went out: send it again each time round.
+	// Wait for the handshakes that stop aborted and, on Go 1.26, for the
+	// HTTP/2 connections x/net serves. x/net registers a connection only
+	// once ServeConn runs, which may be just after a GOAWAY went out: send
+	// it again each time round.
 	wait := time.Millisecond
 	timer := time.NewTimer(wait)
 	defer timer.Stop()

@@ -1,7 +1,9 @@
 package ktlshttp_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -10,6 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/internal/testing/testpki"
@@ -175,7 +180,8 @@ func TestHandshakeTimeout(t *testing.T) {
 	}
 	start := time.Now()
 	// HTTP/1.1: the connection then closes at once on Shutdown, where
-	// HTTP/2 takes x/net's second after its GOAWAY.
+	// HTTP/2 takes a second after its GOAWAY (goAwayTimeout, in x/net and in
+	// Go 1.27's net/http/internal/http2 alike).
 	c, tr := ktlsClient(t, "http/1.1")
 	if _, body := get(t, c, s.URL+"/"); body != "done" {
 		t.Errorf("got %q", body)
@@ -270,8 +276,10 @@ func TestConnHooks(t *testing.T) {
 		p := c.(*ktls.Conn).ConnectionState().NegotiatedProtocol
 		want := []http.ConnState{http.StateNew, http.StateActive, http.StateIdle, http.StateClosed}
 		if p == "h2" {
-			// x/net's serve loop goes Active and Idle once on the
-			// preface, then again for the request (http2/server.go).
+			// The HTTP/2 serve loop goes Active and Idle once on the
+			// preface, then again for the request (x/net's
+			// http2/server.go on Go 1.26, Go 1.27's
+			// net/http/internal/http2/server.go alike).
 			want = []http.ConnState{http.StateNew, http.StateActive, http.StateIdle, http.StateActive, http.StateIdle, http.StateClosed}
 		}
 		if !slices.Equal(sts, want) {
@@ -392,5 +400,134 @@ func TestServePlain(t *testing.T) {
 	s.Close()
 	if err := <-served; err != http.ErrServerClosed {
 		t.Errorf("Serve returned %v, want %v", err, http.ErrServerClosed)
+	}
+}
+
+// Shutdown sends each HTTP/2 connection a GOAWAY (RFC 9113, section 6.8)
+// with no error that names the last stream the server took, lets that
+// stream finish, and then ends the connection: seen frame by frame by a
+// client on x/net's Framer over stock crypto/tls.
+func TestShutdownSendsGOAWAY(t *testing.T) {
+	checkLeaks(t)
+	b := newBlocker()
+	s := startServer(t, b, nil)
+	addr := s.URL[len("https://"):]
+	ccfg, _ := testpki.Configs(0, 0)
+	ccfg.NextProtos = []string{"h2"}
+	c, err := tls.Dial("tcp", addr, ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if p := c.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Fatalf("negotiated %q, want h2", p)
+	}
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", addr}, {":path", "/"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	// next returns the next frame that is not SETTINGS, PING or
+	// WINDOW_UPDATE, answering those as a client must.
+	next := func() (http2.Frame, error) {
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return nil, err
+			}
+			switch f := f.(type) {
+			case *http2.SettingsFrame:
+				if !f.IsAck() {
+					if err := fr.WriteSettingsAck(); err != nil {
+						return nil, err
+					}
+				}
+				continue
+			case *http2.PingFrame:
+				if !f.IsAck() {
+					if err := fr.WritePing(true, f.Data); err != nil {
+						return nil, err
+					}
+				}
+				continue
+			case *http2.WindowUpdateFrame:
+				continue
+			}
+			return f, nil
+		}
+	}
+	<-b.arrived
+
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	f, err := next()
+	if err != nil {
+		t.Fatalf("reading the GOAWAY: %v", err)
+	}
+	ga, ok := f.(*http2.GoAwayFrame)
+	if !ok {
+		t.Fatalf("got %v, want a GOAWAY", f.Header())
+	}
+	if ga.ErrCode != http2.ErrCodeNo || ga.LastStreamID != 1 {
+		t.Errorf("GOAWAY with %v, last stream %d; want NO_ERROR, last stream 1", ga.ErrCode, ga.LastStreamID)
+	}
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned %v with a stream in flight", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+
+	// The stream in flight finishes, then the server ends the connection.
+	close(b.release)
+	var body []byte
+	var status string
+	for {
+		f, err := next()
+		if err != nil {
+			t.Fatalf("reading the response: %v", err)
+		}
+		if f.Header().StreamID != 1 {
+			t.Fatalf("got %v, want a frame of stream 1", f.Header())
+		}
+		end := false
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			status = f.PseudoValue("status")
+			end = f.StreamEnded()
+		case *http2.DataFrame:
+			body = append(body, f.Data()...)
+			end = f.StreamEnded()
+		default:
+			t.Fatalf("got %v on stream 1", f.Header())
+		}
+		if end {
+			break
+		}
+	}
+	if status != "200" || string(body) != "done" {
+		t.Errorf("stream 1 ended with status %s, body %q; want 200, \"done\"", status, body)
+	}
+	if f, err := next(); err == nil {
+		t.Errorf("got %v after the last stream, want the end of the connection", f.Header())
+	}
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not return once the connection ended")
 	}
 }
