@@ -109,8 +109,9 @@ func main() {
 // ReadFrom (net/http's response.ReadFrom, once the first 512 bytes went
 // out for content sniffing): with the kernel engine that is sendfile(2),
 // and the file's bytes never enter the process. Over HTTP/2 there is no
-// such path: x/net's server reads the file into its buffers and writes it
-// in DATA frames, which the same engine seals.
+// such path: the HTTP/2 server (x/net's on Go 1.26, net/http's own on Go
+// 1.27) reads the file into its buffers and writes it in DATA frames, which
+// the same engine seals.
 //
 // Unless dotfiles is set, a path with a component that starts with "." is
 // not found, and such names are left out of directory listings (noDotFS).
