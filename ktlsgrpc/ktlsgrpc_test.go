@@ -14,8 +14,8 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"testing"
 	"syscall"
+	"testing"
 	"time"
 
 	"google.golang.org/grpc"
