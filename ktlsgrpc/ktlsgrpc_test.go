@@ -297,6 +297,11 @@ func TestAgainstGRPCTLS(t *testing.T) {
 			name := fmt.Sprintf("%s/server=%s/client=%s", tls.VersionName(version), impl(roles.serverKTLS), impl(roles.clientKTLS))
 			t.Run(name, func(t *testing.T) {
 				var serverConns, clientConns conns
+				// Registered first, so it runs last: once the client
+				// and the server are closed, so are the conns they had.
+				t.Cleanup(func() {
+					checkClosed(t, append(serverConns.all(), clientConns.all()...))
+				})
 				scfg := pki.serverConfig()
 				scfg.MaxVersion = version
 				var sc credentials.TransportCredentials = credentials.NewTLS(scfg)
@@ -790,6 +795,27 @@ func writePEM(t *testing.T, caFile, certFile, keyFile string, pki *testPKI) {
 	} {
 		if err := os.WriteFile(name, b, 0o600); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// checkClosed checks that gRPC closed every conn the credentials gave it:
+// their sockets refuse a deadline with net.ErrClosed. A client's transport
+// closes its conn in its own goroutine, so this waits a little.
+func checkClosed(t *testing.T, cs []*ktls.Conn) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, c := range cs {
+		for {
+			err := c.SetReadDeadline(time.Now())
+			if errors.Is(err, net.ErrClosed) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("the conn to %s is still open after gRPC closed (SetReadDeadline: %v)", c.RemoteAddr(), err)
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 }
