@@ -17,6 +17,7 @@ import (
 type testPkg struct {
 	importPath string
 	dir        string // on the host
+	modDir     string // its module's directory on the host, where go test -c runs
 	rel        string // relative to the module root, "." for the root
 	binary     string // the test binary: its file name, then its path on the host once built
 }
@@ -29,8 +30,9 @@ func (p testPkg) guestDir() string { return path.Join("/vmtest/src", p.rel) }
 
 func (p testPkg) guestBinary() string { return "/vmtest/bin/" + filepath.Base(p.binary) }
 
-// binaryName is the file name of a package's test binary: the relative path
-// with slashes as dashes, unique within the module.
+// binaryName is the file name of a package's test binary: the path relative
+// to the repository root with slashes as dashes, unique within the
+// repository; the root module's root package is named after the module.
 func binaryName(module, rel string) string {
 	if rel == "." {
 		return path.Base(module) + ".test"
@@ -45,34 +47,56 @@ func hostOnly(rel string) bool {
 }
 
 // listTestPackages lists the packages matched by the patterns that have test
-// files, as `go list` sees them from the module root.
+// files, as `go list` sees them: from the module root, and from the
+// directory of each nested module the patterns reach (splitPatterns).
 func listTestPackages(root string, patterns []string) ([]testPkg, error) {
 	module, err := output(root, "go", "list", "-m")
 	if err != nil {
 		return nil, err
 	}
 	module = strings.TrimSpace(module)
-	args := append([]string{"list", "-f", `{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{"\t"}}{{.Dir}}{{end}}`}, patterns...)
-	out, err := output(root, "go", args...)
+	mods, err := nestedModules(root)
 	if err != nil {
 		return nil, err
 	}
+	var pkgs []testPkg
+	for _, l := range splitPatterns(module, mods, patterns) {
+		modDir, modPath, prefix := root, module, ""
+		if l.mod != nil {
+			modDir, modPath, prefix = filepath.Join(root, filepath.FromSlash(l.mod.dir)), l.mod.path, l.mod.dir
+		}
+		args := append([]string{"list", "-f", `{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{"\t"}}{{.Dir}}{{end}}`}, l.patterns...)
+		out, err := output(modDir, "go", args...)
+		if err != nil {
+			return nil, err
+		}
+		pkgs = append(pkgs, parseList(out, modDir, modPath, prefix)...)
+	}
+	return pkgs, nil
+}
+
+// parseList reads go list's "import path TAB directory" lines for the module
+// modPath in modDir, whose directory is prefix below the repository root
+// ("" for the root module). A package's rel is its directory relative to the
+// repository root, so that its guest directory and binary name are unique
+// across the modules.
+func parseList(out, modDir, modPath, prefix string) []testPkg {
 	var pkgs []testPkg
 	for _, line := range strings.Split(out, "\n") {
 		ip, dir, ok := strings.Cut(strings.TrimSpace(line), "\t")
 		if !ok {
 			continue
 		}
-		rel := "."
-		if ip != module {
-			rel = strings.TrimPrefix(ip, module+"/")
+		rel := path.Join(prefix, strings.TrimPrefix(strings.TrimPrefix(ip, modPath), "/"))
+		if rel == "" {
+			rel = "."
 		}
 		if hostOnly(rel) {
 			continue
 		}
-		pkgs = append(pkgs, testPkg{importPath: ip, dir: dir, rel: rel, binary: binaryName(module, rel)})
+		pkgs = append(pkgs, testPkg{importPath: ip, dir: dir, modDir: modDir, rel: rel, binary: binaryName(modPath, rel)})
 	}
-	return pkgs, nil
+	return pkgs
 }
 
 // goEnv is the environment of every build for the guests: static binaries
@@ -90,6 +114,12 @@ func buildAll(root, outDir string, pkgs []testPkg, ga *guestArch) (guest string,
 		return "", nil, fmt.Errorf("vmtest: %w", err)
 	}
 	env := goEnv(ga)
+	// Absolute: nested modules' test binaries are built in their own
+	// directories.
+	outDir, err := filepath.Abs(outDir)
+	if err != nil {
+		return "", nil, fmt.Errorf("vmtest: %w", err)
+	}
 	guest = filepath.Join(outDir, "guest")
 	if err := run(root, env, "go", "build", "-o", guest, "./internal/testing/vmtest/guest"); err != nil {
 		return "", nil, err
@@ -101,7 +131,9 @@ func buildAll(root, outDir string, pkgs []testPkg, ga *guestArch) (guest string,
 		// -vet=off: vet is the host's job (go vet ./...), not the VM's.
 		// -s -w: smaller binaries, a smaller initramfs; panics still show
 		// function names and lines, which come from pclntab.
-		if err := run(root, env, "go", "test", "-c", "-vet=off", "-ldflags=-s -w", "-o", p.binary, p.importPath); err != nil {
+		// In the package's own module: a nested module's go.mod, not the
+		// root's, decides its dependencies.
+		if err := run(p.modDir, env, "go", "test", "-c", "-vet=off", "-ldflags=-s -w", "-o", p.binary, p.importPath); err != nil {
 			return "", nil, err
 		}
 		// A package whose tests are all excluded by build tags gives no

@@ -90,7 +90,7 @@ func mainErr() int {
 	var c config
 	archFlag := flag.String("arch", "amd64,arm64", "guest architectures: amd64, arm64 or all; comma separated")
 	kernelFlag := flag.String("kernel", "all", "kernels to boot on each architecture: 6.1, 6.12, newest, all, or any major.minor; comma separated")
-	pkgFlag := flag.String("pkg", "./...", "packages to test, as go list patterns; comma separated")
+	pkgFlag := flag.String("pkg", "./...", "packages to test, as go list patterns; comma separated; ./... includes the repository's nested modules but the host-only ones, ./ktlsgrpc names one")
 	flag.StringVar(&c.run, "run", "", "run only the tests matching this regular expression (passed as -test.run)")
 	flag.StringVar(&c.bench, "bench", "", "also run the benchmarks matching this regular expression (passed as -test.bench, with -test.benchmem); pair it with -run '^$' to run benchmarks only")
 	flag.StringVar(&c.benchtime, "benchtime", "", "passed as -test.benchtime")
