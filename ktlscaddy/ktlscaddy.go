@@ -63,6 +63,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -144,8 +145,8 @@ func (w *Wrapper) Provision(ctx caddy.Context) error {
 
 // checkPlace refuses a configuration where the wrapper would not get the
 // *tls.Conn straight from crypto/tls's listener: it must be right after the
-// tls placeholder, or first (the http app then puts the placeholder before
-// it). A wrapper in between could read from the TLS conn, and so run its
+// tls placeholder, or first with no placeholder (the http app then puts the
+// placeholder before it, modules/caddyhttp/app.go, (*App).Provision). A wrapper in between could read from the TLS conn, and so run its
 // handshake, before ktls takes the TCP conn under it. raw is the server's
 // ListenerWrappersRaw, which the http app still holds while it loads the
 // wrappers (caddy.Context.LoadModule clears it afterwards); nil, it decides
@@ -171,8 +172,13 @@ func checkPlace(raw []json.RawMessage) error {
 		}
 		at = i
 	}
-	if at > 0 && names[at-1] != "tls" {
-		return fmt.Errorf("ktlscaddy: the ktls listener wrapper must come right after the tls one (listener_wrappers { tls; ktls }), not after %q: it must take the TLS connection before anything reads from it", names[at-1])
+	switch {
+	case at < 0:
+		return nil
+	case at == 0 && slices.Contains(names, "tls"):
+		return errors.New("ktlscaddy: the ktls listener wrapper must come right after the tls one, not before it: it takes the TLS connections crypto/tls's listener makes")
+	case at > 0 && names[at-1] != "tls":
+		return fmt.Errorf("ktlscaddy: the ktls listener wrapper must come right after the tls one (listener_wrappers { ...; tls; ktls }), or first, not after %q: it must take the TLS connection before anything reads from it", names[at-1])
 	}
 	return nil
 }

@@ -151,8 +151,9 @@ func startSite(t *testing.T, wrappers []map[string]any) *site {
 		t.Fatal(err)
 	}
 	s.cmd = cmd
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{}) // closed when cmd.Wait returns, with waitErr set
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(os.Interrupt)
 		select {
@@ -180,9 +181,8 @@ func startSite(t *testing.T, wrappers []map[string]any) *site {
 			}
 		}
 		select {
-		case err := <-exited:
-			b, _ := os.ReadFile(s.logPath)
-			t.Fatalf("caddy exited: %v\n%s", err, b)
+		case <-exited:
+			t.Fatalf("caddy exited: %v", waitErr)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -288,7 +288,7 @@ func wantEngine(t *testing.T, d selector.Direction) string {
 // protocol, Request.TLS as Caddy's handlers see it, and each connection's
 // engines from Caddy's log.
 func TestServe(t *testing.T) {
-	s := startSite(t, []map[string]any{{"wrapper": "tls"}, {"wrapper": "ktls"}})
+	s := startSite(t, []map[string]any{{"wrapper": "ktls"}})
 	sum := sha256.Sum256(s.file)
 	for _, tc := range []struct{ flag, version, proto string }{
 		{"--http1.1", "1.1", "HTTP/1.1"},
@@ -378,9 +378,9 @@ func TestOptIn(t *testing.T) {
 	}
 }
 
-// TestPlace: the wrapper must follow tls directly (or come first, where the
-// http app puts tls before it), and once per server: otherwise Caddy refuses
-// the config when it provisions it.
+// TestPlace: the wrapper must come first (the http app puts its tls
+// placeholder before it) or follow tls directly, and once per server:
+// otherwise Caddy refuses the config when it provisions it.
 func TestPlace(t *testing.T) {
 	dir := t.TempDir()
 	for k, v := range caddyEnv(dir) {
@@ -390,17 +390,22 @@ func TestPlace(t *testing.T) {
 		wrappers []string
 		err      string
 	}{
-		{[]string{"tls", "ktls"}, ""},
 		{[]string{"ktls"}, ""},
-		{[]string{"ktls", "tls"}, "must come right after the tls one"},
+		{[]string{"proxy_protocol", "tls", "ktls"}, ""},
+		// Caddy's own rule: tls first is the default, and refused.
+		{[]string{"tls", "ktls"}, "unnecessary to specify the TLS listener wrapper in the first position"},
+		{[]string{"ktls", "tls"}, "must come right after the tls one, not before it"},
+		{[]string{"proxy_protocol", "ktls", "tls"}, `not after "proxy_protocol"`},
 		{[]string{"tls", "http_redirect", "ktls"}, `not after "http_redirect"`},
-		{[]string{"tls", "ktls", "ktls"}, "may appear once per server"},
+		{[]string{"ktls", "ktls"}, "may appear once per server"},
 	} {
 		var ws []map[string]any
 		for _, w := range tc.wrappers {
 			ws = append(ws, map[string]any{"wrapper": w})
 		}
-		b, err := json.Marshal(serverConfig(dir, ws))
+		c := serverConfig(dir, ws)
+		c["logging"] = map[string]any{"logs": map[string]any{"default": map[string]any{"writer": map[string]any{"output": "discard"}}}}
+		b, err := json.Marshal(c)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -424,6 +429,7 @@ func TestCaddyfile(t *testing.T) {
 	const cf = `{
 	servers {
 		listener_wrappers {
+			proxy_protocol
 			tls
 			ktls {
 				backend tx=kernel,rx=userspace
@@ -443,7 +449,7 @@ localhost {
 	if len(warnings) > 0 {
 		t.Logf("warnings: %v", warnings)
 	}
-	want := `"listener_wrappers":[{"wrapper":"tls"},{"backend":"tx=kernel,rx=userspace","strict":true,"wrapper":"ktls"}]`
+	want := `"listener_wrappers":[{"wrapper":"proxy_protocol"},{"wrapper":"tls"},{"backend":"tx=kernel,rx=userspace","strict":true,"wrapper":"ktls"}]`
 	if !bytes.Contains(out, []byte(want)) {
 		t.Errorf("adapted config lacks %s:\n%s", want, out)
 	}
