@@ -4,13 +4,13 @@
 // authentication, protocol and cipher choices unchanged).
 //
 // It is opt-in through Caddy's configuration only: a Caddy built with this
-// package serves exactly as before until a server names the wrapper, right
-// after Caddy's tls placeholder wrapper:
+// package serves exactly as before until a server names the wrapper, first
+// (the http app then puts its tls placeholder before it) or right after the
+// tls placeholder:
 //
 //	{
 //		servers {
 //			listener_wrappers {
-//				tls
 //				ktls
 //			}
 //		}
@@ -18,7 +18,10 @@
 //
 // or in JSON, in a server of the http app:
 //
-//	"listener_wrappers": [{"wrapper": "tls"}, {"wrapper": "ktls"}]
+//	"listener_wrappers": [{"wrapper": "ktls"}]
+//
+// With wrappers that must see the TCP conn first, such as proxy_protocol:
+// listener_wrappers { proxy_protocol; tls; ktls }.
 //
 // How it works. Caddy's http app wraps each listener up to its tls
 // placeholder, then with crypto/tls's tls.NewListener and the config of the
@@ -46,8 +49,8 @@
 // HTTP/2. The same tlsStateConn hides io.ReaderFrom too, so net/http's
 // (*response).ReadFrom never reaches the ktls conn: file responses are
 // sealed by the connection's engine (the kernel's, with kTLS) but written
-// through Write, not sendfile(2). The package README says what hook in
-// Caddy would change that.
+// through Write, not sendfile(2). The repository's README (section Caddy)
+// says what hook in Caddy would change that.
 //
 // Each connection's engines are logged at debug level through Caddy's
 // logger (logger "caddy.listeners.ktls", message "ktls handshake": tx, rx,
