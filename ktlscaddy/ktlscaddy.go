@@ -267,14 +267,14 @@ func (l *listener) Accept() (net.Conn, error) {
 	// The handshake runs on the first Read, Write or Handshake, under the
 	// deadlines net/http sets, as crypto/tls's would: never here, where a
 	// slow client would hold up the accept loop.
-	return &Conn{Conn: ktls.Server(tc.NetConn(), l.config, l.w.opts...), logger: l.w.logger}, nil
+	return &conn{Conn: ktls.Server(tc.NetConn(), l.config, l.w.opts...), logger: l.w.logger}, nil
 }
 
-// Conn is a ktls connection that logs its engines once its handshake is
+// conn is a ktls connection that logs its engines once its handshake is
 // over and, when it closes, how many io.ReaderFrom calls reached it (the
 // calls that can become sendfile(2) on the kernel engine). Everything else
 // is *ktls.Conn's: ConnectionState, NetConn, Backend, CloseWrite, WriteTo.
-type Conn struct {
+type conn struct {
 	*ktls.Conn
 	logger *zap.Logger
 
@@ -284,17 +284,17 @@ type Conn struct {
 }
 
 // HandshakeContext runs the handshake if it has not run yet.
-func (c *Conn) HandshakeContext(ctx context.Context) error {
+func (c *conn) HandshakeContext(ctx context.Context) error {
 	err := c.Conn.HandshakeContext(ctx)
 	c.logged.Do(func() { c.logHandshake(err) })
 	return err
 }
 
 // Handshake runs the handshake if it has not run yet.
-func (c *Conn) Handshake() error { return c.HandshakeContext(context.Background()) }
+func (c *conn) Handshake() error { return c.HandshakeContext(context.Background()) }
 
 // Read reads application data, after the handshake.
-func (c *Conn) Read(b []byte) (int, error) {
+func (c *conn) Read(b []byte) (int, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err
 	}
@@ -302,7 +302,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 }
 
 // Write writes application data, after the handshake.
-func (c *Conn) Write(b []byte) (int, error) {
+func (c *conn) Write(b []byte) (int, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err
 	}
@@ -310,7 +310,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 }
 
 // ReadFrom is *ktls.Conn's (sendfile on the kernel engine), counted.
-func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 	c.readFroms.Add(1)
 	if err := c.Handshake(); err != nil {
 		return 0, err
@@ -319,7 +319,7 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 }
 
 // Close closes the connection and logs it once.
-func (c *Conn) Close() error {
+func (c *conn) Close() error {
 	err := c.Conn.Close()
 	c.closed.Do(func() {
 		if ce := c.logger.Check(zapcore.DebugLevel, "ktls close"); ce != nil {
@@ -330,7 +330,7 @@ func (c *Conn) Close() error {
 	return err
 }
 
-func (c *Conn) logHandshake(err error) {
+func (c *conn) logHandshake(err error) {
 	if err != nil {
 		if ce := c.logger.Check(zapcore.DebugLevel, "ktls handshake failed"); ce != nil {
 			ce.Write(zap.String("remote", c.RemoteAddr().String()), zap.Error(err))
@@ -358,6 +358,6 @@ var (
 	_ caddy.Provisioner     = (*Wrapper)(nil)
 	_ caddy.ListenerWrapper = (*Wrapper)(nil)
 	_ caddyfile.Unmarshaler = (*Wrapper)(nil)
-	_ net.Conn              = (*Conn)(nil)
-	_ io.ReaderFrom         = (*Conn)(nil)
+	_ net.Conn              = (*conn)(nil)
+	_ io.ReaderFrom         = (*conn)(nil)
 )

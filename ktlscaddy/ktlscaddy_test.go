@@ -49,9 +49,9 @@ type site struct {
 	dir     string
 	port    string
 	logPath string
-	root    string // the internal CA's root certificate
-	file    []byte // www/big.bin's contents
-	cmd     *exec.Cmd
+	root    string   // the internal CA's root certificate
+	file    []byte   // www/big.bin's contents
+	extra   []string // more arguments for curl
 }
 
 // serverConfig is the JSON config of one HTTPS server on a free loopback
@@ -110,13 +110,13 @@ func caddyEnv(dir string) map[string]string {
 
 // startSite runs this test binary as Caddy with the config, waits for its
 // port and its certificate, and stops it at the end of the test.
-func startSite(t *testing.T, wrappers []map[string]any) *site {
+func startSite(t *testing.T, wrappers []map[string]any, curlArgs ...string) *site {
 	t.Helper()
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Fatalf("curl, the client of these tests, is missing (scripts/test installs it, the VM harness packs it): %v", err)
 	}
 	dir := t.TempDir()
-	s := &site{dir: dir, logPath: filepath.Join(dir, "caddy.log"),
+	s := &site{dir: dir, logPath: filepath.Join(dir, "caddy.log"), extra: curlArgs,
 		root: filepath.Join(dir, "storage", "pki", "authorities", "local", "root.crt")}
 	if err := os.MkdirAll(filepath.Join(dir, "www"), 0o755); err != nil {
 		t.Fatal(err)
@@ -150,7 +150,6 @@ func startSite(t *testing.T, wrappers []map[string]any) *site {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s.cmd = cmd
 	exited := make(chan struct{}) // closed when cmd.Wait returns, with waitErr set
 	var waitErr error
 	go func() { waitErr = cmd.Wait(); close(exited) }()
@@ -211,13 +210,13 @@ func startSite(t *testing.T, wrappers []map[string]any) *site {
 func (s *site) curl(proto, path string) ([]byte, string, error) {
 	out := filepath.Join(s.dir, "out")
 	os.Remove(out)
-	cmd := exec.Command("curl", "--silent", "--show-error", "--fail", proto,
+	args := append([]string{"--silent", "--show-error", "--fail", proto,
 		"--tlsv1.3", "--tls13-ciphers", "TLS_AES_128_GCM_SHA256",
 		"--cacert", s.root,
-		"--resolve", "localhost:"+s.port+":127.0.0.1",
+		"--resolve", "localhost:" + s.port + ":127.0.0.1",
 		"--max-time", "60",
-		"--output", out, "--write-out", "%{http_version}",
-		"https://localhost:"+s.port+path)
+		"--output", out, "--write-out", "%{http_version}"}, s.extra...)
+	cmd := exec.Command("curl", append(args, "https://localhost:"+s.port+path)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	version, err := cmd.Output()
@@ -286,9 +285,23 @@ func wantEngine(t *testing.T, d selector.Direction) string {
 // TestServe serves a directory through Caddy with the ktls wrapper and
 // fetches a file with curl over HTTP/1.1 and HTTP/2: the bytes, the
 // protocol, Request.TLS as Caddy's handlers see it, and each connection's
-// engines from Caddy's log.
+// engines from Caddy's log. Also behind Caddy's proxy_protocol wrapper,
+// whose conn ktls sees under the *tls.Conn (docs/ARCHITECTURE.md, Conns
+// that arrive wrapped): the kernel engine takes its socket in the VMs too.
 func TestServe(t *testing.T) {
-	s := startSite(t, []map[string]any{{"wrapper": "ktls"}})
+	t.Run("ktls", func(t *testing.T) {
+		serve(t, startSite(t, []map[string]any{{"wrapper": "ktls"}}))
+	})
+	t.Run("proxy_protocol", func(t *testing.T) {
+		serve(t, startSite(t, []map[string]any{
+			{"wrapper": "proxy_protocol", "allow": []string{"127.0.0.1/32"}},
+			{"wrapper": "tls"},
+			{"wrapper": "ktls"},
+		}, "--haproxy-protocol"))
+	})
+}
+
+func serve(t *testing.T, s *site) {
 	sum := sha256.Sum256(s.file)
 	for _, tc := range []struct{ flag, version, proto string }{
 		{"--http1.1", "1.1", "HTTP/1.1"},
