@@ -7,11 +7,15 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -290,7 +294,22 @@ func wantEngine(t *testing.T, d selector.Direction) string {
 // that arrive wrapped): the kernel engine takes its socket in the VMs too.
 func TestServe(t *testing.T) {
 	t.Run("ktls", func(t *testing.T) {
-		serve(t, startSite(t, []map[string]any{{"wrapper": "ktls"}}))
+		s := startSite(t, []map[string]any{{"wrapper": "ktls"}})
+		serve(t, s)
+		// Plain HTTP to the HTTPS port: the handshake fails in net/http's
+		// first Read, and the connection closes with no reply (net/http
+		// writes its 400 only on a *tls.Conn's underlying conn; README).
+		c, err := net.Dial("tcp", "127.0.0.1:"+s.port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(time.Minute))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+		// Closed with the request unread: a reset (RFC 9293 §3.6.1), or EOF.
+		if b, err := io.ReadAll(c); len(b) > 0 || (err != nil && !errors.Is(err, syscall.ECONNRESET)) {
+			t.Errorf("plain HTTP to the HTTPS port: got %q, %v; want the connection closed", b, err)
+		}
 	})
 	t.Run("proxy_protocol", func(t *testing.T) {
 		serve(t, startSite(t, []map[string]any{
