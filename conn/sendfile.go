@@ -24,10 +24,24 @@ type fileSource struct {
 // fileOf unwraps r into a file, the way net.TCPConn's sendfile path does
 // (net/sendfile.go), and also takes an *io.SectionReader, whose reads are at
 // an offset and leave the file's own offset alone.
+//
+// Unlike net's, it unwraps io.LimitedReaders nested in one another: Caddy's
+// idle-timeout response writer hands io.Copy a LimitedReader of the
+// LimitedReader net/http made of the file (net/http/server.go,
+// (*response).ReadFrom), and net's single unwrap would copy such a file
+// through the process. The tightest limit bounds the send, and every
+// reader's N drops by what was sent, as reading through them would.
 func fileOf(r io.Reader) (fileSource, bool) {
-	var lr *io.LimitedReader
-	if l, ok := r.(*io.LimitedReader); ok {
-		lr, r = l, l.R
+	var lrs []*io.LimitedReader
+	for {
+		l, ok := r.(*io.LimitedReader)
+		if !ok {
+			break
+		}
+		if l.N <= 0 {
+			return fileSource{}, false
+		}
+		lrs, r = append(lrs, l), l.R
 	}
 	var src fileSource
 	switch v := r.(type) {
@@ -47,15 +61,19 @@ func fileOf(r io.Reader) (fileSource, bool) {
 	default:
 		return fileSource{}, false
 	}
-	if lr != nil {
-		if lr.N <= 0 {
-			return fileSource{}, false
-		}
+	for _, lr := range lrs {
 		if src.n < 0 || lr.N < src.n {
 			src.n = lr.N
 		}
+	}
+	if len(lrs) > 0 {
 		inner := src.consume
-		src.consume = func(w int64) { inner(w); lr.N -= w }
+		src.consume = func(w int64) {
+			inner(w)
+			for _, lr := range lrs {
+				lr.N -= w
+			}
+		}
 	}
 	return src, true
 }

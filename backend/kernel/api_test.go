@@ -144,7 +144,8 @@ func (noWriteTo) WriteTo(io.Writer) (int64, error) { panic("not reached") }
 // by hash: 256 MiB, about 35 s in the emulated VM. Evidence that sendfile
 // ran: the file is never read through user space (no byte passes
 // countingFile.Read). The copy also works from an *io.SectionReader (its
-// first 32 MiB).
+// first 32 MiB), and from io.LimitedReaders nested in one another (as Caddy
+// hands net/http's own to io.Copy), each left with what reading would leave.
 func TestKernelSendfile(t *testing.T) {
 	const size = 256 << 20
 	ktlstest.RequireKTLS(t, tls.VersionTLS13, 0)
@@ -164,7 +165,7 @@ func TestKernelSendfile(t *testing.T) {
 	want := h.Sum(nil)
 	f.Close()
 
-	for _, name := range []string{"file", "section"} {
+	for _, name := range []string{"file", "section", "nested"} {
 		t.Run(name, func(t *testing.T) {
 			ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
 			k, s := ktlstest.PairWithStock(t, false, ccfg, scfg, ktls.WithBackend("tx=kernel,rx=userspace"), ktls.WithStrict())
@@ -182,16 +183,21 @@ func TestKernelSendfile(t *testing.T) {
 			res := make(chan result, 1)
 			start := time.Now()
 			want, n := want, int64(size)
-			if name == "section" {
+			if name != "file" {
 				n = 32 << 20
 				want = sectionSum
 			}
+			inner := &io.LimitedReader{R: cf, N: n + 5}
+			outer := &io.LimitedReader{R: inner, N: n}
 			go func() {
 				var r result
-				if name == "file" {
+				switch name {
+				case "file":
 					r.n, r.err = io.Copy(k, cf)
-				} else {
+				case "section":
 					r.n, r.err = io.Copy(k, io.NewSectionReader(cf, 0, n))
+				case "nested":
+					r.n, r.err = io.Copy(k, outer)
 				}
 				k.CloseWrite()
 				res <- r
@@ -210,6 +216,9 @@ func TestKernelSendfile(t *testing.T) {
 			}
 			if cf.read != 0 {
 				t.Errorf("%d bytes of the file went through user space; sendfile did not run", cf.read)
+			}
+			if name == "nested" && (outer.N != 0 || inner.N != 5) {
+				t.Errorf("after the copy the limits are %d and %d, want 0 and 5", outer.N, inner.N)
 			}
 			t.Logf("%d MiB in %v", n>>20, time.Since(start))
 			k.Close()
