@@ -2,12 +2,15 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"strconv"
 	"strings"
+
+	"golang.org/x/perf/benchfmt"
 )
 
 // A dataset is the benchmark results of one machine: one input file, or the
@@ -38,10 +41,16 @@ var configKeys = map[string]bool{"goos": true, "goarch": true, "pkg": true, "cpu
 
 // parse reads go test -bench output. Lines it does not understand are
 // skipped: the output of a VM or of -v carries logs between the results.
+//
+// The benchmark lines themselves are read by golang.org/x/perf/benchfmt, the
+// parser benchstat uses, once the lines are split by their "[...]" prefix:
+// benchfmt knows nothing of vmtest's prefixes, and one kernel's lines must
+// not be read as another's.
 func parse(r io.Reader, source string) ([]*dataset, error) {
 	var (
 		runs     []*dataset
 		byPrefix = map[string]*dataset{}
+		lines    = map[*dataset]*bytes.Buffer{} // each dataset's benchmark lines, unprefixed
 	)
 	get := func(prefix string) *dataset {
 		if ru := byPrefix[prefix]; ru != nil {
@@ -50,13 +59,14 @@ func parse(r io.Reader, source string) ([]*dataset, error) {
 		ru := &dataset{source: source, prefix: prefix}
 		byPrefix[prefix] = ru
 		runs = append(runs, ru)
+		lines[ru] = new(bytes.Buffer)
 		return ru
 	}
 	br := bufio.NewReader(r)
 	for {
 		line, err := br.ReadString('\n')
 		if line != "" {
-			parseLine(line, get, byPrefix)
+			splitLine(line, get, byPrefix, lines)
 		}
 		if errors.Is(err, io.EOF) {
 			break
@@ -66,6 +76,26 @@ func parse(r io.Reader, source string) ([]*dataset, error) {
 				return nil, err // it names the file
 			}
 			return nil, fmt.Errorf("read %s: %w", source, err)
+		}
+	}
+	for _, ru := range runs {
+		name := source
+		if ru.prefix != "" {
+			name += " [" + ru.prefix + "]"
+		}
+		br := benchfmt.NewReader(lines[ru], name)
+		for br.Scan() {
+			// A *benchfmt.SyntaxError is a line that only looks like a
+			// result ("BenchmarkX-8\tsome log output"): skipped, as
+			// benchstat skips it (it prints it; here logs are expected).
+			if res, ok := br.Result().(*benchfmt.Result); ok {
+				if x, ok := fromBenchfmt(res); ok {
+					ru.results = append(ru.results, x)
+				}
+			}
+		}
+		if err := br.Err(); err != nil {
+			return nil, err
 		}
 	}
 	// A prefix that only carried logs is not a run.
@@ -81,7 +111,15 @@ func parse(r io.Reader, source string) ([]*dataset, error) {
 	return kept, nil
 }
 
-func parseLine(line string, get func(string) *dataset, seen map[string]*dataset) {
+// maxLine bounds the lines handed to benchfmt, whose bufio.Scanner fails
+// the whole read on a line of bufio.MaxScanTokenSize or more; no benchmark
+// line comes near it, a line of log output may.
+const maxLine = bufio.MaxScanTokenSize - 1
+
+// splitLine files one line of input: a benchmark line under its prefix's
+// dataset for benchfmt, a configuration line in the dataset's config, and
+// vmtest's summary line as the release of the kernel it names.
+func splitLine(line string, get func(string) *dataset, seen map[string]*dataset, lines map[*dataset]*bytes.Buffer) {
 	line = strings.TrimRight(line, "\r\n")
 	prefix := ""
 	if strings.HasPrefix(line, "[") {
@@ -89,9 +127,12 @@ func parseLine(line string, get func(string) *dataset, seen map[string]*dataset)
 			prefix, line = line[1:i], line[i+2:]
 		}
 	}
-	if res, ok := parseResult(line); ok {
-		ru := get(prefix)
-		ru.results = append(ru.results, res)
+	if strings.HasPrefix(line, "Benchmark") {
+		if len(line) < maxLine && looksLikeResult(line) {
+			buf := lines[get(prefix)]
+			buf.WriteString(line)
+			buf.WriteByte('\n')
+		}
 		return
 	}
 	if key, value, ok := strings.Cut(line, ": "); ok && configKeys[key] {
@@ -115,24 +156,37 @@ func parseLine(line string, get func(string) *dataset, seen map[string]*dataset)
 	}
 }
 
-// parseResult parses "BenchmarkName-8  1000  123 ns/op  45.6 MB/s ...".
-func parseResult(line string) (result, bool) {
+// looksLikeResult reports whether a line starting with "Benchmark" has a
+// name and an iteration count, so that a dataset is only made for a prefix
+// that has results: the checks of the values and units are benchfmt's.
+func looksLikeResult(line string) bool {
 	f := strings.Fields(line)
-	if len(f) < 4 || len(f)%2 != 0 || !strings.HasPrefix(f[0], "Benchmark") || len(f[0]) == len("Benchmark") {
-		return result{}, false
+	if len(f) < 4 || len(f[0]) == len("Benchmark") {
+		return false
 	}
-	if _, err := strconv.ParseInt(f[1], 10, 64); err != nil {
-		return result{}, false
-	}
-	metrics := make(map[string]float64, (len(f)-2)/2)
-	for i := 2; i < len(f); i += 2 {
-		v, err := strconv.ParseFloat(f[i], 64)
-		if err != nil {
-			return result{}, false
+	_, err := strconv.ParseInt(f[1], 10, 64)
+	return err == nil
+}
+
+// fromBenchfmt turns benchfmt's result into the report's. The values keep
+// the units go test printed (ns/op, MB/s), not benchfmt's tidied ones
+// (sec/op, B/s), which the tables and captions name.
+func fromBenchfmt(r *benchfmt.Result) (result, bool) {
+	metrics := make(map[string]float64, len(r.Values))
+	for _, v := range r.Values {
+		unit, value := v.Unit, v.Value
+		if v.OrigUnit != "" {
+			unit, value = v.OrigUnit, v.OrigValue
 		}
-		metrics[f[i+1]] = v
+		metrics[unit] = value
 	}
-	name, procs := splitProcs(f[0][len("Benchmark"):])
+	if len(metrics) == 0 {
+		return result{}, false
+	}
+	// The name is split here rather than by benchfmt.Name.Parts, which
+	// takes any "-N" ending for GOMAXPROCS, "-0" included (go test never
+	// prints that).
+	name, procs := splitProcs(r.Name.String())
 	family, rest, _ := strings.Cut(name, "/")
 	res := result{family: family, procs: procs, metrics: metrics}
 	if rest != "" {
