@@ -46,8 +46,8 @@ func newAbsChart(f *family, label string, a absChart) (*chart, bool) {
 		better = "higher is better"
 	}
 	sub := "absolute values, not ratios: there is no crypto/tls row to compare against; " + f.runsText()
-	if lo, _ := f.runCounts(); lo >= 3 {
-		sub += "; whiskers: min–max over the runs"
+	if lo, _ := f.runCounts(); lo >= minCI {
+		sub += "; whiskers: the median's 95% confidence interval"
 	}
 	c := &chart{
 		title:    a.title + " · " + label,
@@ -94,7 +94,7 @@ func newAbsChart(f *family, label string, a absChart) (*chart, bool) {
 		}
 		for _, conn := range f.conns {
 			s, ok := summarize(r.cells[conn][a.unit])
-			g.bars = append(g.bars, chartBar{ratio: ratio{r: s.med, lo: s.min, hi: s.max, runs: s.n}, ok: ok})
+			g.bars = append(g.bars, chartBar{ratio: ratio{r: s.med, lo: s.lo, hi: s.hi}, ok: ok})
 			if ok && s.med > 0 {
 				bmin, bmax = min(bmin, s.med), max(bmax, s.med)
 			}

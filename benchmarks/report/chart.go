@@ -53,9 +53,10 @@ func newChart(f *family, label string) (*chart, bool) {
 		return nil, false
 	}
 	sub := "bars start at crypto/tls (1×); " + f.runsText()
-	if lo, _ := f.runCounts(); lo >= 3 {
-		sub += "; whiskers: the ratio's range over the runs; ~: that range includes 1×"
+	if lo, _ := f.runCounts(); lo >= minCI {
+		sub += "; whiskers: both medians' 95% confidence intervals, paired worst and best"
 	}
+	sub += "; ~: not significant (p > 0.05)"
 	c := &chart{
 		title:    title(f) + " · " + label,
 		subtitle: sub,

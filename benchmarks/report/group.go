@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/perf/benchmath"
 )
 
 const (
@@ -215,66 +217,105 @@ func (f *family) runsText() string {
 	return fmt.Sprintf("median of %d runs", hi)
 }
 
-// A summary is the repeated runs of one value.
+// The statistics are benchstat's (golang.org/x/perf/cmd/benchstat) with its
+// defaults: benchmath.AssumeNothing, which makes no assumption about the
+// distribution of the runs (on a busy machine they are anything but
+// normal), summarizes each cell by its median with a confidence interval
+// from order statistics, and compares two cells by the Mann-Whitney U test.
+const confidence = 0.95 // benchstat's -confidence default
+
+// minCI is the fewest runs that give a median a confidence interval at
+// 95%: benchmath's order statistics need 6 (its warning says so).
+const minCI = 6
+
+// thresholds holds benchstat's alpha: a p-value above 0.05 is "~".
+var thresholds = benchmath.DefaultThresholds
+
+// A summary is the repeated runs of one value: their median and its 95%
+// confidence interval. lo and hi are infinite with too few runs for one
+// (fewer than 6 at 95%), and warnings then says so as benchstat does.
 type summary struct {
-	med, min, max float64
-	n             int
+	med, lo, hi float64
+	n           int
+	warnings    []string
+	sample      *benchmath.Sample // for compare
 }
 
 func summarize(xs []float64) (summary, bool) {
 	if len(xs) == 0 {
 		return summary{}, false
 	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	n := len(s)
-	med := s[n/2]
-	if n%2 == 0 {
-		med = (s[n/2-1] + s[n/2]) / 2
+	smp := benchmath.NewSample(slices.Clone(xs), &thresholds) // NewSample sorts in place
+	sm := benchmath.AssumeNothing.Summary(smp, confidence)
+	s := summary{med: sm.Center, lo: sm.Lo, hi: sm.Hi, n: len(xs), sample: smp}
+	for _, w := range sm.Warnings {
+		s.warnings = append(s.warnings, w.Error())
 	}
-	return summary{med: med, min: s[0], max: s[n-1], n: n}, true
+	return s, true
 }
 
-// spread is half the min–max range relative to the median, as benchstat's
-// ±; meaningful with 3 runs or more.
-func (s summary) spread() float64 {
-	if s.med == 0 {
-		return 0
-	}
-	return (s.max - s.min) / 2 / math.Abs(s.med)
+// hasCI reports whether the runs were enough for a confidence interval.
+func (s summary) hasCI() bool { return !math.IsInf(s.lo, 0) && !math.IsInf(s.hi, 0) }
+
+// pct is the confidence interval as benchstat's ± column shows it: the
+// farther bound from the median, in percent of it ("3%"), "∞" without an
+// interval.
+func (s summary) pct() string {
+	return benchmath.Summary{Center: s.med, Lo: s.lo, Hi: s.hi}.PctRangeString()
 }
 
 // A ratio compares a conn's median with the baseline's: both MB/s (higher is
-// faster) or both ns/op (lower is faster). lo and hi bound it from the
-// repeated runs: the worst and best pairing of the two min–max ranges.
+// faster) or both ns/op (lower is faster). lo and hi bound it by pairing the
+// two medians' confidence intervals worst and best (the conn's lower bound
+// over the baseline's upper, and back), infinite where either side has no
+// interval; they are the charts' whiskers. The verdict is benchstat's: the
+// Mann-Whitney U test of the two sides' runs, not significant ("~") where
+// its p-value is above alpha.
 type ratio struct {
 	r, lo, hi float64
-	runs      int // the fewer repeated runs of the two sides
+	pct       string                // the conn's own ±, which is also the ratio's with the baseline's median fixed
+	cmp       *benchmath.Comparison // nil for an absolute chart's bar
+	warnings  []string              // the conn's summary's and the comparison's
 }
 
 func compare(x, base summary) (ratio, bool) {
-	if base.med <= 0 || base.min <= 0 || x.n == 0 {
+	if base.med <= 0 || x.n == 0 || base.n == 0 {
 		return ratio{}, false
 	}
-	return ratio{r: x.med / base.med, lo: x.min / base.max, hi: x.max / base.min, runs: min(x.n, base.n)}, true
+	r := ratio{r: x.med / base.med, lo: math.Inf(-1), hi: math.Inf(1), pct: x.pct(), warnings: slices.Clone(x.warnings)}
+	if x.hasCI() && base.hasCI() && base.lo > 0 {
+		r.lo, r.hi = x.lo/base.hi, x.hi/base.lo
+	}
+	// benchstat compares the old (the baseline) with the new.
+	cmp := benchmath.AssumeNothing.Compare(base.sample, x.sample)
+	r.cmp = &cmp
+	for _, w := range cmp.Warnings {
+		r.warnings = append(r.warnings, w.Error())
+	}
+	return r, true
 }
 
-// measured reports whether lo and hi come from enough runs to mean something.
-func (r ratio) measured() bool { return r.runs >= 3 }
+// measured reports whether lo and hi are finite, from enough runs for both
+// confidence intervals: the charts draw them as whiskers.
+func (r ratio) measured() bool { return !math.IsInf(r.lo, 0) && !math.IsInf(r.hi, 0) }
 
-// noisy reports whether the runs' ranges overlap, so that the two could be
-// equally fast: marked "~".
-func (r ratio) noisy() bool { return r.measured() && r.lo <= 1 && 1 <= r.hi }
+// noisy reports that the difference is not significant: the U test's
+// p-value is above alpha, marked "~" as benchstat marks it.
+func (r ratio) noisy() bool { return r.cmp != nil && r.cmp.P > r.cmp.Alpha }
 
-// String is "1.23×", or with 3 runs or more "1.23× (1.19–1.27)" with the
-// range, and "~1.02× (0.97–1.06)" where that range includes 1.
+// String is "1.50× ±3% (p=0.000 n=10)": the ratio of the medians, the
+// conn's confidence interval, the U test's p-value and the runs per side
+// (n=10+8, baseline first, where they differ), as benchstat prints them;
+// "~1.01× ±2% (p=0.481 n=10)" where the difference is not significant.
+// The warnings are the table's footnotes, not part of the string.
 func (r ratio) String() string {
 	s := fmt.Sprintf("%.2f×", r.r)
 	if r.noisy() {
 		s = "~" + s
 	}
-	if r.measured() {
-		s += fmt.Sprintf(" (%.2f–%.2f)", r.lo, r.hi)
+	s += " ±" + r.pct
+	if r.cmp != nil {
+		s += " (" + r.cmp.String() + ")"
 	}
 	return s
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -98,9 +99,11 @@ func (s *section) markdown(b *strings.Builder, links string) {
 	if s.command != "" {
 		fmt.Fprintf(b, "- Command: %s\n", code(s.command))
 	}
-	fmt.Fprintf(b, "\nEach ratio is a conn's median over the repeated runs divided by crypto/tls's median in the same row. "+
-		"With 3 runs or more, the range in parentheses divides the conn's min and max by crypto/tls's max and min, "+
-		"~ marks a ratio whose range includes 1× (no clear difference), and ± is half crypto/tls's own min–max range. – means not measured.\n")
+	fmt.Fprintf(b, "\nThe statistics are benchstat's (golang.org/x/perf/benchmath, no assumption about the distribution of the runs). "+
+		"Each ratio is a conn's median over the repeated runs divided by crypto/tls's median in the same row. "+
+		"± is the 95%% confidence interval of a median, in percent of it (∞ with fewer than 6 runs, too few for one). "+
+		"p is the Mann-Whitney U test's p-value of the conn's runs against crypto/tls's, n the runs per side (crypto/tls's first where they differ); "+
+		"~ marks a ratio whose difference from 1× is not significant (p > 0.05). Numbered notes are benchstat's warnings. – means not measured.\n")
 	for _, f := range s.families {
 		f.markdown(b, s.label, links, s.charts)
 	}
@@ -226,10 +229,12 @@ func (f *family) ratioTable(b *strings.Builder) {
 	f.header(b, cols)
 	// Each ratio column's ratios, for the geometric mean.
 	accs := make([][]float64, len(others)+1)
+	var ns notes
+	defer ns.write(b)
 	for _, r := range f.rows {
 		cells := f.labelCells(r)
 		if base, ok := summarize(r.cells[baseline][unit]); ok {
-			cells = append(cells, absolute(unit, base))
+			cells = append(cells, absolute(unit, base)+ns.mark(base.warnings))
 		} else {
 			cells = append(cells, "–")
 		}
@@ -239,14 +244,14 @@ func (f *family) ratioTable(b *strings.Builder) {
 				cells = append(cells, "–")
 				continue
 			}
-			cells = append(cells, x.String())
+			cells = append(cells, x.String()+ns.mark(x.warnings))
 			if x.r > 0 {
 				accs[i] = append(accs[i], x.r)
 			}
 		}
 		if kc != "" {
 			if x, ok := r.ratio(kc, anchor, unit); ok {
-				cells = append(cells, x.String())
+				cells = append(cells, x.String()+ns.mark(x.warnings))
 				if x.r > 0 {
 					accs[len(others)] = append(accs[len(others)], x.r)
 				}
@@ -281,18 +286,20 @@ func (f *family) ratioTable(b *strings.Builder) {
 	fmt.Fprintf(b, "| %s |\n", strings.Join(cells, " | "))
 }
 
-// rangeNote says what the parentheses of a ranged table hold, where some
-// cell has them.
+// rangeNote says what the ± of a ranged table means, where some cell has
+// more than one run.
 func rangeNote(f *family) string {
-	if _, hi := f.runCounts(); hi >= 3 {
-		return "; medians, in parentheses min–max over the runs"
+	if _, hi := f.runCounts(); hi >= 2 {
+		return "; medians ± their 95% confidence interval"
 	}
 	return ""
 }
 
 // absTable shows the median of unit per conn, every conn a column; ranged,
-// with its min–max range from 3 runs up.
+// with its confidence interval from 2 runs up (± ∞ with a note below 6).
 func (f *family) absTable(b *strings.Builder, unit string, ranged bool) {
+	var ns notes
+	defer ns.write(b)
 	cols := make([]string, len(f.conns))
 	for i, c := range f.conns {
 		cols[i] = c
@@ -312,8 +319,8 @@ func (f *family) absTable(b *strings.Builder, unit string, ranged bool) {
 				cells = append(cells, duration(s.med))
 			case strings.HasSuffix(unit, "/op"):
 				cells = append(cells, count(s.med))
-			case ranged && s.n >= 3:
-				cells = append(cells, fmt.Sprintf("%s (%s–%s)", number(s.med), number(s.min), number(s.max)))
+			case ranged && s.n >= 2:
+				cells = append(cells, number(s.med)+" ±"+s.pct()+ns.mark(s.warnings))
 			default:
 				cells = append(cells, number(s.med))
 			}
@@ -322,16 +329,55 @@ func (f *family) absTable(b *strings.Builder, unit string, ranged bool) {
 	}
 }
 
-// absolute formats the baseline's own value, with its spread from 3 runs up.
+// absolute formats the baseline's own median, with its confidence interval
+// from 2 runs up.
 func absolute(unit string, s summary) string {
 	v := number(s.med)
 	if unit == "ns/op" {
 		v = duration(s.med)
 	}
-	if s.n >= 3 {
-		v += fmt.Sprintf(" ±%.0f%%", 100*s.spread())
+	if s.n >= 2 {
+		v += " ±" + s.pct()
 	}
 	return v
+}
+
+// notes numbers a table's warnings, each text once, as benchstat numbers
+// its footnotes: a cell ends in ¹, and the table is followed by "¹ need >=
+// 6 samples for confidence interval at level 0.95".
+type notes struct{ texts []string }
+
+// mark returns the markers of warnings, " ¹" or " ¹ ²", "" for none.
+func (ns *notes) mark(warnings []string) string {
+	var out strings.Builder
+	for _, w := range warnings {
+		i := slices.Index(ns.texts, w)
+		if i < 0 {
+			i = len(ns.texts)
+			ns.texts = append(ns.texts, w)
+		}
+		out.WriteString(" " + superscript(i+1))
+	}
+	return out.String()
+}
+
+func (ns *notes) write(b *strings.Builder) {
+	if len(ns.texts) == 0 {
+		return
+	}
+	b.WriteString("\n")
+	for i, t := range ns.texts {
+		fmt.Fprintf(b, "- %s %s\n", superscript(i+1), t)
+	}
+}
+
+func superscript(n int) string {
+	const digits = "⁰¹²³⁴⁵⁶⁷⁸⁹"
+	var out []rune
+	for _, c := range strconv.Itoa(n) {
+		out = append(out, []rune(digits)[c-'0'])
+	}
+	return string(out)
 }
 
 func keyName(k string) string {
