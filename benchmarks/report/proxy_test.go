@@ -12,7 +12,8 @@ import (
 )
 
 // TestProxy checks BenchmarkProxy's family: no crypto-tls column, so
-// absolute MB/s with the runs' ranges, and the proxy's own resource tables.
+// absolute MB/s with each median's confidence interval, and the proxy's own
+// resource tables.
 func TestProxy(t *testing.T) {
 	runs, err := parse(strings.NewReader(proxyOutput()), "x")
 	if err != nil {
@@ -28,12 +29,14 @@ func TestProxy(t *testing.T) {
 	for _, want := range []string{
 		"### Proxy: TLS-terminating proxy",
 		"| suite | size | dir | tcp | stunnel4 |",
-		"| TLS13-AES128GCM | 32 MiB | up | 900 (900–900) | 110 (100–120) |",
+		// Six runs: each interval is the runs' min to max (1 − 2·2⁻⁶ ≥
+		// 0.95), shown as its farther bound: 100 is 9.9% below 111.
+		"| TLS13-AES128GCM | 32 MiB | up | 900 ±0% | 111 ±10% |",
 		"CPU seconds of the proxy's processes per GiB moved",
-		"| TLS13-AES128GCM | 32 MiB | up | 0.500 (0.500–0.500) | 4.00 (3.00–5.00) |",
+		"| TLS13-AES128GCM | 32 MiB | up | 0.500 ±0% | 4.00 ±25% |",
 		"rchar + wchar",
-		"| TLS13-AES128GCM | 32 MiB | up | 0 (0–0) | 2.00 (2.00–2.00) |",
-		"medians, in parentheses min–max over the runs",
+		"| TLS13-AES128GCM | 32 MiB | up | 0 ±0% | 2.00 ±0% |",
+		"median of 6 runs; medians ± their 95% confidence interval",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("lacks %q:\n%s", want, out)
@@ -42,16 +45,22 @@ func TestProxy(t *testing.T) {
 	if strings.Contains(out, "Bytes allocated") || strings.Contains(out, "Allocations") {
 		t.Errorf("an allocation table for the proxy:\n%s", out)
 	}
+	if strings.Contains(out, "need >=") {
+		t.Errorf("a warning with 6 runs:\n%s", out)
+	}
 	if strings.Contains(out, "![") {
 		t.Errorf("a chart link without a chart:\n%s", out)
 	}
 }
 
-// proxyOutput is BenchmarkProxy's output of three runs of two rows, each with
-// tcp and stunnel4.
+// proxyOutput is BenchmarkProxy's output of six runs of a row with tcp and
+// stunnel4.
 func proxyOutput() string {
 	var in strings.Builder
-	for _, v := range []struct{ mbs, cpu, io string }{{"100", "4.0", "2.002"}, {"120", "3.0", "2.002"}, {"110", "5.0", "2.004"}} {
+	for _, v := range []struct{ mbs, cpu, io string }{
+		{"100", "4.0", "2.002"}, {"120", "3.0", "2.002"}, {"110", "5.0", "2.004"},
+		{"105", "4.0", "2.000"}, {"115", "3.5", "2.002"}, {"112", "4.5", "2.006"},
+	} {
 		in.WriteString("BenchmarkProxy/suite=TLS13-AES128GCM/size=32MiB/dir=up/conn=stunnel4-2  10  1000 ns/op  " + v.mbs + " MB/s  " + v.cpu + " proxy-cpu-s/GiB  " + v.io + " proxy-io-B/B  1000 B/op  10 allocs/op\n")
 		in.WriteString("BenchmarkProxy/suite=TLS13-AES128GCM/size=32MiB/dir=up/conn=tcp-2  10  1000 ns/op  900 MB/s  0.5 proxy-cpu-s/GiB  0 proxy-io-B/B\n")
 	}
@@ -125,8 +134,8 @@ func TestProxyCharts(t *testing.T) {
 	if !reflect.DeepEqual(mbs.conns, []string{"tcp", "stunnel4"}) || len(mbs.groups) != 2 || mbs.groups[1].label != "down" {
 		t.Errorf("conns %q, groups %+v", mbs.conns, mbs.groups)
 	}
-	if b := mbs.groups[0].bars[1]; !b.ok || b.r != 110 || b.lo != 100 || b.hi != 120 || !b.measured() {
-		t.Errorf("stunnel4 up: %+v, want median 110 of 100–120", b)
+	if b := mbs.groups[0].bars[1]; !b.ok || b.r != 111 || b.lo != 100 || b.hi != 120 || !b.measured() || b.noisy() {
+		t.Errorf("stunnel4 up: %+v, want median 111, interval 100–120", b)
 	}
 	if mbs.linear || !strings.Contains(mbs.axis, "log scale") || !strings.Contains(mbs.subtitle, "not ratios") {
 		t.Errorf("MB/s: linear %v, axis %q, subtitle %q", mbs.linear, mbs.axis, mbs.subtitle)

@@ -7,24 +7,44 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
 
 func TestSummarize(t *testing.T) {
+	inf := math.Inf(1)
 	for _, tt := range []struct {
-		in   []float64
-		want summary
+		in      []float64
+		med     float64
+		lo, hi  float64
+		warning bool
 	}{
-		{[]float64{5}, summary{5, 5, 5, 1}},
-		{[]float64{3, 1, 2}, summary{2, 1, 3, 3}},
-		{[]float64{4, 1, 3, 2}, summary{2.5, 1, 4, 4}},
-		{[]float64{7, 7, 100, 7, 1}, summary{7, 1, 100, 5}},
+		// Fewer than 6 runs: a median, no interval, benchstat's warning.
+		{[]float64{5}, 5, -inf, inf, true},
+		{[]float64{3, 1, 2}, 2, -inf, inf, true},
+		{[]float64{4, 1, 3, 2}, 2.5, -inf, inf, true},
+		// With 5, the binomial interval's upper order statistic exists,
+		// its lower does not: still no interval, as benchstat's "± ∞".
+		{[]float64{7, 7, 100, 7, 1}, 7, -inf, 100, true},
+		// 6 runs: the interval is the 1st to 6th order statistic, the
+		// narrowest whose binomial coverage 1-2·2⁻⁶ = 0.969 reaches 0.95.
+		{[]float64{6, 1, 5, 2, 4, 3}, 3.5, 1, 6, false},
+		// 10 runs: 2nd to 9th, coverage 1-2·11/1024 = 0.979 (3rd to 8th
+		// would be 1-2·56/1024 = 0.891).
+		{[]float64{10, 1, 9, 2, 8, 3, 7, 4, 6, 5}, 5.5, 2, 9, false},
 	} {
-		in := append([]float64(nil), tt.in...)
+		in := slices.Clone(tt.in)
 		got, ok := summarize(tt.in)
-		if !ok || got != tt.want {
-			t.Errorf("summarize(%v) = %+v, want %+v", tt.in, got, tt.want)
+		if !ok || got.med != tt.med || got.lo != tt.lo || got.hi != tt.hi || got.n != len(tt.in) {
+			t.Errorf("summarize(%v) = median %v [%v, %v] n=%d, want %v [%v, %v]", tt.in, got.med, got.lo, got.hi, got.n, tt.med, tt.lo, tt.hi)
+		}
+		want := []string(nil)
+		if tt.warning {
+			want = []string{"need >= 6 samples for confidence interval at level 0.95"}
+		}
+		if !reflect.DeepEqual(got.warnings, want) || got.hasCI() == tt.warning {
+			t.Errorf("summarize(%v): warnings %q, hasCI %v", tt.in, got.warnings, got.hasCI())
 		}
 		if !reflect.DeepEqual(in, tt.in) {
 			t.Errorf("summarize sorted its argument: %v", tt.in)
@@ -35,32 +55,105 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
+// exactUTestP is the two-sided p-value of the Mann-Whitney U test by
+// enumeration, an independent check of benchmath's: every way of drawing
+// len(x) of the pooled runs (no ties), the share whose U is at least as far
+// from its mean as the observed one.
+func exactUTestP(x, y []float64) float64 {
+	pool := append(slices.Clone(x), y...)
+	slices.Sort(pool)
+	inX := make([]bool, len(pool))
+	for i, v := range pool {
+		inX[i] = slices.Contains(x, v)
+	}
+	u := func(mask []bool) float64 { // pairs (a in x, b in y) with a > b
+		n, ys := 0.0, 0.0
+		for _, isX := range mask {
+			if isX {
+				n += ys
+			} else {
+				ys++
+			}
+		}
+		return n
+	}
+	mean := float64(len(x)*len(y)) / 2
+	obs := math.Abs(u(inX) - mean)
+	var extreme, total float64
+	mask := make([]bool, len(pool))
+	var walk func(i, left int)
+	walk = func(i, left int) {
+		if left == 0 {
+			total++
+			if math.Abs(u(mask)-mean) >= obs-1e-9 {
+				extreme++
+			}
+			return
+		}
+		for j := i; j <= len(pool)-left; j++ {
+			mask[j] = true
+			walk(j+1, left-1)
+			mask[j] = false
+		}
+	}
+	walk(0, len(x))
+	return extreme / total
+}
+
 func TestRatio(t *testing.T) {
 	s := func(xs ...float64) summary { v, _ := summarize(xs); return v }
+	inf := math.Inf(1)
 	for _, tt := range []struct {
 		name      string
-		x, base   summary
+		x, base   []float64
 		r, lo, hi float64
+		p         float64
 		noisy     bool
 		str       string
+		warnings  []string
 	}{
-		{"faster", s(1400, 1500, 1600), s(990, 1000, 1010), 1.5, 1400.0 / 1010, 1600.0 / 990, false, "1.50× (1.39–1.62)"},
-		{"overlap", s(790, 800, 820), s(790, 800, 810), 1, 790.0 / 810, 820.0 / 790, true, "~1.00× (0.98–1.04)"},
-		{"slower", s(450, 500, 550), s(990, 1000, 1010), 0.5, 450.0 / 1010, 550.0 / 990, false, "0.50× (0.45–0.56)"},
-		// Too few runs for a range: neither ~ nor ±, however close.
-		{"two runs", s(99, 101), s(100, 100), 1, 0.99, 1.01, false, "1.00×"},
-		{"one run", s(105), s(100, 100, 100), 1.05, 1.05, 1.05, false, "1.05×"},
+		// 6 runs each, apart: the smallest p 6 and 6 runs can give, 2/C(12,6).
+		{"faster", []float64{1400, 1450, 1500, 1500, 1550, 1600}, []float64{990, 995, 1000, 1000, 1005, 1010},
+			1.5, 1400.0 / 1010, 1600.0 / 990, 2.0 / 924, false, "1.50× ±7% (p=0.002 n=6)", nil},
+		{"slower", []float64{450, 480, 500, 501, 520, 550}, []float64{990, 995, 1000, 1001, 1005, 1010},
+			500.5 / 1000.5, 450.0 / 1010, 550.0 / 990, 2.0 / 924, false, "0.50× ±10% (p=0.002 n=6)", nil},
+		// Interleaved: no significant difference, "~".
+		{"interleaved", []float64{791, 799, 803, 807, 812, 817}, []float64{790, 798, 802, 806, 810, 815},
+			805.0 / 804, 791.0 / 815, 817.0 / 790, -1, true, "~1.00× ±2% (p=0.699 n=6)", nil},
+		// 5 runs: significant, but no interval, and the note says why.
+		{"five runs", []float64{600, 610, 590, 605, 595}, []float64{500, 510, 490, 505, 495},
+			1.2, -inf, inf, 2.0 / 252, false, "1.20× ±∞ (p=0.008 n=5)",
+			[]string{"need >= 6 samples for confidence interval at level 0.95"}},
+		// 3 runs: not even a difference as large as this one can be
+		// significant; benchstat says how many runs it would take.
+		{"three runs", []float64{200, 210, 205}, []float64{100, 101, 102}, 205.0 / 101, -inf, inf, 0.1, true, "~2.03× ±∞ (p=0.100 n=3)",
+			[]string{"need >= 6 samples for confidence interval at level 0.95", "need >= 4 samples to detect a difference at alpha level 0.05"}},
+		// Unequal runs per side: n=baseline+conn.
+		{"unequal", []float64{150, 151, 152, 153, 154, 155, 156}, []float64{100, 101, 102, 103, 104, 105},
+			153 / 102.5, 150.0 / 105, 156.0 / 100, 2.0 / 1716, false, "1.49× ±2% (p=0.001 n=6+7)", nil},
 	} {
-		got, ok := compare(tt.x, tt.base)
+		got, ok := compare(s(tt.x...), s(tt.base...))
 		if !ok {
 			t.Errorf("%s: no ratio", tt.name)
 			continue
 		}
-		if !near(got.r, tt.r) || !near(got.lo, tt.lo) || !near(got.hi, tt.hi) {
+		if !near(got.r, tt.r) || !near(got.lo, tt.lo) && got.lo != tt.lo || !near(got.hi, tt.hi) && got.hi != tt.hi {
 			t.Errorf("%s: got %.4f [%.4f, %.4f], want %.4f [%.4f, %.4f]", tt.name, got.r, got.lo, got.hi, tt.r, tt.lo, tt.hi)
+		}
+		if want := exactUTestP(tt.x, tt.base); !near(got.cmp.P, want) {
+			t.Errorf("%s: p = %v, enumeration gives %v", tt.name, got.cmp.P, want)
+		}
+		if tt.p >= 0 && !near(got.cmp.P, tt.p) {
+			t.Errorf("%s: p = %v, want %v", tt.name, got.cmp.P, tt.p)
 		}
 		if got.noisy() != tt.noisy || got.String() != tt.str {
 			t.Errorf("%s: noisy %v %q, want %v %q", tt.name, got.noisy(), got.String(), tt.noisy, tt.str)
+		}
+		if got.measured() != (tt.warnings == nil) {
+			t.Errorf("%s: measured %v with warnings %q", tt.name, got.measured(), tt.warnings)
+		}
+		if !reflect.DeepEqual(got.warnings, tt.warnings) {
+			t.Errorf("%s: warnings %q, want %q", tt.name, got.warnings, tt.warnings)
 		}
 	}
 	if _, ok := compare(s(1), s(0)); ok {
@@ -101,7 +194,9 @@ func TestFormat(t *testing.T) {
 }
 
 // sendOutput has three runs of two rows; the second row lacks tcp, and
-// userspace's runs there overlap crypto/tls's.
+// userspace's runs there overlap crypto/tls's. Three runs are too few for a
+// confidence interval or a significant difference: the golden shows
+// benchstat's warnings.
 const sendOutput = `goos: linux
 goarch: amd64
 pkg: github.com/ktls-go/ktls/benchmarks
@@ -137,7 +232,7 @@ const sendGolden = `# Results
 - Package: ` + "`github.com/ktls-go/ktls/benchmarks`" + `
 - Command: ` + "`go test -bench . -count 3 ./benchmarks | tee native.txt`" + `
 
-Each ratio is a conn's median over the repeated runs divided by crypto/tls's median in the same row. With 3 runs or more, the range in parentheses divides the conn's min and max by crypto/tls's max and min, ~ marks a ratio whose range includes 1× (no clear difference), and ± is half crypto/tls's own min–max range. – means not measured.
+The statistics are benchstat's (golang.org/x/perf/benchmath, no assumption about the distribution of the runs). Each ratio is a conn's median over the repeated runs divided by crypto/tls's median in the same row. ± is the 95% confidence interval of a median, in percent of it (∞ with fewer than 6 runs, too few for one). p is the Mann-Whitney U test's p-value of the conn's runs against crypto/tls's, n the runs per side (crypto/tls's first where they differ); ~ marks a ratio whose difference from 1× is not significant (p > 0.05). Numbered notes are benchstat's warnings. – means not measured.
 
 ### Send: bulk send
 
@@ -145,9 +240,12 @@ Each ratio is a conn's median over the repeated runs divided by crypto/tls's med
 
 | suite | size | crypto/tls MB/s | tcp | ktls-userspace |
 |---|---|---:|---:|---:|
-| TLS13-AES128GCM | 16 KiB | 1,000 ±1% | 2.00× (1.88–2.12) | 1.50× (1.39–1.62) |
-| TLS13-AES128GCM | 1 MiB | 800 ±1% | – | ~1.00× (0.98–1.04) |
+| TLS13-AES128GCM | 16 KiB | 1,000 ±∞ ¹ | ~2.00× ±∞ (p=0.100 n=3) ¹ ² | ~1.50× ±∞ (p=0.100 n=3) ¹ ² |
+| TLS13-AES128GCM | 1 MiB | 800 ±∞ ¹ | – | ~1.00× ±∞ (p=1.000 n=3) ¹ ² |
 | **geometric mean** |  |  | **2.00×** (1 of 2 rows) | **1.22×** |
+
+- ¹ need >= 6 samples for confidence interval at level 0.95
+- ² need >= 4 samples to detect a difference at alpha level 0.05
 
 **Bytes allocated per MiB moved (B/MiB), lower is better**
 
@@ -171,7 +269,10 @@ Each ratio is a conn's median over the repeated runs divided by crypto/tls's med
 
 | suite | crypto/tls time/op | ktls-kernel |
 |---|---:|---:|
-| TLS13-AES128GCM | 400 µs | 1.05× |
+| TLS13-AES128GCM | 400 µs ¹ | ~1.05× ±∞ (p=1.000 n=1) ¹ ² |
+
+- ¹ need >= 6 samples for confidence interval at level 0.95
+- ² need >= 4 samples to detect a difference at alpha level 0.05
 
 **Bytes allocated per operation (B/op), lower is better**
 
@@ -237,10 +338,11 @@ func TestVMSections(t *testing.T) {
 		"- Kernel: `linux-6.1` (`6.1.0-38-amd64`)\n",
 		"## vm-linux-7.3\n",
 		// 6.1 skipped OpenSSL: no anchor column.
-		"| size | crypto/tls MB/s | ktls-kernel |\n|---|---:|---:|\n| 256 MiB | 2,684 | 2.00× |\n",
+		// One run: no interval, no significance, as benchstat says.
+		"| size | crypto/tls MB/s | ktls-kernel |\n|---|---:|---:|\n| 256 MiB | 2,684 ¹ | ~2.00× ±∞ (p=1.000 n=1) ¹ ² |\n",
 		"| size | crypto/tls MB/s | ktls-kernel | openssl-ktls | ktls-kernel ÷ openssl-ktls |\n" +
 			"|---|---:|---:|---:|---:|\n" +
-			"| 256 MiB | 2,684 | 2.50× | 2.20× | 1.14× |\n",
+			"| 256 MiB | 2,684 ¹ | ~2.50× ±∞ (p=1.000 n=1) ¹ ² | ~2.20× ±∞ (p=1.000 n=1) ¹ ² | ~1.14× ±∞ (p=1.000 n=1) ¹ ² |\n",
 		"![Sendfile, vm-linux-7.3: × crypto/tls MB/s (higher is faster)](sendfile-vm-linux-7.3.png)",
 	} {
 		if !strings.Contains(string(md), want) {
@@ -278,7 +380,7 @@ BenchmarkOther/big  10  9 ns/op
 	}
 	var b strings.Builder
 	w.markdown(&b, "x", "", nil)
-	if want := "| 1 KiB | 100 ns | 2.00× | 0.50× | 0.50× |\n"; !strings.Contains(b.String(), want) {
+	if want := "| 1 KiB | 100 ns ¹ | ~2.00× ±∞ (p=1.000 n=1) ¹ ² | ~0.50× ±∞ (p=1.000 n=1) ¹ ² | ~0.50× ±∞ (p=1.000 n=1) ¹ ² |\n"; !strings.Contains(b.String(), want) {
 		t.Errorf("Write lacks %q:\n%s", want, b.String())
 	}
 	if _, ok := newChart(o, "x"); ok {
