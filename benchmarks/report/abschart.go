@@ -46,8 +46,10 @@ func newAbsChart(f *family, label string, a absChart) (*chart, bool) {
 		better = "higher is better"
 	}
 	sub := "absolute values, not ratios: there is no crypto/tls row to compare against; " + f.runsText()
-	if lo, _ := f.runCounts(); lo >= minCI {
+	if _, hi := f.runCounts(); hi >= minCI { // some bar has whiskers
 		sub += "; whiskers: the median's 95% confidence interval"
+	} else {
+		sub += "; no whiskers: a 95% confidence interval needs 6 runs"
 	}
 	c := &chart{
 		title:    a.title + " · " + label,

@@ -53,8 +53,10 @@ func newChart(f *family, label string) (*chart, bool) {
 		return nil, false
 	}
 	sub := "bars start at crypto/tls (1×); " + f.runsText()
-	if lo, _ := f.runCounts(); lo >= minCI {
+	if _, hi := f.runCounts(); hi >= minCI { // some bar has whiskers
 		sub += "; whiskers: both medians' 95% confidence intervals, paired worst and best"
+	} else {
+		sub += "; no whiskers: a 95% confidence interval needs 6 runs"
 	}
 	sub += "; ~: not significant (p > 0.05)"
 	c := &chart{

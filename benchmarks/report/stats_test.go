@@ -91,8 +91,8 @@ func TestLikeBenchstat(t *testing.T) {
 	if few.noisy() || few.measured() {
 		t.Errorf("64 KiB bar %+v: want significant, no whiskers", few)
 	}
-	if !strings.Contains(c.subtitle, "~: not significant (p > 0.05)") || strings.Contains(c.subtitle, "whiskers") {
-		t.Errorf("subtitle %q: 5 runs in one row, so no whiskers to explain", c.subtitle)
+	if !strings.Contains(c.subtitle, "~: not significant (p > 0.05)") || !strings.Contains(c.subtitle, "whiskers: both medians' 95% confidence intervals") {
+		t.Errorf("subtitle %q: want ~ and the whiskers explained", c.subtitle)
 	}
 }
 
