@@ -14,8 +14,23 @@
 // and proxy-cpu-native.png (proxy-cpu-s/GiB).
 // Each input is a section; a file with lines of several VM kernels
 // ("[linux-6.1] ...") is a section per kernel. The rows are grouped by the
-// conn= key of the benchmark names (benchmarks/harness_test.go); the cells
-// are medians over -count's runs.
+// conn= key of the benchmark names (benchmarks/harness_test.go).
+//
+// The statistics are benchstat's, from golang.org/x/perf: benchfmt reads the
+// benchmark lines, and benchmath.AssumeNothing summarizes and compares them
+// with benchstat's defaults, without assuming the runs are normally
+// distributed (on a busy machine they are not). Each cell is the median of
+// -count's runs; ± is the median's 95% confidence interval in percent of it,
+// its farther bound (∞ with fewer than 6 runs, too few for one at 95%). A
+// ratio divides a conn's median by crypto/tls's (the OpenSSL anchor's in the
+// ÷ openssl-ktls column) and is followed by the Mann-Whitney U test's
+// p-value and the runs per side, "(p=0.008 n=5)", "n=10+8" where the sides
+// differ, baseline first; "~" marks a difference that is not significant,
+// p > 0.05 (3 runs a side can never be significant, 4 can). benchstat's
+// warnings become numbered notes under each table. The charts' whiskers are
+// the 95% intervals: a ratio's pairs the conn's interval with crypto/tls's,
+// worst and best. Use -count 10 or more: 6 runs give an interval as wide as
+// the runs' min–max range.
 //
 // It is a module of its own so that the fonts it draws with stay out of
 // ktls's go.mod; hence go run -C, and paths relative to this folder.
