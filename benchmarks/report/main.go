@@ -2,7 +2,7 @@
 // the ratio tables of benchmarks/RESULTS.md and PNG charts, every engine
 // against crypto/tls in the same run:
 //
-//	go test -run '^$' -bench . -count 5 ./benchmarks > native.txt
+//	go test -run '^$' -bench . -count 10 ./benchmarks > native.txt
 //	go run -C benchmarks/report . -o ../results -links results/ \
 //		-machine "..." -command "..." ../../native.txt ../../vm.txt
 //
@@ -29,8 +29,8 @@
 // p > 0.05 (3 runs a side can never be significant, 4 can). benchstat's
 // warnings become numbered notes under each table. The charts' whiskers are
 // the 95% intervals: a ratio's pairs the conn's interval with crypto/tls's,
-// worst and best. Use -count 10 or more: 6 runs give an interval as wide as
-// the runs' min–max range.
+// worst and best. Use -count 10 or more: 6 or 7 runs give an interval as wide
+// as the runs' min–max range.
 //
 // It is a module of its own so that the fonts it draws with stay out of
 // ktls's go.mod; hence go run -C, and paths relative to this folder.

@@ -33,6 +33,11 @@ func TestSummarize(t *testing.T) {
 		// 10 runs: 2nd to 9th, coverage 1-2·11/1024 = 0.979 (3rd to 8th
 		// would be 1-2·56/1024 = 0.891).
 		{[]float64{10, 1, 9, 2, 8, 3, 7, 4, 6, 5}, 5.5, 2, 9, false},
+		// 8 runs: not 2nd to 7th (1-2·9/256 = 0.930), but an interval one
+		// order statistic narrower than min to max will do, 1st to 7th:
+		// 1-1/256-9/256 = 0.961. 9 runs: 2nd to 8th (1-2·10/512 = 0.961).
+		{[]float64{8, 1, 7, 2, 6, 3, 5, 4}, 4.5, 1, 7, false},
+		{[]float64{9, 1, 8, 2, 7, 3, 6, 4, 5}, 5, 2, 8, false},
 	} {
 		in := slices.Clone(tt.in)
 		got, ok := summarize(tt.in)
