@@ -39,7 +39,25 @@ func rawConnOf(c net.Conn) syscall.RawConn {
 // read buffer (issue 18; crypto/tls's own rawInput is a bytes.Buffer of a
 // few hundred bytes there). In the steady state, when the socket has bytes,
 // no buffer moves.
+//
+// A half with no buffer that has not waited yet in this call (a new one,
+// or one whose last call timed out while it waited) peeks first, with
+// recv(MSG_PEEK) of one byte into a field: an idle connection then takes no
+// buffer at all, and after a wait the netpoller has said the socket is
+// readable, so the buffer is taken without a peek.
 func (o *opener) rawRead(fd uintptr) bool {
+	for o.buf == nil && !o.waited {
+		_, _, err := syscall.Recvfrom(int(fd), o.peek[:], syscall.MSG_PEEK)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			o.waited = true
+			return false
+		}
+		// Bytes, EOF or an error: the read below says which.
+		break
+	}
 	if o.buf == nil {
 		o.getBufLocked()
 	}
@@ -52,6 +70,7 @@ func (o *opener) rawRead(fd uintptr) bool {
 			if o.r == o.w {
 				o.putBufLocked()
 			}
+			o.waited = true
 			return false
 		case err != nil:
 			o.rerr = &net.OpError{Op: "read", Net: o.conn.LocalAddr().Network(), Source: o.conn.LocalAddr(), Addr: o.conn.RemoteAddr(), Err: os.NewSyscallError("read", err)}

@@ -87,6 +87,7 @@ const keptReadBufs = 4
 // allocated per MiB received grew by half).
 type bufPool struct {
 	size int
+	gets atomic.Int64 // buffers handed out, for the tests
 	mu   sync.Mutex
 	kept []*[]byte
 	pool sync.Pool
@@ -99,6 +100,7 @@ func newBufPool(size int) *bufPool {
 }
 
 func (p *bufPool) get() *[]byte {
+	p.gets.Add(1)
 	p.mu.Lock()
 	if n := len(p.kept); n > 0 {
 		b := p.kept[n-1]
@@ -509,12 +511,15 @@ type opener struct {
 	big  bool // the peer streamed once: take readBufSize buffers
 
 	// raw is the link's syscall.RawConn when the link is a socket that
-	// holds nothing above it (rawConnOf), else nil; rawFn is rawRead, and
-	// rn and rerr are what its last call read.
-	raw   syscall.RawConn
-	rawFn func(fd uintptr) bool
-	rn    int
-	rerr  error
+	// holds nothing above it (rawConnOf), else nil; rawFn is rawRead, rn
+	// and rerr are what its last call read, waited says that the current
+	// RawConn.Read has parked once, and peek is where rawRead peeks.
+	raw    syscall.RawConn
+	rawFn  func(fd uintptr) bool
+	rn     int
+	rerr   error
+	waited bool
+	peek   [1]byte
 }
 
 // getBufLocked gives the half a buffer from the pool of its size.
@@ -700,7 +705,7 @@ func (o *opener) readLinkLocked() (int, error) {
 	if o.raw == nil {
 		return o.conn.Read(o.buf[o.w:])
 	}
-	o.rn, o.rerr = 0, nil
+	o.rn, o.rerr, o.waited = 0, nil, false
 	if err := o.raw.Read(o.rawFn); err != nil {
 		// A deadline, or the conn closed: as its Read would say it.
 		var oe *net.OpError

@@ -820,6 +820,12 @@ func TestIdleHalvesHoldNoBuffer(t *testing.T) {
 			t.Fatalf("ReadRecord on an idle socket: %v, want a timeout", err)
 		}
 	}
+	// A new half waiting for its first record peeks and takes no buffer.
+	gets := smallReadBufs.gets.Load() + bigReadBufs.gets.Load()
+	timeout()
+	if o.buf != nil || smallReadBufs.gets.Load()+bigReadBufs.gets.Load() != gets {
+		t.Fatalf("new opener waiting for its first record took a buffer (holds %d bytes)", len(o.buf))
+	}
 	for i := range 3 {
 		msg := bytes.Repeat([]byte{byte(i)}, 100+i*backend.MaxPlaintext)
 		if _, err := sh.WriteRecords(backend.TypeApplicationData, msg); err != nil {
