@@ -54,8 +54,14 @@ func (o *opener) rawRead(fd uintptr) bool {
 		case err == syscall.EAGAIN:
 			o.waited = true
 			return false
+		case err != nil:
+			// A socket error is reported to one call only
+			// (sock_error): this one. Passed on as the read's,
+			// so that conn sees ECONNRESET.
+			o.rerr = o.readErr(err)
+			return true
 		}
-		// Bytes, EOF or an error: the read below says which.
+		// Bytes, or EOF: the read below says which.
 		break
 	}
 	if o.buf == nil {
@@ -73,7 +79,7 @@ func (o *opener) rawRead(fd uintptr) bool {
 			o.waited = true
 			return false
 		case err != nil:
-			o.rerr = &net.OpError{Op: "read", Net: o.conn.LocalAddr().Network(), Source: o.conn.LocalAddr(), Addr: o.conn.RemoteAddr(), Err: os.NewSyscallError("read", err)}
+			o.rerr = o.readErr(err)
 		case n == 0:
 			o.rerr = io.EOF
 		default:
@@ -81,4 +87,9 @@ func (o *opener) rawRead(fd uintptr) bool {
 		}
 		return true
 	}
+}
+
+// readErr is err as the socket's Read reports it (package net's fd.Read).
+func (o *opener) readErr(err error) error {
+	return &net.OpError{Op: "read", Net: o.conn.LocalAddr().Network(), Source: o.conn.LocalAddr(), Addr: o.conn.RemoteAddr(), Err: os.NewSyscallError("read", err)}
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -921,5 +922,32 @@ func TestSteadyStateAllocsSocket(t *testing.T) {
 	waited := func() { next <- struct{}{}; read() }
 	if a := testing.AllocsPerRun(50, waited); a > 0.1 {
 		t.Errorf("ReadRecord that waits for each record allocates %v times per record", a)
+	}
+}
+
+// TestOpenerPeerReset: a reset from the peer reaches ReadRecord as
+// ECONNRESET (conn stops TX on it, protocol.go), whether the half has no
+// buffer yet and peeks (the socket error goes to whichever call comes first,
+// the peek) or reads into its buffer after a record.
+func TestOpenerPeerReset(t *testing.T) {
+	for _, first := range []bool{true, false} {
+		s := keyschedule.Suites()[0]
+		w, r := testenv.TCPPair(t)
+		sh, o := newHalves(t, w, r, randomParams(s, 0), nil)
+		if !first {
+			if _, err := sh.WriteRecords(backend.TypeApplicationData, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := o.ReadRecord(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.(*net.TCPConn).SetLinger(0)
+		w.Close()
+		time.Sleep(20 * time.Millisecond) // the RST arrives before the read
+		_, _, err := o.ReadRecord()
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("first record %v: ReadRecord after a reset: %v, want ECONNRESET", first, err)
+		}
 	}
 }
