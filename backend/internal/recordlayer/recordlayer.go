@@ -69,10 +69,46 @@ const (
 // that an idle connection holds none (issue 18). Each pool holds buffers of
 // one size only; pointers, so that Get and Put do not allocate.
 var (
-	sealBufs      = sync.Pool{New: func() any { b := make([]byte, sealBufSize); return &b }}
+	// sealPools hold the Sealer's buffers in three sizes, the smallest
+	// that holds a call's first batch taken: a Write blocked on a slow
+	// peer holds its buffer, and a small one should not hold 64 KiB.
+	sealPools     = [...]sealPool{{size: 4 << 10}, {size: record.HeaderLen + backend.MaxPlaintext + 256}, {size: sealBufSize}}
 	smallReadBufs = newBufPool(smallReadBuf)
 	bigReadBufs   = newBufPool(readBufSize)
 )
+
+type sealPool struct {
+	size int
+	pool sync.Pool
+}
+
+// getSealBuf returns a buffer of at least need bytes, at most sealBufSize.
+func getSealBuf(need int) *[]byte {
+	for i := range sealPools {
+		p := &sealPools[i]
+		if need > p.size && i < len(sealPools)-1 {
+			continue
+		}
+		if bp, ok := p.pool.Get().(*[]byte); ok {
+			return bp
+		}
+		b := make([]byte, p.size)
+		return &b
+	}
+	panic("unreachable")
+}
+
+// putSealBuf takes back a buffer that getSealBuf returned; one of another
+// capacity is left to the GC.
+func putSealBuf(bp *[]byte) {
+	for i := range sealPools {
+		if cap(*bp) == sealPools[i].size {
+			*bp = (*bp)[:cap(*bp)]
+			sealPools[i].pool.Put(bp)
+			return
+		}
+	}
+}
 
 // keptReadBufs is how many read buffers of each size bufPool keeps across
 // garbage collections: a few, at most 4 × (18 + 64) KiB in the process.
@@ -365,7 +401,7 @@ func (h *half) close(release func()) {
 type sealer struct {
 	half
 	// buf holds the sealed records of one batch during a call: from
-	// sealBufs, and back there when the call ends.
+	// sealPools, and back there when the call ends.
 	buf []byte
 }
 
@@ -384,15 +420,15 @@ func (s *sealer) WriteRecords(typ uint8, data []byte) (int, error) {
 	if err := s.beginLocked(s.releaseLocked); err != nil {
 		return 0, err
 	}
-	bp := sealBufs.Get().(*[]byte)
+	// The first batch's size (an empty record's, for empty data).
+	first := min(len(data), maxBatch*backend.MaxPlaintext)
+	bp := getSealBuf(first + (first/backend.MaxPlaintext+1)*(record.HeaderLen+s.prot.Overhead()))
 	s.buf = (*bp)[:0]
 	defer func() {
 		// The records are on the wire (or the half failed): nothing
 		// refers to the buffer past this call.
-		*bp, s.buf = s.buf[:0], nil
-		if cap(*bp) == sealBufSize {
-			sealBufs.Put(bp)
-		}
+		*bp, s.buf = s.buf, nil
+		putSealBuf(bp)
 	}()
 	if len(data) == 0 {
 		if typ != backend.TypeApplicationData {

@@ -951,3 +951,27 @@ func TestOpenerPeerReset(t *testing.T) {
 		}
 	}
 }
+
+// TestSealBufferSized: a WriteRecords takes the smallest pooled buffer that
+// holds its first batch, so that a small Write blocked on a slow peer holds
+// 4 KiB, not 64 (issue 18), and the batch is never reallocated.
+func TestSealBufferSized(t *testing.T) {
+	for _, tt := range []struct{ need, size int }{
+		{0, 4 << 10}, {100, 4 << 10}, {4 << 10, 4 << 10}, {4<<10 + 1, sealPools[1].size},
+		{record.HeaderLen + backend.MaxPlaintext + 17, sealPools[1].size},
+		{record.HeaderLen + backend.MaxPlaintext + 257, sealBufSize}, {sealBufSize, sealBufSize},
+	} {
+		bp := getSealBuf(tt.need)
+		if len(*bp) != tt.size || cap(*bp) != tt.size {
+			t.Errorf("getSealBuf(%d): %d bytes, want %d", tt.need, cap(*bp), tt.size)
+		}
+		putSealBuf(bp)
+	}
+	// The largest batch fits the largest buffer, in every suite.
+	for _, s := range keyschedule.Suites() {
+		prot, _ := record.NewProtector(s.Version, s.ID, make([]byte, s.KeyLen), make([]byte, s.IVLen))
+		if need := maxBatch * prot.SealedLen(backend.MaxPlaintext); need > sealBufSize {
+			t.Errorf("%s: a batch of %d bytes, buffers of %d", suiteName(s), need, sealBufSize)
+		}
+	}
+}
