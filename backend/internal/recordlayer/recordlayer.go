@@ -571,8 +571,15 @@ func (o *opener) getBufLocked() {
 // putBufLocked hands the buffer back to its pool; nothing of it may be in
 // use: no bytes pending, and the plaintext of the last record returned no
 // longer valid (ReadRecord's contract: until the next call).
+//
+// The buffer is cleared first: records are opened in place, so it still
+// holds this connection's plaintext, and a pooled buffer goes to another
+// connection. Nothing reads a buffer before writing it, but a bug that did
+// should find zeros, not a stranger's data. The cost is one memclr per wait
+// for the peer, never per record.
 func (o *opener) putBufLocked() {
 	if o.bufp != nil {
+		clear(*o.bufp)
 		smallReadBufs.put(o.bufp)
 		bigReadBufs.put(o.bufp)
 	}
@@ -650,6 +657,7 @@ func (o *opener) fillLocked(n int) error {
 		o.w = copy(o.buf, old)
 		o.r = 0
 		if oldp != nil {
+			clear(*oldp) // as putBufLocked, for the same reason
 			smallReadBufs.put(oldp)
 		}
 	}
