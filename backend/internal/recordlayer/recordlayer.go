@@ -9,7 +9,11 @@
 //
 // A Sealer batches several records into one Write (up to 64 KiB of
 // plaintext) and an Opener reads ahead as far as its 64 KiB buffer allows;
-// in the steady state neither allocates.
+// in the steady state neither allocates. Neither keeps a buffer while the
+// connection is idle (issue 18; crypto/tls keeps none either, conn.go's
+// outBufPool): the Sealer's comes from a pool for each call, and the
+// Opener's goes back to one when it waits for the socket with nothing
+// pending (rawread_unix.go).
 //
 // Its errors start with "userspace: ", as they did when the loop was that
 // engine's own.
@@ -25,6 +29,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/ktls-go/ktls/backend"
 	"github.com/ktls-go/ktls/internal/keyschedule"
@@ -54,7 +59,110 @@ const (
 	// minRead is the least free space worth a Read: with less at the end of
 	// the buffer the pending bytes move to its front first.
 	minRead = 16 << 10
+	// sealBufSize holds one batch: maxBatch full records, each with its
+	// header and the most either version adds (RFC 8446 §5.2: 256 bytes
+	// of expansion at most; TLS 1.2 AES-GCM adds 24).
+	sealBufSize = maxBatch * (record.HeaderLen + backend.MaxPlaintext + 256)
 )
+
+// The buffers of halves that are between calls or waiting for the peer, so
+// that an idle connection holds none (issue 18). Each pool holds buffers of
+// one size only; pointers, so that Get and Put do not allocate.
+var (
+	// sealPools hold the Sealer's buffers in three sizes, the smallest
+	// that holds a call's first batch taken: a Write blocked on a slow
+	// peer holds its buffer, and a small one should not hold 64 KiB.
+	sealPools     = [...]sealPool{{size: 4 << 10}, {size: record.HeaderLen + backend.MaxPlaintext + 256}, {size: sealBufSize}}
+	smallReadBufs = newBufPool(smallReadBuf)
+	bigReadBufs   = newBufPool(readBufSize)
+)
+
+type sealPool struct {
+	size int
+	pool sync.Pool
+}
+
+// getSealBuf returns a buffer of at least need bytes, at most sealBufSize.
+func getSealBuf(need int) *[]byte {
+	for i := range sealPools {
+		p := &sealPools[i]
+		if need > p.size && i < len(sealPools)-1 {
+			continue
+		}
+		if bp, ok := p.pool.Get().(*[]byte); ok {
+			return bp
+		}
+		b := make([]byte, p.size)
+		return &b
+	}
+	panic("unreachable")
+}
+
+// putSealBuf takes back a buffer that getSealBuf returned; one of another
+// capacity is left to the GC.
+func putSealBuf(bp *[]byte) {
+	for i := range sealPools {
+		if cap(*bp) == sealPools[i].size {
+			*bp = (*bp)[:cap(*bp)]
+			sealPools[i].pool.Put(bp)
+			return
+		}
+	}
+}
+
+// keptReadBufs is how many read buffers of each size bufPool keeps across
+// garbage collections: a few, at most 4 × (18 + 64) KiB in the process.
+const keptReadBufs = 4
+
+// bufPool is a sync.Pool of read buffers with a few kept aside that no GC
+// drops. An Opener puts its buffer back each time it waits for the peer
+// and takes one when bytes arrive, often on another P: a sync.Pool alone
+// keeps the buffer in the old P's private slot, which no other P takes,
+// and drops it at the second GC, so a connection that streams with short
+// waits would allocate a new 64 KiB buffer now and then (measured: bytes
+// allocated per MiB received grew by half).
+type bufPool struct {
+	size int
+	gets atomic.Int64 // buffers handed out, for the tests
+	mu   sync.Mutex
+	kept []*[]byte
+	pool sync.Pool
+}
+
+func newBufPool(size int) *bufPool {
+	p := &bufPool{size: size, kept: make([]*[]byte, 0, keptReadBufs)}
+	p.pool.New = func() any { b := make([]byte, size); return &b }
+	return p
+}
+
+func (p *bufPool) get() *[]byte {
+	p.gets.Add(1)
+	p.mu.Lock()
+	if n := len(p.kept); n > 0 {
+		b := p.kept[n-1]
+		p.kept[n-1] = nil
+		p.kept = p.kept[:n-1]
+		p.mu.Unlock()
+		return b
+	}
+	p.mu.Unlock()
+	return p.pool.Get().(*[]byte)
+}
+
+// put takes back a buffer of the pool's size; others are left to the GC.
+func (p *bufPool) put(b *[]byte) {
+	if len(*b) != p.size {
+		return
+	}
+	p.mu.Lock()
+	if len(p.kept) < cap(p.kept) {
+		p.kept = append(p.kept, b)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	p.pool.Put(b)
+}
 
 // errSeqExhausted: RFC 8446 §5.3 and RFC 5246 §6.1 forbid wrapping the
 // sequence number. ktls stops one short of 2^64-1 so that no counter ever
@@ -186,7 +294,19 @@ func (e engine) NewOpener(l backend.Link, p backend.Params) (backend.Opener, err
 		return nil, errors.New("userspace: NewOpener with a nil Link.Conn")
 	}
 	o := &opener{half: half{conn: l.Conn, version: p.Version, prot: prot, seq: p.Seq, newAEAD: e.newAEAD, aead: aead}}
-	o.buf = make([]byte, max(smallReadBuf, len(l.Buffered)))
+	o.raw = rawConnOf(l.Conn)
+	if o.raw != nil {
+		// Made once: a method value passed to RawConn.Read on each
+		// fill would be allocated each time.
+		o.rawFn = o.rawRead
+	}
+	if len(l.Buffered) > smallReadBuf {
+		o.buf = make([]byte, len(l.Buffered))
+	} else if len(l.Buffered) > 0 {
+		o.getBufLocked()
+	}
+	// Otherwise the buffer waits for the first bytes: a TLS 1.3 client
+	// or a server that only writes never reads a record.
 	o.w = copy(o.buf, l.Buffered)
 	return o, nil
 }
@@ -280,7 +400,9 @@ func (h *half) close(release func()) {
 // sealer is the TX half.
 type sealer struct {
 	half
-	buf []byte // sealed records of one batch, reused between calls
+	// buf holds the sealed records of one batch during a call: from
+	// sealPools, and back there when the call ends.
+	buf []byte
 }
 
 // WriteRecords seals data as records of type typ, at most 2^14 bytes each,
@@ -298,6 +420,16 @@ func (s *sealer) WriteRecords(typ uint8, data []byte) (int, error) {
 	if err := s.beginLocked(s.releaseLocked); err != nil {
 		return 0, err
 	}
+	// The first batch's size (an empty record's, for empty data).
+	first := min(len(data), maxBatch*backend.MaxPlaintext)
+	bp := getSealBuf(first + (first/backend.MaxPlaintext+1)*(record.HeaderLen+s.prot.Overhead()))
+	s.buf = (*bp)[:0]
+	defer func() {
+		// The records are on the wire (or the half failed): nothing
+		// refers to the buffer past this call.
+		*bp, s.buf = s.buf, nil
+		putSealBuf(bp)
+	}()
 	if len(data) == 0 {
 		if typ != backend.TypeApplicationData {
 			return 0, nil
@@ -404,9 +536,54 @@ func (s *sealer) releaseLocked() {
 // opener is the RX half.
 type opener struct {
 	half
-	buf  []byte // read-ahead; buf[r:w] is not yet consumed
+	// buf is the read-ahead, buf[r:w] not yet consumed; nil while the
+	// half waits for the peer with nothing pending, when its link is a
+	// socket (rawread_unix.go). bufp is the pool's pointer to it, nil if
+	// it is not a pool's.
+	buf  []byte
+	bufp *[]byte
 	r, w int
 	full bool // the last Read filled buf: grow it to readBufSize
+	big  bool // the peer streamed once: take readBufSize buffers
+
+	// raw is the link's syscall.RawConn when the link is a socket that
+	// holds nothing above it (rawConnOf), else nil; rawFn is rawRead, rn
+	// and rerr are what its last call read, waited says that the current
+	// RawConn.Read has parked once, and peek is where rawRead peeks.
+	raw    syscall.RawConn
+	rawFn  func(fd uintptr) bool
+	rn     int
+	rerr   error
+	waited bool
+	peek   [1]byte
+}
+
+// getBufLocked gives the half a buffer from the pool of its size.
+func (o *opener) getBufLocked() {
+	pool := smallReadBufs
+	if o.big {
+		pool = bigReadBufs
+	}
+	o.bufp = pool.get()
+	o.buf = *o.bufp
+}
+
+// putBufLocked hands the buffer back to its pool; nothing of it may be in
+// use: no bytes pending, and the plaintext of the last record returned no
+// longer valid (ReadRecord's contract: until the next call).
+//
+// The buffer is cleared first: records are opened in place, so it still
+// holds this connection's plaintext, and a pooled buffer goes to another
+// connection. Nothing reads a buffer before writing it, but a bug that did
+// should find zeros, not a stranger's data. The cost is one memclr per wait
+// for the peer, never per record.
+func (o *opener) putBufLocked() {
+	if o.bufp != nil {
+		clear(*o.bufp)
+		smallReadBufs.put(o.bufp)
+		bigReadBufs.put(o.bufp)
+	}
+	o.buf, o.bufp, o.r, o.w = nil, nil, 0, 0
 }
 
 // ReadRecord reads, checks and opens the next record. The returned plaintext
@@ -474,17 +651,29 @@ func (o *opener) fillLocked(n int) error {
 		// The peer sends more than the buffer holds: read further ahead,
 		// for fewer system calls. The last record's plaintext, in the old
 		// buffer, is no longer in use once this call has begun.
-		nb := make([]byte, readBufSize)
-		o.w = copy(nb, o.buf[o.r:o.w])
-		o.r, o.buf = 0, nb
+		old, oldp := o.buf[o.r:o.w], o.bufp
+		o.big = true
+		o.getBufLocked()
+		o.w = copy(o.buf, old)
+		o.r = 0
+		if oldp != nil {
+			clear(*oldp) // as putBufLocked, for the same reason
+			smallReadBufs.put(oldp)
+		}
 	}
 	o.full = false
+	if o.buf == nil {
+		if o.raw == nil {
+			o.getBufLocked()
+		}
+		// else rawRead takes one once the socket has bytes.
+	}
 	if o.r > 0 && (o.r+n > len(o.buf) || len(o.buf)-o.w < minRead) {
 		o.w = copy(o.buf, o.buf[o.r:o.w])
 		o.r = 0
 	}
 	for empty := 0; o.w-o.r < n; {
-		m, err := o.conn.Read(o.buf[o.w:])
+		m, err := o.readLinkLocked()
 		o.w += m
 		o.full = o.w == len(o.buf)
 		if o.w-o.r >= n {
@@ -545,6 +734,29 @@ func (o *opener) Close() error {
 
 func (o *opener) releaseLocked() {
 	o.closeAEADLocked()
-	o.prot, o.buf, o.r, o.w = nil, nil, 0, 0
+	// The buffer is dropped, not pooled: the connection may still hold
+	// plaintext of the last record, and a pooled buffer would carry it
+	// into another connection.
+	o.prot, o.buf, o.bufp, o.r, o.w = nil, nil, nil, 0, 0
 	o.err = errClosed
+}
+
+// readLinkLocked reads from the link into buf[w:]: through the socket's
+// RawConn where there is one, so that the buffer goes back to its pool
+// while the socket has nothing to read (rawRead); as a plain Read
+// otherwise.
+func (o *opener) readLinkLocked() (int, error) {
+	if o.raw == nil {
+		return o.conn.Read(o.buf[o.w:])
+	}
+	o.rn, o.rerr, o.waited = 0, nil, false
+	if err := o.raw.Read(o.rawFn); err != nil {
+		// A deadline, or the conn closed: as its Read would say it.
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Op == "raw-read" {
+			oe.Op = "read"
+		}
+		return 0, err
+	}
+	return o.rn, o.rerr
 }

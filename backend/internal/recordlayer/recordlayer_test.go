@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -742,17 +743,26 @@ func FuzzReadRecord(f *testing.F) {
 	})
 }
 
-// TestReadBufferGrows checks that an Opener starts with a buffer of one
-// largest record, keeps it while the peer sends records one at a time, and
-// grows it to readBufSize once a Read fills it (the peer streams), with
-// every record intact across the move.
+// TestReadBufferGrows checks that an Opener starts with no buffer, takes one
+// of one largest record, keeps that size while the peer sends records one at
+// a time, and grows it to readBufSize once a Read fills it (the peer
+// streams), with every record intact across the move.
 func TestReadBufferGrows(t *testing.T) {
 	s := keyschedule.Suites()[0]
 	w, r := testenv.TCPPair(t)
 	sealer, op := newHalves(t, w, r, randomParams(s, 0), nil)
 	o := op.(*opener)
+	if o.buf != nil {
+		t.Fatalf("new opener holds a buffer of %d bytes before any record", len(o.buf))
+	}
+	if _, err := sealer.WriteRecords(backend.TypeApplicationData, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	if _, data, err := o.ReadRecord(); err != nil || string(data) != "first" {
+		t.Fatalf("first record: %q, %v", data, err)
+	}
 	if len(o.buf) != smallReadBuf {
-		t.Fatalf("new buffer of %d bytes, want %d", len(o.buf), smallReadBuf)
+		t.Fatalf("buffer of %d bytes after the first record, want %d", len(o.buf), smallReadBuf)
 	}
 	// One small record at a time: the buffer stays small.
 	for i := range 5 {
@@ -789,5 +799,179 @@ func TestReadBufferGrows(t *testing.T) {
 	}
 	if len(o.buf) != readBufSize {
 		t.Fatalf("buffer of %d bytes after a stream, want %d", len(o.buf), readBufSize)
+	}
+}
+
+// TestIdleHalvesHoldNoBuffer: between calls a Sealer holds no buffer, and an
+// Opener whose link is a socket gives its buffer back when it has to wait
+// for the peer with nothing pending (a server's idle keep-alive connection
+// waits so), and reads on after that with every record intact; one with
+// half a record pending keeps it (issue 18).
+func TestIdleHalvesHoldNoBuffer(t *testing.T) {
+	s := keyschedule.Suites()[0]
+	w, r := testenv.TCPPair(t)
+	sh, op := newHalves(t, w, r, randomParams(s, 0), nil)
+	o := op.(*opener)
+	sl := sh.(*sealer)
+	timeout := func() {
+		t.Helper()
+		r.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		defer r.SetReadDeadline(time.Time{})
+		if _, _, err := o.ReadRecord(); !isTimeout(err) {
+			t.Fatalf("ReadRecord on an idle socket: %v, want a timeout", err)
+		}
+	}
+	// A new half waiting for its first record peeks and takes no buffer.
+	gets := smallReadBufs.gets.Load() + bigReadBufs.gets.Load()
+	timeout()
+	if o.buf != nil || smallReadBufs.gets.Load()+bigReadBufs.gets.Load() != gets {
+		t.Fatalf("new opener waiting for its first record took a buffer (holds %d bytes)", len(o.buf))
+	}
+	for i := range 3 {
+		msg := bytes.Repeat([]byte{byte(i)}, 100+i*backend.MaxPlaintext)
+		if _, err := sh.WriteRecords(backend.TypeApplicationData, msg); err != nil {
+			t.Fatal(err)
+		}
+		if sl.buf != nil {
+			t.Fatalf("sealer holds %d bytes after WriteRecords", cap(sl.buf))
+		}
+		var got []byte
+		for len(got) < len(msg) {
+			_, data, err := o.ReadRecord()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, data...)
+		}
+		if !bytes.Equal(got, msg) {
+			t.Fatalf("message %d differs", i)
+		}
+		timeout()
+		if o.buf != nil {
+			t.Fatalf("opener waiting with nothing pending holds %d bytes", len(o.buf))
+		}
+	}
+	// Half a record in the socket (a header that announces 100 bytes, and
+	// 10 of them): the buffer holds it through the wait.
+	if _, err := w.Write(append([]byte{23, 3, 3, 0, 100}, make([]byte, 10)...)); err != nil {
+		t.Fatal(err)
+	}
+	timeout()
+	if o.w-o.r != 15 || o.buf == nil {
+		t.Fatalf("opener waiting with half a record holds %d bytes of it in a buffer of %d", o.w-o.r, len(o.buf))
+	}
+}
+
+// TestSteadyStateAllocsSocket: an Opener over a TCP socket, which reads
+// through the socket's RawConn and hands its buffer back to a pool when the
+// socket is empty, allocates nothing per record, whether the records wait in
+// the socket or the half waits for each one (issue 18: no allocation per
+// record in the steady state).
+func TestSteadyStateAllocsSocket(t *testing.T) {
+	s := keyschedule.Suites()[0]
+	p := randomParams(s, 0)
+	w, r := testenv.TCPPair(t)
+	o, err := goEngine().NewOpener(backend.Link{Conn: r}, cloneParams(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.(*opener).raw == nil {
+		t.Fatal("opener over a *net.TCPConn reads without its RawConn")
+	}
+	prot, _ := record.NewProtector(p.Version, p.CipherSuite, p.Key, p.IV)
+	const n = 400
+	var stream []byte
+	for i := range n {
+		stream = prot.Seal(stream, p.Seq+uint64(i), backend.TypeApplicationData, make([]byte, 100))
+	}
+	// Records already in the socket: 400 × 122 bytes fit its buffer.
+	if _, err := w.Write(stream[:len(stream)/2]); err != nil {
+		t.Fatal(err)
+	}
+	read := func() {
+		if _, data, err := o.ReadRecord(); err != nil || len(data) != 100 {
+			t.Fatalf("ReadRecord: %d bytes, %v", len(data), err)
+		}
+	}
+	read() // the first buffer
+	if a := testing.AllocsPerRun(n/2-10, read); a != 0 {
+		t.Errorf("ReadRecord of records waiting in the socket allocates %v times", a)
+	}
+	for o.(*opener).w > o.(*opener).r {
+		read()
+	}
+	// Now each record arrives while the half waits for it: the buffer
+	// goes back to the pool and comes out again. The writer writes one
+	// record only when the reader asks, so that each ReadRecord waits.
+	rest := stream[len(stream)/2:]
+	recLen := len(stream) / n
+	next := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range next {
+			time.Sleep(time.Millisecond)
+			w.Write(rest[:recLen])
+			rest = rest[recLen:]
+		}
+	}()
+	defer func() { close(next); <-done }()
+	// Channel operations do not allocate; AllocsPerRun counts every
+	// goroutine, so the writer's Write must not either (it does not: a
+	// TCPConn's Write of a slice).
+	waited := func() { next <- struct{}{}; read() }
+	if a := testing.AllocsPerRun(50, waited); a > 0.1 {
+		t.Errorf("ReadRecord that waits for each record allocates %v times per record", a)
+	}
+}
+
+// TestOpenerPeerReset: a reset from the peer reaches ReadRecord as
+// ECONNRESET (conn stops TX on it, protocol.go), whether the half has no
+// buffer yet and peeks (the socket error goes to whichever call comes first,
+// the peek) or reads into its buffer after a record.
+func TestOpenerPeerReset(t *testing.T) {
+	for _, first := range []bool{true, false} {
+		s := keyschedule.Suites()[0]
+		w, r := testenv.TCPPair(t)
+		sh, o := newHalves(t, w, r, randomParams(s, 0), nil)
+		if !first {
+			if _, err := sh.WriteRecords(backend.TypeApplicationData, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := o.ReadRecord(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.(*net.TCPConn).SetLinger(0)
+		w.Close()
+		time.Sleep(20 * time.Millisecond) // the RST arrives before the read
+		_, _, err := o.ReadRecord()
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("first record %v: ReadRecord after a reset: %v, want ECONNRESET", first, err)
+		}
+	}
+}
+
+// TestSealBufferSized: a WriteRecords takes the smallest pooled buffer that
+// holds its first batch, so that a small Write blocked on a slow peer holds
+// 4 KiB, not 64 (issue 18), and the batch is never reallocated.
+func TestSealBufferSized(t *testing.T) {
+	for _, tt := range []struct{ need, size int }{
+		{0, 4 << 10}, {100, 4 << 10}, {4 << 10, 4 << 10}, {4<<10 + 1, sealPools[1].size},
+		{record.HeaderLen + backend.MaxPlaintext + 17, sealPools[1].size},
+		{record.HeaderLen + backend.MaxPlaintext + 257, sealBufSize}, {sealBufSize, sealBufSize},
+	} {
+		bp := getSealBuf(tt.need)
+		if len(*bp) != tt.size || cap(*bp) != tt.size {
+			t.Errorf("getSealBuf(%d): %d bytes, want %d", tt.need, cap(*bp), tt.size)
+		}
+		putSealBuf(bp)
+	}
+	// The largest batch fits the largest buffer, in every suite.
+	for _, s := range keyschedule.Suites() {
+		prot, _ := record.NewProtector(s.Version, s.ID, make([]byte, s.KeyLen), make([]byte, s.IVLen))
+		if need := maxBatch * prot.SealedLen(backend.MaxPlaintext); need > sealBufSize {
+			t.Errorf("%s: a batch of %d bytes, buffers of %d", suiteName(s), need, sealBufSize)
+		}
 	}
 }

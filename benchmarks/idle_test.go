@@ -1,0 +1,260 @@
+package benchmarks
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ktls-go/ktls"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
+)
+
+// The idle connection (issue 18): what a handshaken connection costs while
+// nothing moves, as a server's keep-alive connections cost. Both ends run in
+// this process, so every figure is per pair: a server with a small Read
+// pending (net/http's idle connection waits in a Read too) and a client
+// that does nothing. Heap is HeapAlloc after two runtime.GC (the live heap),
+// stacks are StackInuse: the server's reading goroutine, alike for every
+// kind.
+
+// idleConns are the kinds the idle measurement compares: crypto/tls, and
+// ktls with each engine that runs on every host.
+var idleConns = []string{"crypto-tls", "ktls-stdlib", "ktls-userspace"}
+
+// idleCost is what one pair costs, in bytes.
+type idleCost struct {
+	heap, stack float64
+}
+
+// measureIdle opens n pairs of kind conn (both ends), leaves them idle with
+// the server reading, and returns the growth of the live heap and of the
+// goroutine stacks per pair. The pairs are closed before it returns.
+func measureIdle(tb testing.TB, conn string, version, suite uint16, n int) idleCost {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	ccfg, scfg := configs(version, suite)
+
+	var (
+		mu      sync.Mutex
+		ends    []net.Conn
+		wg      sync.WaitGroup
+		reading atomic.Int64
+	)
+	defer func() {
+		mu.Lock()
+		for _, c := range ends {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}()
+	keep := func(c net.Conn) {
+		mu.Lock()
+		ends = append(ends, c)
+		mu.Unlock()
+	}
+
+	before := heapNow()
+	accepted := make(chan error, 1)
+	go func() {
+		for range n {
+			raw, err := l.Accept()
+			if err != nil {
+				accepted <- err
+				return
+			}
+			s := wrap(conn, raw, scfg, false)
+			keep(s)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := s.Handshake(); err != nil {
+					return
+				}
+				checkEngineTB(tb, conn, s)
+				var b [1]byte
+				reading.Add(1)
+				s.Read(b[:]) // returns when the pair is closed
+			}()
+		}
+		accepted <- nil
+	}()
+	// A few handshakes at a time: the host has few cores, and 10,000
+	// handshakes at once would only queue.
+	sem := make(chan struct{}, 2*runtime.GOMAXPROCS(0))
+	var dials sync.WaitGroup
+	var dialErr atomic.Pointer[error]
+	for range n {
+		sem <- struct{}{}
+		dials.Add(1)
+		go func() {
+			defer dials.Done()
+			defer func() { <-sem }()
+			raw, err := net.DialTimeout("tcp", l.Addr().String(), 30*time.Second)
+			if err != nil {
+				dialErr.Store(&err)
+				return
+			}
+			c := wrap(conn, raw, ccfg, true)
+			keep(c)
+			if err := c.Handshake(); err != nil {
+				dialErr.Store(&err)
+				return
+			}
+			checkEngineTB(tb, conn, c)
+		}()
+	}
+	dials.Wait()
+	if err := dialErr.Load(); err != nil {
+		tb.Fatalf("%s: %v", conn, *err)
+	}
+	if err := <-accepted; err != nil {
+		tb.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); reading.Load() < int64(n); {
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: %d of %d servers reading after a minute", conn, reading.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Let the last Reads reach the socket and park.
+	time.Sleep(50 * time.Millisecond)
+	after := heapNow()
+	if path := os.Getenv("KTLS_IDLE_HEAPPROFILE"); path != "" {
+		// What the idle pairs hold, for go tool pprof -sample_index=inuse_space.
+		if f, err := os.Create(path); err == nil {
+			pprof.WriteHeapProfile(f)
+			f.Close()
+		}
+	}
+	return idleCost{
+		heap:  float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n),
+		stack: float64(int64(after.StackInuse)-int64(before.StackInuse)) / float64(n),
+	}
+}
+
+func heapNow() runtime.MemStats {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms
+}
+
+// checkEngineTB is checkEngine for a test or a benchmark, from any
+// goroutine: it reports with Errorf.
+func checkEngineTB(tb testing.TB, conn string, c net.Conn) {
+	if k, ok := c.(*ktls.Conn); ok {
+		want := conn[len("ktls-"):]
+		if got := k.Backend(); got.TX != want || got.RX != want {
+			tb.Errorf("%s: engines %+v", conn, got)
+		}
+	}
+}
+
+// idlePairs is how many pairs "many" is: 10,000, or as many as the file
+// descriptor limit allows (two per pair, and a margin), raised to the hard
+// limit first. KTLS_IDLE_PAIRS overrides it.
+func idlePairs(tb testing.TB) int {
+	if v, err := strconv.Atoi(os.Getenv("KTLS_IDLE_PAIRS")); err == nil && v > 0 {
+		return v
+	}
+	want := 10000
+	if max := raiseFileLimit()/2 - 128; max < want {
+		tb.Logf("file descriptor limit: %d pairs, not %d", max, want)
+		want = max
+	}
+	return want
+}
+
+// BenchmarkIdle reports heap-B/pair and stack-B/pair for one pair and for
+// many at once (idlePairs), for each kind in idleConns: each op opens and
+// measures that many pairs, and the medians over the ops are reported
+// (ns/op is the time to open, measure and close them).
+//
+//	go test -run '^$' -bench Idle -benchtime 1x -count 5 ./benchmarks
+func BenchmarkIdle(b *testing.B) {
+	for _, s := range suites[:2] {
+		for _, pairs := range []int{1, 0} {
+			n := pairs
+			name := "1"
+			if n == 0 {
+				n = idlePairs(b)
+				name = "many"
+			}
+			for _, conn := range idleConns {
+				b.Run(fmt.Sprintf("suite=%s/pairs=%s/conn=%s", s.name, name, conn), func(b *testing.B) {
+					var heap, stack []float64
+					for range b.N {
+						c := measureIdle(b, conn, s.version, s.suite, n)
+						heap, stack = append(heap, c.heap), append(stack, c.stack)
+					}
+					b.ReportMetric(median(heap), "heap-B/pair")
+					b.ReportMetric(median(stack), "stack-B/pair")
+					b.ReportMetric(float64(n), "pairs")
+				})
+			}
+		}
+	}
+}
+
+func median(v []float64) float64 {
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
+// TestIdleHeap measures idle pairs of crypto/tls, ktls-stdlib and
+// ktls-userspace, interleaved over a few rounds, and compares medians over
+// many pairs, so that one GC's noise divides away.
+//
+//   - The userspace engine's halves may add to a ktls-stdlib pair no more
+//     than their AEAD states (four, one per half: about 800 bytes each for
+//     AES-128-GCM) and the halves themselves: engineTolerance. Before issue
+//     18 each opener kept an 18 KiB read buffer from its install on, and
+//     each sealer its last batch's.
+//   - A ktls pair of any engine may hold no more than connTolerance over a
+//     crypto/tls pair: what package conn keeps beside the tls.Conn (its
+//     Conn and recordConn, the config clone, the captured key log lines,
+//     the traffic secrets for KeyUpdate). Issue 18's target is 0; this
+//     bound catches growth until conn drops those.
+func TestIdleHeap(t *testing.T) {
+	n, rounds := 300, 3
+	if testing.Short() || testenv.InVM() {
+		// Under TCG a handshake costs tens of milliseconds; the kernel
+		// engines are not among the kinds compared here.
+		n, rounds = 100, 1
+	}
+	const (
+		engineTolerance = 6 << 10
+		connTolerance   = 12 << 10
+	)
+	s := suites[0]
+	got := map[string][]float64{}
+	for range rounds {
+		for _, conn := range idleConns {
+			got[conn] = append(got[conn], measureIdle(t, conn, s.version, s.suite, n).heap)
+		}
+	}
+	base, std, us := median(got["crypto-tls"]), median(got["ktls-stdlib"]), median(got["ktls-userspace"])
+	t.Logf("%s, %d pairs, heap per pair: crypto/tls %.0f B, ktls-stdlib %.0f B (%+.0f), ktls-userspace %.0f B (%+.0f)", s.name, n, base, std, std-base, us, us-base)
+	if us > std+engineTolerance {
+		t.Errorf("idle ktls-userspace pair holds %.0f B, ktls-stdlib %.0f B: the engine adds more than %d B", us, std, engineTolerance)
+	}
+	for conn, v := range map[string]float64{"ktls-stdlib": std, "ktls-userspace": us} {
+		if v > base+connTolerance {
+			t.Errorf("idle %s pair holds %.0f B, crypto/tls %.0f B: more than %d B over", conn, v, base, connTolerance)
+		}
+	}
+}
