@@ -14,8 +14,14 @@ import (
 // what the handoff's proof (handoffKeys) works from, as in a real handoff.
 func recordedPair(tb testing.TB, version, suite uint16) (cli, srv *Conn) {
 	tb.Helper()
-	rc, rs := testenv.TCPPair(tb)
 	ccfg, scfg := testpki.Configs(version, suite)
+	return recordedPairConfigs(tb, ccfg, scfg)
+}
+
+// recordedPairConfigs is recordedPair with the configs given.
+func recordedPairConfigs(tb testing.TB, ccfg, scfg *tls.Config) (cli, srv *Conn) {
+	tb.Helper()
+	rc, rs := testenv.TCPPair(tb)
 	cli = Client(rc, ccfg, Options{})
 	srv = Server(rs, scfg, Options{})
 	errc := make(chan error, 1)

@@ -226,6 +226,14 @@ func (d *dirKeys) wipeIfSet() {
 // type(1) length(3) legacy_version(2) random(32), RFC 8446 §4.1.2-3 and RFC
 // 5246 §7.4.1.2-3. The message may span records.
 func helloRandom(log [][]byte, want uint8) ([]byte, bool) {
+	// Nearly always the first record holds the whole random: no copy.
+	if len(log) > 0 && log[0][0] == backend.TypeHandshake && len(log[0]) >= record.HeaderLen+38 {
+		hs := log[0][record.HeaderLen:]
+		if hs[0] != want {
+			return nil, false
+		}
+		return hs[6:38], true
+	}
 	var hs []byte
 	for _, rec := range log {
 		if rec[0] != backend.TypeHandshake {
@@ -275,6 +283,17 @@ func (c *Conn) handoffKeys(st tls.ConnectionState) (tx, rx *dirKeys, reason stri
 	default:
 		return nil, nil, fmt.Sprintf("TLS version %#04x is not one ktls can move", st.Version)
 	}
+	if err == nil && c.drains(st) {
+		// The ticket drain opens RX records with the key's Protector, and
+		// reads what crypto/tls may try to write with TX's (install).
+		if err = cli.buildProt(); err == nil {
+			err = srv.buildProt()
+		}
+		if err != nil {
+			cli.wipe()
+			srv.wipe()
+		}
+	}
 	if err != nil {
 		return nil, nil, err.Error()
 	}
@@ -316,7 +335,61 @@ func (c *Conn) keys13(suite keyschedule.Suite, cr []byte) (cli, srv *dirKeys, er
 	return cli, srv, nil
 }
 
+// dir13 finds one direction's TLS 1.3 application key and the number of
+// records the sender protected under it (RFC 8446 §7.3), proving both by
+// opening the records whose count is in question, and only those.
+//
+// Let r_1..r_n be the log's protected records (outer type application_data,
+// RFC 8446 §5.2), in order. Three facts make two opens enough:
+//
+//   - The log holds every record of the direction, in order: TX, every record
+//     crypto/tls wrote (recordConn logs each write; writes are refused from the
+//     start of the handoff), RX, every record crypto/tls read and accepted,
+//     and none past the last one it asked for (docs/ARCHITECTURE.md steps 2
+//     and 4).
+//   - A record that opens under key K at sequence number s was sealed under K
+//     as its sender's record number s under K: the per-record nonce is the IV
+//     XOR s (RFC 8446 §5.3), every key's numbers start at 0 and go up by one
+//     per record, and only a holder of K can make a record that opens.
+//   - A sender uses its keys in one order: none (ClientHello, ServerHello,
+//     compatibility ChangeCipherSpec, §4.1, §D.4), the handshake key, then the
+//     application key after its Finished (§4.4.4, §7.1); a KeyUpdate (§4.6.3)
+//     or early data (§4.2.10) brings other keys, which the proof then refuses.
+//
+// So if r_j opens under the handshake key at number j-1, its sender protected
+// j-1 handshake records before it, all in the log before r_j, where there are
+// exactly j-1 protected records: r_1..r_{j-1} are those, under no other key,
+// and not one is missing. The proof takes h, the last such j (searched from
+// the end: after it come only the few NewSessionTicket records of a server),
+// and, if h < n, opens r_n under the application key at number n-h-1: by the
+// same argument r_{h+1}..r_{n-1} are its n-h-1 application records before it,
+// so the count is n-h, and nothing crypto/tls protected under the key can
+// carry a number the engine uses again.
+//
+// The records left unopened cannot change the key or the count: r_h and r_n
+// fix how many records come before them and under which key, whatever those
+// records hold. The full proof, which opened every record, refused every log
+// this one refuses, and refused beyond that only logs in which an unopened
+// record does not open at its own place while the number of records is right
+// (one replaced, or two swapped): by the first fact crypto/tls cannot have
+// written or accepted such a log, and its count would be the same.
+// conn/proof_test.go checks this against the full proof, on the logs of real
+// handshakes and on every such change of them.
+//
+// With h = n, no record was protected under the application key (a client,
+// and a server's RX: crypto/tls reads nothing past the peer's Finished); its
+// key is then not proven, as it never was, and its Protector is made only
+// when the handoff needs it (buildProt).
 func dir13(suite keyschedule.Suite, hsSecret, appSecret []byte, log [][]byte, who string) (*dirKeys, error) {
+	n := 0
+	for _, rec := range log {
+		if rec[0] == backend.TypeApplicationData {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("no %s record under the handshake key was seen", who)
+	}
 	hk, hiv := keyschedule.TrafficKey(suite, hsSecret)
 	hs, err := record.NewProtector(suite.Version, suite.ID, hk, hiv)
 	clear(hk)
@@ -324,42 +397,71 @@ func dir13(suite keyschedule.Suite, hsSecret, appSecret []byte, log [][]byte, wh
 	if err != nil {
 		return nil, err
 	}
+	// One scratch for every open: Open decrypts in place, and a failed one
+	// leaves its record unspecified, so the log's own copy is never opened.
+	var scratch []byte
+	opens := func(p *record.Protector, seq uint64, rec []byte) bool {
+		scratch = append(scratch[:0], rec...)
+		_, _, err := p.Open(seq, scratch)
+		return err == nil
+	}
+	h := 0
+	for j := n; j >= 1 && h == 0; j-- {
+		if opens(hs, uint64(j-1), protected13(log, j)) {
+			h = j
+		}
+	}
+	if h == 0 {
+		clear(scratch)
+		return nil, fmt.Errorf("no %s record of the handshake opens under its handshake key at its place", who)
+	}
 	d := &dirKeys{suite: suite, secret: bytes.Clone(appSecret)}
 	d.params = backend.Params{Version: suite.Version, CipherSuite: suite.ID}
 	d.params.Key, d.params.IV = keyschedule.TrafficKey(suite, appSecret)
-	if d.prot, err = record.NewProtector(suite.Version, suite.ID, d.params.Key, d.params.IV); err != nil {
-		d.wipe()
-		return nil, err
-	}
-	// Every protected record (outer type application_data, RFC 8446 §5.2)
-	// must open under the handshake key until the first one that opens under
-	// the application key, and under the application key after it.
-	var h, a uint64
-	var scratch []byte
-	for i, rec := range log {
-		if rec[0] != backend.TypeApplicationData {
-			continue
+	if h < n {
+		if err := d.buildProt(); err != nil {
+			clear(scratch)
+			d.wipe()
+			return nil, err
 		}
-		if a == 0 {
-			scratch = append(scratch[:0], rec...)
-			if _, _, err := hs.Open(h, scratch); err == nil {
-				h++
-				continue
+		if !opens(d.prot, uint64(n-h-1), protected13(log, n)) {
+			clear(scratch)
+			d.wipe()
+			return nil, fmt.Errorf("%s record %d of the handshake opens under neither of its keys at its place", who, n)
+		}
+	}
+	clear(scratch)
+	d.params.Seq = uint64(n - h)
+	return d, nil
+}
+
+// protected13 returns the j-th (from 1) record of log whose outer type is
+// application_data; the caller counted them.
+func protected13(log [][]byte, j int) []byte {
+	for _, rec := range log {
+		if rec[0] == backend.TypeApplicationData {
+			if j--; j == 0 {
+				return rec
 			}
 		}
-		scratch = append(scratch[:0], rec...)
-		if _, _, err := d.prot.Open(a, scratch); err != nil {
-			d.wipe()
-			return nil, fmt.Errorf("%s record %d of the handshake opens under neither of its keys", who, i)
-		}
-		a++
 	}
-	if h == 0 {
-		d.wipe()
-		return nil, fmt.Errorf("no %s record under the handshake key was seen", who)
+	panic("conn: protected13 beyond the protected records")
+}
+
+// buildProt makes d.prot from d's key, if it is not made yet: the proof of a
+// TLS 1.3 direction makes it only where it opens a record under the key, and
+// the TLS 1.3 client's ticket drain needs both directions' (drain.go, and
+// recordConn.moveTX to read what crypto/tls tries to write).
+func (d *dirKeys) buildProt() error {
+	if d.prot != nil {
+		return nil
 	}
-	d.params.Seq = a
-	return d, nil
+	p, err := record.NewProtector(d.suite.Version, d.suite.ID, d.params.Key, d.params.IV)
+	if err != nil {
+		return err
+	}
+	d.prot = p
+	return nil
 }
 
 // keys12 derives the TLS 1.2 keys from the master secret and both randoms
