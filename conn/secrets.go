@@ -22,26 +22,50 @@ import (
 // wrong key or a wrong count can only ever keep a connection on stdlib.
 
 // keyLog is the per-connection KeyLogWriter. It keeps the lines of this
-// connection and still forwards every line to the user's own writer.
+// connection that the handoff reads and still forwards every line to the
+// user's own writer.
 type keyLog struct {
-	mu      sync.Mutex
-	user    io.Writer
-	entries map[string]keyschedule.KeyLogEntry
+	mu   sync.Mutex
+	user io.Writer
+	// entries holds the line of each of keyLabels, by index; an entry with
+	// a nil Secret was not logged.
+	entries [len(keyLabels)]keyschedule.KeyLogEntry
 	// discard keeps nothing, only forwards (FIPS 140-3 mode: see handoff).
 	discard bool
 }
 
+// keyLabels are the labels the handoff reads: the TLS 1.2 master secret and
+// the TLS 1.3 handshake and first application traffic secrets (secrets.go,
+// keys12 and keys13). crypto/tls logs others too (EXPORTER_SECRET, for one):
+// they are only forwarded, not parsed nor kept.
+var keyLabels = [...]string{
+	keyschedule.LabelClientRandom,
+	keyschedule.LabelClientHandshake,
+	keyschedule.LabelServerHandshake,
+	keyschedule.LabelClientTraffic0,
+	keyschedule.LabelServerTraffic0,
+}
+
+// keyLabelIndex returns the index in keyLabels of the label that line starts
+// with (followed by a space), or -1.
+func keyLabelIndex(line []byte) int {
+	for i, l := range keyLabels {
+		if len(line) > len(l) && line[len(l)] == ' ' && string(line[:len(l)]) == l {
+			return i
+		}
+	}
+	return -1
+}
+
 func (k *keyLog) Write(p []byte) (int, error) {
 	// discard is set before the handshake and never changed.
-	if e, err := keyschedule.ParseKeyLogLine(p); err == nil && !k.discard {
-		k.mu.Lock()
-		if k.entries == nil {
-			k.entries = make(map[string]keyschedule.KeyLogEntry)
+	if i := keyLabelIndex(p); i >= 0 && !k.discard {
+		if e, err := keyschedule.ParseKeyLogLine(p); err == nil {
+			k.mu.Lock()
+			clear(k.entries[i].Secret)
+			k.entries[i] = e
+			k.mu.Unlock()
 		}
-		k.entries[e.Label] = e
-		k.mu.Unlock()
-	} else if err == nil {
-		clear(e.Secret)
 	}
 	k.mu.Lock()
 	user := k.user
@@ -64,20 +88,26 @@ func (k *keyLog) setUser(w io.Writer) {
 func (k *keyLog) secret(label string, clientRandom []byte) ([]byte, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	e, ok := k.entries[label]
-	if !ok || !bytes.Equal(e.ClientRandom[:], clientRandom) {
-		return nil, false
+	for i, l := range keyLabels {
+		if l != label {
+			continue
+		}
+		e := &k.entries[i]
+		if e.Secret == nil || !bytes.Equal(e.ClientRandom[:], clientRandom) {
+			return nil, false
+		}
+		return e.Secret, true
 	}
-	return e.Secret, true
+	return nil, false
 }
 
 // wipe zeroes every secret kept.
 func (k *keyLog) wipe() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	for l, e := range k.entries {
-		clear(e.Secret)
-		delete(k.entries, l)
+	for i := range k.entries {
+		clear(k.entries[i].Secret)
+		k.entries[i] = keyschedule.KeyLogEntry{}
 	}
 }
 
