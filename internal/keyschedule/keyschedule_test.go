@@ -341,6 +341,7 @@ func TestExpandLabelLengths(t *testing.T) {
 			if got := ExpandLabel(h, secret, "x", []byte{7, 8}, l); !bytes.Equal(got, want) {
 				t.Errorf("%v length %d: got %x, want %x", h, l, got, want)
 			}
+			mac.Reset()
 			if got := expandLabel(mac, "x", []byte{7, 8}, l); !bytes.Equal(got, want) {
 				t.Errorf("%v length %d, shared HMAC: got %x, want %x", h, l, got, want)
 			}

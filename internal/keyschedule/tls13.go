@@ -29,7 +29,9 @@ func ExpandLabel(h crypto.Hash, secret []byte, label string, context []byte, len
 // that one HMAC serves every label derived from one secret: keying it is most
 // of the cost of a short HKDF-Expand (two hash states made and fed a block
 // each), and the handoff derives a key and an IV from each of four secrets
-// (conn/secrets.go). mac is Reset before use and left in an unspecified state.
+// (conn/secrets.go). mac must be fresh from hmac.New or Reset (crypto/hmac's
+// New leaves it keyed and ready: a Reset then would only hash the key block
+// again); it is left in an unspecified state.
 //
 // HKDF-Expand (RFC 5869 §2.3), with PRK the secret HMAC is keyed with:
 //
@@ -58,7 +60,9 @@ func expandLabel(mac hash.Hash, label string, context []byte, length int) []byte
 	var prev []byte
 	for i := 1; len(out) < length; i++ {
 		info[len(info)-1] = byte(i)
-		mac.Reset()
+		if i > 1 {
+			mac.Reset()
+		}
 		mac.Write(prev)
 		mac.Write(info)
 		out = mac.Sum(out)
@@ -78,6 +82,7 @@ func expandLabel(mac hash.Hash, label string, context []byte, length int) []byte
 func TrafficKey(s Suite, secret []byte) (key, iv []byte) {
 	mac := hmac.New(s.Hash.New, secret)
 	key = expandLabel(mac, "key", nil, s.KeyLen)
+	mac.Reset()
 	iv = expandLabel(mac, "iv", nil, s.IVLen)
 	return key, iv
 }
