@@ -234,8 +234,8 @@ func mutations(t *testing.T, s keyschedule.Suite, d proofDir) []mutation {
 		seal13(t, s, next, 0, backend.TypeHandshake, []byte{typeKeyUpdate, 0, 0, 1, 0}),
 		seal13(t, s, d.hsSecret, 0, backend.TypeHandshake, []byte("hs 0")),
 		seal13(t, s, d.hsSecret, 7, backend.TypeHandshake, []byte("hs 7")),
-		seal13(t, s, d.appSc, 0, backend.TypeHandshake, []byte("app 0")),
-		seal13(t, s, d.appSc, 1, backend.TypeHandshake, []byte("app 1")),
+		seal13(t, s, d.appSc, 0, backend.TypeHandshake, []byte{typeNewSessionTicket, 0, 0, 1, 0}),
+		seal13(t, s, d.appSc, 1, backend.TypeHandshake, []byte{typeNewSessionTicket, 0, 0, 1, 1}),
 		seal13(t, s, d.appSc, 7, backend.TypeApplicationData, []byte("app 7")),
 	}
 	for i, rec := range d.log {
@@ -331,7 +331,8 @@ func TestDir13AgreesWithFullProof(t *testing.T) {
 
 // TestDir13Counts: records the application key protected after the real
 // ones are counted (each at its number), and one more at a number taken
-// (a nonce reused) or under the next key (a KeyUpdate) is refused.
+// (a nonce reused), under the next key, or a last one that is a KeyUpdate
+// (after which the sender's key is the next one) is refused.
 func TestDir13Counts(t *testing.T) {
 	s := proofSuite(t)
 	for _, d := range proofLogs13(t, proofVariants[1].conf) {
@@ -350,10 +351,20 @@ func TestDir13Counts(t *testing.T) {
 			{"a number used again", seal13(t, s, d.appSc, uint64(base+1), backend.TypeApplicationData, []byte("again"))},
 			{"the next key", seal13(t, s, keyschedule.NextTrafficSecret(s, d.appSc), 0, backend.TypeApplicationData, []byte("next"))},
 			{"the handshake key", seal13(t, s, d.hsSecret, 99, backend.TypeHandshake, []byte("late"))},
+			// Under the right key and number, but the sender then moved
+			// to the next key (RFC 8446 §4.6.3): the full proof accepted
+			// these.
+			{"a KeyUpdate", seal13(t, s, d.appSc, uint64(base+3), backend.TypeHandshake, []byte{typeKeyUpdate, 0, 0, 1, 0})},
+			{"a KeyUpdate after a ticket", seal13(t, s, d.appSc, uint64(base+3), backend.TypeHandshake, []byte{typeNewSessionTicket, 0, 0, 1, 0, typeKeyUpdate, 0, 0, 1, 1})},
+			{"a message cut short", seal13(t, s, d.appSc, uint64(base+3), backend.TypeHandshake, []byte{typeNewSessionTicket, 0, 0, 9, 0})},
 		} {
 			if got := proofResult(t, dir13, s, d.hsSecret, d.appSc, append(log[:len(log):len(log)], tc.rec)); got != -1 {
 				t.Errorf("%s, then a record under %s: count %d, want refused", d.who, tc.name, got)
 			}
+		}
+		ticket := seal13(t, s, d.appSc, uint64(base+3), backend.TypeHandshake, []byte{typeNewSessionTicket, 0, 0, 1, 0, typeNewSessionTicket, 0, 0, 0})
+		if got := proofResult(t, dir13, s, d.hsSecret, d.appSc, append(log[:len(log):len(log)], ticket)); got != base+4 {
+			t.Errorf("%s, then two tickets in a record: count %d, want %d", d.who, got, base+4)
 		}
 	}
 }

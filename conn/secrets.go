@@ -383,8 +383,10 @@ func (c *Conn) keys13(suite keyschedule.Suite, cr []byte) (cli, srv *dirKeys, er
 //     per record, and only a holder of K can make a record that opens.
 //   - A sender uses its keys in one order: none (ClientHello, ServerHello,
 //     compatibility ChangeCipherSpec, §4.1, §D.4), the handshake key, then the
-//     application key after its Finished (§4.4.4, §7.1); a KeyUpdate (§4.6.3)
-//     or early data (§4.2.10) brings other keys, which the proof then refuses.
+//     application key after its Finished (§4.4.4, §7.1); early data
+//     (§4.2.10) or a KeyUpdate (§4.6.3) brings other keys: their records do
+//     not open where the proof looks, and r_n, opened, must not be a
+//     KeyUpdate (the key after it would be the next one).
 //
 // So if r_j opens under the handshake key at number j-1, its sender protected
 // j-1 handshake records before it, all in the log before r_j, where there are
@@ -430,16 +432,24 @@ func dir13(suite keyschedule.Suite, hsSecret, appSecret []byte, log [][]byte, wh
 	// One scratch for every open: Open decrypts in place, and a failed one
 	// leaves its record unspecified, so the log's own copy is never opened.
 	var scratch []byte
-	opens := func(p *record.Protector, seq uint64, rec []byte) bool {
+	open := func(p *record.Protector, seq uint64, rec []byte) (uint8, []byte, error) {
 		scratch = append(scratch[:0], rec...)
-		_, _, err := p.Open(seq, scratch)
-		return err == nil
+		return p.Open(seq, scratch)
 	}
-	h := 0
-	for j := n; j >= 1 && h == 0; j-- {
-		if opens(hs, uint64(j-1), protected13(log, j)) {
+	// From the end: r_j is log[i], and last is r_n.
+	h, j := 0, n
+	var last []byte
+	for i := len(log) - 1; i >= 0 && h == 0; i-- {
+		if log[i][0] != backend.TypeApplicationData {
+			continue
+		}
+		if last == nil {
+			last = log[i]
+		}
+		if _, _, err := open(hs, uint64(j-1), log[i]); err == nil {
 			h = j
 		}
+		j--
 	}
 	if h == 0 {
 		clear(scratch)
@@ -454,10 +464,18 @@ func dir13(suite keyschedule.Suite, hsSecret, appSecret []byte, log [][]byte, wh
 			d.wipe()
 			return nil, err
 		}
-		if !opens(d.prot, uint64(n-h-1), protected13(log, n)) {
+		typ, msg, err := open(d.prot, uint64(n-h-1), last)
+		if err == nil && typ == backend.TypeHandshake && !noKeyUpdate(msg) {
+			// After a KeyUpdate its sender protects under the next key
+			// (RFC 8446 §4.6.3): this one would be stale. crypto/tls
+			// sends none during the handshake; the full proof did not
+			// look.
+			err = errors.New("a KeyUpdate, or handshake messages not whole")
+		}
+		if err != nil {
 			clear(scratch)
 			d.wipe()
-			return nil, fmt.Errorf("%s record %d of the handshake opens under neither of its keys at its place", who, n)
+			return nil, fmt.Errorf("%s record %d of the handshake opens under neither of its keys at its place (%v)", who, n, err)
 		}
 	}
 	clear(scratch)
@@ -465,17 +483,22 @@ func dir13(suite keyschedule.Suite, hsSecret, appSecret []byte, log [][]byte, wh
 	return d, nil
 }
 
-// protected13 returns the j-th (from 1) record of log whose outer type is
-// application_data; the caller counted them.
-func protected13(log [][]byte, j int) []byte {
-	for _, rec := range log {
-		if rec[0] == backend.TypeApplicationData {
-			if j--; j == 0 {
-				return rec
-			}
+// noKeyUpdate reports whether msgs, the plaintext of a handshake record, is
+// whole handshake messages (type(1) length(3) body, RFC 8446 §4) none of
+// which is a KeyUpdate. crypto/tls puts each post-handshake message
+// (NewSessionTicket) in a record of its own.
+func noKeyUpdate(msgs []byte) bool {
+	for len(msgs) > 0 {
+		if len(msgs) < 4 || msgs[0] == typeKeyUpdate {
+			return false
 		}
+		l := 4 + (int(msgs[1])<<16 | int(msgs[2])<<8 | int(msgs[3]))
+		if l > len(msgs) {
+			return false
+		}
+		msgs = msgs[l:]
 	}
-	panic("conn: protected13 beyond the protected records")
+	return true
 }
 
 // buildProt makes d.prot from d's key, if it is not made yet: the proof of a
