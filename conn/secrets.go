@@ -18,8 +18,9 @@ import (
 // log lines it writes to Config.KeyLogWriter, and, for a resumed TLS 1.2
 // session (for which crypto/tls logs no line), the master secret of the
 // session it resumed, from SessionState.Bytes. Every key found this way is
-// then checked by opening the records crypto/tls protected with it, so a
-// wrong key or a wrong count can only ever keep a connection on stdlib.
+// then checked by opening records crypto/tls protected with it (those that
+// fix the count: dir12, dir13), so a wrong key or a wrong count can only ever
+// keep a connection on stdlib.
 
 // keyLog is the per-connection KeyLogWriter. It keeps the lines of this
 // connection that the handoff reads and still forwards every line to the
@@ -336,7 +337,8 @@ func (c *Conn) handoffKeys(st tls.ConnectionState) (tx, rx *dirKeys, reason stri
 
 // keys13 derives the TLS 1.3 application keys from the logged traffic
 // secrets (RFC 8446 §7.3) and counts the records each side protected under
-// them, telling them from handshake-key records by opening both.
+// them, telling them from handshake-key records by opening the records that
+// fix the count (dir13).
 func (c *Conn) keys13(suite keyschedule.Suite, cr []byte) (cli, srv *dirKeys, err error) {
 	get := func(label string) ([]byte, error) {
 		s, ok := c.keyLog.secret(label, cr)
