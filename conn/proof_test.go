@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/ktls-go/ktls/backend"
@@ -366,5 +367,52 @@ func TestDir13Counts(t *testing.T) {
 		if got := proofResult(t, dir13, s, d.hsSecret, d.appSc, append(log[:len(log):len(log)], ticket)); got != base+4 {
 			t.Errorf("%s, then two tickets in a record: count %d, want %d", d.who, got, base+4)
 		}
+	}
+}
+
+// TestHandoffStaysWhereProofRefuses: a whole handoff, on a real handshake
+// whose key log the test spoils, keeps both directions on stdlib with the
+// proof's reason, as it did with the full proof; with the log unspoiled the
+// same handshake moves to the userspace engine.
+func TestHandoffStaysWhereProofRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		spoil string // the label whose secret is changed; "" for none
+		moves bool
+	}{
+		{"unspoiled", "", true},
+		{"client handshake secret", keyschedule.LabelClientHandshake, false},
+		{"server handshake secret", keyschedule.LabelServerHandshake, false},
+		// The server sent a ticket under its application key: that
+		// record must open under SERVER_TRAFFIC_SECRET_0.
+		{"server application secret", keyschedule.LabelServerTraffic0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ccfg, scfg := testpki.Configs(tls.VersionTLS13, 0)
+			ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+			cli, srv := recordedPairConfigs(t, ccfg, scfg)
+			for _, c := range []*Conn{cli, srv} {
+				c.opts = userspaceOptions()
+				if tc.spoil != "" {
+					for i, l := range keyLabels {
+						if l == tc.spoil {
+							c.keyLog.entries[i].Secret[0] ^= 1
+						}
+					}
+				}
+			}
+			// The server's handoff: its TX log holds the ticket.
+			if err := srv.handoff(); err != nil {
+				t.Fatal(err)
+			}
+			srv.infoMu.Lock()
+			b := srv.info
+			srv.infoMu.Unlock()
+			moved := b.TX == backend.Userspace && b.RX == backend.Userspace
+			stayed := b.TX == backend.Stdlib && b.RX == backend.Stdlib
+			if tc.moves && !moved || !tc.moves && (!stayed || !strings.Contains(b.Reason, "not known")) {
+				t.Errorf("server: %+v, %s; want moved %v", b, b.Reason, tc.moves)
+			}
+		})
 	}
 }
