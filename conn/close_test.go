@@ -169,7 +169,7 @@ func checkSequence(t *testing.T, isClient bool, version uint16, suiteID uint16, 
 		if isClient {
 			hs, app = keyschedule.LabelClientHandshake, keyschedule.LabelClientTraffic0
 		}
-		d, err = dir13(suite, secrets[hs], secrets[app], sent, "ktls")
+		d, err = dir13Full(suite, secrets[hs], secrets[app], sent, "ktls")
 	default:
 		cr, ok1 := helloRandom(clientLog, typeClientHello)
 		sr, ok2 := helloRandom(serverLog, typeServerHello)

@@ -18,30 +18,55 @@ import (
 // log lines it writes to Config.KeyLogWriter, and, for a resumed TLS 1.2
 // session (for which crypto/tls logs no line), the master secret of the
 // session it resumed, from SessionState.Bytes. Every key found this way is
-// then checked by opening the records crypto/tls protected with it, so a
-// wrong key or a wrong count can only ever keep a connection on stdlib.
+// then checked by opening records crypto/tls protected with it (those that
+// fix the count: dir12, dir13), so a wrong key or a wrong count can only ever
+// keep a connection on stdlib.
 
 // keyLog is the per-connection KeyLogWriter. It keeps the lines of this
-// connection and still forwards every line to the user's own writer.
+// connection that the handoff reads and still forwards every line to the
+// user's own writer.
 type keyLog struct {
-	mu      sync.Mutex
-	user    io.Writer
-	entries map[string]keyschedule.KeyLogEntry
+	mu   sync.Mutex
+	user io.Writer
+	// entries holds the line of each of keyLabels, by index; an entry with
+	// a nil Secret was not logged.
+	entries [len(keyLabels)]keyschedule.KeyLogEntry
 	// discard keeps nothing, only forwards (FIPS 140-3 mode: see handoff).
 	discard bool
 }
 
+// keyLabels are the labels the handoff reads: the TLS 1.2 master secret and
+// the TLS 1.3 handshake and first application traffic secrets (secrets.go,
+// keys12 and keys13). crypto/tls logs others too (EXPORTER_SECRET, for one):
+// they are only forwarded, not parsed nor kept.
+var keyLabels = [...]string{
+	keyschedule.LabelClientRandom,
+	keyschedule.LabelClientHandshake,
+	keyschedule.LabelServerHandshake,
+	keyschedule.LabelClientTraffic0,
+	keyschedule.LabelServerTraffic0,
+}
+
+// keyLabelIndex returns the index in keyLabels of the label that line starts
+// with (followed by a space), or -1.
+func keyLabelIndex(line []byte) int {
+	for i, l := range keyLabels {
+		if len(line) > len(l) && line[len(l)] == ' ' && string(line[:len(l)]) == l {
+			return i
+		}
+	}
+	return -1
+}
+
 func (k *keyLog) Write(p []byte) (int, error) {
 	// discard is set before the handshake and never changed.
-	if e, err := keyschedule.ParseKeyLogLine(p); err == nil && !k.discard {
-		k.mu.Lock()
-		if k.entries == nil {
-			k.entries = make(map[string]keyschedule.KeyLogEntry)
+	if i := keyLabelIndex(p); i >= 0 && !k.discard {
+		if e, err := keyschedule.ParseKeyLogLine(p); err == nil {
+			k.mu.Lock()
+			clear(k.entries[i].Secret)
+			k.entries[i] = e
+			k.mu.Unlock()
 		}
-		k.entries[e.Label] = e
-		k.mu.Unlock()
-	} else if err == nil {
-		clear(e.Secret)
 	}
 	k.mu.Lock()
 	user := k.user
@@ -64,20 +89,26 @@ func (k *keyLog) setUser(w io.Writer) {
 func (k *keyLog) secret(label string, clientRandom []byte) ([]byte, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	e, ok := k.entries[label]
-	if !ok || !bytes.Equal(e.ClientRandom[:], clientRandom) {
-		return nil, false
+	for i, l := range keyLabels {
+		if l != label {
+			continue
+		}
+		e := &k.entries[i]
+		if e.Secret == nil || !bytes.Equal(e.ClientRandom[:], clientRandom) {
+			return nil, false
+		}
+		return e.Secret, true
 	}
-	return e.Secret, true
+	return nil, false
 }
 
 // wipe zeroes every secret kept.
 func (k *keyLog) wipe() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	for l, e := range k.entries {
-		clear(e.Secret)
-		delete(k.entries, l)
+	for i := range k.entries {
+		clear(k.entries[i].Secret)
+		k.entries[i] = keyschedule.KeyLogEntry{}
 	}
 }
 
@@ -226,6 +257,14 @@ func (d *dirKeys) wipeIfSet() {
 // type(1) length(3) legacy_version(2) random(32), RFC 8446 §4.1.2-3 and RFC
 // 5246 §7.4.1.2-3. The message may span records.
 func helloRandom(log [][]byte, want uint8) ([]byte, bool) {
+	// Nearly always the first record holds the whole random: no copy.
+	if len(log) > 0 && log[0][0] == backend.TypeHandshake && len(log[0]) >= record.HeaderLen+38 {
+		hs := log[0][record.HeaderLen:]
+		if hs[0] != want {
+			return nil, false
+		}
+		return hs[6:38], true
+	}
 	var hs []byte
 	for _, rec := range log {
 		if rec[0] != backend.TypeHandshake {
@@ -275,6 +314,17 @@ func (c *Conn) handoffKeys(st tls.ConnectionState) (tx, rx *dirKeys, reason stri
 	default:
 		return nil, nil, fmt.Sprintf("TLS version %#04x is not one ktls can move", st.Version)
 	}
+	if err == nil && c.drains(st) {
+		// The ticket drain opens RX records with the key's Protector, and
+		// reads what crypto/tls may try to write with TX's (install).
+		if err = cli.buildProt(); err == nil {
+			err = srv.buildProt()
+		}
+		if err != nil {
+			cli.wipe()
+			srv.wipe()
+		}
+	}
 	if err != nil {
 		return nil, nil, err.Error()
 	}
@@ -287,7 +337,8 @@ func (c *Conn) handoffKeys(st tls.ConnectionState) (tx, rx *dirKeys, reason stri
 
 // keys13 derives the TLS 1.3 application keys from the logged traffic
 // secrets (RFC 8446 §7.3) and counts the records each side protected under
-// them, telling them from handshake-key records by opening both.
+// them, telling them from handshake-key records by opening the records that
+// fix the count (dir13).
 func (c *Conn) keys13(suite keyschedule.Suite, cr []byte) (cli, srv *dirKeys, err error) {
 	get := func(label string) ([]byte, error) {
 		s, ok := c.keyLog.secret(label, cr)
@@ -316,7 +367,63 @@ func (c *Conn) keys13(suite keyschedule.Suite, cr []byte) (cli, srv *dirKeys, er
 	return cli, srv, nil
 }
 
+// dir13 finds one direction's TLS 1.3 application key and the number of
+// records the sender protected under it (RFC 8446 §7.3), proving both by
+// opening the records whose count is in question, and only those.
+//
+// Let r_1..r_n be the log's protected records (outer type application_data,
+// RFC 8446 §5.2), in order. Three facts make two opens enough:
+//
+//   - The log holds every record of the direction, in order: TX, every record
+//     crypto/tls wrote (recordConn logs each write; writes are refused from the
+//     start of the handoff), RX, every record crypto/tls read and accepted,
+//     and none past the last one it asked for (docs/ARCHITECTURE.md steps 2
+//     and 4).
+//   - A record that opens under key K at sequence number s was sealed under K
+//     as its sender's record number s under K: the per-record nonce is the IV
+//     XOR s (RFC 8446 §5.3), every key's numbers start at 0 and go up by one
+//     per record, and only a holder of K can make a record that opens.
+//   - A sender uses its keys in one order: none (ClientHello, ServerHello,
+//     compatibility ChangeCipherSpec, §4.1, §D.4), the handshake key, then the
+//     application key after its Finished (§4.4.4, §7.1); early data
+//     (§4.2.10) or a KeyUpdate (§4.6.3) brings other keys: their records do
+//     not open where the proof looks, and r_n, opened, must not be a
+//     KeyUpdate (the key after it would be the next one).
+//
+// So if r_j opens under the handshake key at number j-1, its sender protected
+// j-1 handshake records before it, all in the log before r_j, where there are
+// exactly j-1 protected records: r_1..r_{j-1} are those, under no other key,
+// and not one is missing. The proof takes h, the last such j (searched from
+// the end: after it come only the few NewSessionTicket records of a server),
+// and, if h < n, opens r_n under the application key at number n-h-1: by the
+// same argument r_{h+1}..r_{n-1} are its n-h-1 application records before it,
+// so the count is n-h, and nothing crypto/tls protected under the key can
+// carry a number the engine uses again.
+//
+// The records left unopened cannot change the key or the count: r_h and r_n
+// fix how many records come before them and under which key, whatever those
+// records hold. The full proof, which opened every record, refused every log
+// this one refuses, and refused beyond that only logs in which an unopened
+// record does not open at its own place while the number of records is right
+// (one replaced, or two swapped): by the first fact crypto/tls cannot have
+// written or accepted such a log, and its count would be the same.
+// conn/proof_test.go checks this against the full proof, on the logs of real
+// handshakes and on every such change of them.
+//
+// With h = n, no record was protected under the application key (a client,
+// and a server's RX: crypto/tls reads nothing past the peer's Finished); its
+// key is then not proven, as it never was, and its Protector is made only
+// when the handoff needs it (buildProt).
 func dir13(suite keyschedule.Suite, hsSecret, appSecret []byte, log [][]byte, who string) (*dirKeys, error) {
+	n := 0
+	for _, rec := range log {
+		if rec[0] == backend.TypeApplicationData {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("no %s record under the handshake key was seen", who)
+	}
 	hk, hiv := keyschedule.TrafficKey(suite, hsSecret)
 	hs, err := record.NewProtector(suite.Version, suite.ID, hk, hiv)
 	clear(hk)
@@ -324,42 +431,92 @@ func dir13(suite keyschedule.Suite, hsSecret, appSecret []byte, log [][]byte, wh
 	if err != nil {
 		return nil, err
 	}
+	// One scratch for every open: Open decrypts in place, and a failed one
+	// leaves its record unspecified, so the log's own copy is never opened.
+	var scratch []byte
+	open := func(p *record.Protector, seq uint64, rec []byte) (uint8, []byte, error) {
+		scratch = append(scratch[:0], rec...)
+		return p.Open(seq, scratch)
+	}
+	// From the end: r_j is log[i], and last is r_n.
+	h, j := 0, n
+	var last []byte
+	for i := len(log) - 1; i >= 0 && h == 0; i-- {
+		if log[i][0] != backend.TypeApplicationData {
+			continue
+		}
+		if last == nil {
+			last = log[i]
+		}
+		if _, _, err := open(hs, uint64(j-1), log[i]); err == nil {
+			h = j
+		}
+		j--
+	}
+	if h == 0 {
+		clear(scratch)
+		return nil, fmt.Errorf("no %s record of the handshake opens under its handshake key at its place", who)
+	}
 	d := &dirKeys{suite: suite, secret: bytes.Clone(appSecret)}
 	d.params = backend.Params{Version: suite.Version, CipherSuite: suite.ID}
 	d.params.Key, d.params.IV = keyschedule.TrafficKey(suite, appSecret)
-	if d.prot, err = record.NewProtector(suite.Version, suite.ID, d.params.Key, d.params.IV); err != nil {
-		d.wipe()
-		return nil, err
-	}
-	// Every protected record (outer type application_data, RFC 8446 §5.2)
-	// must open under the handshake key until the first one that opens under
-	// the application key, and under the application key after it.
-	var h, a uint64
-	var scratch []byte
-	for i, rec := range log {
-		if rec[0] != backend.TypeApplicationData {
-			continue
-		}
-		if a == 0 {
-			scratch = append(scratch[:0], rec...)
-			if _, _, err := hs.Open(h, scratch); err == nil {
-				h++
-				continue
-			}
-		}
-		scratch = append(scratch[:0], rec...)
-		if _, _, err := d.prot.Open(a, scratch); err != nil {
+	if h < n {
+		if err := d.buildProt(); err != nil {
+			clear(scratch)
 			d.wipe()
-			return nil, fmt.Errorf("%s record %d of the handshake opens under neither of its keys", who, i)
+			return nil, err
 		}
-		a++
+		typ, msg, err := open(d.prot, uint64(n-h-1), last)
+		if err == nil && typ == backend.TypeHandshake && !noKeyUpdate(msg) {
+			// After a KeyUpdate its sender protects under the next key
+			// (RFC 8446 §4.6.3): this one would be stale. crypto/tls
+			// sends none during the handshake; the full proof did not
+			// look.
+			err = errors.New("a KeyUpdate, or handshake messages not whole")
+		}
+		if err != nil {
+			clear(scratch)
+			d.wipe()
+			return nil, fmt.Errorf("%s record %d of the handshake opens under neither of its keys at its place (%v)", who, n, err)
+		}
 	}
-	if h == 0 {
-		d.wipe()
-		return nil, fmt.Errorf("no %s record under the handshake key was seen", who)
-	}
-	d.params.Seq = a
+	clear(scratch)
+	d.params.Seq = uint64(n - h)
 	return d, nil
+}
+
+// noKeyUpdate reports whether msgs, the plaintext of a handshake record, is
+// whole handshake messages (type(1) length(3) body, RFC 8446 §4) none of
+// which is a KeyUpdate. crypto/tls puts each post-handshake message
+// (NewSessionTicket) in a record of its own.
+func noKeyUpdate(msgs []byte) bool {
+	for len(msgs) > 0 {
+		if len(msgs) < 4 || msgs[0] == typeKeyUpdate {
+			return false
+		}
+		l := 4 + (int(msgs[1])<<16 | int(msgs[2])<<8 | int(msgs[3]))
+		if l > len(msgs) {
+			return false
+		}
+		msgs = msgs[l:]
+	}
+	return true
+}
+
+// buildProt makes d.prot from d's key, if it is not made yet: the proof of a
+// TLS 1.3 direction makes it only where it opens a record under the key, and
+// the TLS 1.3 client's ticket drain needs both directions' (drain.go, and
+// recordConn.moveTX to read what crypto/tls tries to write).
+func (d *dirKeys) buildProt() error {
+	if d.prot != nil {
+		return nil
+	}
+	p, err := record.NewProtector(d.suite.Version, d.suite.ID, d.params.Key, d.params.IV)
+	if err != nil {
+		return err
+	}
+	d.prot = p
+	return nil
 }
 
 // keys12 derives the TLS 1.2 keys from the master secret and both randoms

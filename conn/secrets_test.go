@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -236,5 +237,52 @@ func handshakeBoth(t *testing.T, a, b interface{ Handshake() error }) {
 	}
 	if err := <-errc; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestKeyLogKeeps: the key log keeps the secrets of the labels the handoff
+// reads, for the client random they were logged with, forwards every line,
+// keeps nothing in FIPS mode (discard), and wipe zeroes what it kept.
+func TestKeyLogKeeps(t *testing.T) {
+	cr := bytes.Repeat([]byte{0xab}, 32)
+	line := func(label string, b byte) []byte {
+		return []byte(label + " " + strings.Repeat("ab", 32) + " " + strings.Repeat(fmt.Sprintf("%02x", b), 32) + "\n")
+	}
+	var fwd bytes.Buffer
+	k := &keyLog{user: &fwd}
+	for i, l := range []string{keyschedule.LabelClientHandshake, "EXPORTER_SECRET", keyschedule.LabelServerTraffic0, keyschedule.LabelServerTraffic0} {
+		if n, err := k.Write(line(l, byte(i+1))); err != nil || n != len(line(l, byte(i+1))) {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	if got := strings.Count(fwd.String(), "\n"); got != 4 {
+		t.Errorf("forwarded %d lines, want 4", got)
+	}
+	kept, ok := k.secret(keyschedule.LabelClientHandshake, cr)
+	if !ok || !bytes.Equal(kept, bytes.Repeat([]byte{1}, 32)) {
+		t.Errorf("CLIENT_HANDSHAKE_TRAFFIC_SECRET: %x, %v", kept, ok)
+	}
+	if s, ok := k.secret(keyschedule.LabelServerTraffic0, cr); !ok || !bytes.Equal(s, bytes.Repeat([]byte{4}, 32)) {
+		t.Errorf("SERVER_TRAFFIC_SECRET_0, logged twice: %x, %v; want the last", s, ok)
+	}
+	for _, tc := range []struct{ label string }{{"EXPORTER_SECRET"}, {keyschedule.LabelClientTraffic0}, {keyschedule.LabelClientRandom}} {
+		if _, ok := k.secret(tc.label, cr); ok {
+			t.Errorf("%s: kept", tc.label)
+		}
+	}
+	if _, ok := k.secret(keyschedule.LabelClientHandshake, make([]byte, 32)); ok {
+		t.Error("a secret found for another client random")
+	}
+	k.wipe()
+	if !bytes.Equal(kept, make([]byte, 32)) {
+		t.Errorf("wipe left %x", kept)
+	}
+	if _, ok := k.secret(keyschedule.LabelClientHandshake, cr); ok {
+		t.Error("a secret found after wipe")
+	}
+	d := &keyLog{discard: true}
+	d.Write(line(keyschedule.LabelClientHandshake, 1))
+	if _, ok := d.secret(keyschedule.LabelClientHandshake, cr); ok {
+		t.Error("discard kept a secret")
 	}
 }

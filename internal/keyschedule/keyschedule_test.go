@@ -326,3 +326,34 @@ func TestLookup(t *testing.T) {
 		}
 	}
 }
+
+// TestExpandLabelLengths: HKDF-Expand past one hash block (RFC 5869 §2.3,
+// T(2) = HMAC(PRK, T(1) | info | 0x02) and on), at the block boundaries,
+// with each hash, and one HMAC shared by several labels (as TrafficKey
+// shares it) giving what separate ones give.
+func TestExpandLabelLengths(t *testing.T) {
+	for _, h := range []crypto.Hash{crypto.SHA256, crypto.SHA384} {
+		secret := bytes.Repeat([]byte{0xa5}, h.Size())
+		mac := hmac.New(h.New, secret)
+		for _, l := range []int{0, 1, 12, h.Size() - 1, h.Size(), h.Size() + 1, 2 * h.Size(), 3*h.Size() + 5, 255 * h.Size()} {
+			info := []byte{byte(l >> 8), byte(l), byte(len("tls13 x")), 't', 'l', 's', '1', '3', ' ', 'x', 2, 7, 8}
+			want := hkdfExpandRef(h, secret, info, l)
+			if got := ExpandLabel(h, secret, "x", []byte{7, 8}, l); !bytes.Equal(got, want) {
+				t.Errorf("%v length %d: got %x, want %x", h, l, got, want)
+			}
+			mac.Reset()
+			if got := expandLabel(mac, "x", []byte{7, 8}, l); !bytes.Equal(got, want) {
+				t.Errorf("%v length %d, shared HMAC: got %x, want %x", h, l, got, want)
+			}
+			if got := ExpandLabel(h, secret, "x", []byte{7, 8}, l); len(got) != l || cap(got) != l {
+				t.Errorf("%v length %d: len %d cap %d", h, l, len(got), cap(got))
+			}
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("ExpandLabel of 256 blocks did not panic")
+		}
+	}()
+	ExpandLabel(crypto.SHA256, make([]byte, 32), "x", nil, 256*32)
+}

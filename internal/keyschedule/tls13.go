@@ -2,7 +2,7 @@ package keyschedule
 
 import (
 	"crypto"
-	"crypto/hkdf"
+	"crypto/hmac"
 	"hash"
 )
 
@@ -22,24 +22,54 @@ import (
 // hash that is not linked in is a programming error and panics, as in
 // crypto/tls.
 func ExpandLabel(h crypto.Hash, secret []byte, label string, context []byte, length int) []byte {
+	return expandLabel(hmac.New(h.New, secret), label, context, length)
+}
+
+// expandLabel is ExpandLabel with the HMAC keyed with the secret supplied, so
+// that one HMAC serves every label derived from one secret: keying it is most
+// of the cost of a short HKDF-Expand (two hash states made and fed a block
+// each), and the handoff derives a key and an IV from each of four secrets
+// (conn/secrets.go). mac must be fresh from hmac.New or Reset (crypto/hmac's
+// New leaves it keyed and ready: a Reset then would only hash the key block
+// again); it is left in an unspecified state.
+//
+// HKDF-Expand (RFC 5869 §2.3), with PRK the secret HMAC is keyed with:
+//
+//	T(0) = empty string
+//	T(i) = HMAC-Hash(PRK, T(i-1) | info | i)   (i one octet)
+//	OKM  = first L octets of T(1) | T(2) | ... T(N), N = ceil(L/HashLen)
+func expandLabel(mac hash.Hash, label string, context []byte, length int) []byte {
 	const prefix = "tls13 "
-	if len(prefix)+len(label) > 255 || len(context) > 255 || length < 0 || length > 0xffff {
+	size := mac.Size()
+	if len(prefix)+len(label) > 255 || len(context) > 255 || length < 0 || length > 0xffff || length > 255*size {
 		panic("keyschedule: invalid HKDF-Expand-Label arguments")
 	}
-	info := make([]byte, 0, 2+1+len(prefix)+len(label)+1+len(context))
+	// One buffer: the output (rounded up to whole blocks, the part past
+	// length cleared before returning), then info and the counter octet.
+	n := (length + size - 1) / size * size
+	buf := make([]byte, n, n+2+1+len(prefix)+len(label)+1+len(context)+1)
+	info := buf[n:]
 	info = append(info, byte(length>>8), byte(length))
 	info = append(info, byte(len(prefix)+len(label)))
 	info = append(info, prefix...)
 	info = append(info, label...)
 	info = append(info, byte(len(context)))
 	info = append(info, context...)
-	out, err := hkdf.Expand(func() hash.Hash { return h.New() }, secret, string(info), length)
-	if err != nil {
-		// Only a length beyond 255 blocks of h, or FIPS 140-only mode with
-		// a secret shorter than 112 bits; neither comes from the peer.
-		panic("keyschedule: HKDF-Expand-Label: " + err.Error())
+	info = append(info, 0) // the counter, i
+	out := buf[:0]
+	var prev []byte
+	for i := 1; len(out) < length; i++ {
+		info[len(info)-1] = byte(i)
+		if i > 1 {
+			mac.Reset()
+		}
+		mac.Write(prev)
+		mac.Write(info)
+		out = mac.Sum(out)
+		prev = out[len(out)-size:]
 	}
-	return out
+	clear(buf[length:cap(buf)])
+	return buf[:length:length]
 }
 
 // TrafficKey derives the record-protection key and IV of a TLS 1.3 traffic
@@ -50,8 +80,10 @@ func ExpandLabel(h crypto.Hash, secret []byte, label string, context []byte, len
 //
 // s must be a TLS 1.3 suite; for a TLS 1.2 suite the result is meaningless.
 func TrafficKey(s Suite, secret []byte) (key, iv []byte) {
-	key = ExpandLabel(s.Hash, secret, "key", nil, s.KeyLen)
-	iv = ExpandLabel(s.Hash, secret, "iv", nil, s.IVLen)
+	mac := hmac.New(s.Hash.New, secret)
+	key = expandLabel(mac, "key", nil, s.KeyLen)
+	mac.Reset()
+	iv = expandLabel(mac, "iv", nil, s.IVLen)
 	return key, iv
 }
 
