@@ -95,6 +95,15 @@ var errPipeClosed = errors.New("kernel: the half is closed")
 // next; so it only marks the slot, and the call closes the pipe when it gives
 // it back. Package conn serializes a half's calls, so a slot has at most one
 // user; mu protects the fields against Close.
+//
+// The price: a connection that has spliced keeps its pipes while idle, up to
+// one per direction. An empty pipe holds no data pages, but its slot array
+// (pipeSize / 4 KiB entries of struct pipe_buffer), inode and two files stay
+// allocated, and its slots count against the user's pipe-user-pages-soft
+// (fs/pipe.c, account_pipe_buffers); past that limit the kernel refuses
+// F_SETPIPE_SZ and gives new pipes of that user two slots. SpliceTo's call
+// already held its pipe while it waited for the socket, so it is SpliceFrom's
+// pipe that is new while idle.
 type pipeSlot struct {
 	mu     sync.Mutex
 	p      *splicePipe

@@ -55,13 +55,18 @@ func BenchmarkSplicePipe(b *testing.B) {
 			}
 			b.Run("dir=to/"+name, func(b *testing.B) {
 				defer kernel.SetReusePipes(reuse)()
-				benchSpliceTo(b, s, false)
+				benchSpliceTo(b, s, false, false)
 			})
 			if reuse {
 				// Not splice: recvmsg into a buffer and write(2),
-				// what WriteTo did before it could splice, for
-				// scale.
-				b.Run("dir=to/pipe=none-recvmsg", func(b *testing.B) { benchSpliceTo(b, s, true) })
+				// what WriteTo did before it could splice (and
+				// what nginx with kTLS does), for scale; and the
+				// same with TLS_RX_EXPECT_NO_PAD, where the kernel
+				// decrypts into the buffer itself (tls_sw.c,
+				// tls_rx_one_record: zero copy for TLS 1.3 only
+				// then).
+				b.Run("dir=to/pipe=none-recvmsg", func(b *testing.B) { benchSpliceTo(b, s, true, false) })
+				b.Run("dir=to/pipe=none-recvmsg-nopad", func(b *testing.B) { benchSpliceTo(b, s, true, true) })
 			}
 			for _, burst := range []int{16 << 10, 256 << 10} {
 				b.Run(fmt.Sprintf("dir=from/burst=%dK/%s", burst>>10, name), func(b *testing.B) {
@@ -93,8 +98,9 @@ func reportSplice(b *testing.B, moved int64, cpu time.Duration, calls int, pipes
 
 // benchSpliceTo moves b.N MiB from a userspace sealer to a TCP socket
 // through a kernel opener: with SpliceTo, or, with copy, with ReadRecordInto
-// (recvmsg) into a 256 KiB buffer and the socket's Write.
-func benchSpliceTo(b *testing.B, s keyschedule.Suite, copy bool) {
+// (recvmsg) into a 256 KiB buffer and the socket's Write, the opener made
+// with Options.RXExpectNoPad when noPad.
+func benchSpliceTo(b *testing.B, s keyschedule.Suite, copy, noPad bool) {
 	const op = 1 << 20
 	a, r := testenv.TCPPair(b)
 	p := randomParams(s, 0)
@@ -102,7 +108,7 @@ func benchSpliceTo(b *testing.B, s keyschedule.Suite, copy bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	o, err := kernel.New(kernel.Options{}).NewOpener(backend.Link{Conn: r}, clone(p))
+	o, err := kernel.New(kernel.Options{RXExpectNoPad: noPad}).NewOpener(backend.Link{Conn: r}, clone(p))
 	if err != nil {
 		b.Fatal(err)
 	}
