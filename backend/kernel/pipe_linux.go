@@ -4,6 +4,7 @@ package kernel
 
 import (
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -34,6 +35,7 @@ type splicePipe struct {
 	r, w     int
 	size     int // what the kernel gave F_SETPIPE_SZ (F_GETPIPE_SZ)
 	blocking bool
+	cleanup  runtime.Cleanup
 }
 
 // newSplicePipe makes a pipe and asks the kernel for pipeSize, best effort:
@@ -51,7 +53,20 @@ func newSplicePipe() (*splicePipe, error) {
 	if err != nil || size <= 0 {
 		size = spliceRound
 	}
-	return &splicePipe{r: p[0], w: p[1], size: size}, nil
+	sp := &splicePipe{r: p[0], w: p[1], size: size}
+	// A connection that is dropped without Close (its socket is closed by
+	// net's own finalizer) must not leak the pipe it kept; the standard
+	// library's pooled splice pipes have the same cleanup
+	// (src/internal/poll/splice_linux.go, newPoolPipe). close stops it first:
+	// the numbers may belong to other files by the time the pipe is
+	// unreachable.
+	sp.cleanup = runtime.AddCleanup(sp, closeFDs, p)
+	return sp, nil
+}
+
+func closeFDs(p [2]int) {
+	unix.Close(p[0])
+	unix.Close(p[1])
 }
 
 // setBlocking makes r blocking or not, with no system call when it already
@@ -68,8 +83,8 @@ func (p *splicePipe) setBlocking(b bool) error {
 }
 
 func (p *splicePipe) close() {
-	unix.Close(p.r)
-	unix.Close(p.w)
+	p.cleanup.Stop()
+	closeFDs([2]int{p.r, p.w})
 }
 
 // errPipeClosed is what take returns once the half is closed.

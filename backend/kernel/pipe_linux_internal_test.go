@@ -3,7 +3,9 @@
 package kernel
 
 import (
+	"runtime"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -105,5 +107,26 @@ func TestPipeSlotNoReuse(t *testing.T) {
 	s.give(true, true)
 	if inode(p.r) == ino {
 		t.Fatal("the pipe outlived its call with reusePipes off")
+	}
+}
+
+// TestPipeSlotDropped: a half dropped without Close (a connection the
+// program forgot) does not leak its pipe: the cleanup closes it once the
+// pipe is unreachable. A pipe closed by Close has no cleanup left to run.
+func TestPipeSlotDropped(t *testing.T) {
+	s := new(pipeSlot)
+	p, err := s.take()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, w, ino := p.r, p.w, inode(p.r)
+	s.give(true, true)
+	p, s = nil, nil
+	for i := 0; inode(r) == ino || inode(w) == ino; i++ {
+		if i == 100 {
+			t.Fatal("the pipe of an unreachable half is still open")
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
 	}
 }
