@@ -15,7 +15,7 @@ import (
 
 // reusePipes keeps a half's splice pipe from one SpliceTo or SpliceFrom call
 // to the next. Off, every call makes its own pipe and closes it, as before
-// pipeSlot existed; the benchmarks of splicepipe_linux_test.go compare the
+// pipeSlot existed; BenchmarkSplicePipe (splicepipe_bench_linux_test.go) compares the
 // two in one run.
 var reusePipes atomic.Bool
 
