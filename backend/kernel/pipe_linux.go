@@ -15,8 +15,8 @@ import (
 
 // reusePipes keeps a half's splice pipe from one SpliceTo or SpliceFrom call
 // to the next. Off, every call makes its own pipe and closes it, as before
-// pipeSlot existed; BenchmarkSplicePipe (splicepipe_bench_linux_test.go) compares the
-// two in one run.
+// pipeSlot existed; BenchmarkSplicePipe (splicepipe_bench_linux_test.go)
+// compares the two in one run.
 var reusePipes atomic.Bool
 
 func init() { reusePipes.Store(true) }
