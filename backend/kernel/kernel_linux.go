@@ -246,6 +246,12 @@ func (s sock) opError(op, syscallName string, err error) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: s.netConn().LocalAddr(), Addr: s.netConn().RemoteAddr(), Err: os.NewSyscallError(syscallName, err)}
 }
 
+// closedError is what a call on a closed half returns for op: the
+// net.ErrClosed a closed socket's RawConn gives, named as opError names it.
+func (s sock) closedError(op string) error {
+	return &net.OpError{Op: op, Net: "tcp", Source: s.netConn().LocalAddr(), Addr: s.netConn().RemoteAddr(), Err: net.ErrClosed}
+}
+
 // sealer is the TX half: the kernel seals what is written to the socket.
 // Package conn serializes its calls; Close does not touch the socket.
 type sealer struct {
@@ -256,6 +262,7 @@ type sealer struct {
 	// socket did not take (a write timeout); it goes out first, before
 	// whatever is written next (splicefrom_linux.go).
 	held []byte
+	pipe pipeSlot // SpliceFrom's pipe, kept between calls
 }
 
 // WriteRecords writes data; the kernel cuts it into records of at most 2^14
@@ -390,8 +397,12 @@ func (s *sealer) recSeq() (uint64, error) {
 	return v, nil
 }
 
-// Close releases nothing: the socket belongs to the connection.
-func (s *sealer) Close() error { return nil }
+// Close releases SpliceFrom's pipe, once no call uses it (pipeSlot); the
+// socket belongs to the connection.
+func (s *sealer) Close() error {
+	s.pipe.close()
+	return nil
+}
 
 // rekeyingSealer is a sealer on a kernel that takes a second TLS_TX (Linux
 // 6.14, commit 47069594e67e), found by [ProbeRekey].
@@ -423,7 +434,8 @@ type opener struct {
 	version uint16
 	buf     []byte
 	oob     []byte
-	pending []byte // application data SpliceTo took and its destination did not
+	pending []byte   // application data SpliceTo took and its destination did not
+	pipe    pipeSlot // SpliceTo's pipe, kept between calls
 }
 
 // ReadRecord reads what the kernel has opened: the plaintext of one control
@@ -596,5 +608,9 @@ func (o *opener) Rekey(p backend.Params) error {
 	return nil
 }
 
-// Close releases nothing: the socket belongs to the connection.
-func (o *opener) Close() error { return nil }
+// Close releases SpliceTo's pipe, once no call uses it (pipeSlot); the
+// socket belongs to the connection.
+func (o *opener) Close() error {
+	o.pipe.close()
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"syscall"
 
@@ -39,8 +40,9 @@ var errNotData = errors.New("kernel: the next record is not application data")
 // pages on (tls.rst; selftests "splice_to_pipe"). It stops where splice
 // answers EINVAL, which kTLS does when the next record is a control record
 // and leaves that record for recvmsg (tls_sw_splice_read, "splice does not
-// support reading control messages"). The pipe lives for one call: bytes dst
-// did not take are read back into memory and ReadRecord returns them first.
+// support reading control messages"). The pipe is the half's own, kept
+// from one call to the next (pipeSlot): bytes dst did not take are read back
+// into memory, leaving it empty, and ReadRecord returns them first.
 // The socket is only ever waited for on the netpoller; dst too, unless it is
 // a blocking descriptor (see spliceTarget), which drain waits for in the
 // kernel.
@@ -52,26 +54,35 @@ func (o *opener) SpliceTo(dst syscall.RawConn) (n int64, readErr, writeErr error
 	if err != nil {
 		return 0, nil, err
 	}
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		return 0, nil, backend.NotSupported(backend.Kernel, "pipe2: %w", err)
+	p, err := o.pipe.take()
+	if err == errPipeClosed {
+		return 0, o.closedError("read"), nil
 	}
-	defer unix.Close(p[0])
-	defer unix.Close(p[1])
-	unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, pipeSize) // best effort, see pipeSize
-	if blocking {
-		// Between two pipes the kernel adds SPLICE_F_NONBLOCK when either
-		// file is O_NONBLOCK (fs/splice.c, do_splice), so a splice from a
-		// non-blocking read end into a full blocking pipe would answer
-		// EAGAIN all the same. Only the read end changes: fill passes
-		// SPLICE_F_NONBLOCK itself, and keep makes it non-blocking again.
-		if err := unix.SetNonblock(p[0], false); err != nil {
-			return 0, nil, backend.NotSupported(backend.Kernel, "splice pipe: %w", err)
-		}
+	if err != nil {
+		return 0, nil, err
+	}
+	// inPipe is what the pipe holds by this call's count: the pipe goes
+	// back for the next call only when that is 0 (pipeSlot). A readErr
+	// other than a timeout ends the direction, and the pipe with it.
+	inPipe := 0
+	defer func() {
+		var ne net.Error
+		o.pipe.give(inPipe == 0, readErr == nil || errors.As(readErr, &ne) && ne.Timeout())
+	}()
+	// Between two pipes the kernel adds SPLICE_F_NONBLOCK when either
+	// file is O_NONBLOCK (fs/splice.c, do_splice), so a splice from a
+	// non-blocking read end into a full blocking pipe would answer EAGAIN
+	// all the same. Only the read end changes: fill passes
+	// SPLICE_F_NONBLOCK itself, and keep makes it non-blocking again. A
+	// reused pipe keeps the mode of its last call, so it is set either
+	// way (without a system call when it is already right).
+	if err := p.setBlocking(blocking); err != nil {
+		return 0, nil, backend.NotSupported(backend.Kernel, "splice pipe: %w", err)
 	}
 
 	for {
-		filled, stop, err := o.fill(p[1])
+		filled, stop, err := o.fill(p.w)
+		inPipe += filled
 		if err != nil {
 			// Waiting for the socket failed (a deadline, a close); the
 			// pipe is empty, since a round only waits before it took
@@ -79,14 +90,16 @@ func (o *opener) SpliceTo(dst syscall.RawConn) (n int64, readErr, writeErr error
 			return n, o.opError("read", "", err), nil
 		}
 		if filled > 0 {
-			drained, err := drain(p[0], dst, filled, blocking)
+			drained, err := drain(p.r, dst, filled, blocking)
 			n += int64(drained)
+			inPipe -= drained
 			if err != nil {
-				if kerr := o.keep(p[0], filled-drained); kerr != nil {
+				if kerr := o.keep(p, inPipe); kerr != nil {
 					// The pipe would not give back what it holds: the
 					// stream has a hole, so RX cannot go on.
 					return n, kerr, err
 				}
+				inPipe = 0
 				return n, nil, err
 			}
 		}
@@ -208,11 +221,11 @@ func drain(r int, dst syscall.RawConn, n int, blocking bool) (drained int, err e
 // ReadRecord returns them: data the kernel opened is never dropped. It never
 // waits: r is made non-blocking again (SpliceTo may have made it blocking),
 // so a pipe holding less than n answers EAGAIN, an error, and not a hang.
-func (o *opener) keep(r int, n int) error {
-	if err := unix.SetNonblock(r, true); err != nil {
+func (o *opener) keep(p *splicePipe, n int) error {
+	if err := p.setBlocking(false); err != nil {
 		return backend.NotSupported(backend.Kernel, "reading back %d bytes from the splice pipe: %v", n, err)
 	}
-	buf, err := readPipe(r, n)
+	buf, err := readPipe(p.r, n)
 	if err != nil {
 		return backend.NotSupported(backend.Kernel, "%v", err)
 	}

@@ -22,7 +22,7 @@ import (
 	"github.com/ktls-go/ktls/internal/testing/testenv"
 )
 
-func rawConn(t *testing.T, c syscall.Conn) syscall.RawConn {
+func rawConn(t testing.TB, c syscall.Conn) syscall.RawConn {
 	t.Helper()
 	rc, err := c.SyscallConn()
 	if err != nil {

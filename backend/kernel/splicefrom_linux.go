@@ -34,7 +34,8 @@ var _ backend.SocketSender = (*sealer)(nil)
 // the pipe: what was read before it is sent first. A socket that fails
 // does: those bytes are read back from the pipe into s.held, and the next
 // WriteRecords or SpliceFrom sends them first (backend.SocketSender). The
-// pipe lives for one call.
+// pipe is the half's own, kept from one call to the next while it is empty
+// (pipeSlot).
 //
 // records is the kernel's own count: the TX record sequence number after the
 // call less the one before (the same read as SendFile's), since how many
@@ -44,17 +45,23 @@ func (s *sealer) SpliceFrom(src syscall.RawConn, n int64) (sent int64, held int,
 	if err := spliceSource(src); err != nil {
 		return 0, 0, 0, nil, err
 	}
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		return 0, 0, 0, nil, backend.NotSupported(backend.Kernel, "pipe2: %w", err)
+	p, err := s.pipe.take()
+	if err == errPipeClosed {
+		return 0, 0, 0, nil, s.closedError("write")
 	}
-	defer unix.Close(p[0])
-	defer unix.Close(p[1])
-	unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, pipeSize) // best effort, see pipeSize
-	round, err := unix.FcntlInt(uintptr(p[1]), unix.F_GETPIPE_SZ, 0)
-	if err != nil || round <= 0 {
-		round = spliceRound
+	if err != nil {
+		return 0, 0, 0, nil, err
 	}
+	// inPipe is what the pipe holds by this call's count: it goes back
+	// for the next call only when that is 0 (pipeSlot). A writeErr other
+	// than a timeout ends the direction (package conn makes it sticky),
+	// and the pipe with it.
+	inPipe := 0
+	defer func() {
+		var ne net.Error
+		s.pipe.give(inPipe == 0, writeErr == nil || errors.As(writeErr, &ne) && ne.Timeout())
+	}()
+	round := p.size
 	// What an earlier call held goes first; it was counted as records
 	// when it was held, so before it is read after it went.
 	if err := s.sendHeld(); err != nil {
@@ -69,7 +76,8 @@ func (s *sealer) SpliceFrom(src syscall.RawConn, n int64) (sent int64, held int,
 		if n >= 0 {
 			want = int(min(int64(want), n-sent))
 		}
-		filled, stop, perr := fillFrom(src, p[1], want, sent == 0)
+		filled, stop, perr := fillFrom(src, p.w, want, sent == 0)
+		inPipe += filled
 		if filled == 0 && stop == nil && perr == nil {
 			break // src is empty, after the call moved something
 		}
@@ -80,15 +88,16 @@ func (s *sealer) SpliceFrom(src syscall.RawConn, n int64) (sent int64, held int,
 			break
 		}
 		if filled > 0 {
-			drained, werr := s.drainInto(p[0], filled)
+			drained, werr := s.drainInto(p.r, filled)
 			sent += int64(drained)
+			inPipe -= drained
 			if werr != nil {
 				writeErr = werr
-				if left := filled - drained; left > 0 {
-					if err := s.hold(p[0], left); err != nil {
+				if inPipe > 0 {
+					if err := s.hold(p.r, inPipe); err != nil {
 						writeErr = fmt.Errorf("%w; %w", werr, err)
 					} else {
-						held = left
+						held, inPipe = inPipe, 0
 					}
 				}
 				break

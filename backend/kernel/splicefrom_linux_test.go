@@ -169,6 +169,11 @@ func TestSpliceFromHeld(t *testing.T) {
 		t.Fatalf("SpliceFrom timed out with sent %d, held %d of %d: nothing was left in the pipe, the test tests nothing", sent, held, len(data))
 	}
 	t.Logf("timed out after sending %d bytes, holding %d", sent, held)
+	// The held bytes left the pipe: it is empty and serves the next call.
+	ino, queued, ok := kernel.HalfPipe(ks)
+	if !ok || queued != 0 {
+		t.Fatalf("after the timeout: pipe kept %v, holding %d bytes; want kept, empty", ok, queued)
+	}
 	a.SetWriteDeadline(time.Time{})
 	taken := int(sent) + held
 	want := append(bytes.Clone(data[:taken]), "between"...)
@@ -196,6 +201,9 @@ func TestSpliceFromHeld(t *testing.T) {
 	}
 	if sent2 != int64(len(data)-taken) || held2 != 0 || readErr != io.EOF || writeErr != nil {
 		t.Fatalf("SpliceFrom of the rest = %d, %d, %v, %v; want %d, 0, EOF, nil", sent2, held2, readErr, writeErr, len(data)-taken)
+	}
+	if ino2, _, ok := kernel.HalfPipe(ks); !ok || ino2 != ino {
+		t.Fatalf("SpliceFrom after the timeout used another pipe (kept %v)", ok)
 	}
 	if !bytes.Equal(<-got, want) {
 		t.Fatal("the stream arrived changed: the held bytes were lost or out of order")
