@@ -6,7 +6,6 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -208,11 +207,6 @@ func BenchmarkIdle(b *testing.B) {
 			}
 		}
 	}
-}
-
-func median(v []float64) float64 {
-	sort.Float64s(v)
-	return v[len(v)/2]
 }
 
 // TestIdleHeap measures idle pairs of crypto/tls, ktls-stdlib and
