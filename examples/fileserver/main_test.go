@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ktls-go/ktls"
 	"github.com/ktls-go/ktls/internal/testing/testenv"
@@ -278,7 +279,13 @@ func TestDebugCounters(t *testing.T) {
 	if code, body := get(t, c, base+"/f.txt"); code != http.StatusOK || body != "hello" {
 		t.Fatalf("GET /f.txt: %d %q", code, body)
 	}
+	// The server adds a Write's bytes once the Write returns, which may be
+	// after the client has read them: wait a little for the count.
 	after := counters()
+	for deadline := time.Now().Add(5 * time.Second); total(after.TX.Bytes)-total(before.TX.Bytes) < 5 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		after = counters()
+	}
 	if d := total(after.TX.Connections) - total(before.TX.Connections); d < 1 {
 		t.Errorf("tx connections moved by %d after a request, want at least 1", d)
 	}
