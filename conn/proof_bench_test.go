@@ -100,7 +100,10 @@ func BenchmarkDir13(b *testing.B) {
 		log     [][]byte
 		hs, app []byte
 	}{{cli.rc.txLog, ch, ct}, {srv.rc.rxLog, ch, ct}, {srv.rc.txLog, sh, st}, {cli.rc.rxLog, sh, st}}
-	suite, _ := keyschedule.Lookup(tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256)
+	suite, ok := keyschedule.Lookup(tls.VersionTLS13, cli.tls.ConnectionState().CipherSuite)
+	if !ok {
+		b.Fatal("no suite")
+	}
 	for _, p := range []struct {
 		name string
 		f    func(keyschedule.Suite, []byte, []byte, [][]byte, string) (*dirKeys, error)

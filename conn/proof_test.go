@@ -101,6 +101,7 @@ type proofDir struct {
 	who             string
 	log             [][]byte
 	hsSecret, appSc []byte
+	suite           keyschedule.Suite // as negotiated: ChaCha20 where the CPU has no AES (qemu's s390x)
 }
 
 // proofLogs13 runs a real TLS 1.3 handshake of the variant and returns each
@@ -126,21 +127,16 @@ func proofLogs13(t *testing.T, conf func(client, server *tls.Config)) []proofDir
 	}
 	ch, ct := get(keyschedule.LabelClientHandshake), get(keyschedule.LabelClientTraffic0)
 	sh, st := get(keyschedule.LabelServerHandshake), get(keyschedule.LabelServerTraffic0)
-	return []proofDir{
-		{"client TX", cli.rc.txLog, ch, ct},
-		{"server RX", srv.rc.rxLog, ch, ct},
-		{"server TX", srv.rc.txLog, sh, st},
-		{"client RX", cli.rc.rxLog, sh, st},
-	}
-}
-
-// proofSuite is the suite of testpki's TLS 1.3 configs.
-func proofSuite(t *testing.T) keyschedule.Suite {
-	s, ok := keyschedule.Lookup(tls.VersionTLS13, tls.TLS_AES_128_GCM_SHA256)
+	st13, ok := keyschedule.Lookup(tls.VersionTLS13, cli.tls.ConnectionState().CipherSuite)
 	if !ok {
-		t.Fatal("no suite")
+		t.Fatalf("no suite %#04x", cli.tls.ConnectionState().CipherSuite)
 	}
-	return s
+	return []proofDir{
+		{"client TX", cli.rc.txLog, ch, ct, st13},
+		{"server RX", srv.rc.rxLog, ch, ct, st13},
+		{"server TX", srv.rc.txLog, sh, st, st13},
+		{"client RX", cli.rc.rxLog, sh, st, st13},
+	}
 }
 
 // seal13 seals a record of type typ under secret's key at seq.
@@ -182,10 +178,10 @@ func proofResult(t *testing.T, f func(keyschedule.Suite, []byte, []byte, [][]byt
 // NewSessionTickets (RFC 8446 §4.6.1), which crypto/tls sends before it reads
 // the client's Finished.
 func TestDir13RealHandshakes(t *testing.T) {
-	s := proofSuite(t)
 	for _, v := range proofVariants {
 		t.Run(v.name, func(t *testing.T) {
 			for _, d := range proofLogs13(t, v.conf) {
+				s := d.suite
 				got := proofResult(t, dir13, s, d.hsSecret, d.appSc, d.log)
 				full := proofResult(t, dir13Full, s, d.hsSecret, d.appSc, d.log)
 				want := 0
@@ -283,10 +279,10 @@ func mutations(t *testing.T, s keyschedule.Suite, d proofDir) []mutation {
 // records it does not open, with the count of the log unchanged: such a log
 // is one crypto/tls cannot have written or read (see dir13).
 func TestDir13AgreesWithFullProof(t *testing.T) {
-	s := proofSuite(t)
 	for _, v := range proofVariants {
 		t.Run(v.name, func(t *testing.T) {
 			for _, d := range proofLogs13(t, v.conf) {
+				s := d.suite
 				orig := proofResult(t, dir13, s, d.hsSecret, d.appSc, d.log)
 				if orig < 0 {
 					t.Fatalf("%s: the real log refused", d.who)
@@ -335,8 +331,8 @@ func TestDir13AgreesWithFullProof(t *testing.T) {
 // (a nonce reused), under the next key, or a last one that is a KeyUpdate
 // (after which the sender's key is the next one) is refused.
 func TestDir13Counts(t *testing.T) {
-	s := proofSuite(t)
 	for _, d := range proofLogs13(t, proofVariants[1].conf) {
+		s := d.suite
 		base := proofResult(t, dir13, s, d.hsSecret, d.appSc, d.log)
 		log := append([][]byte(nil), d.log...)
 		for k := range 3 {
