@@ -74,7 +74,7 @@ func TestFaultsUnderLoad(t *testing.T) {
 	keep := keeper(t)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
-	baseG, baseFD := runtime.NumGoroutine(), fdCount(t)
+	baseG, baseFD := runtime.NumGoroutine(), testenv.OpenFDs(t)
 	for i, eng := range engines {
 		n := *faultConns
 		if n == 0 {

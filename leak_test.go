@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,31 +22,6 @@ import (
 // every role and on every path that ends one (clean close, failed
 // handshake, cancelled handshake, peer gone, Close during I/O), leave no
 // goroutine and no file descriptor behind.
-
-// fdCount returns the number of open file descriptors of the process, or
-// -1 where /proc/self/fd does not exist.
-func fdCount(t testing.TB) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		if runtime.GOOS == "linux" {
-			t.Fatalf("reading /proc/self/fd: %v", err)
-		}
-		return -1
-	}
-	return len(ents)
-}
-
-// fdList describes the open file descriptors, for a failure message.
-func fdList() string {
-	ents, _ := os.ReadDir("/proc/self/fd")
-	var b strings.Builder
-	for _, e := range ents {
-		target, _ := os.Readlink("/proc/self/fd/" + e.Name())
-		fmt.Fprintf(&b, "  %s -> %s\n", e.Name(), target)
-	}
-	return b.String()
-}
 
 // leakScenario opens, uses and closes one connection (or fails to). It
 // passes every Conn it makes to keep, so that a socket ktls forgot to close
@@ -277,7 +250,7 @@ func TestNoLeaks(t *testing.T) {
 	// set up once (the network poller, the test PKI) is in the baseline.
 	engines := ktlstest.Engines(t)
 	leakScenarios(engines)[0].run(t, keep)
-	baseG, baseFD := runtime.NumGoroutine(), fdCount(t)
+	baseG, baseFD := runtime.NumGoroutine(), testenv.OpenFDs(t)
 	for _, sc := range leakScenarios(engines) {
 		t.Run(sc.name, func(t *testing.T) {
 			for range rounds {
@@ -316,7 +289,7 @@ func waitBaseline(t *testing.T, baseG, baseFD int, limit time.Duration, after st
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for {
-		g, fd := runtime.NumGoroutine(), fdCount(t)
+		g, fd := runtime.NumGoroutine(), testenv.OpenFDs(t)
 		if g <= baseG && fd <= baseFD {
 			return
 		}
@@ -324,7 +297,7 @@ func waitBaseline(t *testing.T, baseG, baseFD int, limit time.Duration, after st
 			buf := make([]byte, 1<<20)
 			buf = buf[:runtime.Stack(buf, true)]
 			t.Fatalf("%s: %d goroutines (baseline %d), %d fds (baseline %d)\nfds:\n%s\ngoroutines:\n%s",
-				after, g, baseG, fd, baseFD, fdList(), buf)
+				after, g, baseG, fd, baseFD, testenv.FDTable(), buf)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

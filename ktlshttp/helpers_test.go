@@ -31,35 +31,18 @@ func TestMain(m *testing.M) { testenv.MainWithLeakCheck(m) }
 // of this package do not run in parallel, so the counts are the test's.
 func checkLeaks(t *testing.T) {
 	t.Helper()
-	fds, gs := fdCount(), runtime.NumGoroutine()
+	fds, gs := testenv.OpenFDs(t), runtime.NumGoroutine()
 	t.Cleanup(func() {
 		var nfd, ng int
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if nfd, ng = fdCount(), runtime.NumGoroutine(); nfd <= fds && ng <= gs {
+			if nfd, ng = testenv.OpenFDs(t), runtime.NumGoroutine(); nfd <= fds && ng <= gs {
 				return
 			}
 		}
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
-		t.Errorf("leaked: %d file descriptors (now %d), %d goroutines (now %d):\n%s\n%s", fds, nfd, gs, ng, fdList(), buf)
+		t.Errorf("leaked: %d file descriptors (now %d), %d goroutines (now %d):\n%s\n%s", fds, nfd, gs, ng, testenv.FDTable(), buf)
 	})
-}
-
-// fdCount returns the number of open file descriptors, or 0 where
-// /proc/self/fd does not exist.
-func fdCount() int {
-	ents, _ := os.ReadDir("/proc/self/fd")
-	return len(ents)
-}
-
-func fdList() string {
-	ents, _ := os.ReadDir("/proc/self/fd")
-	var b strings.Builder
-	for _, e := range ents {
-		target, _ := os.Readlink("/proc/self/fd/" + e.Name())
-		fmt.Fprintf(&b, "  %s -> %s\n", e.Name(), target)
-	}
-	return b.String()
 }
 
 // connKey is the context key under which the test servers' ConnContext

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -19,39 +17,18 @@ import (
 	"github.com/ktls-go/ktls/internal/testing/testenv"
 )
 
-// openFDs counts this process's open file descriptors.
-func openFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatalf("reading /proc/self/fd: %v", err)
-	}
-	return len(ents)
-}
-
-// fdTable lists the open file descriptors, for a failure message.
-func fdTable() string {
-	ents, _ := os.ReadDir("/proc/self/fd")
-	var b strings.Builder
-	for _, e := range ents {
-		target, _ := os.Readlink("/proc/self/fd/" + e.Name())
-		fmt.Fprintf(&b, "  %s -> %s\n", e.Name(), target)
-	}
-	return b.String()
-}
-
 // wantFDs fails the test unless the process has want descriptors open,
 // waiting up to testenv.Prompt for them to get there.
 func wantFDs(t *testing.T, want int, what string) {
 	t.Helper()
 	deadline := time.Now().Add(testenv.Prompt)
 	for {
-		n := openFDs(t)
+		n := testenv.OpenFDs(t)
 		if n == want {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d fds open, want %d:\n%s", what, n, want, fdTable())
+			t.Fatalf("%s: %d fds open, want %d:\n%s", what, n, want, testenv.FDTable())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -197,7 +174,7 @@ func TestSplicePipeClosed(t *testing.T) {
 	}()
 	defer func() { dst.Close(); <-copied }()
 	b.SetReadDeadline(time.Now().Add(time.Minute))
-	base := openFDs(t)
+	base := testenv.OpenFDs(t)
 
 	// RX: twice data up to an alert; SpliceTo stops at each.
 	wait := goWrite(t, us, []msg{
@@ -250,7 +227,7 @@ func TestSplicePipeClosed(t *testing.T) {
 	// Close while a call uses the pipe: the pipe stays open under it.
 	a2, b2, _, o2 := userspaceToKernel(t, s, 3)
 	defer a2.Close()
-	base = openFDs(t)
+	base = testenv.OpenFDs(t)
 	b2.SetReadDeadline(time.Now().Add(time.Second))
 	type result struct{ readErr, writeErr error }
 	res := make(chan result, 1)
@@ -261,7 +238,7 @@ func TestSplicePipeClosed(t *testing.T) {
 	wantFDs(t, base+2, "the pipe of a SpliceTo waiting for data")
 	o2.Close()
 	time.Sleep(50 * time.Millisecond)
-	if n := openFDs(t); n != base+2 {
+	if n := testenv.OpenFDs(t); n != base+2 {
 		t.Fatalf("Close during SpliceTo: %d fds open, want %d: the pipe was closed under the call", n, base+2)
 	}
 	r := <-res
