@@ -70,6 +70,7 @@ type config struct {
 	run         string
 	bench       string
 	benchtime   string
+	count       int
 	long        bool
 	env         envFlags
 	sysctls     sysctlFlags
@@ -94,6 +95,7 @@ func mainErr() int {
 	flag.StringVar(&c.run, "run", "", "run only the tests matching this regular expression (passed as -test.run)")
 	flag.StringVar(&c.bench, "bench", "", "also run the benchmarks matching this regular expression (passed as -test.bench, with -test.benchmem); pair it with -run '^$' to run benchmarks only")
 	flag.StringVar(&c.benchtime, "benchtime", "", "passed as -test.benchtime")
+	flag.IntVar(&c.count, "count", 0, "passed as -test.count when above 0: runs of each test and benchmark, for benchmark statistics (benchmarks/RESULTS.md)")
 	flag.BoolVar(&c.long, "long", false, "run the tests without -test.short (slow: crypto under TCG is ~385x slower)")
 	flag.Var(&c.env, "env", "set `KEY=VALUE` in the guests' tests (repeatable), e.g. -env KTLS_BACKEND=userspace")
 	flag.Var(&c.sysctls, "sysctl", "set `name=value` under /proc/sys in the guests before the self-check (repeatable), e.g. -sysctl crypto.af_alg_restrict=0")
@@ -441,6 +443,9 @@ func testArgs(c *config, testTimeout time.Duration) []string {
 	}
 	if c.benchtime != "" {
 		args = append(args, "-test.benchtime="+c.benchtime)
+	}
+	if c.count > 0 {
+		args = append(args, fmt.Sprintf("-test.count=%d", c.count))
 	}
 	return args
 }
