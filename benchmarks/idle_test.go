@@ -132,8 +132,9 @@ func measureIdle(tb testing.TB, conn string, version, suite uint16, n int) idleC
 	time.Sleep(50 * time.Millisecond)
 	after := heapNow()
 	if path := os.Getenv("KTLS_IDLE_HEAPPROFILE"); path != "" {
-		// What the idle pairs hold, for go tool pprof -sample_index=inuse_space.
-		if f, err := os.Create(path); err == nil {
+		// What the idle pairs hold, for go tool pprof -sample_index=inuse_space:
+		// one file per kind, PATH.KIND, every allocation sampled (init).
+		if f, err := os.Create(path + "." + conn); err == nil {
 			pprof.WriteHeapProfile(f)
 			f.Close()
 		}
@@ -141,6 +142,14 @@ func measureIdle(tb testing.TB, conn string, version, suite uint16, n int) idleC
 	return idleCost{
 		heap:  float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n),
 		stack: float64(int64(after.StackInuse)-int64(before.StackInuse)) / float64(n),
+	}
+}
+
+func init() {
+	if os.Getenv("KTLS_IDLE_HEAPPROFILE") != "" {
+		// Exact profiles: the default samples one allocation per 512 KiB,
+		// too coarse for a few KiB per pair.
+		runtime.MemProfileRate = 1
 	}
 }
 

@@ -79,6 +79,7 @@ func (c *Conn) finishDrainLocked() error {
 	}
 	c.rc.drain = nil
 	c.rc.release()
+	c.dropTLSLocked()
 	return nil
 }
 

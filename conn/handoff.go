@@ -178,7 +178,11 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 	c.setInfo(info)
 	c.rc.mode = modePassthrough
 	c.rc.release()
-	return c.installRXLocked(rx.params.Seq, nil)
+	if err := c.installRXLocked(rx.params.Seq, nil); err != nil {
+		return err
+	}
+	c.dropTLSLocked()
+	return nil
 }
 
 // installHalf installs direction d with the first of cands that takes it,
