@@ -22,6 +22,13 @@ func (c *Conn) handoff() error {
 	// Nothing in ktls makes it write now (Close does not call it during the
 	// handshake); this makes sure of it, and waits for a write in flight.
 	c.rc.refuseWrites()
+	// The socket must hold exactly what crypto/tls has not read, for
+	// whichever record layer reads next.
+	if err := c.rc.endHandshake(); err != nil {
+		c.rc.stopRecording()
+		c.raw.Close()
+		return fmt.Errorf("ktls: reading the handshake's last records: %w", err)
+	}
 	st := c.tls.ConnectionState()
 	var tx, rx *dirKeys
 	unknown := ""
