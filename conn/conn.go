@@ -515,8 +515,10 @@ func (c *Conn) Backend() BackendInfo {
 		return BackendInfo{}
 	}
 	c.infoMu.Lock()
-	defer c.infoMu.Unlock()
-	return c.info
+	info := c.info
+	c.infoMu.Unlock()
+	info.Reason = info.String()
+	return info
 }
 
 var (
