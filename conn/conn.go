@@ -506,6 +506,11 @@ func (c *Conn) dropTLSLocked() {
 	c.tls = nil
 	c.cfg = nil
 	c.tlsMu.Unlock()
+	// What only the handoff used: crypto/tls's record-boundary conn (the
+	// drain's state is gone with it, endDrainLocked) and the engines to
+	// choose from (installHalf).
+	c.rc = nil
+	c.opts.Backends = nil
 }
 
 // Backend says which engine protects each direction and why. It is empty
