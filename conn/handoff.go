@@ -168,6 +168,9 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 	}
 	clear(tx.params.Key)
 	clear(tx.params.IV)
+	// Zeroed and never used again (a KeyUpdate derives its own): the
+	// connection need not hold the arrays.
+	tx.params.Key, tx.params.IV = nil, nil
 	tx.prot = nil
 	c.out.keys = tx
 	c.moved = true
@@ -252,6 +255,7 @@ func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 	half, choice, err := c.installHalf(selector.RX, c.in.cands, c.rxPath(c.in.cands, buffered), rx.params)
 	clear(rx.params.Key)
 	clear(rx.params.IV)
+	rx.params.Key, rx.params.IV = nil, nil
 	rx.prot = nil
 	c.in.cands = nil
 	if err != nil {
