@@ -487,7 +487,7 @@ func (c *Conn) OCSPResponse() []byte {
 
 // dropTLSLocked lets crypto/tls's connection go once it can never read or
 // write again: both directions are in engines, and a TLS 1.3 client's
-// ticket drain is over. Its ConnectionState is kept: nothing in it changes
+// ticket drain is over. Its ConnectionState, st, is kept: nothing in it changes
 // after the handshake (renegotiation, which would, keeps a connection on
 // crypto/tls: handoff). The caller holds handshakeMu (the handoff) or in.mu
 // (the end of the drain), the only places that use tls once moved is set.
@@ -498,8 +498,7 @@ func (c *Conn) OCSPResponse() []byte {
 // 1.2 without Extended Master Secret with Go 1.26 (there it captures the
 // Conn for GODEBUG=tlsunsafeekm=1): that rare connection keeps it, as the
 // state must behave as crypto/tls's would.
-func (c *Conn) dropTLSLocked() {
-	st := c.tls.ConnectionState()
+func (c *Conn) dropTLSLocked(st tls.ConnectionState) {
 	st.TLSUnique = bytes.Clone(st.TLSUnique)
 	c.tlsMu.Lock()
 	c.state = &st

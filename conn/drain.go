@@ -79,7 +79,7 @@ func (c *Conn) finishDrainLocked() error {
 	}
 	c.rc.drain = nil
 	c.rc.release()
-	c.dropTLSLocked()
+	c.dropTLSLocked(c.tls.ConnectionState())
 	return nil
 }
 

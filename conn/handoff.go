@@ -191,7 +191,7 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 	if err := c.installRXLocked(rx.params.Seq, nil); err != nil {
 		return err
 	}
-	c.dropTLSLocked()
+	c.dropTLSLocked(st)
 	return nil
 }
 

@@ -308,20 +308,29 @@ func (r *recordConn) allowWrites() {
 }
 
 // logWrite splits what crypto/tls writes into records and keeps a copy of
-// each. crypto/tls writes whole records, but a record split across writes is
-// handled all the same.
+// each. crypto/tls writes whole records, a flight at a time, but a record
+// split across writes is handled all the same. The write is copied once and
+// the records logged are slices of the copy, capped so that nothing is ever
+// appended into them; the tail that is not yet a whole record is wpartial,
+// and the next write appends to it (past every record logged).
 func (r *recordConn) logWrite(p []byte) {
-	r.wpartial = append(r.wpartial, p...)
-	for len(r.wpartial) >= record.HeaderLen {
-		n := record.HeaderLen + recordLen(r.wpartial)
-		if len(r.wpartial) < n {
+	var b []byte
+	if len(r.wpartial) == 0 {
+		b = append([]byte(nil), p...)
+	} else {
+		b = append(r.wpartial, p...)
+	}
+	for len(b) >= record.HeaderLen {
+		n := record.HeaderLen + recordLen(b)
+		if len(b) < n {
 			break
 		}
-		r.txLog = append(r.txLog, append([]byte(nil), r.wpartial[:n]...))
-		r.wpartial = r.wpartial[n:]
+		r.txLog = append(r.txLog, b[:n:n])
+		b = b[n:]
 	}
-	if len(r.wpartial) == 0 {
-		r.wpartial = nil
+	r.wpartial = nil
+	if len(b) != 0 {
+		r.wpartial = b
 	}
 }
 
