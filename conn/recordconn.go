@@ -53,9 +53,10 @@ type recordConn struct {
 	// read, not a read for each header and each body, and the socket still
 	// gives up nothing crypto/tls has not had. ahead comes from aheadPool
 	// and goes back at the handoff (endHandshake).
-	peek  func(b []byte) (n, first int, err error)
-	ahead []byte
-	taken int
+	peek     func(b []byte) (n, first int, err error)
+	aheadBuf []byte // from aheadPool, or nil
+	ahead    []byte // in aheadBuf
+	taken    int
 
 	// Write side. wmu is held by Write from its check of txMoved to the end
 	// of the write, so that once refuseWrites returned no write of crypto/tls
@@ -215,17 +216,17 @@ func (r *recordConn) fillAhead() (handled bool, err error) {
 		if err := r.settle(); err != nil {
 			return true, err
 		}
-		if r.ahead == nil {
-			r.ahead = *aheadPool.Get().(*[]byte)
+		if r.aheadBuf == nil {
+			r.aheadBuf = *aheadPool.Get().(*[]byte)
 		}
-		n, first, err := r.peek(r.ahead[:cap(r.ahead)])
+		n, first, err := r.peek(r.aheadBuf[:cap(r.aheadBuf)])
 		if err != nil || first > n {
-			// rbuf may still be part of ahead: the read below gets its
-			// own.
-			r.ahead, r.rbuf, r.rOff = r.ahead[:0], nil, 0
+			// rbuf may still be part of aheadBuf: the read below gets
+			// its own.
+			r.ahead, r.rbuf, r.rOff = nil, nil, 0
 			return false, nil
 		}
-		r.ahead = r.ahead[:n]
+		r.ahead = r.aheadBuf[:n]
 	}
 }
 
@@ -238,9 +239,16 @@ func (r *recordConn) settle() error {
 	}
 	// rbuf, the last of them, is crypto/tls's already: reading the same
 	// bytes over it changes nothing.
-	_, err := io.ReadFull(r.Conn, r.ahead[:r.taken])
-	r.ahead, r.taken = r.ahead[:0], 0
-	return err
+	n, err := io.ReadFull(r.Conn, r.ahead[:r.taken])
+	// What was read is gone from the socket. After an error (a read
+	// deadline already past, say) the rest is read at the next call, and
+	// what follows it in ahead can still be given to crypto/tls.
+	r.ahead, r.taken = r.ahead[n:], r.taken-n
+	if err != nil {
+		return err
+	}
+	r.ahead = nil
+	return nil
 }
 
 // endHandshake reads from the socket what crypto/tls was given and not yet
@@ -248,18 +256,22 @@ func (r *recordConn) settle() error {
 // has not had, and gives the peek buffer back. The handoff calls it first,
 // before it looks at what is buffered; crypto/tls does not read then.
 func (r *recordConn) endHandshake() error {
-	err := r.settle()
-	if r.ahead != nil && r.rOff == len(r.rbuf) {
-		// rbuf, which may be part of ahead, holds nothing more for
+	if err := r.settle(); err != nil {
+		// Nothing changed but what was read: the handoff fails, or a
+		// later call reads the rest.
+		return err
+	}
+	if r.aheadBuf != nil && r.rOff == len(r.rbuf) {
+		// rbuf, which may be part of aheadBuf, holds nothing more for
 		// crypto/tls. (It always has all of it: crypto/tls reads a whole
-		// record before it acts on it. Otherwise ahead is left to the
-		// collector, rbuf in it, for the handoff to see.)
+		// record before it acts on it. Otherwise the buffer is left to
+		// the collector, rbuf in it, for the handoff to see.)
 		r.rbuf, r.rOff = nil, 0
-		b := r.ahead[:cap(r.ahead)]
+		b := r.aheadBuf[:cap(r.aheadBuf)]
 		aheadPool.Put(&b)
 	}
-	r.ahead, r.peek = nil, nil
-	return err
+	r.aheadBuf, r.ahead, r.peek = nil, nil, nil
+	return nil
 }
 
 // buffered returns the bytes of the incoming stream that were read from the
