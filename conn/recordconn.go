@@ -210,6 +210,13 @@ func (r *recordConn) fillAhead() (handled bool, err error) {
 				if r.record {
 					r.rxLog = append(r.rxLog, append([]byte(nil), r.rbuf...))
 				}
+				if !wholeRecord(rest[n:]) {
+					// The last whole record the peek showed: read what
+					// crypto/tls was given now, while it reads anyway,
+					// so that the handoff seldom has to. An error
+					// leaves rbuf to crypto/tls's next Read.
+					return true, r.settle()
+				}
 				return true, nil
 			}
 		}
@@ -228,6 +235,11 @@ func (r *recordConn) fillAhead() (handled bool, err error) {
 		}
 		r.ahead = r.aheadBuf[:n]
 	}
+}
+
+// wholeRecord reports whether b starts with a whole record.
+func wholeRecord(b []byte) bool {
+	return len(b) >= record.HeaderLen && len(b) >= record.HeaderLen+recordLen(b)
 }
 
 // settle reads from the socket the records crypto/tls was given out of ahead:
