@@ -130,6 +130,8 @@ func (c *Conn) stayStdlib(tx, rx *dirKeys, txc, rxc EngineChoice) {
 	c.rc.release()
 	// crypto/tls keeps its record layer: its sequence numbers stay its own.
 	c.rc.allowWrites()
+	// No engine is installed from here on (installHalf).
+	c.opts.Backends = nil
 	c.setInfo(BackendInfo{
 		TX: backend.Stdlib, RX: backend.Stdlib,
 		TXDetail: DirectionInfo{EngineChoice: txc}, RXDetail: DirectionInfo{EngineChoice: rxc},
