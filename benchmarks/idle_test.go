@@ -241,7 +241,7 @@ func BenchmarkIdle(b *testing.B) {
 //   - A ktls-stdlib pair keeps crypto/tls's Conn and adds what package conn
 //     keeps beside it for a connection crypto/tls goes on serving: its Conn,
 //     the config clone crypto/tls runs with, the record-boundary conn under
-//     it, the key log writer. That was about 4.2 KiB per pair (3.5 for TLS
+//     it, the key log writer. That was about 3.9 KiB per pair (3.3 for TLS
 //     1.2) when this was written; stdlibTolerance catches growth.
 //
 // Keeping the tls.Conn after the handoff costs over 10 KiB per pair, the
