@@ -1,6 +1,7 @@
 package benchmarks
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -132,8 +133,9 @@ func measureIdle(tb testing.TB, conn string, version, suite uint16, n int) idleC
 	time.Sleep(50 * time.Millisecond)
 	after := heapNow()
 	if path := os.Getenv("KTLS_IDLE_HEAPPROFILE"); path != "" {
-		// What the idle pairs hold, for go tool pprof -sample_index=inuse_space.
-		if f, err := os.Create(path); err == nil {
+		// What the idle pairs hold, for go tool pprof -sample_index=inuse_space:
+		// one file per kind, PATH.KIND, every allocation sampled (init).
+		if f, err := os.Create(path + "." + conn); err == nil {
 			pprof.WriteHeapProfile(f)
 			f.Close()
 		}
@@ -141,6 +143,14 @@ func measureIdle(tb testing.TB, conn string, version, suite uint16, n int) idleC
 	return idleCost{
 		heap:  float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n),
 		stack: float64(int64(after.StackInuse)-int64(before.StackInuse)) / float64(n),
+	}
+}
+
+func init() {
+	if os.Getenv("KTLS_IDLE_HEAPPROFILE") != "" {
+		// Exact profiles: the default samples one allocation per 512 KiB,
+		// too coarse for a few KiB per pair.
+		runtime.MemProfileRate = 1
 	}
 }
 
@@ -210,19 +220,32 @@ func BenchmarkIdle(b *testing.B) {
 }
 
 // TestIdleHeap measures idle pairs of crypto/tls, ktls-stdlib and
-// ktls-userspace, interleaved over a few rounds, and compares medians over
-// many pairs, so that one GC's noise divides away.
+// ktls-userspace, interleaved over a few rounds, for TLS 1.3 and TLS 1.2,
+// and compares medians over many pairs, so that one GC's noise divides
+// away.
 //
-//   - The userspace engine's halves may add to a ktls-stdlib pair no more
-//     than their AEAD states (four, one per half: about 800 bytes each for
-//     AES-128-GCM) and the halves themselves: engineTolerance. Before issue
-//     18 each opener kept an 18 KiB read buffer from its install on, and
-//     each sealer its last batch's.
-//   - A ktls pair of any engine may hold no more than connTolerance over a
-//     crypto/tls pair: what package conn keeps beside the tls.Conn (its
-//     Conn and recordConn, the config clone, the captured key log lines,
-//     the traffic secrets for KeyUpdate). Issue 18's target is 0; this
-//     bound catches growth until conn drops those.
+//   - A ktls-userspace pair may hold no more than a crypto/tls pair (issue
+//     18's target): once both directions moved, the connection drops
+//     crypto/tls's Conn with its buffers and AEADs, and what the handoff
+//     alone used (docs/ARCHITECTURE.md step 6; conn.dropTLSLocked). Its own
+//     engine halves, Conn and the kept ConnectionState cost less. With TLS
+//     1.3 it holds about 4.5 KiB less (Go 1.26 and 1.27); with TLS 1.2 about
+//     as much (crypto/tls's own figure moves by some 500 B between runs
+//     there), so TLS 1.2 gets engineSlack.
+//   - The same pair must hold at least dropGain less than a ktls-stdlib
+//     pair, which keeps crypto/tls's Conn and the handoff's state: about
+//     8.4 KiB less for TLS 1.3 and 3.5 KiB for TLS 1.2 (Go 1.26 and 1.27).
+//     Both carry package conn's own costs, so this catches what the
+//     comparison with crypto/tls, whose figure moves more, would not: the
+//     record-boundary conn kept, say (about 600 B).
+//   - A ktls-stdlib pair keeps crypto/tls's Conn and adds what package conn
+//     keeps beside it for a connection crypto/tls goes on serving: its Conn,
+//     the config clone crypto/tls runs with, the record-boundary conn under
+//     it, the key log writer. That was about 3.9 KiB per pair (3.3 for TLS
+//     1.2) when this was written; stdlibTolerance catches growth.
+//
+// Keeping the tls.Conn after the handoff costs over 10 KiB per pair, the
+// record-boundary conn about 600 B, the key log's entries 700 B.
 func TestIdleHeap(t *testing.T) {
 	n, rounds := 300, 3
 	if testing.Short() || testenv.InVM() {
@@ -231,24 +254,30 @@ func TestIdleHeap(t *testing.T) {
 		n, rounds = 100, 1
 	}
 	const (
-		engineTolerance = 6 << 10
-		connTolerance   = 12 << 10
+		engineSlack     = 1 << 10
+		stdlibTolerance = 5 << 10
 	)
-	s := suites[0]
-	got := map[string][]float64{}
-	for range rounds {
-		for _, conn := range idleConns {
-			got[conn] = append(got[conn], measureIdle(t, conn, s.version, s.suite, n).heap)
+	for _, s := range suites[:2] {
+		got := map[string][]float64{}
+		for range rounds {
+			for _, conn := range idleConns {
+				got[conn] = append(got[conn], measureIdle(t, conn, s.version, s.suite, n).heap)
+			}
 		}
-	}
-	base, std, us := median(got["crypto-tls"]), median(got["ktls-stdlib"]), median(got["ktls-userspace"])
-	t.Logf("%s, %d pairs, heap per pair: crypto/tls %.0f B, ktls-stdlib %.0f B (%+.0f), ktls-userspace %.0f B (%+.0f)", s.name, n, base, std, std-base, us, us-base)
-	if us > std+engineTolerance {
-		t.Errorf("idle ktls-userspace pair holds %.0f B, ktls-stdlib %.0f B: the engine adds more than %d B", us, std, engineTolerance)
-	}
-	for conn, v := range map[string]float64{"ktls-stdlib": std, "ktls-userspace": us} {
-		if v > base+connTolerance {
-			t.Errorf("idle %s pair holds %.0f B, crypto/tls %.0f B: more than %d B over", conn, v, base, connTolerance)
+		base, std, us := median(got["crypto-tls"]), median(got["ktls-stdlib"]), median(got["ktls-userspace"])
+		t.Logf("%s, %d pairs, heap per pair: crypto/tls %.0f B, ktls-stdlib %.0f B (%+.0f), ktls-userspace %.0f B (%+.0f)", s.name, n, base, std, std-base, us, us-base)
+		slack, dropGain := 0.0, 7.5*1024
+		if s.version == tls.VersionTLS12 {
+			slack, dropGain = engineSlack, 3*1024
+		}
+		if us > std-dropGain {
+			t.Errorf("%s: idle ktls-userspace pair holds %.0f B, ktls-stdlib %.0f B: less than %.0f B saved by the drop", s.name, us, std, dropGain)
+		}
+		if us > base+slack {
+			t.Errorf("%s: idle ktls-userspace pair holds %.0f B, crypto/tls %.0f B: more than %.0f B over", s.name, us, base, slack)
+		}
+		if std > base+stdlibTolerance {
+			t.Errorf("%s: idle ktls-stdlib pair holds %.0f B, crypto/tls %.0f B: more than %d B over", s.name, std, base, stdlibTolerance)
 		}
 	}
 }

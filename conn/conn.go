@@ -11,6 +11,7 @@
 package conn
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -44,8 +45,16 @@ type Options struct {
 // Conn is a TLS connection with crypto/tls's method set. Read and Write may
 // be called concurrently; Close unblocks both.
 type Conn struct {
-	raw      net.Conn
-	rc       *recordConn
+	raw net.Conn
+	rc  *recordConn
+	// tls is crypto/tls's connection: it runs the handshake and keeps the
+	// record layer where ktls does not take it. Once both directions have
+	// moved for good (after the ticket drain, if any) crypto/tls can never
+	// read or write again, and dropTLSLocked lets it go with its buffers,
+	// AEADs and handshake state, keeping only its ConnectionState. Read,
+	// Write, Close and CloseWrite use it only while moved is false, which
+	// never changes once it is set; the drain uses it under in.mu; the
+	// accessors (ConnectionState, VerifyHostname, OCSPResponse) under tlsMu.
 	tls      *tls.Conn
 	isClient bool
 	opts     Options
@@ -66,6 +75,12 @@ type Conn struct {
 	// end of the ticket drain, under in.mu, while Backend may be reading.
 	infoMu sync.Mutex
 	info   BackendInfo
+
+	// tlsMu protects tls and state once the handshake is done: tls is
+	// dropped, and state set to what crypto/tls's ConnectionState returned
+	// then, by dropTLSLocked.
+	tlsMu sync.Mutex
+	state *tls.ConnectionState
 
 	// out and in are the two directions, each with its own lock
 	// (half.go). The handoff fills them under handshakeMu before
@@ -146,6 +161,10 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 	// never will be.
 	c.keyLog.wipe()
 	c.sessions.forget()
+	if c.tls == nil {
+		// Nothing logs to them nor reads them again (dropTLSLocked).
+		c.keyLog, c.sessions = nil, nil
+	}
 	// Close reads handshakeDone after it sets closed, and this reads closed
 	// before it sets handshakeDone: at least one of the two sees the other.
 	// A Close that saw the handshake unfinished closed only the raw conn, so
@@ -427,14 +446,71 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadli
 func (c *Conn) NetConn() net.Conn { return c.raw }
 
 // ConnectionState returns crypto/tls's connection state.
-func (c *Conn) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }
+func (c *Conn) ConnectionState() tls.ConnectionState {
+	c.tlsMu.Lock()
+	defer c.tlsMu.Unlock()
+	if c.state != nil {
+		return *c.state
+	}
+	return c.tls.ConnectionState()
+}
 
 // VerifyHostname checks the peer's certificate chain for host, as
 // crypto/tls.Conn.VerifyHostname.
-func (c *Conn) VerifyHostname(host string) error { return c.tls.VerifyHostname(host) }
+func (c *Conn) VerifyHostname(host string) error {
+	c.tlsMu.Lock()
+	defer c.tlsMu.Unlock()
+	if c.state == nil {
+		return c.tls.VerifyHostname(host)
+	}
+	// crypto/tls's checks, in its order and with its texts, on the state
+	// of a completed handshake (crypto/tls/conn.go, Conn.VerifyHostname).
+	if !c.isClient {
+		return errors.New("tls: VerifyHostname called on TLS server connection")
+	}
+	if len(c.state.VerifiedChains) == 0 {
+		return errors.New("tls: handshake did not verify certificate chain")
+	}
+	return c.state.PeerCertificates[0].VerifyHostname(host)
+}
 
 // OCSPResponse returns the stapled OCSP response from a server, if any.
-func (c *Conn) OCSPResponse() []byte { return c.tls.OCSPResponse() }
+func (c *Conn) OCSPResponse() []byte {
+	c.tlsMu.Lock()
+	defer c.tlsMu.Unlock()
+	if c.state != nil {
+		// crypto/tls returns the same field (Conn.OCSPResponse).
+		return c.state.OCSPResponse
+	}
+	return c.tls.OCSPResponse()
+}
+
+// dropTLSLocked lets crypto/tls's connection go once it can never read or
+// write again: both directions are in engines, and a TLS 1.3 client's
+// ticket drain is over. Its ConnectionState, st, is kept: nothing in it changes
+// after the handshake (renegotiation, which would, keeps a connection on
+// crypto/tls: handoff). The caller holds handshakeMu (the handoff) or in.mu
+// (the end of the drain), the only places that use tls once moved is set.
+//
+// The state must not keep the tls.Conn alive, or nothing is gained:
+// crypto/tls's TLSUnique is a slice of an array inside its Conn, so it is
+// copied. Its ekm closure holds only the exporter secret, except for TLS
+// 1.2 without Extended Master Secret with Go 1.26 (there it captures the
+// Conn for GODEBUG=tlsunsafeekm=1): that rare connection keeps it, as the
+// state must behave as crypto/tls's would.
+func (c *Conn) dropTLSLocked(st tls.ConnectionState) {
+	st.TLSUnique = bytes.Clone(st.TLSUnique)
+	c.tlsMu.Lock()
+	c.state = &st
+	c.tls = nil
+	c.cfg = nil
+	c.tlsMu.Unlock()
+	// What only the handoff used: crypto/tls's record-boundary conn (the
+	// drain's state is gone with it, endDrainLocked) and the engines to
+	// choose from (installHalf).
+	c.rc = nil
+	c.opts.Backends = nil
+}
 
 // Backend says which engine protects each direction and why. It is empty
 // before the handshake.
@@ -443,8 +519,10 @@ func (c *Conn) Backend() BackendInfo {
 		return BackendInfo{}
 	}
 	c.infoMu.Lock()
-	defer c.infoMu.Unlock()
-	return c.info
+	info := c.info
+	c.infoMu.Unlock()
+	info.Reason = info.String()
+	return info
 }
 
 var (

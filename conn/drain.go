@@ -79,6 +79,7 @@ func (c *Conn) finishDrainLocked() error {
 	}
 	c.rc.drain = nil
 	c.rc.release()
+	c.dropTLSLocked(c.tls.ConnectionState())
 	return nil
 }
 
@@ -86,6 +87,10 @@ func (c *Conn) finishDrainLocked() error {
 // connection is closed (Conn.endInLocked). Only crypto/tls's reads, under
 // in.mu, use the drain.
 func (c *Conn) endDrainLocked() {
+	if c.rc == nil {
+		// Dropped with crypto/tls's conn, after the drain (dropTLSLocked).
+		return
+	}
 	if d := c.rc.drain; d != nil {
 		d.prot = nil
 		clear(d.scratch)

@@ -40,34 +40,62 @@ func newPeeker(c net.Conn) func(b []byte) (int, error) {
 		return nil
 	}
 	return func(b []byte) (int, error) {
-		var n, want int
-		err := cmp.Or(rawio.Read(rc, func(fd int) error {
-			var err error
-			n, _, err = unix.Recvfrom(fd, b, unix.MSG_PEEK)
-			if err != nil || n == 0 {
-				return err
-			}
-			if n >= record.HeaderLen {
-				want = record.HeaderLen + recordLen(b)
-				if n >= want || want > len(b) {
-					return nil
-				}
-			}
-			// Part of a record. The netpoller is edge-triggered, so more
-			// data wakes this up again; a FIN that already came would
-			// not, so ask TCP whether the peer is done sending.
-			info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
-			if err == nil && info.State != tcpEstablished {
-				return io.ErrUnexpectedEOF
-			}
-			return syscall.EAGAIN // wait for the rest
-		}))
-		switch {
-		case err != nil:
-			return 0, err
-		case n == 0:
-			return 0, io.EOF
-		}
-		return want, nil
+		_, want, err := peekRecords(rc, b)
+		return want, err
 	}
+}
+
+// newHandshakePeeker returns peekRecords on the socket of c, for
+// recordConn's reads during the handshake, or nil where c is not a TCP
+// socket itself: a conn that wraps one may hold bytes the socket no longer
+// has (wrapped.go), so only *net.TCPConn, whose reads are the socket's, is
+// peeked.
+func newHandshakePeeker(c net.Conn) func(b []byte) (n, first int, err error) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return func(b []byte) (int, int, error) { return peekRecords(rc, b) }
+}
+
+// peekRecords waits until the socket holds a whole TLS record, or the start
+// of one longer than b, and copies what the socket holds, up to len(b), into
+// b without consuming it (recv with MSG_PEEK). It returns how many bytes it
+// copied, n, and the first record's length, first (header included), which
+// is more than n only when the record is longer than b. The error is
+// io.ErrUnexpectedEOF when the peer closed with part of a record sent, and
+// io.EOF when it closed at a record boundary.
+func peekRecords(rc syscall.RawConn, b []byte) (n, first int, err error) {
+	err = cmp.Or(rawio.Read(rc, func(fd int) error {
+		var err error
+		n, _, err = unix.Recvfrom(fd, b, unix.MSG_PEEK)
+		if err != nil || n == 0 {
+			return err
+		}
+		if n >= record.HeaderLen {
+			first = record.HeaderLen + recordLen(b)
+			if n >= first || first > len(b) {
+				return nil
+			}
+		}
+		// Part of a record. The netpoller is edge-triggered, so more
+		// data wakes this up again; a FIN that already came would
+		// not, so ask TCP whether the peer is done sending.
+		info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err == nil && info.State != tcpEstablished {
+			return io.ErrUnexpectedEOF
+		}
+		return syscall.EAGAIN // wait for the rest
+	}))
+	switch {
+	case err != nil:
+		return 0, 0, err
+	case n == 0:
+		return 0, 0, io.EOF
+	}
+	return n, first, nil
 }

@@ -22,6 +22,13 @@ func (c *Conn) handoff() error {
 	// Nothing in ktls makes it write now (Close does not call it during the
 	// handshake); this makes sure of it, and waits for a write in flight.
 	c.rc.refuseWrites()
+	// The socket must hold exactly what crypto/tls has not read, for
+	// whichever record layer reads next.
+	if err := c.rc.endHandshake(); err != nil {
+		c.rc.stopRecording()
+		c.raw.Close()
+		return fmt.Errorf("ktls: reading the handshake's last records: %w", err)
+	}
 	st := c.tls.ConnectionState()
 	var tx, rx *dirKeys
 	unknown := ""
@@ -123,6 +130,8 @@ func (c *Conn) stayStdlib(tx, rx *dirKeys, txc, rxc EngineChoice) {
 	c.rc.release()
 	// crypto/tls keeps its record layer: its sequence numbers stay its own.
 	c.rc.allowWrites()
+	// No engine is installed from here on (installHalf).
+	c.opts.Backends = nil
 	c.setInfo(BackendInfo{
 		TX: backend.Stdlib, RX: backend.Stdlib,
 		TXDetail: DirectionInfo{EngineChoice: txc}, RXDetail: DirectionInfo{EngineChoice: rxc},
@@ -161,6 +170,9 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 	}
 	clear(tx.params.Key)
 	clear(tx.params.IV)
+	// Zeroed and never used again (a KeyUpdate derives its own): the
+	// connection need not hold the arrays.
+	tx.params.Key, tx.params.IV = nil, nil
 	tx.prot = nil
 	c.out.keys = tx
 	c.moved = true
@@ -178,7 +190,11 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 	c.setInfo(info)
 	c.rc.mode = modePassthrough
 	c.rc.release()
-	return c.installRXLocked(rx.params.Seq, nil)
+	if err := c.installRXLocked(rx.params.Seq, nil); err != nil {
+		return err
+	}
+	c.dropTLSLocked(st)
+	return nil
 }
 
 // installHalf installs direction d with the first of cands that takes it,
@@ -241,6 +257,7 @@ func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 	half, choice, err := c.installHalf(selector.RX, c.in.cands, c.rxPath(c.in.cands, buffered), rx.params)
 	clear(rx.params.Key)
 	clear(rx.params.IV)
+	rx.params.Key, rx.params.IV = nil, nil
 	rx.prot = nil
 	c.in.cands = nil
 	if err != nil {

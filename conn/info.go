@@ -163,9 +163,11 @@ func refusal(name string, err error) Refusal {
 	return Refusal{Engine: name, Reason: err.Error()}
 }
 
-// setInfo publishes info, with its Reason, for Backend.
+// setInfo publishes info for Backend, which fills in its Reason: built
+// only when a program asks, it costs neither the handshake the string
+// building nor an idle connection the string.
 func (c *Conn) setInfo(info BackendInfo) {
-	info.Reason = info.String()
+	info.Reason = ""
 	c.infoMu.Lock()
 	c.info = info
 	c.infoMu.Unlock()

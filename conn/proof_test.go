@@ -406,8 +406,8 @@ func TestHandoffStaysWhereProofRefuses(t *testing.T) {
 			srv.infoMu.Unlock()
 			moved := b.TX == backend.Userspace && b.RX == backend.Userspace
 			stayed := b.TX == backend.Stdlib && b.RX == backend.Stdlib
-			if tc.moves && !moved || !tc.moves && (!stayed || !strings.Contains(b.Reason, "not known")) {
-				t.Errorf("server: %+v, %s; want moved %v", b, b.Reason, tc.moves)
+			if tc.moves && !moved || !tc.moves && (!stayed || !strings.Contains(b.String(), "not known")) {
+				t.Errorf("server: %+v, %s; want moved %v", b, b.String(), tc.moves)
 			}
 		})
 	}

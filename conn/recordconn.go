@@ -3,6 +3,7 @@ package conn
 import (
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -16,9 +17,11 @@ import (
 // (docs/ARCHITECTURE.md step 2):
 //
 //   - On read it never takes a byte from the socket past the end of the record
-//     crypto/tls is reading (header first, then exactly the body), so when the
-//     handshake ends everything the peer sent later is still in the socket (or,
-//     in drain mode, in rbuf) and nowhere else.
+//     crypto/tls is reading (header first, then exactly the body; or, on a TCP
+//     socket during the handshake, whole records that a peek showed, each
+//     taken once crypto/tls has had it), so when the handshake ends everything
+//     the peer sent later is still in the socket (or, in drain mode, in rbuf)
+//     and nowhere else.
 //   - While recording, it keeps a copy of every record in both directions, so
 //     the handoff can count and verify, by opening them, the records
 //     crypto/tls protected under each key.
@@ -40,6 +43,20 @@ type recordConn struct {
 	rxLog  [][]byte
 	drain  *drainState
 	record bool // keep copies of records (the handshake)
+
+	// During the handshake, where the raw conn is a TCP socket, peek
+	// (newHandshakePeeker) shows what the socket holds without taking it:
+	// ahead is what it showed, from the first byte still in the socket on,
+	// and the first taken bytes of it are whole records already given to
+	// crypto/tls (rbuf is the last of them), which settle then reads from
+	// the socket in one read. So a flight of records costs a peek and a
+	// read, not a read for each header and each body, and the socket still
+	// gives up nothing crypto/tls has not had. ahead comes from aheadPool
+	// and goes back at the handoff (endHandshake).
+	peek     func(b []byte) (n, first int, err error)
+	aheadBuf []byte // from aheadPool, or nil
+	ahead    []byte // in aheadBuf
+	taken    int
 
 	// Write side. wmu is held by Write from its check of txMoved to the end
 	// of the write, so that once refuseWrites returned no write of crypto/tls
@@ -80,10 +97,22 @@ var errTXMoved = errors.New("ktls: crypto/tls may not write after the record lay
 
 func newRecordConn(raw net.Conn) *recordConn {
 	cc := &countingConn{Conn: raw}
-	r := &recordConn{Conn: cc, counts: cc, record: true}
+	r := &recordConn{Conn: cc, counts: cc, record: true, peek: newHandshakePeeker(raw)}
 	r.refused.alert = -1
 	return r
 }
+
+// maxRecord is the largest legal record, header included: 2^14+2048 bytes of
+// ciphertext (RFC 5246 §6.2.3). A longer length is crypto/tls's to reject,
+// and it rejects it from the header alone, before asking for the body.
+var maxRecord = record.HeaderLen + record.MaxCiphertext(tls.VersionTLS12)
+
+// aheadPool holds the buffers that handshakes peek into (recordConn.ahead):
+// one is needed for a handshake only, not for the connection's life.
+var aheadPool = sync.Pool{New: func() any {
+	b := make([]byte, maxRecord)
+	return &b
+}}
 
 func (r *recordConn) Read(p []byte) (int, error) {
 	if r.mode == modePassthrough {
@@ -137,13 +166,16 @@ func recordLen(hdr []byte) int { return int(hdr[3])<<8 | int(hdr[4]) }
 // the body. What was read stays in rbuf across an error (a timeout), so the
 // next call resumes.
 func (r *recordConn) fillSome() error {
+	if r.mode == modeHandshake && r.peek != nil && len(r.rbuf) == 0 {
+		if handled, err := r.fillAhead(); handled {
+			return err
+		}
+	}
 	for {
 		want := r.want()
 		if cap(r.rbuf) < want {
-			// Sized for the largest legal record, 2^14+2048 bytes (RFC 5246
-			// §6.2.3). A longer length is crypto/tls's to reject, and it
-			// rejects it from the header alone, before asking for the body.
-			nb := make([]byte, len(r.rbuf), max(want, record.HeaderLen+record.MaxCiphertext(tls.VersionTLS12)))
+			// Sized for the largest legal record (maxRecord).
+			nb := make([]byte, len(r.rbuf), max(want, maxRecord))
 			copy(nb, r.rbuf)
 			r.rbuf = nb
 		}
@@ -159,6 +191,99 @@ func (r *recordConn) fillSome() error {
 			return nil
 		}
 	}
+}
+
+// fillAhead makes the next whole record that the socket holds rbuf, from
+// what a peek showed, without reading it from the socket yet (settle does,
+// before the next peek and at the handoff). It reports false, having done
+// nothing but settle, where the peek cannot tell: a record longer than any
+// legal one, or an error (a deadline, the end of the stream, part of a
+// record before it). fillSome then reads as it does without a peek, so that
+// crypto/tls sees what it would see without one.
+func (r *recordConn) fillAhead() (handled bool, err error) {
+	for {
+		if rest := r.ahead[r.taken:]; len(rest) >= record.HeaderLen {
+			if n := record.HeaderLen + recordLen(rest); n <= len(rest) {
+				// Capped, so that nothing appended to rbuf lands in ahead.
+				r.rbuf, r.rOff = rest[:n:n], 0
+				r.taken += n
+				if r.record {
+					r.rxLog = append(r.rxLog, append([]byte(nil), r.rbuf...))
+				}
+				if !wholeRecord(rest[n:]) {
+					// The last whole record the peek showed: read what
+					// crypto/tls was given now, while it reads anyway,
+					// so that the handoff seldom has to. An error
+					// leaves rbuf to crypto/tls's next Read.
+					return true, r.settle()
+				}
+				return true, nil
+			}
+		}
+		if err := r.settle(); err != nil {
+			return true, err
+		}
+		if r.aheadBuf == nil {
+			r.aheadBuf = *aheadPool.Get().(*[]byte)
+		}
+		n, first, err := r.peek(r.aheadBuf[:cap(r.aheadBuf)])
+		if err != nil || first > n {
+			// rbuf may still be part of aheadBuf: the read below gets
+			// its own.
+			r.ahead, r.rbuf, r.rOff = nil, nil, 0
+			return false, nil
+		}
+		r.ahead = r.aheadBuf[:n]
+	}
+}
+
+// wholeRecord reports whether b starts with a whole record.
+func wholeRecord(b []byte) bool {
+	return len(b) >= record.HeaderLen && len(b) >= record.HeaderLen+recordLen(b)
+}
+
+// settle reads from the socket the records crypto/tls was given out of ahead:
+// they are there (a peek showed them), so this returns at once, and it goes
+// through counts as every read of crypto/tls's side does.
+func (r *recordConn) settle() error {
+	if r.taken == 0 {
+		return nil
+	}
+	// rbuf, the last of them, is crypto/tls's already: reading the same
+	// bytes over it changes nothing.
+	n, err := io.ReadFull(r.Conn, r.ahead[:r.taken])
+	// What was read is gone from the socket. After an error (a read
+	// deadline already past, say) the rest is read at the next call, and
+	// what follows it in ahead can still be given to crypto/tls.
+	r.ahead, r.taken = r.ahead[n:], r.taken-n
+	if err != nil {
+		return err
+	}
+	r.ahead = nil
+	return nil
+}
+
+// endHandshake reads from the socket what crypto/tls was given and not yet
+// read from it (settle), so that the socket holds exactly what crypto/tls
+// has not had, and gives the peek buffer back. The handoff calls it first,
+// before it looks at what is buffered; crypto/tls does not read then.
+func (r *recordConn) endHandshake() error {
+	if err := r.settle(); err != nil {
+		// Nothing changed but what was read: the handoff fails, or a
+		// later call reads the rest.
+		return err
+	}
+	if r.aheadBuf != nil && r.rOff == len(r.rbuf) {
+		// rbuf, which may be part of aheadBuf, holds nothing more for
+		// crypto/tls. (It always has all of it: crypto/tls reads a whole
+		// record before it acts on it. Otherwise the buffer is left to
+		// the collector, rbuf in it, for the handoff to see.)
+		r.rbuf, r.rOff = nil, 0
+		b := r.aheadBuf[:cap(r.aheadBuf)]
+		aheadPool.Put(&b)
+	}
+	r.aheadBuf, r.ahead, r.peek = nil, nil, nil
+	return nil
 }
 
 // buffered returns the bytes of the incoming stream that were read from the
@@ -207,20 +332,29 @@ func (r *recordConn) allowWrites() {
 }
 
 // logWrite splits what crypto/tls writes into records and keeps a copy of
-// each. crypto/tls writes whole records, but a record split across writes is
-// handled all the same.
+// each. crypto/tls writes whole records, a flight at a time, but a record
+// split across writes is handled all the same. The write is copied once and
+// the records logged are slices of the copy, capped so that nothing is ever
+// appended into them; the tail that is not yet a whole record is wpartial,
+// and the next write appends to it (past every record logged).
 func (r *recordConn) logWrite(p []byte) {
-	r.wpartial = append(r.wpartial, p...)
-	for len(r.wpartial) >= record.HeaderLen {
-		n := record.HeaderLen + recordLen(r.wpartial)
-		if len(r.wpartial) < n {
+	var b []byte
+	if len(r.wpartial) == 0 {
+		b = append([]byte(nil), p...)
+	} else {
+		b = append(r.wpartial, p...)
+	}
+	for len(b) >= record.HeaderLen {
+		n := record.HeaderLen + recordLen(b)
+		if len(b) < n {
 			break
 		}
-		r.txLog = append(r.txLog, append([]byte(nil), r.wpartial[:n]...))
-		r.wpartial = r.wpartial[n:]
+		r.txLog = append(r.txLog, b[:n:n])
+		b = b[n:]
 	}
-	if len(r.wpartial) == 0 {
-		r.wpartial = nil
+	r.wpartial = nil
+	if len(b) != 0 {
+		r.wpartial = b
 	}
 }
 

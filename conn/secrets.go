@@ -29,8 +29,10 @@ type keyLog struct {
 	mu   sync.Mutex
 	user io.Writer
 	// entries holds the line of each of keyLabels, by index; an entry with
-	// a nil Secret was not logged.
-	entries [len(keyLabels)]keyschedule.KeyLogEntry
+	// a nil Secret was not logged. It is allocated at the first line kept
+	// and dropped by wipe: a connection that stays on crypto/tls keeps the
+	// keyLog (its config's KeyLogWriter) for life, not the entries.
+	entries *[len(keyLabels)]keyschedule.KeyLogEntry
 	// discard keeps nothing, only forwards (FIPS 140-3 mode: see handoff).
 	discard bool
 }
@@ -63,6 +65,9 @@ func (k *keyLog) Write(p []byte) (int, error) {
 	if i := keyLabelIndex(p); i >= 0 && !k.discard {
 		if e, err := keyschedule.ParseKeyLogLine(p); err == nil {
 			k.mu.Lock()
+			if k.entries == nil {
+				k.entries = new([len(keyLabels)]keyschedule.KeyLogEntry)
+			}
 			clear(k.entries[i].Secret)
 			k.entries[i] = e
 			k.mu.Unlock()
@@ -89,6 +94,9 @@ func (k *keyLog) setUser(w io.Writer) {
 func (k *keyLog) secret(label string, clientRandom []byte) ([]byte, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.entries == nil {
+		return nil, false
+	}
 	for i, l := range keyLabels {
 		if l != label {
 			continue
@@ -106,10 +114,14 @@ func (k *keyLog) secret(label string, clientRandom []byte) ([]byte, bool) {
 func (k *keyLog) wipe() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.entries == nil {
+		return
+	}
 	for i := range k.entries {
 		clear(k.entries[i].Secret)
 		k.entries[i] = keyschedule.KeyLogEntry{}
 	}
+	k.entries = nil
 }
 
 // sessions keeps the session crypto/tls resumed, on either side.
