@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,11 @@ var idleConns = []string{"crypto-tls", "ktls-stdlib", "ktls-userspace"}
 // idleCost is what one pair costs, in bytes.
 type idleCost struct {
 	heap, stack float64
+	// slab is the growth of the kernel's slab memory per pair (kernelSlab),
+	// where ok; the whole machine's, so only a run with nothing else going
+	// on means much.
+	slab   float64
+	slabOK bool
 }
 
 // measureIdle opens n pairs of kind conn (both ends), leaves them idle with
@@ -67,6 +73,7 @@ func measureIdle(tb testing.TB, conn string, version, suite uint16, n int) idleC
 	}
 
 	before := heapNow()
+	slabBefore, slabOK := kernelSlab()
 	accepted := make(chan error, 1)
 	go func() {
 		for range n {
@@ -132,6 +139,7 @@ func measureIdle(tb testing.TB, conn string, version, suite uint16, n int) idleC
 	// Let the last Reads reach the socket and park.
 	time.Sleep(50 * time.Millisecond)
 	after := heapNow()
+	slabAfter, slabAfterOK := kernelSlab()
 	if path := os.Getenv("KTLS_IDLE_HEAPPROFILE"); path != "" {
 		// What the idle pairs hold, for go tool pprof -sample_index=inuse_space:
 		// one file per kind, PATH.KIND, every allocation sampled (init).
@@ -141,8 +149,10 @@ func measureIdle(tb testing.TB, conn string, version, suite uint16, n int) idleC
 		}
 	}
 	return idleCost{
-		heap:  float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n),
-		stack: float64(int64(after.StackInuse)-int64(before.StackInuse)) / float64(n),
+		heap:   float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n),
+		stack:  float64(int64(after.StackInuse)-int64(before.StackInuse)) / float64(n),
+		slab:   float64(slabAfter-slabBefore) / float64(n),
+		slabOK: slabOK && slabAfterOK,
 	}
 }
 
@@ -203,15 +213,27 @@ func BenchmarkIdle(b *testing.B) {
 				n = idlePairs(b)
 				name = "many"
 			}
-			for _, conn := range idleConns {
+			// The kernel engine too, where there is kTLS (the VMs; it
+			// fails there, and skips elsewhere: requireKernel): its
+			// state is in the kernel's slab caches, which kernel-slab-B
+			// reports for every kind, so that its row compares with
+			// crypto/tls's sockets in the same run.
+			for _, conn := range append(slices.Clone(idleConns), "ktls-kernel") {
 				b.Run(fmt.Sprintf("suite=%s/pairs=%s/conn=%s", s.name, name, conn), func(b *testing.B) {
-					var heap, stack []float64
+					requireKernel(b, conn, s.version, s.suite)
+					var heap, stack, slab []float64
 					for range b.N {
 						c := measureIdle(b, conn, s.version, s.suite, n)
 						heap, stack = append(heap, c.heap), append(stack, c.stack)
+						if c.slabOK {
+							slab = append(slab, c.slab)
+						}
 					}
 					b.ReportMetric(median(heap), "heap-B/pair")
 					b.ReportMetric(median(stack), "stack-B/pair")
+					if len(slab) == b.N {
+						b.ReportMetric(median(slab), "kernel-slab-B/pair")
+					}
 					b.ReportMetric(float64(n), "pairs")
 				})
 			}
