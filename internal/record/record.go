@@ -283,6 +283,34 @@ func (p *Protector) Seal(dst []byte, seq uint64, typ uint8, plaintext []byte) []
 // their output on failure): to try a record under several keys or sequence
 // numbers, open copies of it.
 func (p *Protector) Open(seq uint64, rec []byte) (typ uint8, plaintext []byte, err error) {
+	return p.open(nil, true, seq, rec)
+}
+
+// OpenTo is Open with the plaintext written to dst[:0] instead of over rec:
+// the AEAD's whole output, which for TLS 1.3 is the inner plaintext with its
+// content type and padding (RFC 8446 §5.2), OpenedLen(len(rec)) bytes, is
+// written there, and the returned plaintext is a prefix of dst. dst must not
+// overlap rec, and should have that capacity (the AEAD allocates otherwise).
+// rec is left as it was. After a failed Open, what dst holds up to
+// OpenedLen bytes is unspecified: crypto/cipher's GCM and x/crypto's
+// ChaCha20-Poly1305 decrypt while they authenticate on amd64 and arm64 and
+// zero their output when the tag is wrong (crypto/internal/fips140/aes/gcm,
+// gcm.go Open; chacha20poly1305_amd64.go), but an AEAD from
+// NewProtectorWithAEAD need not.
+func (p *Protector) OpenTo(dst []byte, seq uint64, rec []byte) (typ uint8, plaintext []byte, err error) {
+	return p.open(dst[:0], false, seq, rec)
+}
+
+// OpenedLen returns how many bytes Open and OpenTo write for a record of
+// recLen bytes, header included: the fragment less its explicit nonce and
+// tag. It may exceed MaxPlaintext (TLS 1.3 padding, RFC 8446 §5.4) and is
+// meaningless for a record too short to open.
+func (p *Protector) OpenedLen(recLen int) int {
+	return recLen - HeaderLen - p.explicit - p.aead.Overhead()
+}
+
+// open is Open (inPlace) and OpenTo (dst).
+func (p *Protector) open(dst []byte, inPlace bool, seq uint64, rec []byte) (typ uint8, plaintext []byte, err error) {
 	h, err := ParseHeader(rec)
 	if err != nil {
 		return 0, nil, err
@@ -305,7 +333,10 @@ func (p *Protector) Open(seq uint64, rec []byte) (typ uint8, plaintext []byte, e
 			// on the outside.
 			return 0, nil, fmt.Errorf("record: protected TLS 1.3 record of outer type %d: %w", h.Type, AlertUnexpectedMessage)
 		}
-		pt, err := p.aead.Open(frag[:0], p.xorNonce(seq), frag, rec[:HeaderLen])
+		if inPlace {
+			dst = frag[:0]
+		}
+		pt, err := p.aead.Open(dst, p.xorNonce(seq), frag, rec[:HeaderLen])
 		if err != nil {
 			return 0, nil, errBadRecordMAC
 		}
@@ -334,7 +365,10 @@ func (p *Protector) Open(seq uint64, rec []byte) (typ uint8, plaintext []byte, e
 	} else {
 		nonce = p.xorNonce(seq)
 	}
-	pt, err := p.aead.Open(ct[:0], nonce, ct, p.aad12(seq, rec, len(ct)-tag))
+	if inPlace {
+		dst = ct[:0]
+	}
+	pt, err := p.aead.Open(dst, nonce, ct, p.aad12(seq, rec, len(ct)-tag))
 	if err != nil {
 		return 0, nil, errBadRecordMAC
 	}

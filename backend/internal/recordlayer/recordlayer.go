@@ -37,12 +37,13 @@ import (
 )
 
 var (
-	_ backend.Backend = engine{}
-	_ backend.Checker = engine{}
-	_ backend.Sealer  = (*sealer)(nil)
-	_ backend.Rekeyer = (*sealer)(nil)
-	_ backend.Opener  = (*opener)(nil)
-	_ backend.Rekeyer = (*opener)(nil)
+	_ backend.Backend    = engine{}
+	_ backend.Checker    = engine{}
+	_ backend.Sealer     = (*sealer)(nil)
+	_ backend.Rekeyer    = (*sealer)(nil)
+	_ backend.Opener     = (*opener)(nil)
+	_ backend.IntoReader = (*opener)(nil)
+	_ backend.Rekeyer    = (*opener)(nil)
 )
 
 const (
@@ -603,12 +604,85 @@ func (o *opener) putBufLocked() {
 func (o *opener) ReadRecord() (typ uint8, data []byte, err error) {
 	o.mu.Lock()
 	defer o.unlock(o.releaseLocked)
-	if err := o.beginLocked(o.releaseLocked); err != nil {
+	rec, err := o.nextLocked()
+	if err != nil {
 		return 0, nil, err
+	}
+	typ, data, err = o.prot.Open(o.seq, rec)
+	if err != nil {
+		return 0, nil, o.openFailedLocked(err)
+	}
+	o.seq++
+	o.r += len(rec)
+	return typ, data, nil
+}
+
+// ReadRecordInto is ReadRecord with the plaintext in b, at least
+// MaxPlaintext bytes (backend.IntoReader): the record is opened from the
+// read-ahead buffer straight into b, which saves conn's copy out of it.
+//
+// That happens only with Go's AEADs and where b holds the AEAD's whole
+// output, which for TLS 1.3 is the inner plaintext with its content type and
+// any padding (RFC 8446 §5.2, §5.4) and so may be longer than the plaintext
+// and than MaxPlaintext; otherwise the record is opened in place, as by
+// ReadRecord, and copied into b. Go's GCM and ChaCha20-Poly1305 decrypt while
+// they authenticate on amd64 and arm64 and zero their output when the tag is
+// wrong (crypto/internal/fips140/aes/gcm, gcm.go Open;
+// x/crypto/chacha20poly1305, chacha20poly1305_amd64.go), and b is the
+// caller's scratch space during the call (io.Reader), so unauthenticated
+// plaintext is never visible once the call returns; b is zeroed here too on
+// a failed open, whatever the AEAD did. An engine's AEAD (afalg: the kernel
+// crypto API writes its output as it goes, and its failure path is not
+// ours to check) always takes the in-place path.
+func (o *opener) ReadRecordInto(b []byte) (typ uint8, n int, err error) {
+	o.mu.Lock()
+	defer o.unlock(o.releaseLocked)
+	rec, err := o.nextLocked()
+	if err != nil {
+		return 0, 0, err
+	}
+	var data []byte
+	if out := o.prot.OpenedLen(len(rec)); o.aead == nil && out <= len(b) {
+		typ, data, err = o.prot.OpenTo(b, o.seq, rec)
+		if err != nil {
+			clear(b[:max(out, 0)])
+		}
+	} else {
+		typ, data, err = o.prot.Open(o.seq, rec)
+		if err == nil {
+			// Open's plaintext is at most MaxPlaintext bytes.
+			data = b[:copy(b, data)]
+		}
+	}
+	if err != nil {
+		return 0, 0, o.openFailedLocked(err)
+	}
+	o.seq++
+	o.r += len(rec)
+	return typ, len(data), nil
+}
+
+// openFailedLocked returns what a failed Open means, made sticky: the AEAD's
+// own failure where it broke (an engine's), else the record's alert.
+func (o *opener) openFailedLocked(err error) error {
+	if aerr := o.aeadErrLocked(); aerr != nil {
+		// Not the record's fault: the AEAD broke.
+		return aerr
+	}
+	o.err = err
+	return err
+}
+
+// nextLocked begins ReadRecord and ReadRecordInto: it checks the sticky
+// error and the sequence number, reads the next whole record into
+// buf[r:] and returns it, header included, after the header checks.
+func (o *opener) nextLocked() ([]byte, error) {
+	if err := o.beginLocked(o.releaseLocked); err != nil {
+		return nil, err
 	}
 	if o.seq == math.MaxUint64 {
 		o.err = errSeqExhausted
-		return 0, nil, o.err
+		return nil, o.err
 	}
 	if o.r == o.w {
 		// The previous record's plaintext may go: start over at the
@@ -616,29 +690,18 @@ func (o *opener) ReadRecord() (typ uint8, data []byte, err error) {
 		o.r, o.w = 0, 0
 	}
 	if err := o.fillLocked(record.HeaderLen); err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	h, _ := record.ParseHeader(o.buf[o.r:o.w])
 	if err := record.CheckHeader(o.version, h); err != nil {
 		o.err = err
-		return 0, nil, err
+		return nil, err
 	}
 	n := record.HeaderLen + h.Length
 	if err := o.fillLocked(n); err != nil {
-		return 0, nil, err
+		return nil, err
 	}
-	typ, data, err = o.prot.Open(o.seq, o.buf[o.r:o.r+n])
-	if err != nil {
-		if aerr := o.aeadErrLocked(); aerr != nil {
-			// Not the record's fault: the AEAD broke.
-			return 0, nil, aerr
-		}
-		o.err = err
-		return 0, nil, err
-	}
-	o.seq++
-	o.r += n
-	return typ, data, nil
+	return o.buf[o.r : o.r+n], nil
 }
 
 // fillLocked reads until buf[r:w] holds at least n bytes, n ≤ len(buf). It
