@@ -203,6 +203,21 @@ type FileSender interface {
 	SendFile(f File, off, n int64) (written int64, records uint64, handled bool, err error)
 }
 
+// LentWriter is implemented by a Sealer that seals faster from a buffer
+// that the caller lends it whole than from WriteRecords's data, which it may
+// only read: ktls's own copy buffer (conn's ReadFrom), not a user's Write.
+type LentWriter interface {
+	// WriteRecordsLent is WriteRecords(TypeApplicationData, data) where
+	// data and one byte of capacity past it are lent to the Sealer for the
+	// call: it may write them, and puts back what it wrote before it
+	// returns, so nothing else may read them meanwhile. cap(data) must
+	// exceed len(data). (A TLS 1.3 AEAD seals a record's plaintext and
+	// content type in one piece, RFC 8446 §5.2: with the byte after each
+	// record's plaintext to write, the user-space Sealer seals straight
+	// from data instead of copying it into its own buffer first.)
+	WriteRecordsLent(data []byte) (int, error)
+}
+
 // IntoReader is implemented by an Opener that can read application data
 // straight into the caller's buffer (kTLS: recvmsg decrypts into it), which
 // saves copying it out of the engine's own buffer.

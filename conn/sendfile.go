@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"errors"
 	"io"
 
 	"github.com/ktls-go/ktls/backend"
@@ -128,4 +129,75 @@ func (c *Conn) sendFile(fs backend.FileSender, r io.Reader) (int64, bool, error)
 		}
 	}
 	return total, true, nil
+}
+
+// copyLent is ReadFrom's copy through a Sealer that seals from a buffer lent
+// to it (backend.LentWriter), buf, of 4 full records and one byte more: each
+// Read of r is sealed and sent before the next, so that no record waits for
+// more data, as with io.CopyBuffer; r is read without out.mu held, as
+// io.CopyBuffer reads it outside Write.
+func (c *Conn) copyLent(lw backend.LentWriter, r io.Reader, buf []byte) (int64, error) {
+	data := buf[:len(buf)-1]
+	var n int64
+	for {
+		nr, rerr := r.Read(data)
+		if nr < 0 || nr > len(data) {
+			// As io.CopyBuffer.
+			return n, errInvalidRead
+		}
+		if nr > 0 {
+			nw, werr := c.writeLent(lw, data[:nr])
+			n += int64(nw)
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
+
+// errInvalidRead is io.CopyBuffer's answer to a Read that returned a count
+// out of range.
+var errInvalidRead = errors.New("ktls: invalid Read result")
+
+// writeLent is Write for copyLent: b, with a byte of capacity past it, is
+// ktls's own buffer, lent to the engine. Apart from the engine's method it
+// is Write and writeRecordsLocked (protocol.go), step for step: the sticky
+// error, close_notify sent, and no batch taking more records than the TLS 1.3
+// key has left (RFC 8446 §5.5).
+func (c *Conn) writeLent(lw backend.LentWriter, b []byte) (int, error) {
+	c.out.mu.Lock()
+	defer c.unlockOut()
+	if c.out.err != nil {
+		return 0, c.out.err
+	}
+	if c.out.closeNotifySent {
+		return 0, errShutdown
+	}
+	n := 0
+	defer func() { c.ctr.Sent[c.out.eng].Add(uint64(n)) }()
+	for len(b) > 0 {
+		left, err := c.beforeDataLocked()
+		if err != nil {
+			return n, err
+		}
+		chunk := b
+		if need := (uint64(len(chunk)) + backend.MaxPlaintext - 1) / backend.MaxPlaintext; need > left {
+			// The byte past chunk is b's next: lent too.
+			chunk = chunk[:left*backend.MaxPlaintext]
+		}
+		m, err := lw.WriteRecordsLent(chunk)
+		c.out.records += uint64((m + backend.MaxPlaintext - 1) / backend.MaxPlaintext)
+		n += m
+		b = b[m:]
+		if err != nil {
+			return n, c.out.setErrorLocked(c.resetOr(err))
+		}
+	}
+	return n, nil
 }

@@ -219,6 +219,24 @@ func (p *Protector) aad12(seq uint64, hdr []byte, n int) []byte {
 // len(plaintext) must not exceed MaxPlaintext: that is the caller's
 // framing, and a longer plaintext is a programming error that panics.
 func (p *Protector) Seal(dst []byte, seq uint64, typ uint8, plaintext []byte) []byte {
+	return p.seal(dst, seq, typ, plaintext, false, false)
+}
+
+// SealFrom is Seal without Seal's copy of the plaintext into the record:
+// the AEAD reads plaintext where it is and writes the record's fragment,
+// which plaintext must not overlap. For TLS 1.3 the AEAD's input is the
+// plaintext followed by its content type (RFC 8446 §5.2), in one piece:
+// with lent true, plaintext must have one byte of capacity past its end,
+// which SealFrom sets to typ for the AEAD and then puts back, so nothing
+// may read it during the call; with lent false a TLS 1.3 record is sealed
+// as by Seal. crypto/tls seals TLS 1.2 records from the caller's bytes so
+// too (conn.go, halfConn.encrypt).
+func (p *Protector) SealFrom(dst []byte, seq uint64, typ uint8, plaintext []byte, lent bool) []byte {
+	return p.seal(dst, seq, typ, plaintext, true, lent)
+}
+
+// seal is Seal (apart false) and SealFrom.
+func (p *Protector) seal(dst []byte, seq uint64, typ uint8, plaintext []byte, apart, lent bool) []byte {
 	n := len(plaintext)
 	if n > MaxPlaintext {
 		panic("record: Seal of more than 2^14 bytes")
@@ -233,9 +251,16 @@ func (p *Protector) Seal(dst []byte, seq uint64, typ uint8, plaintext []byte) []
 	}
 	rec := out[len(dst):]
 	body := rec[HeaderLen+p.explicit:]
-	// copy is a memmove: plaintext may overlap rec anywhere. The header
-	// goes in after it, so a plaintext in dst's spare capacity survives.
-	copy(body, plaintext)
+	tls13 := p.version == tls.VersionTLS13
+	if apart && tls13 && (!lent || cap(plaintext) == n) {
+		apart = false
+	}
+	if !apart {
+		// copy is a memmove: plaintext may overlap rec anywhere. The
+		// header goes in after it, so a plaintext in dst's spare
+		// capacity survives.
+		copy(body, plaintext)
+	}
 
 	fragLen := total - HeaderLen
 	rec[1], rec[2] = versionTLS12>>8, versionTLS12&0xff
@@ -245,9 +270,21 @@ func (p *Protector) Seal(dst []byte, seq uint64, typ uint8, plaintext []byte) []
 		// TLSInnerPlaintext = content || ContentType || zeros (RFC 8446
 		// §5.2); additional_data = the record header (§5.2).
 		rec[0] = TypeApplicationData
+		if apart {
+			inner := plaintext[:n+1]
+			saved := inner[n]
+			inner[n] = typ
+			p.aead.Seal(body[:0], p.xorNonce(seq), inner, rec[:HeaderLen])
+			inner[n] = saved
+			return out
+		}
 		body[n] = typ
 		p.aead.Seal(body[:0], p.xorNonce(seq), body[:n+1], rec[:HeaderLen])
 		return out
+	}
+	src := body[:n]
+	if apart {
+		src = plaintext
 	}
 
 	rec[0] = typ
@@ -257,10 +294,10 @@ func (p *Protector) Seal(dst []byte, seq uint64, typ uint8, plaintext []byte) []
 		binary.BigEndian.PutUint64(rec[HeaderLen:], seq)
 		copy(p.nonce[:keyschedule.SaltLen], p.iv[:keyschedule.SaltLen])
 		binary.BigEndian.PutUint64(p.nonce[keyschedule.SaltLen:], seq)
-		p.aead.Seal(body[:0], p.nonce[:], body[:n], aad)
+		p.aead.Seal(body[:0], p.nonce[:], src, aad)
 		return out
 	}
-	p.aead.Seal(body[:0], p.xorNonce(seq), body[:n], aad)
+	p.aead.Seal(body[:0], p.xorNonce(seq), src, aad)
 	return out
 }
 

@@ -256,3 +256,38 @@ func TestReadRecordIntoEngineAEAD(t *testing.T) {
 		t.Errorf("Go's AEAD: wrote %v, %v", spy.wrote, err)
 	}
 }
+
+// TestSealFrom: record.Protector.SealFrom, which the Sealer uses for every
+// record, makes the same bytes as Seal, for every suite and size boundary,
+// lent or not, and leaves the plaintext and the lent byte past it as they
+// were.
+func TestSealFrom(t *testing.T) {
+	for _, s := range keyschedule.Suites() {
+		t.Run(suiteName(s), func(t *testing.T) {
+			p := randomParams(s, 0)
+			prot, _ := record.NewProtector(p.Version, p.CipherSuite, p.Key, p.IV)
+			for _, n := range []int{0, 1, 1000, backend.MaxPlaintext - 1, backend.MaxPlaintext} {
+				for _, lent := range []bool{false, true} {
+					buf := make([]byte, n+1)
+					for i := range buf {
+						buf[i] = byte(i*13 + 1)
+					}
+					orig := bytes.Clone(buf)
+					pt := buf[:n]
+					if !lent {
+						pt = buf[:n:n]
+					}
+					seq := uint64(n) + 5
+					want := prot.Seal(nil, seq, backend.TypeHandshake, pt)
+					got := prot.SealFrom(make([]byte, 3, 3+len(want)), seq, backend.TypeHandshake, pt, lent)
+					if !bytes.Equal(got[3:], want) {
+						t.Errorf("%d bytes, lent %v: SealFrom differs from Seal", n, lent)
+					}
+					if !bytes.Equal(buf, orig) {
+						t.Errorf("%d bytes, lent %v: the plaintext or the byte past it changed", n, lent)
+					}
+				}
+			}
+		})
+	}
+}

@@ -418,6 +418,28 @@ type sealer struct {
 func (s *sealer) WriteRecords(typ uint8, data []byte) (int, error) {
 	s.mu.Lock()
 	defer s.unlock(s.releaseLocked)
+	return s.writeLocked(typ, data, false)
+}
+
+// WriteRecordsLent is WriteRecords of application data from a buffer lent
+// whole (backend.LentWriter): each record is sealed from data where it is,
+// without the copy into the batch buffer that an in-place seal needs.
+// TLS 1.2 records are sealed so from WriteRecords's data too; a TLS 1.3
+// record's AEAD input is its plaintext followed by its content type (RFC 8446
+// §5.2), so it needs the byte past each record's plaintext, which the lent
+// byte past data provides for the last (record.Protector.SealFrom).
+func (s *sealer) WriteRecordsLent(data []byte) (int, error) {
+	s.mu.Lock()
+	defer s.unlock(s.releaseLocked)
+	if cap(data) == len(data) {
+		panic("userspace: WriteRecordsLent without a byte of capacity past the data")
+	}
+	return s.writeLocked(backend.TypeApplicationData, data, true)
+}
+
+// writeLocked is WriteRecords; lent says that data and a byte past it are
+// lent (WriteRecordsLent).
+func (s *sealer) writeLocked(typ uint8, data []byte, lent bool) (int, error) {
 	if err := s.beginLocked(s.releaseLocked); err != nil {
 		return 0, err
 	}
@@ -468,7 +490,8 @@ func (s *sealer) WriteRecords(typ uint8, data []byte) (int, error) {
 				break
 			}
 			n := min(chunk-sealed, backend.MaxPlaintext)
-			buf = s.prot.Seal(buf, s.seq, typ, data[sealed:sealed+n])
+			// The batch buffer is the pool's: data never overlaps it.
+			buf = s.prot.SealFrom(buf, s.seq, typ, data[sealed:sealed+n], lent)
 			s.seq++
 			if err := s.aeadErrLocked(); err != nil {
 				// Nothing of this batch goes out.
