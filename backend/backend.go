@@ -219,8 +219,9 @@ type LentWriter interface {
 }
 
 // IntoReader is implemented by an Opener that can read application data
-// straight into the caller's buffer (kTLS: recvmsg decrypts into it), which
-// saves copying it out of the engine's own buffer.
+// straight into the caller's buffer (kTLS: recvmsg decrypts into it; the
+// user-space engine: its AEAD opens the record from the read-ahead into
+// it), which saves copying it out of the engine's own buffer.
 type IntoReader interface {
 	// ReadRecordInto is ReadRecord with b, at least MaxPlaintext bytes,
 	// as the buffer: the plaintext of whatever comes next, of any type,
