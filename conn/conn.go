@@ -272,7 +272,7 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	// crypto/tls).
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
-	if lw, ok := c.out.sealer.(backend.LentWriter); c.moved && ok {
+	if lw, ok := c.out.sealer.(backend.LentWriter); c.moved && ok && lendFor(r) {
 		// The buffer is ours: lent to the engine, which seals from it
 		// without copying it first (copyLent).
 		m, err := c.copyLent(lw, r, *bp)

@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/testing/testenv"
 )
 
 // TestReadFromCopyBufferPooled: ReadFrom's copy through Write (a reader that
@@ -142,5 +144,95 @@ func TestReadFromLent(t *testing.T) {
 				t.Error("no KeyUpdate was sent")
 			}
 		})
+	}
+}
+
+// TestReadFromFileAllocs: io.Copy(conn, file) on the userspace engine, and
+// conn.ReadFrom(file), which does not go through the file's WriteTo (that
+// would copy with a 32 KiB buffer of its own for each call,
+// os.genericWriteTo), allocate next to nothing for a file server's many
+// small responses (issue 18). The peer reads every byte.
+func TestReadFromFileAllocs(t *testing.T) {
+	ccfg, scfg := testConfigs(tls.VersionTLS13)
+	c, peer := stockPair(t, false, ccfg, scfg, userspaceOptions())
+	defer c.Close()
+	defer peer.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(peer)
+		got <- b
+	}()
+	if err := c.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	msg := bytes.Repeat([]byte("0123456789abcdef"), 64) // 1 KiB
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, msg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	send := func() {
+		t.Helper()
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := io.Copy(c, f); err != nil || n != int64(len(msg)) {
+			t.Fatalf("io.Copy: %d, %v", n, err)
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := c.ReadFrom(f); err != nil || n != int64(len(msg)) {
+			t.Fatalf("ReadFrom: %d, %v", n, err)
+		}
+	}
+	send()
+	const copies = 100
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range copies {
+		send()
+	}
+	runtime.ReadMemStats(&after)
+	perCopy := (after.TotalAlloc - before.TotalAlloc) / copies
+	t.Logf("io.Copy and ReadFrom of a 1 KiB file: %d bytes allocated per pair", perCopy)
+	if !raceEnabled && perCopy >= 4<<10 {
+		t.Errorf("io.Copy and ReadFrom of a 1 KiB file allocate %d bytes per pair", perCopy)
+	}
+	c.CloseWrite()
+	if b := <-got; !bytes.Equal(b, bytes.Repeat(msg, 2*(copies+1))) {
+		t.Errorf("peer read %d bytes", len(b))
+	}
+}
+
+// TestLendFor: ReadFrom lends its buffer for readers without WriteTo and
+// for files and sockets, whose WriteTo copies through a buffer of its own;
+// an in-memory reader's WriteTo writes from where its bytes are.
+func TestLendFor(t *testing.T) {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	a, _ := testenv.TCPPair(t)
+	for _, tc := range []struct {
+		name string
+		r    io.Reader
+		want bool
+	}{
+		{"bytes.Reader", bytes.NewReader(nil), false},
+		{"strings.Reader", strings.NewReader(""), false},
+		{"chunkReader", &chunkReader{}, true},
+		{"os.File", f, true},
+		{"LimitedReader", io.LimitReader(f, 10), true},
+		{"TCPConn", a, true},
+	} {
+		if got := lendFor(tc.r); got != tc.want {
+			t.Errorf("%s: lendFor = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package conn
 import (
 	"errors"
 	"io"
+	"syscall"
 
 	"github.com/ktls-go/ktls/backend"
 )
@@ -159,6 +160,24 @@ func (c *Conn) copyLent(lw backend.LentWriter, r io.Reader, buf []byte) (int64, 
 			return n, rerr
 		}
 	}
+}
+
+// lendFor says whether ReadFrom copies r through copyLent rather than
+// io.CopyBuffer, which hands the copy to r's WriteTo where it has one. An
+// in-memory reader's WriteTo (bytes.Reader, strings.Reader) writes from
+// where its bytes are, one copy less than copyLent. A file's or socket's
+// (syscall.Conn) moves bytes itself only to a socket and otherwise is
+// io.Copy with a 32 KiB buffer of its own, allocated for each call
+// (os.genericWriteTo, net.genericWriteTo): half copyLent's batch, and 32 KiB
+// for every response of a server that calls ReadFrom(file) itself.
+// (io.Copy(conn, file) calls the file's WriteTo first, which hands ReadFrom
+// the file without its WriteTo: that one is lent the buffer too.)
+func lendFor(r io.Reader) bool {
+	if _, ok := r.(io.WriterTo); !ok {
+		return true
+	}
+	_, ok := r.(syscall.Conn)
+	return ok
 }
 
 // errInvalidRead is io.CopyBuffer's answer to a Read that returned a count
