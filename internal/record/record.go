@@ -328,12 +328,14 @@ func (p *Protector) Open(seq uint64, rec []byte) (typ uint8, plaintext []byte, e
 // content type and padding (RFC 8446 §5.2), OpenedLen(len(rec)) bytes, is
 // written there, and the returned plaintext is a prefix of dst. dst must not
 // overlap rec, and should have that capacity (the AEAD allocates otherwise).
-// rec is left as it was. After a failed Open, what dst holds up to
-// OpenedLen bytes is unspecified: crypto/cipher's GCM and x/crypto's
-// ChaCha20-Poly1305 decrypt while they authenticate on amd64 and arm64 and
-// zero their output when the tag is wrong (crypto/internal/fips140/aes/gcm,
-// gcm.go Open; chacha20poly1305_amd64.go), but an AEAD from
-// NewProtectorWithAEAD need not.
+// rec is left as it was. After a failed OpenTo, what dst holds up to
+// OpenedLen bytes is unspecified: crypto/cipher's GCM (with assembly, amd64
+// and arm64) and x/crypto's ChaCha20-Poly1305 (amd64) decrypt while they
+// authenticate and zero their output when the tag is wrong
+// (crypto/internal/fips140/aes/gcm, gcm.go Open; chacha20poly1305_amd64.go),
+// but an AEAD from NewProtectorWithAEAD need not, and an authentic record
+// that fails a later check (record_overflow, no content type) leaves its
+// plaintext there.
 func (p *Protector) OpenTo(dst []byte, seq uint64, rec []byte) (typ uint8, plaintext []byte, err error) {
 	return p.open(dst[:0], false, seq, rec)
 }

@@ -648,15 +648,21 @@ func (o *opener) ReadRecord() (typ uint8, data []byte, err error) {
 // output, which for TLS 1.3 is the inner plaintext with its content type and
 // any padding (RFC 8446 §5.2, §5.4) and so may be longer than the plaintext
 // and than MaxPlaintext; otherwise the record is opened in place, as by
-// ReadRecord, and copied into b. Go's GCM and ChaCha20-Poly1305 decrypt while
-// they authenticate on amd64 and arm64 and zero their output when the tag is
-// wrong (crypto/internal/fips140/aes/gcm, gcm.go Open;
-// x/crypto/chacha20poly1305, chacha20poly1305_amd64.go), and b is the
-// caller's scratch space during the call (io.Reader), so unauthenticated
-// plaintext is never visible once the call returns; b is zeroed here too on
-// a failed open, whatever the AEAD did. An engine's AEAD (afalg: the kernel
-// crypto API writes its output as it goes, and its failure path is not
-// ours to check) always takes the in-place path.
+// ReadRecord, and copied into b.
+//
+// The AEAD writes b before the tag is known to be good: Go's AES-GCM
+// decrypts while it authenticates where it has assembly (amd64, arm64:
+// crypto/internal/fips140/aes/gcm, gcm_asm.go open) and so does x/crypto's
+// ChaCha20-Poly1305 on amd64 (chacha20poly1305_amd64.go); both zero their
+// output when the tag is wrong (gcm.go Open; the generic code checks the
+// tag first). b is the caller's scratch space during the call (io.Reader's
+// contract), so that is acceptable as long as nothing unauthenticated is
+// left there when the call returns: b is zeroed here as well on every
+// failed open, whatever the AEAD did, and the error is sticky, so no later
+// call returns b's bytes as data. An engine's AEAD (afalg's: the kernel
+// writes the output, undefined after a failed tag check, userspace-if.rst)
+// always takes the in-place path, so that only Go's AEADs ever write the
+// caller's buffer.
 func (o *opener) ReadRecordInto(b []byte) (typ uint8, n int, err error) {
 	o.mu.Lock()
 	defer o.unlock(o.releaseLocked)
