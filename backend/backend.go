@@ -9,8 +9,9 @@
 // close_notify, KeyUpdate, limits) lives in package conn, not here.
 //
 // Optional capabilities (rekeying for TLS 1.3 KeyUpdate, sendfile, splice in
-// both directions, reading into the caller's buffer) are separate interfaces
-// that a half may implement and that the connection finds by type assertion.
+// both directions, reading into the caller's buffer, sealing from a buffer
+// the connection lends) are separate interfaces that a half may implement
+// and that the connection finds by type assertion.
 package backend
 
 import (
