@@ -57,6 +57,14 @@ const (
 	// are idle or send little keep 18 KiB, not 64 KiB.
 	readBufSize  = 64 << 10
 	smallReadBuf = record.HeaderLen + 16384 + 2048
+	// tinyReadBuf is the first buffer of a half whose first record, as
+	// the socket shows it (rawRead peeks its header), fits: a server's
+	// request, which is often all that a connection of a file server
+	// ever reads, so that it does not take (and, closing, drop) 18 KiB,
+	// where crypto/tls's rawInput grows to the record (issue 18: bytes
+	// allocated per MiB no more than crypto/tls's). The next record that
+	// does not fit moves the half to smallReadBuf.
+	tinyReadBuf = 4 << 10
 	// minRead is the least free space worth a Read: with less at the end of
 	// the buffer the pending bytes move to its front first.
 	minRead = 16 << 10
@@ -74,6 +82,7 @@ var (
 	// that holds a call's first batch taken: a Write blocked on a slow
 	// peer holds its buffer, and a small one should not hold 64 KiB.
 	sealPools     = [...]sealPool{{size: 4 << 10}, {size: record.HeaderLen + backend.MaxPlaintext + 256}, {size: sealBufSize}}
+	tinyReadBufs  = newBufPool(tinyReadBuf)
 	smallReadBufs = newBufPool(smallReadBuf)
 	bigReadBufs   = newBufPool(readBufSize)
 )
@@ -573,21 +582,28 @@ type opener struct {
 	// raw is the link's syscall.RawConn when the link is a socket that
 	// holds nothing above it (rawConnOf), else nil; rawFn is rawRead, rn
 	// and rerr are what its last call read, waited says that the current
-	// RawConn.Read has parked once, and peek is where rawRead peeks.
+	// RawConn.Read has parked once, peek is where rawRead peeks, and tiny says
+	// that it saw a whole record header there of a record that fits
+	// tinyReadBuf.
 	raw    syscall.RawConn
 	rawFn  func(fd uintptr) bool
 	rn     int
 	rerr   error
 	waited bool
-	peek   [1]byte
+	peek   [record.HeaderLen]byte
+	tiny   bool
 }
 
 // getBufLocked gives the half a buffer from the pool of its size.
 func (o *opener) getBufLocked() {
 	pool := smallReadBufs
-	if o.big {
+	switch {
+	case o.big:
 		pool = bigReadBufs
+	case o.tiny:
+		pool = tinyReadBufs
 	}
+	o.tiny = false
 	o.bufp = pool.get()
 	o.buf = *o.bufp
 }
@@ -604,8 +620,7 @@ func (o *opener) getBufLocked() {
 func (o *opener) putBufLocked() {
 	if o.bufp != nil {
 		clear(*o.bufp)
-		smallReadBufs.put(o.bufp)
-		bigReadBufs.put(o.bufp)
+		putReadBuf(o.bufp)
 	}
 	o.buf, o.bufp, o.r, o.w = nil, nil, 0, 0
 }
@@ -733,24 +748,35 @@ func (o *opener) nextLocked() ([]byte, error) {
 	return o.buf[o.r : o.r+n], nil
 }
 
-// fillLocked reads until buf[r:w] holds at least n bytes, n ≤ len(buf). It
-// reads as much as the link has, up to the end of the buffer.
+// putReadBuf hands a read buffer back to the pool of its size.
+func putReadBuf(bp *[]byte) {
+	tinyReadBufs.put(bp)
+	smallReadBufs.put(bp)
+	bigReadBufs.put(bp)
+}
+
+// fillLocked reads until buf[r:w] holds at least n bytes, n ≤ smallReadBuf;
+// a tiny buffer that cannot hold them grows first. It reads as much as the
+// link has, up to the end of the buffer.
 func (o *opener) fillLocked(n int) error {
 	if o.w-o.r >= n {
 		return nil
 	}
-	if o.full && len(o.buf) < readBufSize {
+	if o.buf != nil && (o.full && len(o.buf) < readBufSize || n > len(o.buf)) {
 		// The peer sends more than the buffer holds: read further ahead,
-		// for fewer system calls. The last record's plaintext, in the old
-		// buffer, is no longer in use once this call has begun.
+		// for fewer system calls; or a tiny buffer (tinyReadBuf) does
+		// not hold the next record. The last record's plaintext, in the
+		// old buffer, is no longer in use once this call has begun.
 		old, oldp := o.buf[o.r:o.w], o.bufp
-		o.big = true
+		// A tiny buffer grows to a small one; only a small one that a
+		// Read filled says that the peer streams.
+		o.big = o.big || len(o.buf) >= smallReadBuf
 		o.getBufLocked()
 		o.w = copy(o.buf, old)
 		o.r = 0
 		if oldp != nil {
 			clear(*oldp) // as putBufLocked, for the same reason
-			smallReadBufs.put(oldp)
+			putReadBuf(oldp)
 		}
 	}
 	o.full = false
