@@ -6,6 +6,7 @@ import (
 	"crypto/cipher"
 	"crypto/tls"
 	"encoding/binary"
+	"runtime"
 	"testing"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -289,5 +290,26 @@ func TestSealFrom(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSealPoolKeeps: a seal buffer given back survives garbage collections
+// (bufPool's kept buffers), which a sync.Pool alone drops at the second.
+func TestSealPoolKeeps(t *testing.T) {
+	p := sealPools[0]
+	bp := p.get()
+	p.put(bp)
+	runtime.GC()
+	runtime.GC()
+	if got := p.get(); got != bp {
+		t.Error("the buffer did not survive two GCs")
+	}
+	p.put(bp)
+	other := make([]byte, 100)
+	p.put(&other) // another size: left to the GC
+	if got := p.get(); got == &other {
+		t.Error("the pool took a buffer of another size")
+	} else {
+		p.put(got)
 	}
 }
