@@ -270,8 +270,8 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	// server calls io.Copy once per response, and crypto/tls's io.Copy
 	// allocates only its 32 KiB (issue 18: no more bytes allocated than
 	// crypto/tls).
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
+	bp := getCopyBuf()
+	defer putCopyBuf(bp)
 	if lw, ok := c.out.sealer.(backend.LentWriter); c.moved && ok && lendFor(r) {
 		// The buffer is ours: lent to the engine, which seals from it
 		// without copying it first (copyLent).
