@@ -9,8 +9,9 @@
 // close_notify, KeyUpdate, limits) lives in package conn, not here.
 //
 // Optional capabilities (rekeying for TLS 1.3 KeyUpdate, sendfile, splice in
-// both directions, reading into the caller's buffer) are separate interfaces
-// that a half may implement and that the connection finds by type assertion.
+// both directions, reading into the caller's buffer, sealing from a buffer
+// the connection lends) are separate interfaces that a half may implement
+// and that the connection finds by type assertion.
 package backend
 
 import (
@@ -203,9 +204,25 @@ type FileSender interface {
 	SendFile(f File, off, n int64) (written int64, records uint64, handled bool, err error)
 }
 
+// LentWriter is implemented by a Sealer that seals faster from a buffer
+// that the caller lends it whole than from WriteRecords's data, which it may
+// only read: ktls's own copy buffer (conn's ReadFrom), not a user's Write.
+type LentWriter interface {
+	// WriteRecordsLent is WriteRecords(TypeApplicationData, data) where
+	// data and one byte of capacity past it are lent to the Sealer for the
+	// call: it may write them, and puts back what it wrote before it
+	// returns, so nothing else may read them meanwhile. cap(data) must
+	// exceed len(data). (A TLS 1.3 AEAD seals a record's plaintext and
+	// content type in one piece, RFC 8446 §5.2: with the byte after each
+	// record's plaintext to write, the user-space Sealer seals straight
+	// from data instead of copying it into its own buffer first.)
+	WriteRecordsLent(data []byte) (int, error)
+}
+
 // IntoReader is implemented by an Opener that can read application data
-// straight into the caller's buffer (kTLS: recvmsg decrypts into it), which
-// saves copying it out of the engine's own buffer.
+// straight into the caller's buffer (kTLS: recvmsg decrypts into it; the
+// user-space engine: its AEAD opens the record from the read-ahead into
+// it), which saves copying it out of the engine's own buffer.
 type IntoReader interface {
 	// ReadRecordInto is ReadRecord with b, at least MaxPlaintext bytes,
 	// as the buffer: the plaintext of whatever comes next, of any type,

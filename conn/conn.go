@@ -289,15 +289,23 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	// server calls io.Copy once per response, and crypto/tls's io.Copy
 	// allocates only its 32 KiB (issue 18: no more bytes allocated than
 	// crypto/tls).
-	bp := copyBufs.Get().(*[]byte)
-	m, err := io.CopyBuffer(writerOnly{c}, r, *bp)
-	copyBufs.Put(bp)
+	bp := getCopyBuf()
+	defer putCopyBuf(bp)
+	if lw, ok := c.out.sealer.(backend.LentWriter); c.moved && ok && lendFor(r) {
+		// The buffer is ours: lent to the engine, which seals from it
+		// without copying it first (copyLent).
+		m, err := c.copyLent(lw, r, *bp)
+		return n + m, err
+	}
+	m, err := io.CopyBuffer(writerOnly{c}, r, (*bp)[:4*backend.MaxPlaintext])
 	return n + m, err
 }
 
-// copyBufs are ReadFrom's copy buffers; Write seals what it is given before
-// it returns, so nothing refers to one after io.CopyBuffer.
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 4*backend.MaxPlaintext); return &b }}
+// copyBufs are ReadFrom's copy buffers: four full records and the byte
+// that backend.LentWriter takes past them. Write and WriteRecordsLent seal
+// what they are given before they return, so nothing refers to one after
+// the copy.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 4*backend.MaxPlaintext+1); return &b }}
 
 // writerOnly hides ReadFrom so that io.CopyBuffer does not call it again.
 type writerOnly struct{ io.Writer }

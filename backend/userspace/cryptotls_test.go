@@ -148,11 +148,30 @@ func testCryptoTLSPeer(t *testing.T, cfg *tls.Config) {
 
 	// readData reads n bytes of application data through the Opener,
 	// handing any handshake message to onHandshake.
+	//
+	// It alternates ReadRecord with ReadRecordInto (backend.IntoReader)
+	// into buffers of MaxPlaintext bytes, which a TLS 1.3 record of
+	// 2^14 bytes does not fit opened (its inner type byte, RFC 8446 §5.2),
+	// of one byte more, which it just fits, and of 64 KiB.
+	into := opener.(backend.IntoReader)
+	sizes := []int{0, backend.MaxPlaintext, backend.MaxPlaintext + 1, 64 << 10}
+	calls := 0
 	readData := func(n int, onHandshake func([]byte)) []byte {
 		t.Helper()
 		var got []byte
 		for len(got) < n {
-			typ, d, err := opener.ReadRecord()
+			var typ uint8
+			var d []byte
+			var err error
+			if size := sizes[calls%len(sizes)]; size == 0 {
+				typ, d, err = opener.ReadRecord()
+			} else {
+				buf := bytes.Repeat([]byte{0xee}, size)
+				var m int
+				typ, m, err = into.ReadRecordInto(buf)
+				d = buf[:m]
+			}
+			calls++
 			if err != nil {
 				t.Fatalf("ReadRecord: %v", err)
 			}

@@ -219,6 +219,24 @@ func (p *Protector) aad12(seq uint64, hdr []byte, n int) []byte {
 // len(plaintext) must not exceed MaxPlaintext: that is the caller's
 // framing, and a longer plaintext is a programming error that panics.
 func (p *Protector) Seal(dst []byte, seq uint64, typ uint8, plaintext []byte) []byte {
+	return p.seal(dst, seq, typ, plaintext, false, false)
+}
+
+// SealFrom is Seal without Seal's copy of the plaintext into the record:
+// the AEAD reads plaintext where it is and writes the record's fragment,
+// which plaintext must not overlap. For TLS 1.3 the AEAD's input is the
+// plaintext followed by its content type (RFC 8446 §5.2), in one piece:
+// with lent true, plaintext must have one byte of capacity past its end,
+// which SealFrom sets to typ for the AEAD and then puts back, so nothing
+// may read it during the call; with lent false a TLS 1.3 record is sealed
+// as by Seal. crypto/tls seals TLS 1.2 records from the caller's bytes so
+// too (conn.go, halfConn.encrypt).
+func (p *Protector) SealFrom(dst []byte, seq uint64, typ uint8, plaintext []byte, lent bool) []byte {
+	return p.seal(dst, seq, typ, plaintext, true, lent)
+}
+
+// seal is Seal (apart false) and SealFrom.
+func (p *Protector) seal(dst []byte, seq uint64, typ uint8, plaintext []byte, apart, lent bool) []byte {
 	n := len(plaintext)
 	if n > MaxPlaintext {
 		panic("record: Seal of more than 2^14 bytes")
@@ -233,9 +251,16 @@ func (p *Protector) Seal(dst []byte, seq uint64, typ uint8, plaintext []byte) []
 	}
 	rec := out[len(dst):]
 	body := rec[HeaderLen+p.explicit:]
-	// copy is a memmove: plaintext may overlap rec anywhere. The header
-	// goes in after it, so a plaintext in dst's spare capacity survives.
-	copy(body, plaintext)
+	tls13 := p.version == tls.VersionTLS13
+	if apart && tls13 && (!lent || cap(plaintext) == n) {
+		apart = false
+	}
+	if !apart {
+		// copy is a memmove: plaintext may overlap rec anywhere. The
+		// header goes in after it, so a plaintext in dst's spare
+		// capacity survives.
+		copy(body, plaintext)
+	}
 
 	fragLen := total - HeaderLen
 	rec[1], rec[2] = versionTLS12>>8, versionTLS12&0xff
@@ -245,9 +270,21 @@ func (p *Protector) Seal(dst []byte, seq uint64, typ uint8, plaintext []byte) []
 		// TLSInnerPlaintext = content || ContentType || zeros (RFC 8446
 		// §5.2); additional_data = the record header (§5.2).
 		rec[0] = TypeApplicationData
+		if apart {
+			inner := plaintext[:n+1]
+			saved := inner[n]
+			inner[n] = typ
+			p.aead.Seal(body[:0], p.xorNonce(seq), inner, rec[:HeaderLen])
+			inner[n] = saved
+			return out
+		}
 		body[n] = typ
 		p.aead.Seal(body[:0], p.xorNonce(seq), body[:n+1], rec[:HeaderLen])
 		return out
+	}
+	src := body[:n]
+	if apart {
+		src = plaintext
 	}
 
 	rec[0] = typ
@@ -257,10 +294,10 @@ func (p *Protector) Seal(dst []byte, seq uint64, typ uint8, plaintext []byte) []
 		binary.BigEndian.PutUint64(rec[HeaderLen:], seq)
 		copy(p.nonce[:keyschedule.SaltLen], p.iv[:keyschedule.SaltLen])
 		binary.BigEndian.PutUint64(p.nonce[keyschedule.SaltLen:], seq)
-		p.aead.Seal(body[:0], p.nonce[:], body[:n], aad)
+		p.aead.Seal(body[:0], p.nonce[:], src, aad)
 		return out
 	}
-	p.aead.Seal(body[:0], p.xorNonce(seq), body[:n], aad)
+	p.aead.Seal(body[:0], p.xorNonce(seq), src, aad)
 	return out
 }
 
@@ -283,6 +320,36 @@ func (p *Protector) Seal(dst []byte, seq uint64, typ uint8, plaintext []byte) []
 // their output on failure): to try a record under several keys or sequence
 // numbers, open copies of it.
 func (p *Protector) Open(seq uint64, rec []byte) (typ uint8, plaintext []byte, err error) {
+	return p.open(nil, true, seq, rec)
+}
+
+// OpenTo is Open with the plaintext written to dst[:0] instead of over rec:
+// the AEAD's whole output, which for TLS 1.3 is the inner plaintext with its
+// content type and padding (RFC 8446 §5.2), OpenedLen(len(rec)) bytes, is
+// written there, and the returned plaintext is a prefix of dst. dst must not
+// overlap rec, and should have that capacity (the AEAD allocates otherwise).
+// rec is left as it was. After a failed OpenTo, what dst holds up to
+// OpenedLen bytes is unspecified: crypto/cipher's GCM (with assembly, amd64
+// and arm64) and x/crypto's ChaCha20-Poly1305 (amd64) decrypt while they
+// authenticate and zero their output when the tag is wrong
+// (crypto/internal/fips140/aes/gcm, gcm.go Open; chacha20poly1305_amd64.go),
+// but an AEAD from NewProtectorWithAEAD need not, and an authentic record
+// that fails a later check (record_overflow, no content type) leaves its
+// plaintext there.
+func (p *Protector) OpenTo(dst []byte, seq uint64, rec []byte) (typ uint8, plaintext []byte, err error) {
+	return p.open(dst[:0], false, seq, rec)
+}
+
+// OpenedLen returns how many bytes Open and OpenTo write for a record of
+// recLen bytes, header included: the fragment less its explicit nonce and
+// tag. It may exceed MaxPlaintext (TLS 1.3 padding, RFC 8446 §5.4) and is
+// meaningless for a record too short to open.
+func (p *Protector) OpenedLen(recLen int) int {
+	return recLen - HeaderLen - p.explicit - p.aead.Overhead()
+}
+
+// open is Open (inPlace) and OpenTo (dst).
+func (p *Protector) open(dst []byte, inPlace bool, seq uint64, rec []byte) (typ uint8, plaintext []byte, err error) {
 	h, err := ParseHeader(rec)
 	if err != nil {
 		return 0, nil, err
@@ -305,7 +372,10 @@ func (p *Protector) Open(seq uint64, rec []byte) (typ uint8, plaintext []byte, e
 			// on the outside.
 			return 0, nil, fmt.Errorf("record: protected TLS 1.3 record of outer type %d: %w", h.Type, AlertUnexpectedMessage)
 		}
-		pt, err := p.aead.Open(frag[:0], p.xorNonce(seq), frag, rec[:HeaderLen])
+		if inPlace {
+			dst = frag[:0]
+		}
+		pt, err := p.aead.Open(dst, p.xorNonce(seq), frag, rec[:HeaderLen])
 		if err != nil {
 			return 0, nil, errBadRecordMAC
 		}
@@ -334,7 +404,10 @@ func (p *Protector) Open(seq uint64, rec []byte) (typ uint8, plaintext []byte, e
 	} else {
 		nonce = p.xorNonce(seq)
 	}
-	pt, err := p.aead.Open(ct[:0], nonce, ct, p.aad12(seq, rec, len(ct)-tag))
+	if inPlace {
+		dst = ct[:0]
+	}
+	pt, err := p.aead.Open(dst, nonce, ct, p.aad12(seq, rec, len(ct)-tag))
 	if err != nil {
 		return 0, nil, errBadRecordMAC
 	}

@@ -37,6 +37,29 @@ func BenchmarkWriteRecords(b *testing.B) {
 	}
 }
 
+// BenchmarkWriteRecordsLent is BenchmarkWriteRecords through
+// WriteRecordsLent (backend.LentWriter), as conn's ReadFrom calls it.
+func BenchmarkWriteRecordsLent(b *testing.B) {
+	for _, s := range keyschedule.Suites() {
+		for _, n := range benchSizes {
+			b.Run(fmt.Sprintf("%s/%d", s.Name(), n), func(b *testing.B) {
+				sealer, err := goEngine().NewSealer(backend.Link{Conn: discardConn{}}, randomParams(s, 0))
+				if err != nil {
+					b.Fatal(err)
+				}
+				data := make([]byte, n, n+1)
+				b.SetBytes(int64(n))
+				b.ReportAllocs()
+				for i := 0; i < b.N; i++ {
+					if _, err := sealer.(backend.LentWriter).WriteRecordsLent(data); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
 // BenchmarkReadRecord/<suite>/<size>: one ReadRecord from an in-memory
 // connection serving records of size bytes (read-ahead, framing, opening; no
 // syscall). The records are sealed once at sequence number 0 and replayed,
@@ -66,6 +89,42 @@ func BenchmarkReadRecord(b *testing.B) {
 					}
 				}
 			})
+			// into: ReadRecordInto a 64 KiB buffer, against copy:
+			// ReadRecord and a copy into it, what conn does without
+			// backend.IntoReader.
+			for _, mode := range []string{"copy", "into"} {
+				b.Run(fmt.Sprintf("%s/%d/%s", s.Name(), n, mode), func(b *testing.B) {
+					p := randomParams(s, 0)
+					prot, err := record.NewProtector(p.Version, p.CipherSuite, p.Key, p.IV)
+					if err != nil {
+						b.Fatal(err)
+					}
+					rec := prot.Seal(nil, 0, backend.TypeApplicationData, make([]byte, n))
+					conn := &streamConn{next: func() []byte { return rec }}
+					o, err := goEngine().NewOpener(backend.Link{Conn: conn}, p)
+					if err != nil {
+						b.Fatal(err)
+					}
+					op := o.(*opener)
+					buf := make([]byte, 64<<10)
+					b.SetBytes(int64(n))
+					b.ReportAllocs()
+					for i := 0; i < b.N; i++ {
+						op.seq = 0
+						if mode == "into" {
+							if _, _, err := op.ReadRecordInto(buf); err != nil {
+								b.Fatal(err)
+							}
+							continue
+						}
+						_, d, err := o.ReadRecord()
+						if err != nil {
+							b.Fatal(err)
+						}
+						copy(buf, d)
+					}
+				})
+			}
 		}
 	}
 }

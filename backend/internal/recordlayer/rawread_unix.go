@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"syscall"
+
+	"github.com/ktls-go/ktls/internal/record"
 )
 
 // rawConnOf returns the RawConn of a link that is a socket of package net
@@ -42,12 +44,13 @@ func rawConnOf(c net.Conn) syscall.RawConn {
 //
 // A half with no buffer that has not waited yet in this call (a new one,
 // or one whose last call timed out while it waited) peeks first, with
-// recv(MSG_PEEK) of one byte into a field: an idle connection then takes no
-// buffer at all, and after a wait the netpoller has said the socket is
-// readable, so the buffer is taken without a peek.
+// recv(MSG_PEEK) of a record header into a field: an idle connection then
+// takes no buffer at all, and one whose first record is small takes a tiny
+// one; after a wait the netpoller has said the socket is readable, so the
+// buffer is taken without a peek.
 func (o *opener) rawRead(fd uintptr) bool {
 	for o.buf == nil && !o.waited {
-		_, _, err := syscall.Recvfrom(int(fd), o.peek[:], syscall.MSG_PEEK)
+		m, _, err := syscall.Recvfrom(int(fd), o.peek[:], syscall.MSG_PEEK)
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -61,7 +64,9 @@ func (o *opener) rawRead(fd uintptr) bool {
 			o.rerr = o.readErr(err)
 			return true
 		}
-		// Bytes, or EOF: the read below says which.
+		// Bytes, or EOF: the read below says which. A whole header
+		// whose record fits takes a tiny buffer (tinyReadBuf).
+		o.tiny = !o.big && m == len(o.peek) && record.HeaderLen+(int(o.peek[3])<<8|int(o.peek[4])) <= tinyReadBuf
 		break
 	}
 	if o.buf == nil {

@@ -37,12 +37,13 @@ import (
 )
 
 var (
-	_ backend.Backend = engine{}
-	_ backend.Checker = engine{}
-	_ backend.Sealer  = (*sealer)(nil)
-	_ backend.Rekeyer = (*sealer)(nil)
-	_ backend.Opener  = (*opener)(nil)
-	_ backend.Rekeyer = (*opener)(nil)
+	_ backend.Backend    = engine{}
+	_ backend.Checker    = engine{}
+	_ backend.Sealer     = (*sealer)(nil)
+	_ backend.Rekeyer    = (*sealer)(nil)
+	_ backend.Opener     = (*opener)(nil)
+	_ backend.IntoReader = (*opener)(nil)
+	_ backend.Rekeyer    = (*opener)(nil)
 )
 
 const (
@@ -56,6 +57,14 @@ const (
 	// are idle or send little keep 18 KiB, not 64 KiB.
 	readBufSize  = 64 << 10
 	smallReadBuf = record.HeaderLen + 16384 + 2048
+	// tinyReadBuf is the first buffer of a half whose first record, as
+	// the socket shows it (rawRead peeks its header), fits: a server's
+	// request, which is often all that a connection of a file server
+	// ever reads, so that it does not take (and, closing, drop) 18 KiB,
+	// where crypto/tls's rawInput grows to the record (issue 18: bytes
+	// allocated per MiB no more than crypto/tls's). The next record that
+	// does not fit moves the half to smallReadBuf.
+	tinyReadBuf = 4 << 10
 	// minRead is the least free space worth a Read: with less at the end of
 	// the buffer the pending bytes move to its front first.
 	minRead = 16 << 10
@@ -72,28 +81,24 @@ var (
 	// sealPools hold the Sealer's buffers in three sizes, the smallest
 	// that holds a call's first batch taken: a Write blocked on a slow
 	// peer holds its buffer, and a small one should not hold 64 KiB.
-	sealPools     = [...]sealPool{{size: 4 << 10}, {size: record.HeaderLen + backend.MaxPlaintext + 256}, {size: sealBufSize}}
+	// Like the read buffers', they are bufPools, which keep a few
+	// buffers that a sync.Pool alone would lose (measured on the
+	// sendfile benchmark, where each connection sends one file: about
+	// 30 KiB allocated per connection with a sync.Pool). Their mutex is
+	// taken twice a call, uncontended next to the call's write(2).
+	sealPools     = [...]*bufPool{newBufPool(4 << 10), newBufPool(record.HeaderLen + backend.MaxPlaintext + 256), newBufPool(sealBufSize)}
+	tinyReadBufs  = newBufPool(tinyReadBuf)
 	smallReadBufs = newBufPool(smallReadBuf)
 	bigReadBufs   = newBufPool(readBufSize)
 )
 
-type sealPool struct {
-	size int
-	pool sync.Pool
-}
-
 // getSealBuf returns a buffer of at least need bytes, at most sealBufSize.
 func getSealBuf(need int) *[]byte {
-	for i := range sealPools {
-		p := &sealPools[i]
+	for i, p := range sealPools {
 		if need > p.size && i < len(sealPools)-1 {
 			continue
 		}
-		if bp, ok := p.pool.Get().(*[]byte); ok {
-			return bp
-		}
-		b := make([]byte, p.size)
-		return &b
+		return p.get()
 	}
 	panic("unreachable")
 }
@@ -101,20 +106,24 @@ func getSealBuf(need int) *[]byte {
 // putSealBuf takes back a buffer that getSealBuf returned; one of another
 // capacity is left to the GC.
 func putSealBuf(bp *[]byte) {
-	for i := range sealPools {
-		if cap(*bp) == sealPools[i].size {
-			*bp = (*bp)[:cap(*bp)]
-			sealPools[i].pool.Put(bp)
+	*bp = (*bp)[:cap(*bp)]
+	// The size is read once: once a pool has the buffer, another
+	// goroutine may take it.
+	size := len(*bp)
+	for _, p := range sealPools {
+		if p.size == size {
+			p.put(bp)
 			return
 		}
 	}
 }
 
-// keptReadBufs is how many read buffers of each size bufPool keeps across
-// garbage collections: a few, at most 4 × (18 + 64) KiB in the process.
+// keptReadBufs is how many buffers of each size bufPool keeps across
+// garbage collections: a few, at most 4 × (4 + 18 + 64) KiB of read buffers
+// and 4 × (4 + 16.3 + 65) KiB of seal buffers in the process.
 const keptReadBufs = 4
 
-// bufPool is a sync.Pool of read buffers with a few kept aside that no GC
+// bufPool is a sync.Pool of buffers with a few kept aside that no GC
 // drops. An Opener puts its buffer back each time it waits for the peer
 // and takes one when bytes arrive, often on another P: a sync.Pool alone
 // keeps the buffer in the old P's private slot, which no other P takes,
@@ -417,6 +426,28 @@ type sealer struct {
 func (s *sealer) WriteRecords(typ uint8, data []byte) (int, error) {
 	s.mu.Lock()
 	defer s.unlock(s.releaseLocked)
+	return s.writeLocked(typ, data, false)
+}
+
+// WriteRecordsLent is WriteRecords of application data from a buffer lent
+// whole (backend.LentWriter): each record is sealed from data where it is,
+// without the copy into the batch buffer that an in-place seal needs.
+// TLS 1.2 records are sealed so from WriteRecords's data too; a TLS 1.3
+// record's AEAD input is its plaintext followed by its content type (RFC 8446
+// §5.2), so it needs the byte past each record's plaintext, which the lent
+// byte past data provides for the last (record.Protector.SealFrom).
+func (s *sealer) WriteRecordsLent(data []byte) (int, error) {
+	s.mu.Lock()
+	defer s.unlock(s.releaseLocked)
+	if cap(data) == len(data) {
+		panic("userspace: WriteRecordsLent without a byte of capacity past the data")
+	}
+	return s.writeLocked(backend.TypeApplicationData, data, true)
+}
+
+// writeLocked is WriteRecords; lent says that data and a byte past it are
+// lent (WriteRecordsLent).
+func (s *sealer) writeLocked(typ uint8, data []byte, lent bool) (int, error) {
 	if err := s.beginLocked(s.releaseLocked); err != nil {
 		return 0, err
 	}
@@ -467,7 +498,8 @@ func (s *sealer) WriteRecords(typ uint8, data []byte) (int, error) {
 				break
 			}
 			n := min(chunk-sealed, backend.MaxPlaintext)
-			buf = s.prot.Seal(buf, s.seq, typ, data[sealed:sealed+n])
+			// The batch buffer is the pool's: data never overlaps it.
+			buf = s.prot.SealFrom(buf, s.seq, typ, data[sealed:sealed+n], lent)
 			s.seq++
 			if err := s.aeadErrLocked(); err != nil {
 				// Nothing of this batch goes out.
@@ -549,21 +581,28 @@ type opener struct {
 	// raw is the link's syscall.RawConn when the link is a socket that
 	// holds nothing above it (rawConnOf), else nil; rawFn is rawRead, rn
 	// and rerr are what its last call read, waited says that the current
-	// RawConn.Read has parked once, and peek is where rawRead peeks.
+	// RawConn.Read has parked once, peek is where rawRead peeks, and tiny says
+	// that it saw a whole record header there of a record that fits
+	// tinyReadBuf.
 	raw    syscall.RawConn
 	rawFn  func(fd uintptr) bool
 	rn     int
 	rerr   error
 	waited bool
-	peek   [1]byte
+	peek   [record.HeaderLen]byte
+	tiny   bool
 }
 
 // getBufLocked gives the half a buffer from the pool of its size.
 func (o *opener) getBufLocked() {
 	pool := smallReadBufs
-	if o.big {
+	switch {
+	case o.big:
 		pool = bigReadBufs
+	case o.tiny:
+		pool = tinyReadBufs
 	}
+	o.tiny = false
 	o.bufp = pool.get()
 	o.buf = *o.bufp
 }
@@ -580,8 +619,7 @@ func (o *opener) getBufLocked() {
 func (o *opener) putBufLocked() {
 	if o.bufp != nil {
 		clear(*o.bufp)
-		smallReadBufs.put(o.bufp)
-		bigReadBufs.put(o.bufp)
+		putReadBuf(o.bufp)
 	}
 	o.buf, o.bufp, o.r, o.w = nil, nil, 0, 0
 }
@@ -603,12 +641,91 @@ func (o *opener) putBufLocked() {
 func (o *opener) ReadRecord() (typ uint8, data []byte, err error) {
 	o.mu.Lock()
 	defer o.unlock(o.releaseLocked)
-	if err := o.beginLocked(o.releaseLocked); err != nil {
+	rec, err := o.nextLocked()
+	if err != nil {
 		return 0, nil, err
+	}
+	typ, data, err = o.prot.Open(o.seq, rec)
+	if err != nil {
+		return 0, nil, o.openFailedLocked(err)
+	}
+	o.seq++
+	o.r += len(rec)
+	return typ, data, nil
+}
+
+// ReadRecordInto is ReadRecord with the plaintext in b, at least
+// MaxPlaintext bytes (backend.IntoReader): the record is opened from the
+// read-ahead buffer straight into b, which saves conn's copy out of it.
+//
+// That happens only with Go's AEADs and where b holds the AEAD's whole
+// output, which for TLS 1.3 is the inner plaintext with its content type and
+// any padding (RFC 8446 §5.2, §5.4) and so may be longer than the plaintext
+// and than MaxPlaintext; otherwise the record is opened in place, as by
+// ReadRecord, and copied into b.
+//
+// The AEAD writes b before the tag is known to be good: Go's AES-GCM
+// decrypts while it authenticates where it has assembly (amd64, arm64:
+// crypto/internal/fips140/aes/gcm, gcm_asm.go open) and so does x/crypto's
+// ChaCha20-Poly1305 on amd64 (chacha20poly1305_amd64.go); both zero their
+// output when the tag is wrong (gcm.go Open; the generic code checks the
+// tag first). b is the caller's scratch space during the call (io.Reader's
+// contract), so that is acceptable as long as nothing unauthenticated is
+// left there when the call returns: b is zeroed here as well on every
+// failed open, whatever the AEAD did, and the error is sticky, so no later
+// call returns b's bytes as data. An engine's AEAD (afalg's: the kernel
+// writes the output, undefined after a failed tag check, userspace-if.rst)
+// always takes the in-place path, so that only Go's AEADs ever write the
+// caller's buffer.
+func (o *opener) ReadRecordInto(b []byte) (typ uint8, n int, err error) {
+	o.mu.Lock()
+	defer o.unlock(o.releaseLocked)
+	rec, err := o.nextLocked()
+	if err != nil {
+		return 0, 0, err
+	}
+	var data []byte
+	if out := o.prot.OpenedLen(len(rec)); o.aead == nil && out <= len(b) {
+		typ, data, err = o.prot.OpenTo(b, o.seq, rec)
+		if err != nil {
+			clear(b[:max(out, 0)])
+		}
+	} else {
+		typ, data, err = o.prot.Open(o.seq, rec)
+		if err == nil {
+			// Open's plaintext is at most MaxPlaintext bytes.
+			data = b[:copy(b, data)]
+		}
+	}
+	if err != nil {
+		return 0, 0, o.openFailedLocked(err)
+	}
+	o.seq++
+	o.r += len(rec)
+	return typ, len(data), nil
+}
+
+// openFailedLocked returns what a failed Open means, made sticky: the AEAD's
+// own failure where it broke (an engine's), else the record's alert.
+func (o *opener) openFailedLocked(err error) error {
+	if aerr := o.aeadErrLocked(); aerr != nil {
+		// Not the record's fault: the AEAD broke.
+		return aerr
+	}
+	o.err = err
+	return err
+}
+
+// nextLocked begins ReadRecord and ReadRecordInto: it checks the sticky
+// error and the sequence number, reads the next whole record into
+// buf[r:] and returns it, header included, after the header checks.
+func (o *opener) nextLocked() ([]byte, error) {
+	if err := o.beginLocked(o.releaseLocked); err != nil {
+		return nil, err
 	}
 	if o.seq == math.MaxUint64 {
 		o.err = errSeqExhausted
-		return 0, nil, o.err
+		return nil, o.err
 	}
 	if o.r == o.w {
 		// The previous record's plaintext may go: start over at the
@@ -616,49 +733,56 @@ func (o *opener) ReadRecord() (typ uint8, data []byte, err error) {
 		o.r, o.w = 0, 0
 	}
 	if err := o.fillLocked(record.HeaderLen); err != nil {
-		return 0, nil, err
+		return nil, err
 	}
 	h, _ := record.ParseHeader(o.buf[o.r:o.w])
 	if err := record.CheckHeader(o.version, h); err != nil {
 		o.err = err
-		return 0, nil, err
+		return nil, err
 	}
 	n := record.HeaderLen + h.Length
 	if err := o.fillLocked(n); err != nil {
-		return 0, nil, err
+		return nil, err
 	}
-	typ, data, err = o.prot.Open(o.seq, o.buf[o.r:o.r+n])
-	if err != nil {
-		if aerr := o.aeadErrLocked(); aerr != nil {
-			// Not the record's fault: the AEAD broke.
-			return 0, nil, aerr
-		}
-		o.err = err
-		return 0, nil, err
-	}
-	o.seq++
-	o.r += n
-	return typ, data, nil
+	return o.buf[o.r : o.r+n], nil
 }
 
-// fillLocked reads until buf[r:w] holds at least n bytes, n ≤ len(buf). It
-// reads as much as the link has, up to the end of the buffer.
+// putReadBuf hands a read buffer back to the pool of its size.
+func putReadBuf(bp *[]byte) {
+	// The size is read once: once a pool has the buffer, another
+	// goroutine may take it.
+	switch len(*bp) {
+	case tinyReadBuf:
+		tinyReadBufs.put(bp)
+	case smallReadBuf:
+		smallReadBufs.put(bp)
+	case readBufSize:
+		bigReadBufs.put(bp)
+	}
+}
+
+// fillLocked reads until buf[r:w] holds at least n bytes, n ≤ smallReadBuf;
+// a tiny buffer that cannot hold them grows first. It reads as much as the
+// link has, up to the end of the buffer.
 func (o *opener) fillLocked(n int) error {
 	if o.w-o.r >= n {
 		return nil
 	}
-	if o.full && len(o.buf) < readBufSize {
+	if o.buf != nil && (o.full && len(o.buf) < readBufSize || n > len(o.buf)) {
 		// The peer sends more than the buffer holds: read further ahead,
-		// for fewer system calls. The last record's plaintext, in the old
-		// buffer, is no longer in use once this call has begun.
+		// for fewer system calls; or a tiny buffer (tinyReadBuf) does
+		// not hold the next record. The last record's plaintext, in the
+		// old buffer, is no longer in use once this call has begun.
 		old, oldp := o.buf[o.r:o.w], o.bufp
-		o.big = true
+		// A tiny buffer grows to a small one; only a small one that a
+		// Read filled says that the peer streams.
+		o.big = o.big || len(o.buf) >= smallReadBuf
 		o.getBufLocked()
 		o.w = copy(o.buf, old)
 		o.r = 0
 		if oldp != nil {
 			clear(*oldp) // as putBufLocked, for the same reason
-			smallReadBufs.put(oldp)
+			putReadBuf(oldp)
 		}
 	}
 	o.full = false

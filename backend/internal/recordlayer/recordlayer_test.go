@@ -761,8 +761,22 @@ func TestReadBufferGrows(t *testing.T) {
 	if _, data, err := o.ReadRecord(); err != nil || string(data) != "first" {
 		t.Fatalf("first record: %q, %v", data, err)
 	}
+	// The first record, small, was in the socket when the buffer was
+	// taken: a tiny buffer (a server's first request).
+	if len(o.buf) != tinyReadBuf {
+		t.Fatalf("buffer of %d bytes after the first record, want %d", len(o.buf), tinyReadBuf)
+	}
+	// A record that does not fit it: the buffer grows to one record.
+	big := make([]byte, 2*tinyReadBuf)
+	rand.Read(big)
+	if _, err := sealer.WriteRecords(backend.TypeApplicationData, big); err != nil {
+		t.Fatal(err)
+	}
+	if _, data, err := o.ReadRecord(); err != nil || !bytes.Equal(data, big) {
+		t.Fatalf("record larger than the tiny buffer: %d bytes, %v", len(data), err)
+	}
 	if len(o.buf) != smallReadBuf {
-		t.Fatalf("buffer of %d bytes after the first record, want %d", len(o.buf), smallReadBuf)
+		t.Fatalf("buffer of %d bytes after a record of %d, want %d", len(o.buf), len(big), smallReadBuf)
 	}
 	// One small record at a time: the buffer stays small.
 	for i := range 5 {
@@ -822,9 +836,9 @@ func TestIdleHalvesHoldNoBuffer(t *testing.T) {
 		}
 	}
 	// A new half waiting for its first record peeks and takes no buffer.
-	gets := smallReadBufs.gets.Load() + bigReadBufs.gets.Load()
+	gets := tinyReadBufs.gets.Load() + smallReadBufs.gets.Load() + bigReadBufs.gets.Load()
 	timeout()
-	if o.buf != nil || smallReadBufs.gets.Load()+bigReadBufs.gets.Load() != gets {
+	if o.buf != nil || tinyReadBufs.gets.Load()+smallReadBufs.gets.Load()+bigReadBufs.gets.Load() != gets {
 		t.Fatalf("new opener waiting for its first record took a buffer (holds %d bytes)", len(o.buf))
 	}
 	for i := range 3 {
