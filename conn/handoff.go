@@ -142,7 +142,15 @@ func (c *Conn) stayStdlib(tx, rx *dirKeys, txc, rxc EngineChoice) {
 // install puts TX into the first engine that takes it, then RX (now, or after
 // the TLS 1.3 client's ticket drain). Keys are zeroed once handed over.
 func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selector.Candidate) error {
-	half, txChoice, err := c.installHalf(selector.TX, txC, c.txPath(txC), tx.params)
+	// While crypto/tls reads the tickets (drain.go), a write it attempts is
+	// decoded with its stale TX key: tx.prot stays the connection's. Else
+	// the engine may take the Protector the proof built (backend.Params).
+	drain := c.drains(st)
+	p := tx.params
+	if !drain {
+		p.Protector = tx.prot
+	}
+	half, txChoice, err := c.installHalf(selector.TX, txC, c.txPath(txC), p)
 	if err != nil {
 		return err
 	}
@@ -156,9 +164,6 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 		return nil
 	}
 	c.out.sealer = half.(backend.Sealer)
-	// While crypto/tls reads the tickets (drain.go), a write it attempts is
-	// decoded with its stale TX key.
-	drain := c.drains(st)
 	if w := c.rc.wrap; drain && w != nil && anySocketEngine(rxC) {
 		// RX is decided in a Read, after the drain (wrapped.go).
 		w.decideRXLater(c.rc.writtenBytes())
@@ -254,7 +259,11 @@ func (c *Conn) installHalf(d selector.Direction, cands []selector.Candidate, pa 
 func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 	rx := c.in.keys
 	rx.params.Seq = seq
-	half, choice, err := c.installHalf(selector.RX, c.in.cands, c.rxPath(c.in.cands, buffered), rx.params)
+	// The drain, if any, is over: nothing else opens records with rx.prot,
+	// and the engine may take it (backend.Params).
+	p := rx.params
+	p.Protector = rx.prot
+	half, choice, err := c.installHalf(selector.RX, c.in.cands, c.rxPath(c.in.cands, buffered), p)
 	clear(rx.params.Key)
 	clear(rx.params.IV)
 	rx.params.Key, rx.params.IV = nil, nil
