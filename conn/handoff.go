@@ -102,6 +102,8 @@ func (o Options) Facts(d selector.Direction, version, suite uint16, unknown stri
 		Unknown:     unknown,
 		CPU:         o.CPU,
 		FIPS:        o.FIPS,
+		// One allocation per direction: every handoff asks twice.
+		Engines: make([]selector.Engine, 0, len(o.Backends)),
 	}
 	for _, b := range o.Backends {
 		e := selector.Engine{Name: b.Name(), OK: true}

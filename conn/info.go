@@ -150,8 +150,11 @@ func installedChoice(half any, cand selector.Candidate, refused []Refusal) Engin
 // front where it is another (an engine that passes on the refusal of one it
 // builds on).
 func refusal(name string, err error) Refusal {
-	var ns *backend.NotSupportedError
-	if errors.As(err, &ns) {
+	// The engines' refusals are NotSupportedErrors themselves, nearly
+	// always: asked of every engine at every handoff (Options.Facts), the
+	// type assertion spares errors.As its reflection.
+	ns, ok := err.(*backend.NotSupportedError)
+	if ok || errors.As(err, &ns) {
 		if ns.Engine == name {
 			return Refusal{Engine: name, Reason: ns.Reason}
 		}
