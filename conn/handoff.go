@@ -52,10 +52,11 @@ func (c *Conn) handoff() error {
 		// only where nothing is held above the socket (wrapped.go).
 		c.rc.wrap = newWrapState(c.raw)
 	}
-	txC, err := c.opts.Policy.Candidates(c.facts(selector.TX, st, unknown))
+	txF, rxF := c.opts.factsBoth(st.Version, st.CipherSuite, unknown)
+	txC, err := c.opts.Policy.Candidates(txF)
 	if err == nil {
 		var rxC []selector.Candidate
-		rxC, err = c.opts.Policy.Candidates(c.facts(selector.RX, st, unknown))
+		rxC, err = c.opts.Policy.Candidates(rxF)
 		if err == nil {
 			if txC[0].Name == backend.Stdlib || rxC[0].Name == backend.Stdlib {
 				c.stayStdlib(tx, rx, candidateChoice(txC[0]), candidateChoice(rxC[0]))
@@ -83,10 +84,6 @@ func (c *Conn) handoff() error {
 // accept a server's HelloRequest (RFC 5246 §7.4.1.1).
 func (c *Conn) renegotiates() bool {
 	return c.cfg != nil && c.cfg.Renegotiation != tls.RenegotiateNever
-}
-
-func (c *Conn) facts(d selector.Direction, st tls.ConnectionState, unknown string) selector.Facts {
-	return c.opts.Facts(d, st.Version, st.CipherSuite, unknown)
 }
 
 // Facts are what the selector decides direction d of a connection with
@@ -118,6 +115,42 @@ func (o Options) Facts(d selector.Direction, version, suite uint16, unknown stri
 		f.Engines = append(f.Engines, e)
 	}
 	return f
+}
+
+// factsBoth is Facts for TX and RX at once, as the handoff needs them: one
+// allocation for both engine lists, and each engine's Hardware, which does
+// not depend on the direction, asked once.
+func (o Options) factsBoth(version, suite uint16, unknown string) (tx, rx selector.Facts) {
+	n := len(o.Backends)
+	engines := make([]selector.Engine, 2*n)
+	tx = selector.Facts{
+		Direction:   selector.TX,
+		Version:     version,
+		CipherSuite: suite,
+		Unknown:     unknown,
+		CPU:         o.CPU,
+		FIPS:        o.FIPS,
+		Engines:     engines[:n:n],
+	}
+	rx = tx
+	rx.Direction, rx.Engines = selector.RX, engines[n:]
+	for i, b := range o.Backends {
+		t := selector.Engine{Name: b.Name(), OK: true}
+		if a, ok := b.(backend.Accelerator); ok {
+			t.Hardware, t.HardwareWhat = a.Hardware(version, suite)
+		}
+		r := t
+		if ch, ok := b.(backend.Checker); ok {
+			if err := ch.Check(true, version, suite); err != nil {
+				t.OK, t.Why = false, refusal(b.Name(), err).Reason
+			}
+			if err := ch.Check(false, version, suite); err != nil {
+				r.OK, r.Why = false, refusal(b.Name(), err).Reason
+			}
+		}
+		tx.Engines[i], rx.Engines[i] = t, r
+	}
+	return tx, rx
 }
 
 // stayStdlib leaves both directions on crypto/tls. One direction alone cannot
