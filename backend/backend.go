@@ -121,6 +121,16 @@ type Params struct {
 	// known by construction (package conn counts and verifies the records
 	// crypto/tls protected under this key); an engine must use it as given.
 	Seq uint64
+	// Protector, when not nil, protects records under exactly Key and IV
+	// for Version and CipherSuite: package conn built it for the handoff's
+	// proof (docs/ARCHITECTURE.md step 4), and an engine that protects
+	// records with Go's AEADs may take it rather than build the same AEAD
+	// again. It holds no sequence number (the nonce comes from Seq, RFC 8446
+	// §5.3), so nothing of the proof's use carries over. Once the
+	// constructor is called it is the engine's: the caller never uses it
+	// again, whether or not the engine took it. Engines that need the raw
+	// key (kernel, nic, afalg) ignore it.
+	Protector *record.Protector
 }
 
 // Link is the transport a half runs over.

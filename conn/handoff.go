@@ -52,10 +52,11 @@ func (c *Conn) handoff() error {
 		// only where nothing is held above the socket (wrapped.go).
 		c.rc.wrap = newWrapState(c.raw)
 	}
-	txC, err := c.opts.Policy.Candidates(c.facts(selector.TX, st, unknown))
+	txF, rxF := c.opts.factsBoth(st.Version, st.CipherSuite, unknown)
+	txC, err := c.opts.Policy.Candidates(txF)
 	if err == nil {
 		var rxC []selector.Candidate
-		rxC, err = c.opts.Policy.Candidates(c.facts(selector.RX, st, unknown))
+		rxC, err = c.opts.Policy.Candidates(rxF)
 		if err == nil {
 			if txC[0].Name == backend.Stdlib || rxC[0].Name == backend.Stdlib {
 				c.stayStdlib(tx, rx, candidateChoice(txC[0]), candidateChoice(rxC[0]))
@@ -85,10 +86,6 @@ func (c *Conn) renegotiates() bool {
 	return c.cfg != nil && c.cfg.Renegotiation != tls.RenegotiateNever
 }
 
-func (c *Conn) facts(d selector.Direction, st tls.ConnectionState, unknown string) selector.Facts {
-	return c.opts.Facts(d, st.Version, st.CipherSuite, unknown)
-}
-
 // Facts are what the selector decides direction d of a connection with
 // version and suite from: the engines' Check and Hardware answers (cached
 // probes), the CPU, and unknown, the reason keys or sequence numbers are not known ("":
@@ -102,6 +99,8 @@ func (o Options) Facts(d selector.Direction, version, suite uint16, unknown stri
 		Unknown:     unknown,
 		CPU:         o.CPU,
 		FIPS:        o.FIPS,
+		// One allocation per direction: every handoff asks twice.
+		Engines: make([]selector.Engine, 0, len(o.Backends)),
 	}
 	for _, b := range o.Backends {
 		e := selector.Engine{Name: b.Name(), OK: true}
@@ -116,6 +115,42 @@ func (o Options) Facts(d selector.Direction, version, suite uint16, unknown stri
 		f.Engines = append(f.Engines, e)
 	}
 	return f
+}
+
+// factsBoth is Facts for TX and RX at once, as the handoff needs them: one
+// allocation for both engine lists, and each engine's Hardware, which does
+// not depend on the direction, asked once.
+func (o Options) factsBoth(version, suite uint16, unknown string) (tx, rx selector.Facts) {
+	n := len(o.Backends)
+	engines := make([]selector.Engine, 2*n)
+	tx = selector.Facts{
+		Direction:   selector.TX,
+		Version:     version,
+		CipherSuite: suite,
+		Unknown:     unknown,
+		CPU:         o.CPU,
+		FIPS:        o.FIPS,
+		Engines:     engines[:n:n],
+	}
+	rx = tx
+	rx.Direction, rx.Engines = selector.RX, engines[n:]
+	for i, b := range o.Backends {
+		t := selector.Engine{Name: b.Name(), OK: true}
+		if a, ok := b.(backend.Accelerator); ok {
+			t.Hardware, t.HardwareWhat = a.Hardware(version, suite)
+		}
+		r := t
+		if ch, ok := b.(backend.Checker); ok {
+			if err := ch.Check(true, version, suite); err != nil {
+				t.OK, t.Why = false, refusal(b.Name(), err).Reason
+			}
+			if err := ch.Check(false, version, suite); err != nil {
+				r.OK, r.Why = false, refusal(b.Name(), err).Reason
+			}
+		}
+		tx.Engines[i], rx.Engines[i] = t, r
+	}
+	return tx, rx
 }
 
 // stayStdlib leaves both directions on crypto/tls. One direction alone cannot
@@ -142,7 +177,15 @@ func (c *Conn) stayStdlib(tx, rx *dirKeys, txc, rxc EngineChoice) {
 // install puts TX into the first engine that takes it, then RX (now, or after
 // the TLS 1.3 client's ticket drain). Keys are zeroed once handed over.
 func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selector.Candidate) error {
-	half, txChoice, err := c.installHalf(selector.TX, txC, c.txPath(txC), tx.params)
+	// While crypto/tls reads the tickets (drain.go), a write it attempts is
+	// decoded with its stale TX key: tx.prot stays the connection's. Else
+	// the engine may take the Protector the proof built (backend.Params).
+	drain := c.drains(st)
+	p := tx.params
+	if !drain {
+		p.Protector = tx.prot
+	}
+	half, txChoice, err := c.installHalf(selector.TX, txC, c.txPath(txC), p)
 	if err != nil {
 		return err
 	}
@@ -156,9 +199,6 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 		return nil
 	}
 	c.out.sealer = half.(backend.Sealer)
-	// While crypto/tls reads the tickets (drain.go), a write it attempts is
-	// decoded with its stale TX key.
-	drain := c.drains(st)
 	if w := c.rc.wrap; drain && w != nil && anySocketEngine(rxC) {
 		// RX is decided in a Read, after the drain (wrapped.go).
 		w.decideRXLater(c.rc.writtenBytes())
@@ -254,7 +294,11 @@ func (c *Conn) installHalf(d selector.Direction, cands []selector.Candidate, pa 
 func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 	rx := c.in.keys
 	rx.params.Seq = seq
-	half, choice, err := c.installHalf(selector.RX, c.in.cands, c.rxPath(c.in.cands, buffered), rx.params)
+	// The drain, if any, is over: nothing else opens records with rx.prot,
+	// and the engine may take it (backend.Params).
+	p := rx.params
+	p.Protector = rx.prot
+	half, choice, err := c.installHalf(selector.RX, c.in.cands, c.rxPath(c.in.cands, buffered), p)
 	clear(rx.params.Key)
 	clear(rx.params.IV)
 	rx.params.Key, rx.params.IV = nil, nil

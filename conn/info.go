@@ -150,17 +150,29 @@ func installedChoice(half any, cand selector.Candidate, refused []Refusal) Engin
 // front where it is another (an engine that passes on the refusal of one it
 // builds on).
 func refusal(name string, err error) Refusal {
+	// The engines' refusals are NotSupportedErrors themselves, nearly
+	// always: asked of every engine at every handoff (Options.Facts), the
+	// type assertion spares errors.As its reflection and the variable it
+	// needs on the heap.
+	if ns, ok := err.(*backend.NotSupportedError); ok {
+		return notSupportedRefusal(name, ns)
+	}
 	var ns *backend.NotSupportedError
 	if errors.As(err, &ns) {
-		if ns.Engine == name {
-			return Refusal{Engine: name, Reason: ns.Reason}
-		}
-		return Refusal{Engine: name, Reason: ns.Engine + ": " + ns.Reason}
+		return notSupportedRefusal(name, ns)
 	}
 	// An engine that wraps backend.ErrNotSupported by hand (none of ktls's
 	// does): its whole message, rather than a guess at which part of it is
 	// the reason.
 	return Refusal{Engine: name, Reason: err.Error()}
+}
+
+// notSupportedRefusal is refusal's answer for an engine's NotSupportedError.
+func notSupportedRefusal(name string, ns *backend.NotSupportedError) Refusal {
+	if ns.Engine == name {
+		return Refusal{Engine: name, Reason: ns.Reason}
+	}
+	return Refusal{Engine: name, Reason: ns.Engine + ": " + ns.Reason}
 }
 
 // setInfo publishes info for Backend, which fills in its Reason: built

@@ -392,7 +392,7 @@ func TestHandoffStaysWhereProofRefuses(t *testing.T) {
 				if tc.spoil != "" {
 					for i, l := range keyLabels {
 						if l == tc.spoil {
-							c.keyLog.entries[i].Secret[0] ^= 1
+							c.keyLog.entries[i].secret[0] ^= 1
 						}
 					}
 				}

@@ -28,13 +28,21 @@ import (
 type keyLog struct {
 	mu   sync.Mutex
 	user io.Writer
-	// entries holds the line of each of keyLabels, by index; an entry with
-	// a nil Secret was not logged. It is allocated at the first line kept
-	// and dropped by wipe: a connection that stays on crypto/tls keeps the
-	// keyLog (its config's KeyLogWriter) for life, not the entries.
-	entries *[len(keyLabels)]keyschedule.KeyLogEntry
+	// entries holds the line of each of keyLabels, by index. It is
+	// allocated at the first line kept and dropped by wipe: a connection
+	// that stays on crypto/tls keeps the keyLog (its config's
+	// KeyLogWriter) for life, not the entries.
+	entries *[len(keyLabels)]keyEntry
 	// discard keeps nothing, only forwards (FIPS 140-3 mode: see handoff).
 	discard bool
+}
+
+// keyEntry is one line kept: the secrets live in the array, so that keeping
+// a line allocates nothing (crypto/tls writes five per TLS 1.3 handshake).
+type keyEntry struct {
+	clientRandom [keyschedule.RandomLen]byte
+	n            int // the secret's length; 0: not logged
+	secret       [keyschedule.MaxSecretLen]byte
 }
 
 // keyLabels are the labels the handoff reads: the TLS 1.2 master secret and
@@ -63,15 +71,19 @@ func keyLabelIndex(line []byte) int {
 func (k *keyLog) Write(p []byte) (int, error) {
 	// discard is set before the handshake and never changed.
 	if i := keyLabelIndex(p); i >= 0 && !k.discard {
-		if e, err := keyschedule.ParseKeyLogLine(p); err == nil {
+		var random [keyschedule.RandomLen]byte
+		var buf [keyschedule.MaxSecretLen]byte
+		if _, secret, err := keyschedule.ParseKeyLogLineTo(&random, &buf, p); err == nil {
 			k.mu.Lock()
 			if k.entries == nil {
-				k.entries = new([len(keyLabels)]keyschedule.KeyLogEntry)
+				k.entries = new([len(keyLabels)]keyEntry)
 			}
-			clear(k.entries[i].Secret)
-			k.entries[i] = e
+			e := &k.entries[i]
+			clear(e.secret[:])
+			e.clientRandom, e.n = random, copy(e.secret[:], secret)
 			k.mu.Unlock()
 		}
+		clear(buf[:])
 	}
 	k.mu.Lock()
 	user := k.user
@@ -90,7 +102,8 @@ func (k *keyLog) setUser(w io.Writer) {
 	k.mu.Unlock()
 }
 
-// secret returns the secret logged under label for clientRandom.
+// secret returns the secret logged under label for clientRandom. It is the
+// keyLog's own: valid, and zeroed, until wipe.
 func (k *keyLog) secret(label string, clientRandom []byte) ([]byte, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -102,10 +115,10 @@ func (k *keyLog) secret(label string, clientRandom []byte) ([]byte, bool) {
 			continue
 		}
 		e := &k.entries[i]
-		if e.Secret == nil || !bytes.Equal(e.ClientRandom[:], clientRandom) {
+		if e.n == 0 || !bytes.Equal(e.clientRandom[:], clientRandom) {
 			return nil, false
 		}
-		return e.Secret, true
+		return e.secret[:e.n], true
 	}
 	return nil, false
 }
@@ -117,10 +130,7 @@ func (k *keyLog) wipe() {
 	if k.entries == nil {
 		return
 	}
-	for i := range k.entries {
-		clear(k.entries[i].Secret)
-		k.entries[i] = keyschedule.KeyLogEntry{}
-	}
+	clear(k.entries[:])
 	k.entries = nil
 }
 

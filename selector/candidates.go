@@ -187,10 +187,17 @@ func (e *StrictError) Error() string {
 // nic has verified the offload on this very socket.
 func autoOrder(f Facts) []string {
 	if userspaceFirst(f) {
-		return []string{backend.NIC, backend.AFALG, backend.Userspace, backend.Kernel}
+		return orderUserspaceFirst
 	}
-	return []string{backend.NIC, backend.Kernel, backend.AFALG, backend.Userspace}
+	return orderDefault
 }
+
+// The two orders of autoOrder, made once: a handoff asks for one per
+// direction. Read only.
+var (
+	orderDefault        = []string{backend.NIC, backend.Kernel, backend.AFALG, backend.Userspace}
+	orderUserspaceFirst = []string{backend.NIC, backend.AFALG, backend.Userspace, backend.Kernel}
+)
 
 // userspaceFirst reports the exception of autoOrder: RX of a
 // ChaCha20-Poly1305 suite.
@@ -297,8 +304,11 @@ func (p Policy) Candidates(f Facts) ([]Candidate, error) {
 // ending with stdlib. Each reason is prefix, then the notes about the engines
 // passed over before it; unavailable are the refusals prefix names.
 func autoCandidates(f Facts, exclude, prefix string, unavailable ...Refusal) []Candidate {
-	var list []Candidate
-	var notes []string
+	order := autoOrder(f)
+	// Sized once: every handoff asks for both directions (the engines
+	// and stdlib; a note per engine and two more at most).
+	list := make([]Candidate, 0, len(order)+1)
+	notes := make([]string, 0, 8)
 	reason := func(name string) string {
 		all := notes
 		if note := cpuNote(f, name); note != "" {
@@ -312,7 +322,19 @@ func autoCandidates(f Facts, exclude, prefix string, unavailable ...Refusal) []C
 		if len(all) == 0 {
 			return prefix
 		}
-		return prefix + "; " + strings.Join(all, "; ")
+		// prefix + "; " + strings.Join(all, "; "), in one allocation.
+		n := len(prefix)
+		for _, s := range all {
+			n += len("; ") + len(s)
+		}
+		var b strings.Builder
+		b.Grow(n)
+		b.WriteString(prefix)
+		for _, s := range all {
+			b.WriteString("; ")
+			b.WriteString(s)
+		}
+		return b.String()
 	}
 	if userspaceFirst(f) {
 		if wired, ok, _ := lookup(f.Engines, backend.Kernel); wired && ok && exclude != backend.Kernel {
@@ -320,7 +342,7 @@ func autoCandidates(f Facts, exclude, prefix string, unavailable ...Refusal) []C
 		}
 	}
 
-	for _, name := range autoOrder(f) {
+	for _, name := range order {
 		if name == exclude {
 			continue
 		}

@@ -55,51 +55,67 @@ type KeyLogEntry struct {
 // Secret is a new slice that the caller may zero. Errors wrap ErrKeyLogLine
 // and never contain the bytes of the line.
 func ParseKeyLogLine(line []byte) (KeyLogEntry, error) {
+	var e KeyLogEntry
+	var buf [MaxSecretLen]byte
+	label, secret, err := ParseKeyLogLineTo(&e.ClientRandom, &buf, line)
+	if err != nil {
+		return KeyLogEntry{}, err
+	}
+	e.Secret = bytes.Clone(secret)
+	clear(buf[:])
+	e.Label = string(label)
+	return e, nil
+}
+
+// ParseKeyLogLineTo is ParseKeyLogLine without allocating: the client
+// random goes to random, the secret to the start of buf (secret is that
+// part of it), and label is the line's own. On an error buf holds nothing
+// of the line. The connection's key log parses every line crypto/tls
+// writes with it (conn/secrets.go).
+func ParseKeyLogLineTo(random *[RandomLen]byte, buf *[MaxSecretLen]byte, line []byte) (label, secret []byte, err error) {
 	if n := len(line); n > 0 && line[n-1] == '\n' {
 		line = line[:n-1]
 	}
 	// Fields, by hand: strings.Fields would accept runs of blanks and tabs.
 	sp1 := bytes.IndexByte(line, ' ')
 	if sp1 < 0 {
-		return KeyLogEntry{}, keyLogError("not three space-separated fields")
+		return nil, nil, keyLogError("not three space-separated fields")
 	}
 	label, rest := line[:sp1], line[sp1+1:]
 	sp2 := bytes.IndexByte(rest, ' ')
 	if sp2 < 0 {
-		return KeyLogEntry{}, keyLogError("not three space-separated fields")
+		return nil, nil, keyLogError("not three space-separated fields")
 	}
-	random, secret := rest[:sp2], rest[sp2+1:]
-	if bytes.IndexByte(secret, ' ') >= 0 {
-		return KeyLogEntry{}, keyLogError("more than three fields")
+	randomHex, secretHex := rest[:sp2], rest[sp2+1:]
+	if bytes.IndexByte(secretHex, ' ') >= 0 {
+		return nil, nil, keyLogError("more than three fields")
 	}
 
 	if len(label) == 0 || len(label) > maxLabelLen {
-		return KeyLogEntry{}, keyLogError(fmt.Sprintf("label of %d bytes", len(label)))
+		return nil, nil, keyLogError(fmt.Sprintf("label of %d bytes", len(label)))
 	}
 	for _, c := range label {
 		if !('A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_') {
-			return KeyLogEntry{}, keyLogError("label is not upper-case letters, digits and underscores")
+			return nil, nil, keyLogError("label is not upper-case letters, digits and underscores")
 		}
 	}
 
-	var e KeyLogEntry
-	if len(random) != 2*RandomLen {
-		return KeyLogEntry{}, keyLogError(fmt.Sprintf("client random of %d hex digits, want %d", len(random), 2*RandomLen))
+	if len(randomHex) != 2*RandomLen {
+		return nil, nil, keyLogError(fmt.Sprintf("client random of %d hex digits, want %d", len(randomHex), 2*RandomLen))
 	}
-	if !decodeHex(e.ClientRandom[:], random) {
-		return KeyLogEntry{}, keyLogError("client random is not hex")
+	if !decodeHex(random[:], randomHex) {
+		return nil, nil, keyLogError("client random is not hex")
 	}
 
-	if len(secret) == 0 || len(secret)%2 != 0 || len(secret) > 2*MaxSecretLen {
-		return KeyLogEntry{}, keyLogError(fmt.Sprintf("secret of %d hex digits", len(secret)))
+	if len(secretHex) == 0 || len(secretHex)%2 != 0 || len(secretHex) > 2*MaxSecretLen {
+		return nil, nil, keyLogError(fmt.Sprintf("secret of %d hex digits", len(secretHex)))
 	}
-	e.Secret = make([]byte, len(secret)/2)
-	if !decodeHex(e.Secret, secret) {
-		clear(e.Secret)
-		return KeyLogEntry{}, keyLogError("secret is not hex")
+	secret = buf[:len(secretHex)/2]
+	if !decodeHex(secret, secretHex) {
+		clear(secret)
+		return nil, nil, keyLogError("secret is not hex")
 	}
-	e.Label = string(label)
-	return e, nil
+	return label, secret, nil
 }
 
 func keyLogError(reason string) error {

@@ -79,11 +79,67 @@ func expandLabel(mac hash.Hash, label string, context []byte, length int) []byte
 //	[sender]_write_iv  = HKDF-Expand-Label(Secret, "iv", "", iv_length)
 //
 // s must be a TLS 1.3 suite; for a TLS 1.2 suite the result is meaningless.
+// key and iv share one array (each slice capped at its own length), so that
+// the caller may zero and drop them one at a time.
+//
+// Both outputs are shorter than one hash block, so each is T(1) alone
+// (RFC 5869 §2.3): one HMAC of info|0x01. TrafficKey computes the two HMACs
+// by their definition (RFC 2104 §2) over one plain hash: every handoff
+// derives eight keys (conn/secrets.go, dir13), and crypto/hmac's keying
+// (two hash states, saved by marshalling at the first Reset) cost about as
+// much as the hashing itself, in allocations mostly. TestTrafficKeyHMAC
+// checks the result against ExpandLabel for both hashes and every key
+// length.
 func TrafficKey(s Suite, secret []byte) (key, iv []byte) {
-	mac := hmac.New(s.Hash.New, secret)
-	key = expandLabel(mac, "key", nil, s.KeyLen)
-	mac.Reset()
-	iv = expandLabel(mac, "iv", nil, s.IVLen)
+	h := s.Hash.New()
+	size, bs := h.Size(), h.BlockSize()
+	if s.KeyLen > size || s.IVLen > size || len(secret) > bs {
+		// Not a suite of RFC 8446 §B.4 (nor its secret); HKDF-Expand-Label
+		// in full.
+		mac := hmac.New(s.Hash.New, secret)
+		key = expandLabel(mac, "key", nil, s.KeyLen)
+		mac.Reset()
+		iv = expandLabel(mac, "iv", nil, s.IVLen)
+		return key, iv
+	}
+	// One scratch array: the padded key (RFC 2104's K XOR ipad, then
+	// opad), the inner hash, and the longest info. It holds the secret
+	// masked and the inner hashes: cleared at the end.
+	const maxInfo = 2 + 1 + len("tls13 key") + 1 + 1
+	scratch := make([]byte, bs+size+maxInfo)
+	pad, inner, info := scratch[:bs], scratch[bs:bs+size], scratch[bs+size:]
+	out := make([]byte, s.KeyLen+s.IVLen)
+	key, iv = out[:s.KeyLen:s.KeyLen], out[s.KeyLen:]
+	for _, l := range [2]struct {
+		label string
+		dst   []byte
+	}{{"key", key}, {"iv", iv}} {
+		// HkdfLabel (RFC 8446 §7.1) with an empty context, then the
+		// counter octet 1.
+		in := append(info[:0], 0, byte(len(l.dst)), byte(len("tls13 ")+len(l.label)))
+		in = append(in, "tls13 "...)
+		in = append(in, l.label...)
+		in = append(in, 0, 1)
+		// HMAC(K, m) = H((K XOR opad) | H((K XOR ipad) | m)).
+		clear(pad)
+		copy(pad, secret)
+		for i := range pad {
+			pad[i] ^= 0x36
+		}
+		h.Reset()
+		h.Write(pad)
+		h.Write(in)
+		h.Sum(inner[:0])
+		for i := range pad {
+			pad[i] ^= 0x36 ^ 0x5c
+		}
+		h.Reset()
+		h.Write(pad)
+		h.Write(inner)
+		copy(l.dst, h.Sum(inner[:0]))
+	}
+	clear(scratch)
+	h.Reset()
 	return key, iv
 }
 

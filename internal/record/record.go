@@ -12,6 +12,7 @@ package record
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/subtle"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -178,6 +179,15 @@ func (p *Protector) Suite() keyschedule.Suite { return p.suite }
 
 // Version returns the protocol version the Protector was made for.
 func (p *Protector) Version() uint16 { return p.version }
+
+// Matches reports whether the Protector was made for version, suite and iv.
+// An engine handed a Protector with its parameters (backend.Params.Protector)
+// checks this before it takes it: the key cannot be compared, but a
+// Protector of another direction or connection has another IV.
+func (p *Protector) Matches(version, suite uint16, iv []byte) bool {
+	return p.version == version && p.suite.ID == suite && len(iv) == p.suite.IVLen &&
+		subtle.ConstantTimeCompare(p.iv[:len(iv)], iv) == 1
+}
 
 // Overhead returns how many bytes a record adds to its plaintext, the header
 // excluded: the tag, plus the explicit nonce (TLS 1.2 AES-GCM) or the inner

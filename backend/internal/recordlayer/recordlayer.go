@@ -235,12 +235,17 @@ func check(version, suite uint16) error {
 	return nil
 }
 
-// newProtector checks p and builds its Protector. Unsupported parameters wrap
-// backend.ErrNotSupported; a key or IV of the wrong length is a caller bug
-// and a plain error.
+// newProtector checks p and builds its Protector, or takes p.Protector when
+// it was made for p. Unsupported parameters wrap backend.ErrNotSupported; a
+// key or IV of the wrong length is a caller bug and a plain error.
 func newProtector(p backend.Params) (*record.Protector, error) {
 	if err := check(p.Version, p.CipherSuite); err != nil {
 		return nil, err
+	}
+	if p.Protector != nil && p.Protector.Matches(p.Version, p.CipherSuite, p.IV) {
+		// Built from p's key by package conn (backend.Params.Protector):
+		// the AEAD need not be made twice.
+		return p.Protector, nil
 	}
 	prot, err := record.NewProtector(p.Version, p.CipherSuite, p.Key, p.IV)
 	if errors.Is(err, record.ErrUnsupported) {
