@@ -322,6 +322,7 @@ func (e engine) NewOpener(l backend.Link, p backend.Params) (backend.Opener, err
 	// Otherwise the buffer waits for the first bytes: a TLS 1.3 client
 	// or a server that only writes never reads a record.
 	o.w = copy(o.buf, l.Buffered)
+	o.dirty = o.w
 	return o, nil
 }
 
@@ -580,8 +581,14 @@ type opener struct {
 	buf  []byte
 	bufp *[]byte
 	r, w int
-	full bool // the last Read filled buf: grow it to readBufSize
-	big  bool // the peer streamed once: take readBufSize buffers
+	// dirty is how much of buf, from its start, this connection may have
+	// written since it took it: the high-water mark of w (a record is
+	// opened in place within buf[r:w], and moving the pending bytes to the
+	// front copies within it). A pooled buffer comes cleared, so
+	// putBufLocked need clear only buf[:dirty].
+	dirty int
+	full  bool // the last Read filled buf: grow it to readBufSize
+	big   bool // the peer streamed once: take readBufSize buffers
 
 	// raw is the link's syscall.RawConn when the link is a socket that
 	// holds nothing above it (rawConnOf), else nil; rawFn is rawRead, rn
@@ -620,13 +627,15 @@ func (o *opener) getBufLocked() {
 // holds this connection's plaintext, and a pooled buffer goes to another
 // connection. Nothing reads a buffer before writing it, but a bug that did
 // should find zeros, not a stranger's data. The cost is one memclr per wait
-// for the peer, never per record.
+// for the peer, never per record, and only of what the connection wrote
+// (dirty): a request/response connection reading 1 KiB records clears a few
+// KiB, not the whole buffer.
 func (o *opener) putBufLocked() {
 	if o.bufp != nil {
-		clear(*o.bufp)
+		clear((*o.bufp)[:o.dirty])
 		putReadBuf(o.bufp)
 	}
-	o.buf, o.bufp, o.r, o.w = nil, nil, 0, 0
+	o.buf, o.bufp, o.r, o.w, o.dirty = nil, nil, 0, 0, 0
 }
 
 // ReadRecord reads, checks and opens the next record. The returned plaintext
@@ -778,15 +787,15 @@ func (o *opener) fillLocked(n int) error {
 		// for fewer system calls; or a tiny buffer (tinyReadBuf) does
 		// not hold the next record. The last record's plaintext, in the
 		// old buffer, is no longer in use once this call has begun.
-		old, oldp := o.buf[o.r:o.w], o.bufp
+		old, oldp, oldDirty := o.buf[o.r:o.w], o.bufp, o.dirty
 		// A tiny buffer grows to a small one; only a small one that a
 		// Read filled says that the peer streams.
 		o.big = o.big || len(o.buf) >= smallReadBuf
 		o.getBufLocked()
 		o.w = copy(o.buf, old)
-		o.r = 0
+		o.r, o.dirty = 0, o.w
 		if oldp != nil {
-			clear(*oldp) // as putBufLocked, for the same reason
+			clear((*oldp)[:oldDirty]) // as putBufLocked, for the same reason
 			putReadBuf(oldp)
 		}
 	}
@@ -804,6 +813,7 @@ func (o *opener) fillLocked(n int) error {
 	for empty := 0; o.w-o.r < n; {
 		m, err := o.readLinkLocked()
 		o.w += m
+		o.dirty = max(o.dirty, o.w)
 		o.full = o.w == len(o.buf)
 		if o.w-o.r >= n {
 			// Any error comes back on the next Read.
@@ -866,7 +876,7 @@ func (o *opener) releaseLocked() {
 	// The buffer is dropped, not pooled: the connection may still hold
 	// plaintext of the last record, and a pooled buffer would carry it
 	// into another connection.
-	o.prot, o.buf, o.bufp, o.r, o.w = nil, nil, nil, 0, 0
+	o.prot, o.buf, o.bufp, o.r, o.w, o.dirty = nil, nil, nil, 0, 0, 0
 	o.err = errClosed
 }
 

@@ -11,6 +11,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -860,9 +861,15 @@ func TestIdleHalvesHoldNoBuffer(t *testing.T) {
 		if !bytes.Equal(got, msg) {
 			t.Fatalf("message %d differs", i)
 		}
+		held := o.bufp
 		timeout()
 		if o.buf != nil {
 			t.Fatalf("opener waiting with nothing pending holds %d bytes", len(o.buf))
+		}
+		// The buffer went back cleared, all of it that held this
+		// connection's records (putBufLocked clears up to dirty).
+		if held != nil && slices.ContainsFunc(*held, func(b byte) bool { return b != 0 }) {
+			t.Fatalf("message %d: the read buffer went back to its pool with %d bytes not cleared", i, len(*held)-bytes.Count(*held, []byte{0}))
 		}
 	}
 	// Half a record in the socket (a header that announces 100 bytes, and
