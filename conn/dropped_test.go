@@ -158,3 +158,38 @@ func TestDroppedTLSState(t *testing.T) {
 		})
 	}
 }
+
+// TestInstalledKeys checks what an installed direction keeps of its keys
+// (installedKeys): a TLS 1.3 one its own, with the traffic secret that a
+// KeyUpdate needs; a TLS 1.2 one only the shared entry of its suite, which
+// holds no key, IV or secret, before and after the connection closes (an
+// idle TLS 1.2 pair otherwise held four dirKeys, issue 18).
+func TestInstalledKeys(t *testing.T) {
+	for _, d := range droppedCases() {
+		t.Run(d.String(), func(t *testing.T) {
+			c, _, _ := handshakeDropped(t, d, false)
+			for name, h := range map[string]*half{"tx": &c.out.half, "rx": &c.in.half} {
+				h.mu.Lock()
+				k := h.keys
+				h.mu.Unlock()
+				shared := suiteKeys[k.suite.ID] == k
+				switch d.version {
+				case tls.VersionTLS12:
+					if !shared {
+						t.Errorf("%s: a TLS 1.2 direction keeps a dirKeys of its own", name)
+					}
+				case tls.VersionTLS13:
+					if shared || len(k.secret) == 0 {
+						t.Errorf("%s: a TLS 1.3 direction keeps no traffic secret of its own (shared %v)", name, shared)
+					}
+				}
+			}
+			c.Close()
+			for id, k := range suiteKeys {
+				if k.params.Key != nil || k.params.IV != nil || k.secret != nil || k.prot != nil || k.params.Protector != nil || k.suite.ID != id {
+					t.Fatalf("the shared entry of suite %#04x was written: %+v", id, k)
+				}
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/keyschedule"
 	"github.com/ktls-go/ktls/internal/stats"
 	"github.com/ktls-go/ktls/selector"
 )
@@ -214,7 +215,7 @@ func (c *Conn) install(st tls.ConnectionState, tx, rx *dirKeys, txC, rxC []selec
 	// connection need not hold the arrays.
 	tx.params.Key, tx.params.IV = nil, nil
 	tx.prot = nil
-	c.out.keys = tx
+	c.out.keys = installedKeys(tx)
 	c.moved = true
 	c.rc.stopRecording()
 	info := BackendInfo{TX: txChoice.Engine, TXDetail: DirectionInfo{EngineChoice: txChoice}}
@@ -321,6 +322,7 @@ func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 		return fmt.Errorf("ktls: no engine took rx after tx moved (%s)", joinRefusals(choice.Refused, "; "))
 	}
 	c.in.opener = half.(backend.Opener)
+	c.in.keys = installedKeys(rx)
 	c.infoMu.Lock()
 	info := c.info
 	c.infoMu.Unlock()
@@ -336,6 +338,36 @@ func (c *Conn) installRXLocked(seq uint64, buffered []byte) error {
 	c.countDirection(selector.RX, choice.Engine, choice, keysKnown)
 	return nil
 }
+
+// installedKeys returns what an installed direction keeps of d, its keys,
+// already zeroed: a TLS 1.3 direction d itself, whose suite and traffic
+// secret a KeyUpdate needs (RFC 8446 §4.6.3, §7.2); a TLS 1.2 direction,
+// which never changes its key (ktls refuses renegotiation), only its suite,
+// from suiteKeys, shared by every connection and never changed: its key,
+// IV and secret are nil, so wiping it changes nothing. An idle TLS 1.2
+// connection then holds no dirKeys of its own (issue 18: about 200 bytes per
+// direction, which put an idle TLS 1.2 pair a few bytes over crypto/tls's).
+func installedKeys(d *dirKeys) *dirKeys {
+	if d.suite.Version == tls.VersionTLS13 {
+		return d
+	}
+	if k, ok := suiteKeys[d.suite.ID]; ok && k.suite == d.suite {
+		return k
+	}
+	return d
+}
+
+// suiteKeys holds, for each TLS 1.2 suite, a dirKeys that is nothing but the
+// suite (installedKeys). It is built once and only read.
+var suiteKeys = func() map[uint16]*dirKeys {
+	m := map[uint16]*dirKeys{}
+	for _, s := range keyschedule.Suites() {
+		if s.Version == tls.VersionTLS12 {
+			m[s.ID] = &dirKeys{suite: s}
+		}
+	}
+	return m
+}()
 
 // engine returns the wired engine called name. The selector names only
 // engines that are wired in (selector.Facts.Engines come from the same
