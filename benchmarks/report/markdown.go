@@ -40,7 +40,8 @@ func title(f *family) string {
 
 // resources are the per-conn absolute tables, the first group present wins:
 // BenchmarkProxy's first, since -benchmem (which vmtest passes) adds B/op
-// to its rows, the allocations of the client and backend, not the proxy's.
+// to its rows, the allocations of the client and backend, not the proxy's;
+// BenchmarkIdle's before B/op for the same reason.
 // ranged tables show each median's min–max range over the runs.
 var resources = [][]struct {
 	unit, caption string
@@ -50,6 +51,13 @@ var resources = [][]struct {
 		// BenchmarkProxy: the proxy is another process.
 		{"proxy-cpu-s/GiB", "CPU seconds of the proxy's processes per GiB moved (proxy-cpu-s/GiB, user + system from /proc/PID/stat of the proxy and its descendants), lower is better", true},
 		{"proxy-io-B/B", "Bytes the proxy's processes passed to read- and write-like calls per byte moved (proxy-io-B/B, rchar + wchar of /proc/PID/io: read(2), write(2) and their vector forms count, recv(2), send(2) and splice(2) do not), about 2 where every byte is read into the process and written out", true},
+	},
+	{
+		// BenchmarkIdle: what an idle pair holds; its time per op is
+		// only how long opening, measuring and closing them took.
+		{"heap-B/pair", "Live heap per idle pair, both ends (heap-B/pair: growth of HeapAlloc after two GCs, divided by the pairs), lower is better", true},
+		{"kernel-slab-B/pair", "Kernel slab memory per idle pair (kernel-slab-B/pair: growth of /proc/meminfo's Slab, the whole machine's, divided by the pairs), lower is better", true},
+		{"stack-B/pair", "Goroutine stacks per idle pair (stack-B/pair: growth of StackInuse, divided by the pairs; the server's reading goroutine), lower is better", true},
 	},
 	{
 		{"B/MiB", "Bytes allocated per MiB moved (B/MiB), lower is better", false},
