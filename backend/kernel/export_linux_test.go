@@ -46,3 +46,27 @@ func HalfPipe(h any) (ino uint64, queued int, ok bool) {
 	}
 	return st.Ino, n, true
 }
+
+// ReadBuf returns the size of the read buffer a kernel opener holds, and
+// whether that buffer is all zeros; 0 when it holds none.
+func ReadBuf(h any) (size int, zero bool) {
+	o, ok := h.(*opener)
+	if !ok || o.bufp == nil {
+		return 0, true
+	}
+	for _, c := range *o.bufp {
+		if c != 0 {
+			return len(*o.bufp), false
+		}
+	}
+	return len(*o.bufp), true
+}
+
+// HeldReadBuf returns the opener's buffer itself, to look at after it went
+// back to its pool; nil when it holds none.
+func HeldReadBuf(h any) []byte {
+	if o, ok := h.(*opener); ok && o.bufp != nil {
+		return *o.bufp
+	}
+	return nil
+}

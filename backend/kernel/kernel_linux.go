@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -98,7 +100,9 @@ func (e *engine) NewOpener(l backend.Link, p backend.Params) (backend.Opener, er
 		// and decrypts as it always did.
 		s.setsockopt(unix.SOL_TLS, optRXExpectNoPad, []byte{1, 0, 0, 0})
 	}
-	return &opener{sock: s, c: c, version: p.Version, buf: make([]byte, smallReadBuf), oob: make([]byte, unix.CmsgSpace(1))}, nil
+	// The read buffer comes from readBufs at the first read that has
+	// something to read (recv).
+	return &opener{sock: s, c: c, version: p.Version, oob: make([]byte, unix.CmsgSpace(1))}, nil
 }
 
 func (e *engine) prepare(tx bool, l backend.Link, p backend.Params) (cipher, sock, error) {
@@ -432,7 +436,15 @@ type opener struct {
 	sock
 	c       cipher
 	version uint16
-	buf     []byte
+	// bufp is ReadRecord's buffer, from readBufs, or nil: it goes back
+	// while the socket has nothing to read, so that an idle connection
+	// (a server's keep-alive one, with a small Read pending) holds none
+	// (issue 18). used is how much of it a read wrote since it was taken,
+	// what putBufLocked clears; big says that the peer streams, and the
+	// next buffer is readBufSize.
+	bufp    *[]byte
+	used    int
+	big     bool
 	oob     []byte
 	pending []byte   // application data SpliceTo took and its destination did not
 	pipe    pipeSlot // SpliceTo's pipe, kept between calls
@@ -448,16 +460,21 @@ func (o *opener) ReadRecord() (uint8, []byte, error) {
 		o.pending = nil
 		return backend.TypeApplicationData, data, nil
 	}
-	typ, n, err := o.recv(o.buf)
+	if o.bufp != nil && o.big && len(*o.bufp) < readBufSize {
+		// The last call's plaintext is no longer in use: the small
+		// buffer goes for a big one.
+		o.putBuf()
+	}
+	typ, n, err := o.recv(nil)
 	if err != nil {
 		return 0, nil, err
 	}
-	data := o.buf[:n]
-	if typ == backend.TypeApplicationData && n == len(o.buf) && len(o.buf) < readBufSize {
+	data := (*o.bufp)[:n]
+	if typ == backend.TypeApplicationData && n == len(data) && n < readBufSize {
 		// The peer streams: read more records per call from now on. The
-		// returned data stays valid, as the contract asks, since a new
-		// buffer is used for the next read.
-		o.buf = make([]byte, readBufSize)
+		// returned data stays valid, as the contract asks, until the
+		// next call, which takes a big buffer.
+		o.big = true
 	}
 	return typ, data, nil
 }
@@ -476,11 +493,28 @@ func (o *opener) ReadRecordInto(b []byte) (uint8, int, error) {
 }
 
 // recv reads what the kernel has opened into b with recvmsg and tells its
-// type from the cmsg.
+// type from the cmsg. With b nil it reads into the opener's buffer, taken
+// from readBufs once the socket has something to read: a recvmsg that
+// finds nothing hands it back before the goroutine parks (putBuf).
 func (o *opener) recv(b []byte) (uint8, int, error) {
 	var n, oobn, flags int
 	err, serr := rawio.Read(o.rc, func(fd int) (err error) {
-		n, oobn, flags, _, err = unix.Recvmsg(fd, b, o.oob, 0)
+		into := b
+		if into == nil {
+			if o.bufp == nil {
+				o.bufp = readBufs[o.poolIndex()].get()
+			}
+			into = *o.bufp
+		}
+		n, oobn, flags, _, err = unix.Recvmsg(fd, into, o.oob, 0)
+		if b == nil && n > o.used {
+			o.used = n
+		}
+		if err == unix.EAGAIN {
+			// Also after a ReadRecordInto: the last ReadRecord's
+			// plaintext is no longer in use.
+			o.putBuf()
+		}
 		return err
 	})
 	if err != nil {
@@ -503,6 +537,62 @@ func (o *opener) recv(b []byte) (uint8, int, error) {
 		return 0, 0, fmt.Errorf("kernel: recvmsg truncated the record type: %w", record.AlertInternalError)
 	}
 	return typ, n, nil
+}
+
+// poolIndex is the readBufs entry of the opener's next buffer.
+func (o *opener) poolIndex() int {
+	if o.big {
+		return 1
+	}
+	return 0
+}
+
+// putBuf hands ReadRecord's buffer back to readBufs. It is cleared first,
+// as far as reads wrote it: it holds this connection's plaintext, and the
+// next connection to take it is another. Nothing may still refer to it: it
+// runs within a call, once the last call's plaintext is no longer valid.
+func (o *opener) putBuf() {
+	if o.bufp == nil {
+		return
+	}
+	clear((*o.bufp)[:o.used])
+	for i := range readBufs {
+		if len(*o.bufp) == readBufs[i].size {
+			readBufs[i].put(o.bufp)
+		}
+	}
+	o.bufp, o.used = nil, 0
+}
+
+// readBufs hold the openers' read buffers, in their two sizes, while they
+// wait for the kernel.
+var readBufs = [2]readBufPool{{size: smallReadBuf}, {size: readBufSize}}
+
+// readBufPool is a sync.Pool of buffers of one size with one kept aside
+// that no GC drops: an opener puts its buffer back each time it waits and
+// takes one when the socket is readable, often on another P, whose
+// sync.Pool slot is not the one it put it in.
+type readBufPool struct {
+	size int
+	kept atomic.Pointer[[]byte]
+	pool sync.Pool
+}
+
+func (p *readBufPool) get() *[]byte {
+	if bp := p.kept.Swap(nil); bp != nil {
+		return bp
+	}
+	if bp, ok := p.pool.Get().(*[]byte); ok {
+		return bp
+	}
+	b := make([]byte, p.size)
+	return &b
+}
+
+func (p *readBufPool) put(bp *[]byte) {
+	if !p.kept.CompareAndSwap(nil, bp) {
+		p.pool.Put(bp)
+	}
 }
 
 // recordType reads the TLS_GET_RECORD_TYPE cmsg, the only one the kernel
