@@ -234,6 +234,13 @@ func (c *Conn) Write(b []byte) (int, error) {
 		c.ctr.Sent[stats.Stdlib].Add(uint64(n))
 		return n, err
 	}
+	return c.writeMoved(b, nil)
+}
+
+// writeMoved is Write once TX has moved to an engine, and copyLent's write
+// (sendfile.go), with lw the sealer's LentWriter: the sticky error,
+// close_notify already sent, then the records, counted.
+func (c *Conn) writeMoved(b []byte, lw backend.LentWriter) (int, error) {
 	c.out.mu.Lock()
 	defer c.unlockOut()
 	if c.out.err != nil {
@@ -242,7 +249,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if c.out.closeNotifySent {
 		return 0, errShutdown
 	}
-	n, err := c.writeRecordsLocked(b)
+	n, err := c.writeRecordsLocked(b, lw)
 	c.ctr.Sent[c.out.eng].Add(uint64(n))
 	return n, err
 }

@@ -328,8 +328,11 @@ func (c *Conn) beforeDataLocked() (left uint64, err error) {
 
 // writeRecordsLocked writes b as application data records, updating the TLS
 // 1.3 key before it wears out (RFC 8446 §5.5): no batch takes more records
-// than the key has left.
-func (c *Conn) writeRecordsLocked(b []byte) (int, error) {
+// than the key has left. With lw, the sealer's LentWriter, not nil, b is
+// ktls's own buffer with a byte of capacity past it, lent to the engine
+// (copyLent, sendfile.go): the byte past a chunk cut short is b's next, and
+// lent too.
+func (c *Conn) writeRecordsLocked(b []byte, lw backend.LentWriter) (int, error) {
 	n := 0
 	for len(b) > 0 {
 		left, err := c.beforeDataLocked()
@@ -340,7 +343,12 @@ func (c *Conn) writeRecordsLocked(b []byte) (int, error) {
 		if need := (uint64(len(chunk)) + backend.MaxPlaintext - 1) / backend.MaxPlaintext; need > left {
 			chunk = chunk[:left*backend.MaxPlaintext]
 		}
-		m, err := c.out.sealer.WriteRecords(backend.TypeApplicationData, chunk)
+		var m int
+		if lw != nil {
+			m, err = lw.WriteRecordsLent(chunk)
+		} else {
+			m, err = c.out.sealer.WriteRecords(backend.TypeApplicationData, chunk)
+		}
 		c.out.records += uint64((m + backend.MaxPlaintext - 1) / backend.MaxPlaintext)
 		n += m
 		b = b[m:]

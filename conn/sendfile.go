@@ -148,7 +148,7 @@ func (c *Conn) copyLent(lw backend.LentWriter, r io.Reader, buf []byte) (int64, 
 			return n, errInvalidRead
 		}
 		if nr > 0 {
-			nw, werr := c.writeLent(lw, data[:nr])
+			nw, werr := c.writeMoved(data[:nr], lw)
 			n += int64(nw)
 			if werr != nil {
 				return n, werr
@@ -184,43 +184,6 @@ func lendFor(r io.Reader) bool {
 // errInvalidRead is io.CopyBuffer's answer to a Read that returned a count
 // out of range.
 var errInvalidRead = errors.New("ktls: invalid Read result")
-
-// writeLent is Write for copyLent: b, with a byte of capacity past it, is
-// ktls's own buffer, lent to the engine. Apart from the engine's method it
-// is Write and writeRecordsLocked (protocol.go), step for step: the sticky
-// error, close_notify sent, and no batch taking more records than the TLS 1.3
-// key has left (RFC 8446 §5.5).
-func (c *Conn) writeLent(lw backend.LentWriter, b []byte) (int, error) {
-	c.out.mu.Lock()
-	defer c.unlockOut()
-	if c.out.err != nil {
-		return 0, c.out.err
-	}
-	if c.out.closeNotifySent {
-		return 0, errShutdown
-	}
-	n := 0
-	defer func() { c.ctr.Sent[c.out.eng].Add(uint64(n)) }()
-	for len(b) > 0 {
-		left, err := c.beforeDataLocked()
-		if err != nil {
-			return n, err
-		}
-		chunk := b
-		if need := (uint64(len(chunk)) + backend.MaxPlaintext - 1) / backend.MaxPlaintext; need > left {
-			// The byte past chunk is b's next: lent too.
-			chunk = chunk[:left*backend.MaxPlaintext]
-		}
-		m, err := lw.WriteRecordsLent(chunk)
-		c.out.records += uint64((m + backend.MaxPlaintext - 1) / backend.MaxPlaintext)
-		n += m
-		b = b[m:]
-		if err != nil {
-			return n, c.out.setErrorLocked(c.resetOr(err))
-		}
-	}
-	return n, nil
-}
 
 // copyBufKept is one copy buffer kept aside from copyBufs, which a GC
 // empties and whose buffer a ReadFrom on another P may not find (its
