@@ -62,8 +62,15 @@ func newHandshakePeeker(c net.Conn) func(b []byte) (n, first int, err error) {
 	return func(b []byte) (int, int, error) { return peekRecords(rc, b) }
 }
 
+// plausibleHeader reports whether b starts like a TLS record: a content type
+// that TLS 1.2 or 1.3 sends (RFC 8446 §5.1: change_cipher_spec 20, alert 21,
+// handshake 22, application_data 23) and a major version of 3.
+func plausibleHeader(b []byte) bool {
+	return b[0] >= 20 && b[0] <= 23 && b[1] == 3
+}
+
 // peekRecords waits until the socket holds a whole TLS record, or the start
-// of one longer than b, and copies what the socket holds, up to len(b), into
+// of one longer than b, or a header that is no TLS record's (plausibleHeader), and copies what the socket holds, up to len(b), into
 // b without consuming it (recv with MSG_PEEK). It returns how many bytes it
 // copied, n, and the first record's length, first (header included), which
 // is more than n only when the record is longer than b. The error is
@@ -78,7 +85,13 @@ func peekRecords(rc syscall.RawConn, b []byte) (n, first int, err error) {
 		}
 		if n >= record.HeaderLen {
 			first = record.HeaderLen + recordLen(b)
-			if n >= first || first > len(b) {
+			if n >= first || first > len(b) || !plausibleHeader(b) {
+				// A header that is no TLS record's (plain HTTP
+				// to a TLS port, say) is crypto/tls's to refuse
+				// at once, from the header alone, as it would
+				// without a peek: waiting for the body its bytes
+				// seem to announce would leave the peer waiting
+				// for the refusal.
 				return nil
 			}
 		}

@@ -2,6 +2,8 @@ package conn
 
 import (
 	"bytes"
+	"crypto/tls"
+	"errors"
 	"io"
 	"runtime"
 	"testing"
@@ -139,6 +141,45 @@ func TestRecordConnPeek(t *testing.T) {
 			}
 			if r.ahead != nil || r.aheadBuf != nil || r.peek != nil {
 				t.Fatal("the peek buffer is still held after endHandshake")
+			}
+		})
+	}
+}
+
+// TestPlainHTTPToServer: a client that sends plain HTTP to a ktls server and
+// waits gets crypto/tls's refusal at once, as from crypto/tls itself, whose
+// record layer refuses the first header ("GET /" is no TLS record). The
+// handshake peek must not wait for the 8,239 bytes that header seems to
+// announce (peekRecords, plausibleHeader); it did, and Caddy's test of this
+// timed out.
+func TestPlainHTTPToServer(t *testing.T) {
+	for _, kind := range []string{"crypto/tls", "ktls"} {
+		t.Run(kind, func(t *testing.T) {
+			a, b := testenv.TCPPair(t)
+			defer a.Close()
+			defer b.Close()
+			_, scfg := testConfigs(tls.VersionTLS13)
+			var s interface{ Handshake() error }
+			if kind == "ktls" {
+				s = Server(b, scfg, userspaceOptions())
+			} else {
+				s = tls.Server(b, scfg)
+			}
+			if _, err := a.Write([]byte("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")); err != nil {
+				t.Fatal(err)
+			}
+			errc := make(chan error, 1)
+			go func() { errc <- s.Handshake() }()
+			select {
+			case err := <-errc:
+				var rhe tls.RecordHeaderError
+				if !errors.As(err, &rhe) {
+					t.Fatalf("handshake: %v, want a tls.RecordHeaderError", err)
+				}
+			case <-time.After(5 * time.Second):
+				b.Close()
+				<-errc
+				t.Fatal("the server was still waiting 5 s after a plain HTTP request")
 			}
 		})
 	}
