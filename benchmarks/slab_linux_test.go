@@ -1,10 +1,9 @@
 package benchmarks
 
 import (
-	"bufio"
-	"bytes"
 	"os"
 	"strconv"
+	"strings"
 )
 
 // kernelSlab returns the kernel's slab memory in bytes, /proc/meminfo's
@@ -20,15 +19,11 @@ func kernelSlab() (int64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		f := bytes.Fields(sc.Bytes())
-		if len(f) == 3 && string(f[0]) == "Slab:" && string(f[2]) == "kB" {
-			kb, err := strconv.ParseInt(string(f[1]), 10, 64)
-			if err != nil {
-				return 0, false
-			}
-			return kb << 10, true
+	for line := range strings.Lines(string(b)) {
+		// "Slab:          123456 kB"
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "Slab:" && f[2] == "kB" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10, err == nil
 		}
 	}
 	return 0, false

@@ -15,21 +15,18 @@ import (
 	"github.com/ktls-go/ktls/internal/testing/testenv"
 )
 
-// TestReadFromCopyBufferPooled: ReadFrom's copy through Write (a reader that
-// is no file or socket, the userspace engine) takes its 64 KiB buffer from a
-// pool, so that many small copies, as a file server's responses, do not
-// allocate 64 KiB each; and every byte arrives (issue 18).
-func TestReadFromCopyBufferPooled(t *testing.T) {
-	ccfg, scfg := testConfigs(tls.VersionTLS13)
+// userspaceSender returns a ktls client of version on the userspace engine,
+// handshaken, whose stock server peer reads everything it sends: got gives
+// those bytes once the client has closed its writing side (or the pair).
+func userspaceSender(t *testing.T, version uint16) (c *Conn, got <-chan []byte) {
+	t.Helper()
+	ccfg, scfg := testConfigs(version)
 	c, peer := stockPair(t, false, ccfg, scfg, userspaceOptions())
-	defer c.Close()
-	defer peer.Close()
-	msg := bytes.Repeat([]byte("0123456789abcdef"), 64) // 1 KiB
-	const copies = 200
-	got := make(chan []byte, 1)
+	t.Cleanup(func() { c.Close(); peer.Close() })
+	ch := make(chan []byte, 1)
 	go func() {
 		b, _ := io.ReadAll(peer)
-		got <- b
+		ch <- b
 	}()
 	if err := c.Handshake(); err != nil {
 		t.Fatal(err)
@@ -37,6 +34,17 @@ func TestReadFromCopyBufferPooled(t *testing.T) {
 	if b := c.Backend(); b.TX != "userspace" {
 		t.Fatalf("TX engine %q, want userspace", b.TX)
 	}
+	return c, ch
+}
+
+// TestReadFromCopyBufferPooled: ReadFrom's copy through Write (a reader that
+// is no file or socket, the userspace engine) takes its 64 KiB buffer from a
+// pool, so that many small copies, as a file server's responses, do not
+// allocate 64 KiB each; and every byte arrives (issue 18).
+func TestReadFromCopyBufferPooled(t *testing.T) {
+	c, got := userspaceSender(t, tls.VersionTLS13)
+	msg := bytes.Repeat([]byte("0123456789abcdef"), 64) // 1 KiB
+	const copies = 200
 	// io.CopyBuffer asks a LimitedReader's N, a bytes.Reader's none:
 	// the buffer is the pool's whole 64 KiB each time.
 	if _, err := c.ReadFrom(bytes.NewReader(msg)); err != nil {
@@ -93,21 +101,7 @@ func (r *chunkReader) Read(b []byte) (int, error) {
 func TestReadFromLent(t *testing.T) {
 	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(version), func(t *testing.T) {
-			ccfg, scfg := testConfigs(version)
-			c, peer := stockPair(t, false, ccfg, scfg, userspaceOptions())
-			defer c.Close()
-			defer peer.Close()
-			got := make(chan []byte, 1)
-			go func() {
-				b, _ := io.ReadAll(peer)
-				got <- b
-			}()
-			if err := c.Handshake(); err != nil {
-				t.Fatal(err)
-			}
-			if b := c.Backend(); b.TX != "userspace" {
-				t.Fatalf("TX engine %q, want userspace", b.TX)
-			}
+			c, got := userspaceSender(t, version)
 			if _, ok := c.out.sealer.(backend.LentWriter); !ok {
 				t.Fatal("the userspace sealer is no backend.LentWriter")
 			}
@@ -153,18 +147,7 @@ func TestReadFromLent(t *testing.T) {
 // os.genericWriteTo), allocate next to nothing for a file server's many
 // small responses (issue 18). The peer reads every byte.
 func TestReadFromFileAllocs(t *testing.T) {
-	ccfg, scfg := testConfigs(tls.VersionTLS13)
-	c, peer := stockPair(t, false, ccfg, scfg, userspaceOptions())
-	defer c.Close()
-	defer peer.Close()
-	got := make(chan []byte, 1)
-	go func() {
-		b, _ := io.ReadAll(peer)
-		got <- b
-	}()
-	if err := c.Handshake(); err != nil {
-		t.Fatal(err)
-	}
+	c, got := userspaceSender(t, tls.VersionTLS13)
 	msg := bytes.Repeat([]byte("0123456789abcdef"), 64) // 1 KiB
 	path := filepath.Join(t.TempDir(), "f")
 	if err := os.WriteFile(path, msg, 0o600); err != nil {

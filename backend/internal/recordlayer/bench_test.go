@@ -68,23 +68,12 @@ func BenchmarkReadRecord(b *testing.B) {
 	for _, s := range keyschedule.Suites() {
 		for _, n := range benchSizes[:3] {
 			b.Run(fmt.Sprintf("%s/%d", s.Name(), n), func(b *testing.B) {
-				p := randomParams(s, 0)
-				prot, err := record.NewProtector(p.Version, p.CipherSuite, p.Key, p.IV)
-				if err != nil {
-					b.Fatal(err)
-				}
-				rec := prot.Seal(nil, 0, backend.TypeApplicationData, make([]byte, n))
-				conn := &streamConn{next: func() []byte { return rec }}
-				o, err := goEngine().NewOpener(backend.Link{Conn: conn}, p)
-				if err != nil {
-					b.Fatal(err)
-				}
-				op := o.(*opener)
+				op := replayOpener(b, s, n)
 				b.SetBytes(int64(n))
 				b.ReportAllocs()
 				for i := 0; i < b.N; i++ {
 					op.seq = 0
-					if _, _, err := o.ReadRecord(); err != nil {
+					if _, _, err := op.ReadRecord(); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -94,18 +83,7 @@ func BenchmarkReadRecord(b *testing.B) {
 			// backend.IntoReader.
 			for _, mode := range []string{"copy", "into"} {
 				b.Run(fmt.Sprintf("%s/%d/%s", s.Name(), n, mode), func(b *testing.B) {
-					p := randomParams(s, 0)
-					prot, err := record.NewProtector(p.Version, p.CipherSuite, p.Key, p.IV)
-					if err != nil {
-						b.Fatal(err)
-					}
-					rec := prot.Seal(nil, 0, backend.TypeApplicationData, make([]byte, n))
-					conn := &streamConn{next: func() []byte { return rec }}
-					o, err := goEngine().NewOpener(backend.Link{Conn: conn}, p)
-					if err != nil {
-						b.Fatal(err)
-					}
-					op := o.(*opener)
+					op := replayOpener(b, s, n)
 					buf := make([]byte, 64<<10)
 					b.SetBytes(int64(n))
 					b.ReportAllocs()
@@ -117,7 +95,7 @@ func BenchmarkReadRecord(b *testing.B) {
 							}
 							continue
 						}
-						_, d, err := o.ReadRecord()
+						_, d, err := op.ReadRecord()
 						if err != nil {
 							b.Fatal(err)
 						}
@@ -127,6 +105,24 @@ func BenchmarkReadRecord(b *testing.B) {
 			}
 		}
 	}
+}
+
+// replayOpener returns an Opener of suite s over an in-memory connection
+// that serves one record of n bytes, sealed at sequence number 0, again and
+// again: a benchmark rewinds the Opener's count before each call.
+func replayOpener(b *testing.B, s keyschedule.Suite, n int) *opener {
+	p := randomParams(s, 0)
+	prot, err := record.NewProtector(p.Version, p.CipherSuite, p.Key, p.IV)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec := prot.Seal(nil, 0, backend.TypeApplicationData, make([]byte, n))
+	conn := &streamConn{next: func() []byte { return rec }}
+	o, err := goEngine().NewOpener(backend.Link{Conn: conn}, p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return o.(*opener)
 }
 
 // BenchmarkTCP/<suite>: 1 MiB writes through a Sealer, over loopback TCP, to
