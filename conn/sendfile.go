@@ -3,7 +3,6 @@ package conn
 import (
 	"errors"
 	"io"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/ktls-go/ktls/backend"
@@ -184,24 +183,3 @@ func lendFor(r io.Reader) bool {
 // errInvalidRead is io.CopyBuffer's answer to a Read that returned a count
 // out of range.
 var errInvalidRead = errors.New("ktls: invalid Read result")
-
-// copyBufKept is one copy buffer kept aside from copyBufs, which a GC
-// empties and whose buffer a ReadFrom on another P may not find (its
-// private slot): a file server whose connections each send one file and
-// close would allocate 64 KiB now and then (measured on the sendfile
-// benchmark: about 16 KiB per connection, against crypto/tls's 32 KiB
-// io.Copy buffer). One, so that it costs an atomic swap per ReadFrom.
-var copyBufKept atomic.Pointer[[]byte]
-
-func getCopyBuf() *[]byte {
-	if bp := copyBufKept.Swap(nil); bp != nil {
-		return bp
-	}
-	return copyBufs.Get().(*[]byte)
-}
-
-func putCopyBuf(bp *[]byte) {
-	if !copyBufKept.CompareAndSwap(nil, bp) {
-		copyBufs.Put(bp)
-	}
-}

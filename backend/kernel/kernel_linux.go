@@ -9,14 +9,13 @@ import (
 	"io"
 	"net"
 	"os"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/bufpool"
 	"github.com/ktls-go/ktls/internal/keyschedule"
 	"github.com/ktls-go/ktls/internal/rawio"
 	"github.com/ktls-go/ktls/internal/record"
@@ -502,7 +501,7 @@ func (o *opener) recv(b []byte) (uint8, int, error) {
 		into := b
 		if into == nil {
 			if o.bufp == nil {
-				o.bufp = readBufs[o.poolIndex()].get()
+				o.bufp = readBufs[o.poolIndex()].Get()
 			}
 			into = *o.bufp
 		}
@@ -556,44 +555,17 @@ func (o *opener) putBuf() {
 		return
 	}
 	clear((*o.bufp)[:o.used])
-	for i := range readBufs {
-		if len(*o.bufp) == readBufs[i].size {
-			readBufs[i].put(o.bufp)
-		}
+	p := readBufs[0]
+	if len(*o.bufp) == readBufSize {
+		p = readBufs[1]
 	}
+	p.Put(o.bufp)
 	o.bufp, o.used = nil, 0
 }
 
 // readBufs hold the openers' read buffers, in their two sizes, while they
-// wait for the kernel.
-var readBufs = [2]readBufPool{{size: smallReadBuf}, {size: readBufSize}}
-
-// readBufPool is a sync.Pool of buffers of one size with one kept aside
-// that no GC drops: an opener puts its buffer back each time it waits and
-// takes one when the socket is readable, often on another P, whose
-// sync.Pool slot is not the one it put it in.
-type readBufPool struct {
-	size int
-	kept atomic.Pointer[[]byte]
-	pool sync.Pool
-}
-
-func (p *readBufPool) get() *[]byte {
-	if bp := p.kept.Swap(nil); bp != nil {
-		return bp
-	}
-	if bp, ok := p.pool.Get().(*[]byte); ok {
-		return bp
-	}
-	b := make([]byte, p.size)
-	return &b
-}
-
-func (p *readBufPool) put(bp *[]byte) {
-	if !p.kept.CompareAndSwap(nil, bp) {
-		p.pool.Put(bp)
-	}
-}
+// wait for the kernel; each keeps one aside that no GC drops (bufpool.Pool).
+var readBufs = [2]*bufpool.Pool{bufpool.New(smallReadBuf, 1), bufpool.New(readBufSize, 1)}
 
 // recordType reads the TLS_GET_RECORD_TYPE cmsg, the only one the kernel
 // puts in a kTLS recvmsg's control buffer (tls_record_content_type), parsed

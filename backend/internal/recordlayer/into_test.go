@@ -294,22 +294,22 @@ func TestSealFrom(t *testing.T) {
 }
 
 // TestSealPoolKeeps: a seal buffer given back survives garbage collections
-// (bufPool's kept buffers), which a sync.Pool alone drops at the second.
+// (bufpool.Pool's kept buffers), which a sync.Pool alone drops at the second.
 func TestSealPoolKeeps(t *testing.T) {
 	p := sealPools[0]
-	bp := p.get()
-	p.put(bp)
+	bp := p.Get()
+	p.Put(bp)
 	runtime.GC()
 	runtime.GC()
-	if got := p.get(); got != bp {
+	if got := p.Get(); got != bp {
 		t.Error("the buffer did not survive two GCs")
 	}
-	p.put(bp)
+	p.Put(bp)
 	other := make([]byte, 100)
-	p.put(&other) // another size: left to the GC
-	if got := p.get(); got == &other {
+	p.Put(&other) // another size: left to the GC
+	if got := p.Get(); got == &other {
 		t.Error("the pool took a buffer of another size")
 	} else {
-		p.put(got)
+		p.Put(got)
 	}
 }

@@ -32,6 +32,7 @@ import (
 	"syscall"
 
 	"github.com/ktls-go/ktls/backend"
+	"github.com/ktls-go/ktls/internal/bufpool"
 	"github.com/ktls-go/ktls/internal/keyschedule"
 	"github.com/ktls-go/ktls/internal/record"
 )
@@ -81,24 +82,24 @@ var (
 	// sealPools hold the Sealer's buffers in three sizes, the smallest
 	// that holds a call's first batch taken: a Write blocked on a slow
 	// peer holds its buffer, and a small one should not hold 64 KiB.
-	// Like the read buffers', they are bufPools, which keep a few
+	// Like the read buffers', they are bufpool.Pools, which keep a few
 	// buffers that a sync.Pool alone would lose (measured on the
 	// sendfile benchmark, where each connection sends one file: about
 	// 30 KiB allocated per connection with a sync.Pool). Their mutex is
 	// taken twice a call, uncontended next to the call's write(2).
-	sealPools     = [...]*bufPool{newBufPool(4 << 10), newBufPool(record.HeaderLen + backend.MaxPlaintext + 256), newBufPool(sealBufSize)}
-	tinyReadBufs  = newBufPool(tinyReadBuf)
-	smallReadBufs = newBufPool(smallReadBuf)
-	bigReadBufs   = newBufPool(readBufSize)
+	sealPools     = [...]*bufpool.Pool{bufpool.New(4<<10, keptBufs), bufpool.New(record.HeaderLen+backend.MaxPlaintext+256, keptBufs), bufpool.New(sealBufSize, keptBufs)}
+	tinyReadBufs  = bufpool.New(tinyReadBuf, keptBufs)
+	smallReadBufs = bufpool.New(smallReadBuf, keptBufs)
+	bigReadBufs   = bufpool.New(readBufSize, keptBufs)
 )
 
 // getSealBuf returns a buffer of at least need bytes, at most sealBufSize.
 func getSealBuf(need int) *[]byte {
 	for i, p := range sealPools {
-		if need > p.size && i < len(sealPools)-1 {
+		if need > p.Size() && i < len(sealPools)-1 {
 			continue
 		}
-		return p.get()
+		return p.Get()
 	}
 	panic("unreachable")
 }
@@ -111,67 +112,17 @@ func putSealBuf(bp *[]byte) {
 	// goroutine may take it.
 	size := len(*bp)
 	for _, p := range sealPools {
-		if p.size == size {
-			p.put(bp)
+		if p.Size() == size {
+			p.Put(bp)
 			return
 		}
 	}
 }
 
-// keptReadBufs is how many buffers of each size bufPool keeps across
+// keptBufs is how many buffers of each size a pool keeps across
 // garbage collections: a few, at most 4 × (4 + 18 + 64) KiB of read buffers
 // and 4 × (4 + 16.3 + 65) KiB of seal buffers in the process.
-const keptReadBufs = 4
-
-// bufPool is a sync.Pool of buffers with a few kept aside that no GC
-// drops. An Opener puts its buffer back each time it waits for the peer
-// and takes one when bytes arrive, often on another P: a sync.Pool alone
-// keeps the buffer in the old P's private slot, which no other P takes,
-// and drops it at the second GC, so a connection that streams with short
-// waits would allocate a new 64 KiB buffer now and then (measured: bytes
-// allocated per MiB received grew by half).
-type bufPool struct {
-	size int
-	gets atomic.Int64 // buffers handed out, for the tests
-	mu   sync.Mutex
-	kept []*[]byte
-	pool sync.Pool
-}
-
-func newBufPool(size int) *bufPool {
-	p := &bufPool{size: size, kept: make([]*[]byte, 0, keptReadBufs)}
-	p.pool.New = func() any { b := make([]byte, size); return &b }
-	return p
-}
-
-func (p *bufPool) get() *[]byte {
-	p.gets.Add(1)
-	p.mu.Lock()
-	if n := len(p.kept); n > 0 {
-		b := p.kept[n-1]
-		p.kept[n-1] = nil
-		p.kept = p.kept[:n-1]
-		p.mu.Unlock()
-		return b
-	}
-	p.mu.Unlock()
-	return p.pool.Get().(*[]byte)
-}
-
-// put takes back a buffer of the pool's size; others are left to the GC.
-func (p *bufPool) put(b *[]byte) {
-	if len(*b) != p.size {
-		return
-	}
-	p.mu.Lock()
-	if len(p.kept) < cap(p.kept) {
-		p.kept = append(p.kept, b)
-		p.mu.Unlock()
-		return
-	}
-	p.mu.Unlock()
-	p.pool.Put(b)
-}
+const keptBufs = 4
 
 // errSeqExhausted: RFC 8446 §5.3 and RFC 5246 §6.1 forbid wrapping the
 // sequence number. ktls stops one short of 2^64-1 so that no counter ever
@@ -615,7 +566,7 @@ func (o *opener) getBufLocked() {
 		pool = tinyReadBufs
 	}
 	o.tiny = false
-	o.bufp = pool.get()
+	o.bufp = pool.Get()
 	o.buf = *o.bufp
 }
 
@@ -767,11 +718,11 @@ func putReadBuf(bp *[]byte) {
 	// goroutine may take it.
 	switch len(*bp) {
 	case tinyReadBuf:
-		tinyReadBufs.put(bp)
+		tinyReadBufs.Put(bp)
 	case smallReadBuf:
-		smallReadBufs.put(bp)
+		smallReadBufs.Put(bp)
 	case readBufSize:
-		bigReadBufs.put(bp)
+		bigReadBufs.Put(bp)
 	}
 }
 

@@ -837,9 +837,9 @@ func TestIdleHalvesHoldNoBuffer(t *testing.T) {
 		}
 	}
 	// A new half waiting for its first record peeks and takes no buffer.
-	gets := tinyReadBufs.gets.Load() + smallReadBufs.gets.Load() + bigReadBufs.gets.Load()
+	gets := tinyReadBufs.Gets() + smallReadBufs.Gets() + bigReadBufs.Gets()
 	timeout()
-	if o.buf != nil || tinyReadBufs.gets.Load()+smallReadBufs.gets.Load()+bigReadBufs.gets.Load() != gets {
+	if o.buf != nil || tinyReadBufs.Gets()+smallReadBufs.Gets()+bigReadBufs.Gets() != gets {
 		t.Fatalf("new opener waiting for its first record took a buffer (holds %d bytes)", len(o.buf))
 	}
 	for i := range 3 {
@@ -978,8 +978,8 @@ func TestOpenerPeerReset(t *testing.T) {
 // 4 KiB, not 64 (issue 18), and the batch is never reallocated.
 func TestSealBufferSized(t *testing.T) {
 	for _, tt := range []struct{ need, size int }{
-		{0, 4 << 10}, {100, 4 << 10}, {4 << 10, 4 << 10}, {4<<10 + 1, sealPools[1].size},
-		{record.HeaderLen + backend.MaxPlaintext + 17, sealPools[1].size},
+		{0, 4 << 10}, {100, 4 << 10}, {4 << 10, 4 << 10}, {4<<10 + 1, sealPools[1].Size()},
+		{record.HeaderLen + backend.MaxPlaintext + 17, sealPools[1].Size()},
 		{record.HeaderLen + backend.MaxPlaintext + 257, sealBufSize}, {sealBufSize, sealBufSize},
 	} {
 		bp := getSealBuf(tt.need)
